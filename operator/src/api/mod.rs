@@ -1,0 +1,36 @@
+//! The `logging.sluice.dev/v1alpha1` API: types and schemas only, no behaviour beyond
+//! small accessors. Defaults live in code (see `build`), never in the schema, so GitOps
+//! tools never see drift between what a user wrote and what the API server stores.
+
+mod common;
+mod filter;
+mod flow;
+mod logging;
+mod output;
+
+pub use common::*;
+pub use filter::*;
+pub use flow::*;
+pub use logging::*;
+pub use output::*;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of every Sluice kind.
+pub const GROUP: &str = "logging.sluice.dev";
+/// The one served and stored version.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "logging.sluice.dev/v1alpha1";
+
+/// Every CRD Sluice serves, in a stable order (the order `sluice crds` writes them).
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        Logging::crd(),
+        Flow::crd(),
+        ClusterFlow::crd(),
+        Output::crd(),
+        ClusterOutput::crd(),
+    ]
+}

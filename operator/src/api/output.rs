@@ -1,0 +1,467 @@
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ObjectStatus, SecretKeyRef};
+
+/// The CEL rule that makes the output kinds a one-of. Kept next to [`OutputSpec::KINDS`].
+const ONE_OUTPUT_KIND: &str = "[has(self.file), has(self.nullOutput), has(self.stdout), has(self.forward), has(self.http), has(self.elasticsearch), has(self.opensearch), has(self.loki), has(self.s3), has(self.kafka), has(self.splunkHec)].filter(x, x).size() == 1";
+
+/// A destination for the records of Flows in the same namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "logging.sluice.dev",
+    version = "v1alpha1",
+    kind = "Output",
+    namespaced,
+    status = "ObjectStatus",
+    shortname = "sout",
+    category = "sluice",
+    derive = "PartialEq",
+    doc = "A destination for records of Flows in the same namespace. Exactly one output kind is set.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = kube::core::Rule::new(ONE_OUTPUT_KIND).message("an output sets exactly one output kind"))]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSpec {
+    /// Name of the Logging this output belongs to. Unset: every Logging that watches this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging_ref: Option<String>,
+    /// Writes records to files on the aggregator's buffer volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileOutput>,
+    /// Discards records. (`null` itself would be read as a YAML null.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_output: Option<NullOutput>,
+    /// Prints records to the aggregator's standard output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<StdoutOutput>,
+    /// Forwards records to another fluentd or fluent-bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardOutput>,
+    /// Sends records as JSON to an HTTP endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOutput>,
+    /// Indexes records in Elasticsearch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch: Option<SearchOutput>,
+    /// Indexes records in OpenSearch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opensearch: Option<SearchOutput>,
+    /// Pushes records to Grafana Loki.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loki: Option<LokiOutput>,
+    /// Writes records as objects to Amazon S3 or a compatible store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Output>,
+    /// Produces records to Apache Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaOutput>,
+    /// Sends records to a Splunk HTTP Event Collector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splunk_hec: Option<SplunkHecOutput>,
+    /// Buffering and retries of this output. Each flow-output pair gets its own buffer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<BufferSpec>,
+}
+
+/// A destination for records of ClusterFlows, the default flow, and (unless `protected`) Flows.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "logging.sluice.dev",
+    version = "v1alpha1",
+    kind = "ClusterOutput",
+    status = "ObjectStatus",
+    shortname = "scout",
+    category = "sluice",
+    derive = "PartialEq",
+    doc = "A destination for records of ClusterFlows, the default flow and, unless protected, Flows. Exactly one output kind is set. Secrets it references live in the Logging's controlNamespace.",
+    printcolumn(name = "Protected", type_ = "boolean", json_path = ".spec.protected"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterOutputSpec {
+    /// Only ClusterFlows and the default flow may use a protected output; Flows may not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
+    /// The destination. Same fields as an Output.
+    #[serde(flatten)]
+    pub output: OutputSpec,
+}
+
+/// Writes records to files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileOutput {
+    /// Path prefix of the files, under the aggregator's buffer volume (`/buffers`).
+    #[schemars(length(min = 1, max = 512))]
+    pub path: String,
+    /// Append to one file per chunk key instead of one file per chunk. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<bool>,
+}
+
+/// Discards records.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct NullOutput {}
+
+/// Prints records.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct StdoutOutput {}
+
+/// Forwards to fluentd or fluent-bit.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardOutput {
+    /// Receivers; records are balanced across them.
+    #[schemars(length(min = 1))]
+    pub servers: Vec<ForwardServer>,
+    /// TLS towards the receivers. Unset: plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OutputTls>,
+    /// Shared key the receivers expect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_key_secret_ref: Option<SecretKeyRef>,
+    /// Wait for the receiver's acknowledgement of each chunk. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_ack_response: Option<bool>,
+}
+
+/// One forward receiver.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ForwardServer {
+    /// DNS name or address.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// Port. Default: 24224.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// TLS towards an output's endpoint. Verification is always on unless explicitly disabled.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputTls {
+    /// CA bundle (PEM) to verify the endpoint with. Unset: the image's system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// Client certificate (PEM), for endpoints that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_ref: Option<SecretKeyRef>,
+    /// Client private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret_ref: Option<SecretKeyRef>,
+    /// Skip verifying the endpoint's certificate. Reported as a problem on the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// Basic authentication.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// User name.
+    #[schemars(length(min = 1, max = 256))]
+    pub username: String,
+    /// Password.
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// Sends records to an HTTP endpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpOutput {
+    /// URL, `http://` or `https://`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub endpoint: String,
+    /// Extra request headers with literal values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// TLS towards the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OutputTls>,
+}
+
+/// Elasticsearch or OpenSearch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchOutput {
+    /// Cluster URLs such as `https://es.example:9200`.
+    #[schemars(length(min = 1))]
+    pub hosts: Vec<String>,
+    /// Index name. Default: `fluentd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,254}$"))]
+    pub index_name: Option<String>,
+    /// Basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// TLS towards the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OutputTls>,
+}
+
+/// Grafana Loki.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LokiOutput {
+    /// Base URL such as `https://loki.example:3100`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: String,
+    /// Loki stream labels: label name → record key path such as `$.kubernetes.namespace_name`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Tenant (`X-Scope-OrgID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// TLS towards Loki.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OutputTls>,
+}
+
+/// Amazon S3 or a compatible object store.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Output {
+    /// Bucket name.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,62}$"))]
+    pub bucket: String,
+    /// Region such as `eu-west-1`.
+    #[schemars(regex(pattern = r"^[a-z0-9-]{1,32}$"))]
+    pub region: String,
+    /// Object key prefix. Default: `logs/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Endpoint of an S3-compatible store; unset for AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub endpoint: Option<String>,
+    /// Access key id. Unset: the pod's own AWS identity (IRSA, instance profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_secret_ref: Option<SecretKeyRef>,
+    /// Secret access key; set together with `accessKeyIdSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Apache Kafka.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaOutput {
+    /// Bootstrap brokers as `host:port`.
+    #[schemars(length(min = 1))]
+    pub brokers: Vec<String>,
+    /// Topic records are produced to.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]
+    pub topic: String,
+    /// SASL/SCRAM authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
+    /// TLS towards the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OutputTls>,
+}
+
+/// SASL credentials for Kafka.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSasl {
+    /// `sha256` or `sha512`.
+    pub scram_mechanism: ScramMechanism,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// SCRAM mechanisms.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScramMechanism {
+    Sha256,
+    Sha512,
+}
+
+/// Splunk HTTP Event Collector.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SplunkHecOutput {
+    /// Host name of the collector.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// Port. Default: 8088.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// The HEC token.
+    pub token_secret_ref: SecretKeyRef,
+    /// Splunk index. Unset: the token's default index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// TLS towards the collector (HTTPS). Always used; plain HTTP is not offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OutputTls>,
+}
+
+/// Buffering of one output: always files on the aggregator's buffer volume.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BufferSpec {
+    /// Largest chunk, a fluentd size such as `8m`. Default: `8m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[kmgtKMGT]?$"))]
+    pub chunk_limit_size: Option<String>,
+    /// Largest total size of this buffer, such as `2g`. Default: `2g`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[kmgtKMGT]?$"))]
+    pub total_limit_size: Option<String>,
+    /// How often chunks are flushed, a fluentd time such as `30s`. Default: `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhd]?$"))]
+    pub flush_interval: Option<String>,
+    /// Parallel flushes. Default: 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub flush_thread_count: Option<i32>,
+    /// What to do when the buffer is full. Default: `block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_action: Option<OverflowAction>,
+    /// Retry until delivered, never giving up. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_forever: Option<bool>,
+    /// Give up on a chunk after this long, a fluentd time. Default: `72h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhd]?$"))]
+    pub retry_timeout: Option<String>,
+    /// Give up on a chunk after this many retries. Default: unlimited within `retryTimeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub retry_max_times: Option<i32>,
+    /// Wait before the first retry. Default: `1s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhd]?$"))]
+    pub retry_wait: Option<String>,
+    /// Longest wait between retries. Default: `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhd]?$"))]
+    pub retry_max_interval: Option<String>,
+}
+
+/// fluentd `overflow_action` values.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowAction {
+    ThrowException,
+    Block,
+    DropOldestChunk,
+}
+
+/// A borrowed view of the one output kind an [`OutputSpec`] sets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OutputKind<'a> {
+    File(&'a FileOutput),
+    Null,
+    Stdout,
+    Forward(&'a ForwardOutput),
+    Http(&'a HttpOutput),
+    Elasticsearch(&'a SearchOutput),
+    Opensearch(&'a SearchOutput),
+    Loki(&'a LokiOutput),
+    S3(&'a S3Output),
+    Kafka(&'a KafkaOutput),
+    SplunkHec(&'a SplunkHecOutput),
+}
+
+impl OutputSpec {
+    /// Field names of the output kinds, as written in YAML.
+    pub const KINDS: [&'static str; 11] = [
+        "file",
+        "nullOutput",
+        "stdout",
+        "forward",
+        "http",
+        "elasticsearch",
+        "opensearch",
+        "loki",
+        "s3",
+        "kafka",
+        "splunkHec",
+    ];
+
+    /// Every kind that is set. Exactly one is valid; the API server enforces that, and the
+    /// offline path checks it with this.
+    pub fn kinds(&self) -> Vec<OutputKind<'_>> {
+        let mut kinds = Vec::new();
+        if let Some(o) = &self.file {
+            kinds.push(OutputKind::File(o));
+        }
+        if self.null_output.is_some() {
+            kinds.push(OutputKind::Null);
+        }
+        if self.stdout.is_some() {
+            kinds.push(OutputKind::Stdout);
+        }
+        if let Some(o) = &self.forward {
+            kinds.push(OutputKind::Forward(o));
+        }
+        if let Some(o) = &self.http {
+            kinds.push(OutputKind::Http(o));
+        }
+        if let Some(o) = &self.elasticsearch {
+            kinds.push(OutputKind::Elasticsearch(o));
+        }
+        if let Some(o) = &self.opensearch {
+            kinds.push(OutputKind::Opensearch(o));
+        }
+        if let Some(o) = &self.loki {
+            kinds.push(OutputKind::Loki(o));
+        }
+        if let Some(o) = &self.s3 {
+            kinds.push(OutputKind::S3(o));
+        }
+        if let Some(o) = &self.kafka {
+            kinds.push(OutputKind::Kafka(o));
+        }
+        if let Some(o) = &self.splunk_hec {
+            kinds.push(OutputKind::SplunkHec(o));
+        }
+        kinds
+    }
+}

@@ -1,0 +1,174 @@
+//! Names, labels, ports and in-pod paths shared by the builder, the renderers and the PKI
+//! planner, so that a Secret key, a mount path and the config that reads it cannot drift apart.
+
+use std::collections::BTreeMap;
+
+/// Field manager of every server-side apply Sluice makes. It is API: users see it in
+/// `managedFields` and Argo CD's `managedFieldsManagers`; never change it.
+pub const FIELD_MANAGER: &str = "sluice.dev/operator";
+
+/// Label put on every object Sluice creates, naming the Logging it belongs to.
+pub const LOGGING_LABEL: &str = "logging.sluice.dev/logging";
+/// `app.kubernetes.io/managed-by` value on everything Sluice creates.
+pub const MANAGED_BY: &str = "sluice";
+/// Pod-template annotation with a hash of the rendered configuration.
+pub const CONFIG_HASH_ANNOTATION: &str = "logging.sluice.dev/config-hash";
+/// Pod-template annotation with a hash of the TLS material and shared key.
+pub const TLS_HASH_ANNOTATION: &str = "logging.sluice.dev/tls-hash";
+
+/// Default forward port of the aggregator (the incumbent's, so NetworkPolicies carry over).
+pub const DEFAULT_AGGREGATOR_PORT: i32 = 24240;
+/// fluent-bit's HTTP server (health, metrics).
+pub const DEFAULT_AGENT_METRICS_PORT: i32 = 2020;
+/// fluentd's Prometheus/monitor port.
+pub const AGGREGATOR_METRICS_PORT: i32 = 24231;
+/// Default cluster DNS domain, used for fully qualified SANs.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// Where the agent's TLS Secret (`ca.crt`, `tls.crt`, `tls.key`) is mounted, as a directory
+/// so that Secret updates propagate (never via subPath).
+pub const AGENT_TLS_DIR: &str = "/fluent-bit/tls";
+/// Where the agent's config Secret is mounted.
+pub const AGENT_CONFIG_DIR: &str = "/fluent-bit/etc/sluice";
+/// Name of the agent's main config file inside [`AGENT_CONFIG_DIR`].
+pub const AGENT_CONFIG_FILE: &str = "fluent-bit.yaml";
+/// Where the agent keeps positions DBs and filesystem buffers (a hostPath).
+pub const AGENT_STATE_DIR: &str = "/var/lib/sluice-agent";
+/// Where the aggregator's TLS Secret is mounted.
+pub const AGGREGATOR_TLS_DIR: &str = "/fluentd/tls";
+/// Where the aggregator's config Secret(s) are mounted; shards go in sub-directories.
+pub const AGGREGATOR_CONFIG_DIR: &str = "/fluentd/etc";
+/// Name of the aggregator's main config file inside [`AGGREGATOR_CONFIG_DIR`].
+pub const AGGREGATOR_CONFIG_FILE: &str = "fluent.conf";
+/// Where output credentials copied by Sluice are mounted in the aggregator, one file each.
+pub const AGGREGATOR_SECRETS_DIR: &str = "/fluentd/secrets";
+/// Mount point of the aggregator's buffer volume.
+pub const AGGREGATOR_BUFFER_DIR: &str = "/buffers";
+/// Environment variable holding the shared key in both agent and aggregator pods.
+pub const SHARED_KEY_ENV: &str = "SLUICE_SHARED_KEY";
+/// Environment variable with the node name in agent pods (fluent-bit's `self_hostname`).
+pub const NODE_NAME_ENV: &str = "NODE_NAME";
+
+/// Key names inside the TLS Secrets, in the cert-manager format.
+pub const CA_CERT_KEY: &str = "ca.crt";
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
+/// Key of the CA's private key inside the CA Secret (never mounted into a pod).
+pub const CA_KEY_KEY: &str = "ca.key";
+/// Key of the shared key inside the shared-key Secret.
+pub const SHARED_KEY_KEY: &str = "shared-key";
+
+/// Names of everything Sluice creates for one Logging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    pub logging: String,
+    pub control_namespace: String,
+}
+
+impl Names {
+    pub fn new(logging: &str, control_namespace: &str) -> Self {
+        Self {
+            logging: logging.to_owned(),
+            control_namespace: control_namespace.to_owned(),
+        }
+    }
+
+    fn prefixed(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.logging)
+    }
+
+    pub fn agent(&self) -> String {
+        self.prefixed("agent")
+    }
+    pub fn agent_config_secret(&self) -> String {
+        self.prefixed("agent-config")
+    }
+    pub fn aggregator(&self) -> String {
+        self.prefixed("aggregator")
+    }
+    /// Headless Service governing the StatefulSet (per-pod DNS names).
+    pub fn aggregator_headless_service(&self) -> String {
+        self.prefixed("aggregator-headless")
+    }
+    /// Aggregator config Secret of shard `index` (0 is the main one).
+    pub fn aggregator_config_secret(&self, index: usize) -> String {
+        if index == 0 {
+            self.prefixed("aggregator-config")
+        } else {
+            self.prefixed(&format!("aggregator-config-{index}"))
+        }
+    }
+    /// Copies of the credentials referenced by Outputs, mounted into the aggregator.
+    pub fn aggregator_output_secret(&self) -> String {
+        self.prefixed("aggregator-output-credentials")
+    }
+    pub fn ca_secret(&self) -> String {
+        self.prefixed("ca")
+    }
+    pub fn aggregator_tls_secret(&self) -> String {
+        self.prefixed("aggregator-tls")
+    }
+    pub fn agent_tls_secret(&self) -> String {
+        self.prefixed("agent-tls")
+    }
+    pub fn shared_key_secret(&self) -> String {
+        self.prefixed("shared-key")
+    }
+    /// Cluster-scoped RBAC objects are shared by name across namespaces, so they carry the
+    /// Logging name, which is unique cluster-wide.
+    pub fn agent_cluster_role(&self) -> String {
+        format!("sluice-{}-agent", self.logging)
+    }
+
+    /// DNS names the aggregator's server certificate must cover: the Service and headless
+    /// Service in short, namespaced, `svc` and fully qualified form, plus a wildcard for the
+    /// headless per-pod names.
+    pub fn aggregator_dns_names(&self) -> Vec<String> {
+        let ns = &self.control_namespace;
+        let mut names = Vec::new();
+        for service in [self.aggregator(), self.aggregator_headless_service()] {
+            names.push(service.clone());
+            names.push(format!("{service}.{ns}"));
+            names.push(format!("{service}.{ns}.svc"));
+            names.push(format!("{service}.{ns}.svc.{CLUSTER_DOMAIN}"));
+        }
+        let headless = self.aggregator_headless_service();
+        names.push(format!("*.{headless}.{ns}.svc"));
+        names.push(format!("*.{headless}.{ns}.svc.{CLUSTER_DOMAIN}"));
+        names
+    }
+
+    /// The name agents dial and verify: the aggregator Service's `svc` name.
+    pub fn aggregator_host(&self) -> String {
+        format!("{}.{}.svc", self.aggregator(), self.control_namespace)
+    }
+
+    /// Labels on every object Sluice creates for this Logging. Deliberately no
+    /// `app.kubernetes.io/instance`: Argo CD uses it for tracking and would prune our children.
+    pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), "sluice".to_owned()),
+            (
+                "app.kubernetes.io/component".to_owned(),
+                component.to_owned(),
+            ),
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                MANAGED_BY.to_owned(),
+            ),
+            (LOGGING_LABEL.to_owned(), self.logging.clone()),
+        ])
+    }
+
+    /// Pod selector labels: stable forever, since selectors are immutable.
+    pub fn selector_labels(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), "sluice".to_owned()),
+            (
+                "app.kubernetes.io/component".to_owned(),
+                component.to_owned(),
+            ),
+            (LOGGING_LABEL.to_owned(), self.logging.clone()),
+        ])
+    }
+}

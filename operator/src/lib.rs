@@ -1,0 +1,15 @@
+//! Sluice: a Kubernetes operator for secure logging pipelines.
+//!
+//! Pure cores (no I/O): [`api`], [`layout`], [`model`], [`routing`], [`render`], [`pki`],
+//! [`build`]. The thin shell: [`controller`] (the only code that talks to the API server)
+//! and [`cli`]. Arrows point from shell to core, never back.
+
+pub mod api;
+pub mod build;
+pub mod cli;
+pub mod controller;
+pub mod layout;
+pub mod model;
+pub mod pki;
+pub mod render;
+pub mod routing;

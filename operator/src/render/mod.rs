@@ -1,0 +1,25 @@
+//! Renders fluent-bit (YAML) and fluentd configuration text from a [`Pipeline`].
+//! Deterministic, and every user string is validated or escaped.
+
+use crate::model::Pipeline;
+
+/// One file of rendered configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// File name inside the mounted config directory.
+    pub name: String,
+    pub content: String,
+}
+
+/// The agent's configuration files (placed in one Secret mounted at `layout::AGENT_CONFIG_DIR`).
+pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
+    let _ = pipeline;
+    Vec::new()
+}
+
+/// The aggregator's configuration, as shards: each inner `Vec` becomes one Secret, shard 0
+/// holding `layout::AGGREGATOR_CONFIG_FILE`.
+pub fn aggregator(pipeline: &Pipeline) -> Vec<Vec<ConfigFile>> {
+    let _ = pipeline;
+    Vec::new()
+}

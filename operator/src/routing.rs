@@ -1,0 +1,176 @@
+//! The routing contract (docs/routing.md), the single source of truth for which flows take
+//! a record. The renderers encode these rules into fluent-bit and fluentd configuration;
+//! `sluice explain` and the property tests evaluate them directly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What Sluice knows about a log record when routing it: the Kubernetes metadata the agent
+/// attaches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub namespace: String,
+    pub namespace_labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub host: String,
+    pub container: String,
+}
+
+/// Which namespaces a flow can see at all.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// A Flow: only its own namespace.
+    Namespace(String),
+    /// A ClusterFlow or the default flow: every watched namespace.
+    Cluster,
+}
+
+/// Whether a matching rule takes the record or turns it away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Select,
+    Exclude,
+}
+
+/// The conditions of one rule. Every non-empty field must match: map fields need every pair
+/// present, list fields need any one value equal. An empty selector matches every record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Selector {
+    pub namespaces: BTreeSet<String>,
+    pub namespace_labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub hosts: BTreeSet<String>,
+    pub container_names: BTreeSet<String>,
+}
+
+/// One ordered rule of a flow.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rule {
+    pub action: Action,
+    pub selector: Selector,
+}
+
+/// A flow's scope and ordered rules.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FlowMatcher {
+    pub scope: Scope,
+    pub rules: Vec<Rule>,
+}
+
+/// The namespaces a Logging collects from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Watched {
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl Watched {
+    pub fn contains(&self, namespace: &str) -> bool {
+        match self {
+            Watched::All => true,
+            Watched::Only(set) => set.contains(namespace),
+        }
+    }
+}
+
+/// Why a flow did or did not take a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The record's namespace is outside the flow's scope.
+    OutOfScope,
+    /// Rule `index` (0-based) matched and selects.
+    SelectedBy(usize),
+    /// Rule `index` matched and excludes.
+    ExcludedBy(usize),
+    /// The flow has no rules, so it takes everything in scope.
+    SelectedByEmptyMatch,
+    /// The flow has only exclude rules and none matched: "everything except".
+    SelectedByExcludeOnly,
+    /// Some rule selects, but no rule matched.
+    NoRuleMatched,
+}
+
+impl Decision {
+    pub fn takes(self) -> bool {
+        matches!(
+            self,
+            Decision::SelectedBy(_)
+                | Decision::SelectedByEmptyMatch
+                | Decision::SelectedByExcludeOnly
+        )
+    }
+}
+
+impl Selector {
+    pub fn matches(&self, record: &Record) -> bool {
+        (self.namespaces.is_empty() || self.namespaces.contains(&record.namespace))
+            && contains_all(&record.namespace_labels, &self.namespace_labels)
+            && contains_all(&record.labels, &self.labels)
+            && (self.hosts.is_empty() || self.hosts.contains(&record.host))
+            && (self.container_names.is_empty() || self.container_names.contains(&record.container))
+    }
+}
+
+fn contains_all(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+impl FlowMatcher {
+    /// Applies the contract: scope first, then the first matching rule decides.
+    pub fn decide(&self, record: &Record) -> Decision {
+        if let Scope::Namespace(namespace) = &self.scope
+            && *namespace != record.namespace
+        {
+            return Decision::OutOfScope;
+        }
+        if self.rules.is_empty() {
+            return Decision::SelectedByEmptyMatch;
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.selector.matches(record) {
+                return match rule.action {
+                    Action::Select => Decision::SelectedBy(index),
+                    Action::Exclude => Decision::ExcludedBy(index),
+                };
+            }
+        }
+        if self.rules.iter().all(|rule| rule.action == Action::Exclude) {
+            Decision::SelectedByExcludeOnly
+        } else {
+            Decision::NoRuleMatched
+        }
+    }
+}
+
+/// Indices of the flows that take `record`, in the order given; empty means the default
+/// flow takes it. Records from unwatched namespaces reach no flow and not the default flow.
+pub fn route<'a>(
+    flows: impl IntoIterator<Item = &'a FlowMatcher>,
+    watched: &Watched,
+    record: &Record,
+) -> Routed {
+    if !watched.contains(&record.namespace) {
+        return Routed::Unwatched;
+    }
+    let takers: Vec<usize> = flows
+        .into_iter()
+        .enumerate()
+        .filter(|(_, flow)| flow.decide(record).takes())
+        .map(|(index, _)| index)
+        .collect();
+    if takers.is_empty() {
+        Routed::Default
+    } else {
+        Routed::Flows(takers)
+    }
+}
+
+/// Where a record goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// Not collected at all.
+    Unwatched,
+    /// Each listed flow (by index) gets its own copy.
+    Flows(Vec<usize>),
+    /// No flow took it; the default flow gets it (or it is dropped if there is none).
+    Default,
+}
