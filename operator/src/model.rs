@@ -144,3 +144,20 @@ pub struct Pipeline {
     /// them unusable are absent from `flows` and `outputs`.
     pub problems: BTreeMap<ObjectKey, Vec<Problem>>,
 }
+
+/// The outcome of resolving an [`Inventory`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resolution {
+    /// One pipeline per valid Logging, sorted by Logging name.
+    pub pipelines: Vec<Pipeline>,
+    /// Problems of every object across all pipelines (an object used by two Loggings gets
+    /// both sets), plus problems that belong to no pipeline (a dangling `loggingRef`).
+    /// Objects absent here have no problems.
+    pub problems: BTreeMap<ObjectKey, Vec<Problem>>,
+}
+
+/// Resolves every Logging in the inventory. Pure and deterministic.
+pub fn resolve(inventory: &Inventory) -> Resolution {
+    let _ = inventory;
+    Resolution::default()
+}
