@@ -40,6 +40,25 @@ pub const AGGREGATOR_TLS_DIR: &str = "/fluentd/tls";
 pub const AGGREGATOR_CONFIG_DIR: &str = "/fluentd/etc";
 /// Name of the aggregator's main config file inside [`AGGREGATOR_CONFIG_DIR`].
 pub const AGGREGATOR_CONFIG_FILE: &str = "fluent.conf";
+/// Parent of the mount points of aggregator config shards 1.. (shard 0 is mounted at
+/// [`AGGREGATOR_CONFIG_DIR`]). Outside it, because a Secret volume cannot hold mount points.
+pub const AGGREGATOR_SHARDS_DIR: &str = "/fluentd/shards";
+
+/// Where aggregator config shard `index` (≥ 1) is mounted; shard 0 is [`AGGREGATOR_CONFIG_DIR`].
+pub fn aggregator_shard_dir(index: usize) -> String {
+    if index == 0 {
+        AGGREGATOR_CONFIG_DIR.to_owned()
+    } else {
+        format!("{AGGREGATOR_SHARDS_DIR}/{index}")
+    }
+}
+
+/// Default agent image (docs/dataplane.md): fluent-bit 5.1 re-reads rotated certificates
+/// on each new TLS session.
+pub const DEFAULT_AGENT_IMAGE: &str = "cr.fluentbit.io/fluent/fluent-bit:5.1.0";
+/// Default aggregator image, built from `images/aggregator/Dockerfile` (fluentd 1.18 plus
+/// every plugin the output kinds, the router and the filters need; docs/dataplane.md).
+pub const DEFAULT_AGGREGATOR_IMAGE: &str = "ghcr.io/sluice-dev/sluice-aggregator:1.18.0-sluice.1";
 /// Where output credentials copied by Sluice are mounted in the aggregator, one file each.
 pub const AGGREGATOR_SECRETS_DIR: &str = "/fluentd/secrets";
 /// Mount point of the aggregator's buffer volume.
