@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod explain;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sluice",
