@@ -415,7 +415,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
     }
 
     let mut main = Writer::new();
-    main.line(header.trim_end());
+    main.block(&header);
     main.blank();
     main.comment("Routing: every flow whose route matches gets its own copy (docs/routing.md)");
     main.open("match", Some("**"));
@@ -429,7 +429,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
         main.param("default_route", DEFAULT_FLOW_LABEL);
     }
     for flow in &shards[0] {
-        main.line(flow.route.trim_end());
+        main.block(&flow.route);
     }
     for index in 1..shards.len() {
         main.line(&format!(
@@ -440,7 +440,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
     main.close("match");
     main.blank();
     for flow in &shards[0] {
-        main.line(flow.label.trim_end());
+        main.block(&flow.label);
     }
     for index in 1..shards.len() {
         main.line(&format!(
@@ -448,7 +448,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
             layout::aggregator_shard_dir(index)
         ));
     }
-    main.line(tail.trim_end());
+    main.block(&tail);
 
     let mut result = vec![vec![
         ConfigFile {

@@ -67,6 +67,17 @@ impl Writer {
         self.out.push('\n');
     }
 
+    /// Text rendered by another writer, re-indented to the current depth.
+    pub fn block(&mut self, text: &str) {
+        for line in text.lines() {
+            if line.is_empty() {
+                self.out.push('\n');
+            } else {
+                self.line(line);
+            }
+        }
+    }
+
     pub fn blank(&mut self) {
         self.out.push('\n');
     }
