@@ -1,5 +1,7 @@
 //! The `sluice` command line.
 
+pub mod run;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -23,12 +25,15 @@ enum Command {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Run the operator against a cluster.
+    Run(run::RunArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crds { out_dir } => crds(out_dir.as_deref()),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,163 @@
+//! What every reconcile shares: the client, the caches, the clock, the recorder and the
+//! small amount of memory that keeps the operator quiet at rest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{DynamicObject, PartialObjectMeta};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+
+use super::metrics::Metrics;
+use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
+use crate::build::ChildKind;
+use crate::model::ObjectKey;
+
+/// Errors of one reconcile. Each has a static [`Error::category`] used as metric label and
+/// Event reason, so neither carries object names or error text.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind:?} {name}: {source}")]
+    Apply {
+        kind: ChildKind,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("deleting {kind:?} {name}: {source}")]
+    Delete {
+        kind: ChildKind,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    ReadSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("patching status of {key}: {source}")]
+    Status {
+        key: ObjectKey,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("a built object cannot be applied: {0}")]
+    InvalidChild(String),
+    #[error("planning TLS material failed: {0}")]
+    Pki(String),
+}
+
+impl Error {
+    /// Stable CamelCase category for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Delete { .. } => "DeleteFailed",
+            Error::ReadSecret { .. } => "SecretReadFailed",
+            Error::Status { .. } => "StatusPatchFailed",
+            Error::InvalidChild(_) => "InvalidChild",
+            Error::Pki(_) => "PkiFailed",
+        }
+    }
+}
+
+/// The reflector caches the controller reads instead of asking the API server.
+#[derive(Clone)]
+pub struct Stores {
+    pub loggings: Store<DeserializeGuard<Logging>>,
+    pub flows: Store<DeserializeGuard<Flow>>,
+    pub cluster_flows: Store<DeserializeGuard<ClusterFlow>>,
+    pub outputs: Store<DeserializeGuard<Output>>,
+    pub cluster_outputs: Store<DeserializeGuard<ClusterOutput>>,
+    /// Metadata only: labels are all `watchNamespaceSelector` and ClusterFlows need.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Objects Sluice created, by kind, selected by label. Secrets here are only Sluice's own.
+    pub children: BTreeMap<ChildKind, Store<DynamicObject>>,
+}
+
+/// Per-process memory that makes repeated reconciles free. Lost on restart, which costs one
+/// round of server-side no-op applies (no `resourceVersion` changes) and re-announced Events.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Hash of the last desired object applied, by (kind, namespace, name).
+    pub applied: HashMap<(ChildKind, Option<String>, String), String>,
+    /// The last status we wrote, by object uid, so a cache lagging behind our own patch does
+    /// not cause a second identical patch.
+    pub written_status: HashMap<String, serde_json::Value>,
+    /// Consecutive reconcile failures by Logging uid, for per-object backoff.
+    pub failures: HashMap<String, u32>,
+}
+
+/// Tunables of the controller loop.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Safety requeue when nothing is planned; picks up changed user Secrets, which are read
+    /// by name rather than watched.
+    pub resync: Duration,
+    /// Bounds of the per-Logging error backoff.
+    pub error_backoff_min: Duration,
+    pub error_backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(600),
+            error_backoff_min: Duration::from_secs(5),
+            error_backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The clock, injectable so tests can pin `now`.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub events: super::events::Announcer,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    pub settings: Settings,
+    pub memory: Mutex<Memory>,
+    /// Serialises status writes of Flows, Outputs and their cluster variants, which every
+    /// Logging's reconcile computes.
+    pub status_lock: tokio::sync::Mutex<()>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+        settings: Settings,
+        reporter: kube::runtime::events::Reporter,
+    ) -> Self {
+        Self {
+            events: super::events::Announcer::new(client.clone(), reporter),
+            client,
+            stores,
+            metrics,
+            clock,
+            settings,
+            memory: Mutex::new(Memory::default()),
+            status_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Locks the memory; a panic while holding it cannot leave it inconsistent in a way that
+    /// matters (it is only a cache), so a poisoned lock is recovered.
+    pub fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
