@@ -13,8 +13,9 @@ use kube::runtime::reflector::Store;
 
 use super::metrics::Metrics;
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
-use crate::build::ChildKind;
-use crate::model::ObjectKey;
+use crate::build::{Child, ChildKind};
+use crate::model::{Inventory, ObjectKey, Pipeline, Resolution};
+use crate::pki::{PkiPlan, PkiRequest};
 
 /// Errors of one reconcile. Each has a static [`Error::category`] used as metric label and
 /// Event reason, so neither carries object names or error text.
@@ -118,6 +119,29 @@ impl Default for Settings {
 /// The clock, injectable so tests can pin `now`.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
 
+/// The pure steps a reconcile runs, injectable so the I/O around them can be tested with
+/// canned results. [`Cores::default`] is the real `model`, `pki` and `build` code.
+#[derive(Clone)]
+pub struct Cores {
+    pub resolve: Arc<ResolveFn>,
+    pub plan: Arc<PlanFn>,
+    pub build: Arc<BuildFn>,
+}
+
+pub type ResolveFn = dyn Fn(&Inventory) -> Resolution + Send + Sync;
+pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> PkiPlan + Send + Sync;
+pub type BuildFn = dyn Fn(&Pipeline, &PkiPlan) -> Vec<Child> + Send + Sync;
+
+impl Default for Cores {
+    fn default() -> Self {
+        Self {
+            resolve: Arc::new(crate::model::resolve),
+            plan: Arc::new(crate::pki::plan),
+            build: Arc::new(crate::build::objects),
+        }
+    }
+}
+
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
@@ -126,6 +150,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     pub settings: Settings,
+    pub cores: Cores,
     pub memory: Mutex<Memory>,
     /// Serialises status writes of Flows, Outputs and their cluster variants, which every
     /// Logging's reconcile computes.
@@ -148,9 +173,16 @@ impl Context {
             metrics,
             clock,
             settings,
+            cores: Cores::default(),
             memory: Mutex::new(Memory::default()),
             status_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Replaces the pure steps (tests).
+    pub fn with_cores(mut self, cores: Cores) -> Self {
+        self.cores = cores;
+        self
     }
 
     /// Locks the memory; a panic while holding it cannot leave it inconsistent in a way that

@@ -17,9 +17,9 @@ use super::events::reference;
 use super::inventory;
 use super::status::{self, LoggingFacts};
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
-use crate::build::{self, Child, ChildKind};
-use crate::model::{self, Kind, ObjectKey, Pipeline, Problem, Resolution};
-use crate::pki::{self, PkiPlan, PkiRequest};
+use crate::build::{Child, ChildKind};
+use crate::model::{Kind, ObjectKey, Pipeline, Problem, Resolution};
+use crate::pki::{PkiPlan, PkiRequest};
 use crate::routing::Watched;
 
 /// Entry point for the kube-runtime Controller.
@@ -107,7 +107,7 @@ async fn reconcile_logging(
     let wanted = inventory::referenced_secrets(&inventory);
     let user_secrets = inventory::read_user_secrets(ctx, &wanted, &inventory.secrets).await?;
     inventory.secrets.extend(user_secrets);
-    let resolution = model::resolve(&inventory);
+    let resolution = (ctx.cores.resolve)(&inventory);
     let key = ObjectKey::cluster(Kind::Logging, &name);
     let mut problems = resolution.problems.get(&key).cloned().unwrap_or_default();
     let mut requeue = ctx.settings.resync;
@@ -121,12 +121,12 @@ async fn reconcile_logging(
     let mut certificates_changed = false;
     if let Some(pipeline) = resolution.pipelines.iter().find(|p| p.logging == name) {
         let existing = inventory::secrets_in(&pipeline.names.control_namespace, &inventory.secrets);
-        let plan = plan_pki(pipeline, existing, now).await?;
+        let plan = plan_pki(ctx, pipeline, existing, now).await?;
         problems.extend(plan.problems.iter().cloned());
         if let Some(next) = plan.next_change {
             requeue = requeue.min(until(next, now));
         }
-        let children = build::objects(pipeline, &plan);
+        let children = (ctx.cores.build)(pipeline, &plan);
         let applied = apply::apply_children(ctx, &children).await?;
         let deleted = apply::delete_orphans(ctx, &name, &children).await?;
         record_config_metrics(ctx, pipeline, &children);
@@ -185,14 +185,16 @@ async fn reconcile_logging(
 
 /// Runs the PKI planner on a blocking thread: key generation can take a while.
 async fn plan_pki(
+    ctx: &Context,
     pipeline: &Pipeline,
     existing: std::collections::BTreeMap<String, k8s_openapi::api::core::v1::Secret>,
     now: jiff::Timestamp,
 ) -> Result<PkiPlan, Error> {
     let names = pipeline.names.clone();
     let tls = pipeline.spec.tls_or_default();
+    let plan = ctx.cores.plan.clone();
     tokio::task::spawn_blocking(move || {
-        pki::plan(&PkiRequest {
+        plan(&PkiRequest {
             names: &names,
             tls: &tls,
             now,
