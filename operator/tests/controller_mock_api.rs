@@ -484,7 +484,17 @@ impl Harness {
                 .flows
                 .apply_watcher_event(&watcher::Event::Apply(guard(value)));
         } else if call.path.contains("/outputs/") {
-            let mut value = output_json();
+            let current = self
+                .ctx
+                .stores
+                .outputs
+                .state()
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("no Output"));
+            let mut value =
+                serde_json::to_value(current.0.as_ref().unwrap_or_else(|e| panic!("{e}")))
+                    .unwrap_or_default();
             value["status"] = status;
             self.writers
                 .outputs
@@ -903,4 +913,54 @@ async fn an_immutable_field_change_recreates_the_statefulset() {
         "{:#?}",
         lines(&calls)
     );
+}
+
+#[tokio::test]
+async fn referenced_user_secrets_are_read_by_name_never_listed() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    let mut output = output_json();
+    output["spec"] = json!({"http": {"endpoint": "https://logs.example.com",
+        "basicAuth": {"username": "u", "passwordSecretRef": {"name": "creds", "key": "password"}}}});
+    harness
+        .writers
+        .outputs
+        .apply_watcher_event(&watcher::Event::Apply(guard(output)));
+    let secret_path = "/api/v1/namespaces/team-a/secrets/creds";
+    let calls = harness.reconcile().await;
+    assert_eq!(calls[0].line(), format!("GET {secret_path}?"));
+    assert!(
+        calls.iter().all(|c| !c.path.ends_with("/secrets")),
+        "no Secret list: {:#?}",
+        lines(&calls)
+    );
+    harness.observe(&calls);
+    // Missing Secrets are asked for again, so creating one takes effect at once.
+    let calls = harness.reconcile().await;
+    assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
+    harness.observe(&calls);
+
+    // A Secret that exists is reused until the resync interval has passed.
+    harness
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back((
+            "GET".to_owned(),
+            secret_path.to_owned(),
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "creds", "namespace": "team-a"},
+                   "data": {"password": "cHc="}}),
+        ));
+    let calls = harness.reconcile().await;
+    assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
+    let calls = harness.reconcile().await;
+    assert!(
+        calls.iter().all(|c| c.method != "GET"),
+        "{:#?}",
+        lines(&calls)
+    );
+    harness.advance(i64::try_from(Settings::default().resync.as_secs()).unwrap_or(600));
+    let calls = harness.reconcile().await;
+    assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
 }

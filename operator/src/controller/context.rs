@@ -91,6 +91,10 @@ pub struct Memory {
     /// The last status we wrote, by object uid, so a cache lagging behind our own patch does
     /// not cause a second identical patch.
     pub written_status: HashMap<String, serde_json::Value>,
+    /// User Secrets read by name, with when they were read; re-read after `resync`.
+    /// Missing Secrets are not remembered, so creating one takes effect at once.
+    pub user_secrets:
+        HashMap<(String, String), (jiff::Timestamp, k8s_openapi::api::core::v1::Secret)>,
     /// Consecutive reconcile failures by Logging uid, for per-object backoff.
     pub failures: HashMap<String, u32>,
 }

@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use super::context::{Context, Error};
 use crate::api::Logging;
 use crate::build::ChildKind;
-use crate::model::Inventory;
+use crate::model::{Inventory, Kind};
 
 /// A Secret by namespace and name.
 pub type SecretName = (String, String);
@@ -31,11 +31,11 @@ fn valid<K: Clone>(guarded: &[std::sync::Arc<DeserializeGuard<K>>]) -> Vec<K> {
 }
 
 /// Objects the API server holds that do not match Sluice's schema, by kind and name.
-pub fn malformed(ctx: &Context) -> Vec<(&'static str, kube::core::error_boundary::InvalidObject)> {
+pub fn malformed(ctx: &Context) -> Vec<(Kind, kube::core::error_boundary::InvalidObject)> {
     fn collect<K>(
-        kind: &'static str,
+        kind: Kind,
         items: Vec<std::sync::Arc<DeserializeGuard<K>>>,
-        out: &mut Vec<(&'static str, kube::core::error_boundary::InvalidObject)>,
+        out: &mut Vec<(Kind, kube::core::error_boundary::InvalidObject)>,
     ) {
         for item in items {
             if let Err(invalid) = &item.0 {
@@ -44,12 +44,16 @@ pub fn malformed(ctx: &Context) -> Vec<(&'static str, kube::core::error_boundary
         }
     }
     let mut out = Vec::new();
-    collect("Logging", ctx.stores.loggings.state(), &mut out);
-    collect("Flow", ctx.stores.flows.state(), &mut out);
-    collect("ClusterFlow", ctx.stores.cluster_flows.state(), &mut out);
-    collect("Output", ctx.stores.outputs.state(), &mut out);
+    collect(Kind::Logging, ctx.stores.loggings.state(), &mut out);
+    collect(Kind::Flow, ctx.stores.flows.state(), &mut out);
     collect(
-        "ClusterOutput",
+        Kind::ClusterFlow,
+        ctx.stores.cluster_flows.state(),
+        &mut out,
+    );
+    collect(Kind::Output, ctx.stores.outputs.state(), &mut out);
+    collect(
+        Kind::ClusterOutput,
         ctx.stores.cluster_outputs.state(),
         &mut out,
     );
@@ -188,26 +192,46 @@ fn secret_ref_names(spec: &impl serde::Serialize) -> BTreeSet<String> {
     names
 }
 
-/// Reads the referenced user Secrets that are not Sluice's own. Missing ones are simply
-/// absent: `model::resolve` reports them on the objects that reference them.
+/// The referenced user Secrets that are not Sluice's own. A Secret read less than
+/// `resync` ago is reused, so reconciles triggered by unrelated changes cost no reads.
+/// Missing ones are simply absent: `model::resolve` reports them on the objects that
+/// reference them.
 pub async fn read_user_secrets(
     ctx: &Context,
     wanted: &BTreeSet<SecretName>,
     already: &[Secret],
+    now: jiff::Timestamp,
 ) -> Result<Vec<Secret>, Error> {
     let have: BTreeSet<SecretName> = already
         .iter()
         .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
         .collect();
+    let fresh_for = jiff::SignedDuration::try_from(ctx.settings.resync).unwrap_or_default();
     let mut secrets = Vec::new();
-    for (namespace, name) in wanted.difference(&have) {
+    for id in wanted.difference(&have) {
+        let cached = ctx
+            .memory()
+            .user_secrets
+            .get(id)
+            .filter(|(read_at, _)| *read_at + fresh_for > now)
+            .map(|(_, secret)| secret.clone());
+        if let Some(secret) = cached {
+            secrets.push(secret);
+            continue;
+        }
+        let (namespace, name) = id;
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
         match api.get_opt(name).await {
             Ok(Some(mut secret)) => {
                 secret.meta_mut().managed_fields = None;
+                ctx.memory()
+                    .user_secrets
+                    .insert(id.clone(), (now, secret.clone()));
                 secrets.push(secret);
             }
-            Ok(None) => {}
+            Ok(None) => {
+                ctx.memory().user_secrets.remove(id);
+            }
             Err(source) => {
                 return Err(Error::ReadSecret {
                     namespace: namespace.clone(),
@@ -218,6 +242,13 @@ pub async fn read_user_secrets(
         }
     }
     Ok(secrets)
+}
+
+/// Forgets cached user Secrets no object references any more.
+pub fn forget_unreferenced(ctx: &Context, wanted: &BTreeSet<SecretName>) {
+    ctx.memory()
+        .user_secrets
+        .retain(|id, _| wanted.contains(id));
 }
 
 /// The Secrets that exist in a control namespace, by name, as the PKI planner wants them.

@@ -105,7 +105,8 @@ async fn reconcile_logging(
     let now = (ctx.clock)();
     let mut inventory = inventory::from_stores(ctx);
     let wanted = inventory::referenced_secrets(&inventory);
-    let user_secrets = inventory::read_user_secrets(ctx, &wanted, &inventory.secrets).await?;
+    let user_secrets = inventory::read_user_secrets(ctx, &wanted, &inventory.secrets, now).await?;
+    inventory::forget_unreferenced(ctx, &wanted);
     inventory.secrets.extend(user_secrets);
     let resolution = (ctx.cores.resolve)(&inventory);
     let key = ObjectKey::cluster(Kind::Logging, &name);
@@ -361,6 +362,24 @@ async fn update_object_statuses(
     now: jiff::Timestamp,
 ) -> Result<(), Error> {
     let _serialised = ctx.status_lock.lock().await;
+    for (kind, invalid) in inventory::malformed(ctx) {
+        let name = invalid.metadata.name.clone().unwrap_or_default();
+        let key = match &invalid.metadata.namespace {
+            Some(ns) => ObjectKey::namespaced(kind, ns, &name),
+            None => ObjectKey::cluster(kind, &name),
+        };
+        let problem = Problem {
+            reason: "InvalidObject",
+            field: "spec".to_owned(),
+            message: format!(
+                "does not match the Sluice schema and is ignored: {}",
+                invalid.error
+            ),
+        };
+        ctx.events
+            .problems(&key, invalid.metadata.uid.clone(), &[problem])
+            .await;
+    }
     update_kind::<Flow>(ctx, Kind::Flow, &ctx.stores.flows.state(), resolution, now).await?;
     update_kind::<ClusterFlow>(
         ctx,
