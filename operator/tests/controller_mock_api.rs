@@ -315,7 +315,7 @@ impl Harness {
                 continue;
             }
             let writer = Writer::new(api_resource(kind).0);
-            children_stores.insert(kind, writer.as_reader());
+            children_stores.insert(kind, vec![writer.as_reader()]);
             children.insert(kind, writer);
         }
         let logging_guard: DeserializeGuard<Logging> = guard(logging);
@@ -362,6 +362,7 @@ impl Harness {
             cluster_outputs: cluster_outputs_store,
             namespaces: namespaces_store,
             children: children_stores,
+            control_namespaces: vec![CONTROL.to_owned()],
         };
         let elapsed: Arc<std::sync::atomic::AtomicI64> = Arc::default();
         let clock = {
@@ -963,4 +964,30 @@ async fn referenced_user_secrets_are_read_by_name_never_listed() {
     harness.advance(i64::try_from(Settings::default().resync.as_secs()).unwrap_or(600));
     let calls = harness.reconcile().await;
     assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
+}
+
+#[tokio::test]
+async fn a_control_namespace_outside_the_allowed_list_applies_nothing() {
+    let mut logging = logging_json(None);
+    logging["spec"]["controlNamespace"] = json!("kube-system");
+    let harness = Harness::new(logging, vec![flow_json("app", 1, None)]);
+    let calls = harness.reconcile().await;
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.path.ends_with("/status") || c.path.contains("/events")),
+        "{:#?}",
+        lines(&calls)
+    );
+    let status = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_eq!(
+        condition(status, "Degraded")["reason"],
+        "ControlNamespaceNotAllowed"
+    );
+    assert_eq!(condition(status, "Ready")["status"], "False");
+    let warning = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.body["type"] == "Warning")
+        .unwrap_or_else(|| panic!("no warning in {:#?}", lines(&calls)));
+    assert_eq!(warning.body["reason"], "ControlNamespaceNotAllowed");
 }

@@ -37,6 +37,11 @@ pub struct RunArgs {
     /// Identity in the Lease and in Events. Default: the pod name (`POD_NAME`), else the host name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Namespaces Loggings may name as `controlNamespace` (comma-separated). Sluice watches
+    /// and writes Secrets only there, so its RBAC needs no cluster-wide Secret list/watch.
+    /// Empty: any namespace, which needs the cluster-wide Secret binding.
+    #[arg(long, env = "SLUICE_CONTROL_NAMESPACES", value_delimiter = ',')]
+    pub control_namespaces: Vec<String>,
     /// Loggings reconciled at the same time.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
@@ -75,6 +80,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             identity: identity.clone(),
         }),
         identity,
+        control_namespaces: args.control_namespaces,
         concurrency: args.concurrency,
         debounce: args.debounce,
         settings: Settings {

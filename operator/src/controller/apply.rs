@@ -121,9 +121,9 @@ fn live_object(ctx: &Context, id: &ChildId) -> Option<serde_json::Value> {
             "metadata": meta.metadata,
         }));
     }
-    let store = ctx.stores.children.get(&id.0)?;
-    let object = store
-        .state()
+    let object = ctx
+        .stores
+        .children_of(id.0)
         .into_iter()
         .find(|o| o.namespace() == id.1 && o.name_any() == id.2)?;
     serde_json::to_value(&*object).ok()
@@ -222,12 +222,13 @@ pub async fn delete_orphans(
 ) -> Result<Vec<(ChildKind, String)>, Error> {
     let built: BTreeSet<ChildId> = children.iter().map(child_id).collect();
     let mut deleted = Vec::new();
-    for (kind, store) in &ctx.stores.children {
+    for kind in CHILD_KINDS.iter().rev() {
         if *kind == ChildKind::Namespace {
             continue;
         }
-        let mut orphans: Vec<ChildId> = store
-            .state()
+        let mut orphans: Vec<ChildId> = ctx
+            .stores
+            .children_of(*kind)
             .iter()
             .filter(|object| {
                 let labels = object.labels();

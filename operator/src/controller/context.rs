@@ -78,8 +78,26 @@ pub struct Stores {
     pub cluster_outputs: Store<DeserializeGuard<ClusterOutput>>,
     /// Metadata only: labels are all `watchNamespaceSelector` and ClusterFlows need.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    /// Objects Sluice created, by kind, selected by label. Secrets here are only Sluice's own.
-    pub children: BTreeMap<ChildKind, Store<DynamicObject>>,
+    /// Objects Sluice created, by kind, selected by label. Secrets are cached per control
+    /// namespace (one store each), and only Sluice's own.
+    pub children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>>,
+    /// The namespaces Sluice may write Secrets in; empty means any.
+    pub control_namespaces: Vec<String>,
+}
+
+impl Stores {
+    /// Every cached child of a kind.
+    pub fn children_of(&self, kind: ChildKind) -> Vec<Arc<DynamicObject>> {
+        self.children
+            .get(&kind)
+            .map(|stores| stores.iter().flat_map(Store::state).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a Logging may use `namespace` as its control namespace.
+    pub fn control_namespace_allowed(&self, namespace: &str) -> bool {
+        self.control_namespaces.is_empty() || self.control_namespaces.iter().any(|n| n == namespace)
+    }
 }
 
 /// Per-process memory that makes repeated reconciles free. Lost on restart, which costs one

@@ -85,11 +85,9 @@ pub fn from_stores(ctx: &Context) -> Inventory {
 
 /// Secrets Sluice created (labelled), converted from the dynamic cache.
 pub fn owned_secrets(ctx: &Context) -> Vec<Secret> {
-    let Some(store) = ctx.stores.children.get(&ChildKind::Secret) else {
-        return Vec::new();
-    };
-    let mut secrets: Vec<Secret> = store
-        .state()
+    let mut secrets: Vec<Secret> = ctx
+        .stores
+        .children_of(ChildKind::Secret)
         .iter()
         .filter_map(|object| to_secret(object))
         .collect();

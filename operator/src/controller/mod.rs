@@ -45,6 +45,9 @@ pub struct Options {
     pub lease: Option<leader::LeaseSettings>,
     /// Identity in Events and the Lease.
     pub identity: String,
+    /// Namespaces Loggings may use as `controlNamespace`; Sluice watches and writes Secrets
+    /// only there. Empty: any namespace (needs cluster-wide Secret `list`/`watch`).
+    pub control_namespaces: Vec<String>,
     pub concurrency: u16,
     pub debounce: Duration,
     pub settings: Settings,
@@ -140,7 +143,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         until_true(stopping.clone()),
     ));
 
-    let watches = watches::watches(&client);
+    let watches = watches::watches(&client, &options.control_namespaces);
     for task in watches.tasks {
         tokio::spawn(task);
     }

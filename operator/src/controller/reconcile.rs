@@ -120,7 +120,26 @@ async fn reconcile_logging(
     };
     let mut workloads: (Option<Arc<DynamicObject>>, Option<Arc<DynamicObject>>) = (None, None);
     let mut certificates_changed = false;
-    if let Some(pipeline) = resolution.pipelines.iter().find(|p| p.logging == name) {
+    let allowed = ctx
+        .stores
+        .control_namespace_allowed(&logging.spec.control_namespace);
+    if !allowed {
+        problems.push(Problem {
+            reason: "ControlNamespaceNotAllowed",
+            field: "spec.controlNamespace".to_owned(),
+            message: format!(
+                "{} is not one of the operator's --control-namespaces ({}); nothing is applied",
+                logging.spec.control_namespace,
+                ctx.stores.control_namespaces.join(", ")
+            ),
+        });
+    }
+    let pipeline = resolution
+        .pipelines
+        .iter()
+        .find(|p| p.logging == name)
+        .filter(|_| allowed);
+    if let Some(pipeline) = pipeline {
         let existing = inventory::secrets_in(&pipeline.names.control_namespace, &inventory.secrets);
         let plan = plan_pki(ctx, pipeline, existing, now).await?;
         problems.extend(plan.problems.iter().cloned());
@@ -212,15 +231,10 @@ fn find_child(
     pipeline: &Pipeline,
     name: &str,
 ) -> Option<Arc<DynamicObject>> {
-    ctx.stores
-        .children
-        .get(&kind)?
-        .state()
-        .into_iter()
-        .find(|o| {
-            o.namespace().as_deref() == Some(pipeline.names.control_namespace.as_str())
-                && o.name_any() == name
-        })
+    ctx.stores.children_of(kind).into_iter().find(|o| {
+        o.namespace().as_deref() == Some(pipeline.names.control_namespace.as_str())
+            && o.name_any() == name
+    })
 }
 
 /// Whether the plan replaces a certificate the stored status knew (a renewal or rotation).

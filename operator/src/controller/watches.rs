@@ -130,8 +130,10 @@ where
     (store, task)
 }
 
-/// Starts nothing yet: returns the caches and the futures to spawn.
-pub fn watches(client: &Client) -> Watches {
+/// Starts nothing yet: returns the caches and the futures to spawn. Secrets are watched
+/// only in `control_namespaces` (one watch each), so the operator needs no cluster-wide
+/// Secret `list`/`watch`; an empty list watches labelled Secrets cluster-wide.
+pub fn watches(client: &Client, control_namespaces: &[String]) -> Watches {
     let (sender, receiver) = watch::channel(0u64);
     let trigger: Trigger = Arc::new(sender);
     let mut tasks = Vec::new();
@@ -159,25 +161,34 @@ pub fn watches(client: &Client) -> Watches {
         trigger.clone(),
     ));
 
-    let mut children = BTreeMap::new();
+    let mut children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>> = BTreeMap::new();
     for kind in CHILD_KINDS {
         if kind == ChildKind::Namespace {
             // Namespaces come from the metadata cache above and are never deleted.
             continue;
         }
         let (resource, _) = api_resource(kind);
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let writer = reflector::store::Writer::new(resource);
-        let store = writer.as_reader();
-        tasks.push(drive(
-            "child",
-            watcher(api, config().labels(&children_selector())),
-            writer,
-            // Workload status feeds the Logging's conditions: every change counts.
-            resource_version::<DynamicObject>,
-            trigger.clone(),
-        ));
-        children.insert(kind, store);
+        let apis: Vec<Api<DynamicObject>> =
+            if kind == ChildKind::Secret && !control_namespaces.is_empty() {
+                control_namespaces
+                    .iter()
+                    .map(|ns| Api::namespaced_with(client.clone(), ns, &resource))
+                    .collect()
+            } else {
+                vec![Api::all_with(client.clone(), &resource)]
+            };
+        for api in apis {
+            let writer = reflector::store::Writer::new(resource.clone());
+            children.entry(kind).or_default().push(writer.as_reader());
+            tasks.push(drive(
+                "child",
+                watcher(api, config().labels(&children_selector())),
+                writer,
+                // Workload status feeds the Logging's conditions: every change counts.
+                resource_version::<DynamicObject>,
+                trigger.clone(),
+            ));
+        }
     }
 
     let stores = Stores {
@@ -188,6 +199,7 @@ pub fn watches(client: &Client) -> Watches {
         cluster_outputs,
         namespaces,
         children,
+        control_namespaces: control_namespaces.to_vec(),
     };
     let ready = {
         let stores = stores.clone();
@@ -200,7 +212,7 @@ pub fn watches(client: &Client) -> Watches {
             let _ = stores.outputs.wait_until_ready().await;
             let _ = stores.cluster_outputs.wait_until_ready().await;
             let _ = stores.namespaces.wait_until_ready().await;
-            for store in stores.children.values() {
+            for store in stores.children.values().flatten() {
                 let _ = store.wait_until_ready().await;
             }
         }) as Pin<Box<dyn Future<Output = ()> + Send>>
