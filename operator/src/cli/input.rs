@@ -199,7 +199,8 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
             if !current.trim().is_empty() || !documents.is_empty() || index > 0 {
                 documents.push((start, std::mem::take(&mut current)));
             }
-            start = index + 2;
+            // The separator line is line 1 of the next chunk (it may carry content after `---`).
+            start = index + 1;
             current.push_str(line.trim_start_matches('-'));
             current.push('\n');
         } else {
@@ -237,7 +238,13 @@ fn load_text(
             Err(e) => {
                 let at = e
                     .location()
-                    .map(|l| format!("line {}: ", l.line() as usize + line - 1))
+                    .map(|l| {
+                        format!(
+                            "line {}, column {}: ",
+                            l.line() as usize + line - 1,
+                            l.column()
+                        )
+                    })
                     .unwrap_or_default();
                 errors.push(InputError {
                     origin: Some(origin),
@@ -254,8 +261,15 @@ fn load_text(
     }
 }
 
+/// The parser's message without its own (chunk-relative) position, which we replace with
+/// the position in the file.
 fn first_line(message: &str) -> &str {
-    message.lines().next().unwrap_or(message)
+    let line = message.lines().next().unwrap_or(message);
+    let without_prefix = line.strip_prefix("error: ").unwrap_or(line);
+    match without_prefix.split_once(": ") {
+        Some((position, rest)) if position.starts_with("line ") => rest,
+        _ => without_prefix,
+    }
 }
 
 fn load_document(
@@ -419,17 +433,43 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
     let result: Result<T, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
         value,
         &mut |path: serde_ignored::Path<'_>| {
-            unknown.push(path.to_string());
+            let path = field_path(&path);
+            // Custom resource structs take apiVersion and kind from their type, not as fields.
+            if path != "apiVersion" && path != "kind" {
+                unknown.push(path);
+            }
         },
     ));
     match result {
         Ok(object) => match unknown.first() {
             None => Ok(object),
             Some(path) => {
-                let (parent, field) = path.rsplit_once('.').unwrap_or(("", path.as_str()));
+                let (parent, field) = path
+                    .rsplit_once('.')
+                    .unwrap_or(("(top level)", path.as_str()));
                 Err((parent.to_owned(), format!("unknown field {field:?}")))
             }
         },
         Err(e) => Err((e.path().to_string(), e.into_inner().to_string())),
+    }
+}
+
+/// `spec.match[0].select` style, as Kubernetes prints field paths.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
