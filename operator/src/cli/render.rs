@@ -78,7 +78,14 @@ pub fn render_loaded(
         for problem in &plan.problems {
             errors.push(format!("Logging {}: {problem}", pipeline.logging));
         }
-        for child in build::objects(pipeline, &plan) {
+        let children = match build::objects(pipeline, &plan) {
+            Ok(children) => children,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        for child in children {
             match serde_saphyr::to_string(&child.object) {
                 Ok(yaml) => {
                     out.push_str("---\n");
