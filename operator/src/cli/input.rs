@@ -15,7 +15,7 @@ use crate::model::{Inventory, Kind, ObjectKey};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     pub file: PathBuf,
-    /// 1-based index of the document in its file.
+    /// 1-based index of the document in its file; 0 for problems with the whole file.
     pub document: usize,
     /// 1-based line where the document starts.
     pub line: usize,
@@ -23,6 +23,9 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.document == 0 {
+            return write!(f, "{}", self.file.display());
+        }
         write!(
             f,
             "{}:{} (document {})",
