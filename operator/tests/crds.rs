@@ -29,7 +29,7 @@ fn committed_crds_match_the_code() {
         let on_disk = std::fs::read_to_string(crds_dir().join(&file)).unwrap_or_default();
         assert!(
             on_disk == sluice::cli::crd_yaml(crd).unwrap(),
-            "crds/{file} is stale: run `cargo run -p sluice -- crds --out-dir crds`"
+            "crds/{file} is stale: run `cargo run -p sluice -- crds --out-dir crds --api-docs docs/api.md`"
         );
     }
     let mut files: Vec<String> = std::fs::read_dir(crds_dir())
@@ -314,4 +314,14 @@ fn enumerations_are_closed_in_the_schema() {
         ]
     );
     assert_eq!(values("minVersion"), ["TLS1_2", "TLS1_3"]);
+}
+
+#[test]
+fn api_reference_matches_the_schemas() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/api.md");
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == sluice::cli::api_docs::markdown(&sluice::api::crds()),
+        "docs/api.md is stale: run `cargo run -p sluice -- crds --out-dir crds --api-docs docs/api.md`"
+    );
 }

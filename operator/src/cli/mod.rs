@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+pub mod api_docs;
 mod explain;
 pub mod input;
 pub mod render;
@@ -31,6 +32,9 @@ enum Command {
         /// Write one file per CRD into this directory instead of printing a YAML stream.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// Also write the generated API reference (docs/api.md) to this file.
+        #[arg(long)]
+        api_docs: Option<PathBuf>,
     },
 }
 
@@ -59,7 +63,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Render(args) => render::render(&args).map(|yaml| print!("{yaml}")),
         Command::Explain(args) => run_explain(&args).map(|text| print!("{text}")),
-        Command::Crds { out_dir } => crds(out_dir.as_deref()).map_err(|e| vec![e]),
+        Command::Crds { out_dir, api_docs } => {
+            crds(out_dir.as_deref(), api_docs.as_deref()).map_err(|e| vec![e])
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,7 +119,14 @@ pub fn crd_yaml(
         .map_err(|e| e.to_string())
 }
 
-fn crds(out_dir: Option<&std::path::Path>) -> Result<(), String> {
+fn crds(
+    out_dir: Option<&std::path::Path>,
+    api_docs: Option<&std::path::Path>,
+) -> Result<(), String> {
+    if let Some(path) = api_docs {
+        std::fs::write(path, api_docs::markdown(&crate::api::crds()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     for crd in crate::api::crds() {
         let yaml = crd_yaml(&crd)?;
         match out_dir {
