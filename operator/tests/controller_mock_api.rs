@@ -21,7 +21,7 @@ use sluice::api::{
     CertificateInfo, CertificatesStatus, ClusterFlow, ClusterOutput, Flow, Logging, Output,
 };
 use sluice::build::{Child, ChildKind};
-use sluice::controller::apply::{CHILD_KINDS, api_resource};
+use sluice::controller::apply::api_resource;
 use sluice::controller::context::{Cores, Stores};
 use sluice::controller::metrics::Metrics;
 use sluice::controller::{Context, Settings, reconcile};
@@ -310,7 +310,7 @@ impl Harness {
             kube::runtime::reflector::store::<PartialObjectMeta<Namespace>>();
         let mut children = BTreeMap::new();
         let mut children_stores = BTreeMap::new();
-        for kind in CHILD_KINDS {
+        for kind in ChildKind::ALL {
             if kind == ChildKind::Namespace {
                 continue;
             }
@@ -351,7 +351,9 @@ impl Harness {
             Cores {
                 resolve: Arc::new(move |_| r.lock().unwrap_or_else(|e| e.into_inner()).clone()),
                 plan: Arc::new(move |_| p.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-                build: Arc::new(move |_, _| c.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                build: Arc::new(move |_, _| {
+                    Ok(c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                }),
             }
         };
         let stores = Stores {

@@ -14,26 +14,12 @@ use crate::layout::{FIELD_MANAGER, LOGGING_LABEL, MANAGED_BY};
 /// Label every object Sluice creates carries besides [`LOGGING_LABEL`].
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
-/// Every child kind, in apply order.
-pub const CHILD_KINDS: [ChildKind; 9] = [
-    ChildKind::Namespace,
-    ChildKind::ServiceAccount,
-    ChildKind::ClusterRole,
-    ChildKind::ClusterRoleBinding,
-    ChildKind::Secret,
-    ChildKind::Service,
-    ChildKind::PodDisruptionBudget,
-    ChildKind::DaemonSet,
-    ChildKind::StatefulSet,
-];
-
 /// The API resource of a child kind and whether it is namespaced.
 pub fn api_resource(kind: ChildKind) -> (ApiResource, bool) {
     use k8s_openapi::api::{apps, core, policy, rbac};
     match kind {
         ChildKind::Namespace => (ApiResource::erase::<core::v1::Namespace>(&()), false),
         ChildKind::ServiceAccount => (ApiResource::erase::<core::v1::ServiceAccount>(&()), true),
-        ChildKind::ClusterRole => (ApiResource::erase::<rbac::v1::ClusterRole>(&()), false),
         ChildKind::ClusterRoleBinding => (
             ApiResource::erase::<rbac::v1::ClusterRoleBinding>(&()),
             false,
@@ -222,8 +208,8 @@ pub async fn delete_orphans(
 ) -> Result<Vec<(ChildKind, String)>, Error> {
     let built: BTreeSet<ChildId> = children.iter().map(child_id).collect();
     let mut deleted = Vec::new();
-    for kind in CHILD_KINDS.iter().rev() {
-        if *kind == ChildKind::Namespace {
+    for kind in ChildKind::ALL.iter().rev() {
+        if !kind.is_pruned() {
             continue;
         }
         let mut orphans: Vec<ChildId> = ctx

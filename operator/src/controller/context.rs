@@ -13,7 +13,7 @@ use kube::runtime::reflector::Store;
 
 use super::metrics::Metrics;
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
-use crate::build::{Child, ChildKind};
+use crate::build::{BuildError, Child, ChildKind};
 use crate::model::{Inventory, ObjectKey, Pipeline, Resolution};
 use crate::pki::{PkiPlan, PkiRequest};
 
@@ -50,6 +50,8 @@ pub enum Error {
     },
     #[error("a built object cannot be applied: {0}")]
     InvalidChild(String),
+    #[error(transparent)]
+    Build(#[from] BuildError),
     #[error("planning TLS material failed: {0}")]
     Pki(String),
 }
@@ -63,6 +65,7 @@ impl Error {
             Error::ReadSecret { .. } => "SecretReadFailed",
             Error::Status { .. } => "StatusPatchFailed",
             Error::InvalidChild(_) => "InvalidChild",
+            Error::Build(_) => "BuildFailed",
             Error::Pki(_) => "PkiFailed",
         }
     }
@@ -152,7 +155,7 @@ pub struct Cores {
 
 pub type ResolveFn = dyn Fn(&Inventory) -> Resolution + Send + Sync;
 pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> PkiPlan + Send + Sync;
-pub type BuildFn = dyn Fn(&Pipeline, &PkiPlan) -> Vec<Child> + Send + Sync;
+pub type BuildFn = dyn Fn(&Pipeline, &PkiPlan) -> Result<Vec<Child>, BuildError> + Send + Sync;
 
 impl Default for Cores {
     fn default() -> Self {

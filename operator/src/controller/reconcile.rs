@@ -146,7 +146,7 @@ async fn reconcile_logging(
         if let Some(next) = plan.next_change {
             requeue = requeue.min(until(next, now));
         }
-        let children = (ctx.cores.build)(pipeline, &plan);
+        let children = (ctx.cores.build)(pipeline, &plan)?;
         let applied = apply::apply_children(ctx, &children).await?;
         let deleted = apply::delete_orphans(ctx, &name, &children).await?;
         record_config_metrics(ctx, pipeline, &children);

@@ -19,7 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use super::apply::{CHILD_KINDS, MANAGED_BY_LABEL, api_resource};
+use super::apply::{MANAGED_BY_LABEL, api_resource};
 use super::context::Stores;
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
 use crate::build::ChildKind;
@@ -162,7 +162,7 @@ pub fn watches(client: &Client, control_namespaces: &[String]) -> Watches {
     ));
 
     let mut children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>> = BTreeMap::new();
-    for kind in CHILD_KINDS {
+    for kind in ChildKind::ALL {
         if kind == ChildKind::Namespace {
             // Namespaces come from the metadata cache above and are never deleted.
             continue;
