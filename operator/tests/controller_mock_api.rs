@@ -76,6 +76,22 @@ struct Canned {
     children: Arc<Mutex<Vec<Child>>>,
 }
 
+/// What the caches and the API server hold at the start.
+#[derive(Default)]
+struct Fixture {
+    loggings: Vec<Value>,
+    flows: Vec<Value>,
+    outputs: Vec<Value>,
+    cluster_flows: Vec<Value>,
+    cluster_outputs: Vec<Value>,
+    namespaces: Vec<Value>,
+    /// Objects the API server returns for a GET of this path.
+    served: BTreeMap<String, Value>,
+    control_namespaces: Vec<String>,
+    /// Run the real resolve, PKI plan and build instead of canned results.
+    real_cores: bool,
+}
+
 struct Harness {
     ctx: Arc<Context>,
     writers: Writers,
@@ -256,6 +272,20 @@ fn default_response(method: &str, path: &str, body: &Value) -> (u16, Value) {
 
 impl Harness {
     fn new(logging: Value, flows: Vec<Value>) -> Self {
+        Self::start(Fixture {
+            loggings: vec![logging],
+            flows,
+            outputs: vec![output_json()],
+            namespaces: vec![json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "team-a", "labels": {"team": "a"}}
+            })],
+            control_namespaces: vec![CONTROL.to_owned()],
+            ..Fixture::default()
+        })
+    }
+
+    fn start(fixture: Fixture) -> Self {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
@@ -263,6 +293,7 @@ impl Harness {
         {
             let calls = calls.clone();
             let failures = failures.clone();
+            let served = fixture.served.clone();
             tokio::spawn(async move {
                 while let Some((request, send)) = handle.next_request().await {
                     let (parts, body) = request.into_parts();
@@ -278,9 +309,10 @@ impl Harness {
                             .position(|(m, p, _, _)| *m == method && *p == path);
                         position.and_then(|i| failures.remove(i))
                     };
-                    let (code, response) = match scripted {
-                        Some((_, _, code, response)) => (code, response),
-                        None => default_response(&method, &path, &body),
+                    let (code, response) = match (scripted, served.get(&path)) {
+                        (Some((_, _, code, response)), _) => (code, response),
+                        (None, Some(object)) if method == "GET" => (200, object.clone()),
+                        (None, _) => default_response(&method, &path, &body),
                     };
                     calls.lock().unwrap_or_else(|p| p.into_inner()).push(Call {
                         method,
@@ -302,9 +334,9 @@ impl Harness {
         let (loggings_store, mut loggings) = kube::runtime::reflector::store();
         let (flows_store, mut flows_writer) = kube::runtime::reflector::store();
         let (outputs_store, mut outputs) = kube::runtime::reflector::store();
-        let (cluster_flows_store, _cf) =
+        let (cluster_flows_store, cf) =
             kube::runtime::reflector::store::<DeserializeGuard<ClusterFlow>>();
-        let (cluster_outputs_store, _co) =
+        let (cluster_outputs_store, co) =
             kube::runtime::reflector::store::<DeserializeGuard<ClusterOutput>>();
         let (namespaces_store, mut namespaces) =
             kube::runtime::reflector::store::<PartialObjectMeta<Namespace>>();
@@ -318,23 +350,33 @@ impl Harness {
             children_stores.insert(kind, vec![writer.as_reader()]);
             children.insert(kind, writer);
         }
-        let logging_guard: DeserializeGuard<Logging> = guard(logging);
+        let logging_guard: DeserializeGuard<Logging> = guard(fixture.loggings[0].clone());
         let logging = logging_guard.0.clone().unwrap_or_else(|e| panic!("{e}"));
-        loggings.apply_watcher_event(&watcher::Event::Apply(logging_guard));
-        for flow in flows {
+        for value in fixture.loggings {
+            loggings.apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        }
+        for flow in fixture.flows {
             flows_writer.apply_watcher_event(&watcher::Event::Apply(guard(flow)));
         }
-        outputs.apply_watcher_event(&watcher::Event::Apply(guard(output_json())));
-        namespaces.apply_watcher_event(&watcher::Event::Apply(
-            serde_json::from_value(json!({
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": "team-a", "labels": {"team": "a"}}
-            }))
-            .unwrap_or_else(|e| panic!("{e}")),
-        ));
+        for output in fixture.outputs {
+            outputs.apply_watcher_event(&watcher::Event::Apply(guard(output)));
+        }
+        let mut cf = cf;
+        for value in fixture.cluster_flows {
+            cf.apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        }
+        let mut co = co;
+        for value in fixture.cluster_outputs {
+            co.apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        }
+        for namespace in fixture.namespaces {
+            namespaces.apply_watcher_event(&watcher::Event::Apply(
+                serde_json::from_value(namespace).unwrap_or_else(|e| panic!("{e}")),
+            ));
+        }
         // Keep the writers of kinds the tests never change alive for the stores' sake.
-        std::mem::forget(_cf);
-        std::mem::forget(_co);
+        std::mem::forget(cf);
+        std::mem::forget(co);
 
         let now = jiff::Timestamp::from_second(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
         let canned = Canned {
@@ -345,7 +387,9 @@ impl Harness {
             plan: Arc::new(Mutex::new(plan(now, None))),
             children: Arc::new(Mutex::new(default_children())),
         };
-        let cores = {
+        let cores = if fixture.real_cores {
+            Cores::default()
+        } else {
             let canned = canned.clone();
             let (r, p, c) = (canned.resolution, canned.plan, canned.children);
             Cores {
@@ -364,7 +408,7 @@ impl Harness {
             cluster_outputs: cluster_outputs_store,
             namespaces: namespaces_store,
             children: children_stores,
-            control_namespaces: vec![CONTROL.to_owned()],
+            control_namespaces: fixture.control_namespaces,
         };
         let elapsed: Arc<std::sync::atomic::AtomicI64> = Arc::default();
         let clock = {
@@ -992,4 +1036,147 @@ async fn a_control_namespace_outside_the_allowed_list_applies_nothing() {
         .find(|c| c.method == "POST" && c.body["type"] == "Warning")
         .unwrap_or_else(|| panic!("no warning in {:#?}", lines(&calls)));
     assert_eq!(warning.body["reason"], "ControlNamespaceNotAllowed");
+}
+
+/// The examples as the API server would hold them: with uids and generations.
+fn served_examples() -> (sluice::model::Inventory, Fixture) {
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
+    let loaded = sluice::cli::input::load(&[dir]).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut inventory = loaded.inventory;
+    fn stamp<K: kube::Resource>(object: &mut K) {
+        let meta = object.meta_mut();
+        meta.uid = Some(format!(
+            "uid-{}-{}",
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default()
+        ));
+        meta.generation = Some(1);
+        meta.resource_version = Some("1".to_owned());
+    }
+    fn values<K: kube::Resource + serde::Serialize>(objects: &mut [K]) -> Vec<Value> {
+        objects
+            .iter_mut()
+            .map(|o| {
+                stamp(o);
+                serde_json::to_value(&*o).unwrap_or_default()
+            })
+            .collect()
+    }
+    let mut served = BTreeMap::new();
+    for secret in &mut inventory.secrets {
+        stamp(secret);
+        served.insert(
+            format!(
+                "/api/v1/namespaces/{}/secrets/{}",
+                secret.namespace().unwrap_or_default(),
+                secret.name_any()
+            ),
+            serde_json::to_value(&*secret).unwrap_or_default(),
+        );
+    }
+    let fixture = Fixture {
+        loggings: values(&mut inventory.loggings),
+        flows: values(&mut inventory.flows),
+        outputs: values(&mut inventory.outputs),
+        cluster_flows: values(&mut inventory.cluster_flows),
+        cluster_outputs: values(&mut inventory.cluster_outputs),
+        namespaces: values(&mut inventory.namespaces),
+        served,
+        control_namespaces: vec!["logging".to_owned()],
+        real_cores: true,
+    };
+    (inventory, fixture)
+}
+
+fn child_path(child: &Child) -> String {
+    let (resource, namespaced) = api_resource(child.kind);
+    let prefix = if resource.group.is_empty() {
+        format!("/api/{}", resource.version)
+    } else {
+        format!("/apis/{}/{}", resource.group, resource.version)
+    };
+    match (namespaced, child.object.namespace()) {
+        (true, Some(ns)) => format!(
+            "{prefix}/namespaces/{ns}/{}/{}",
+            resource.plural,
+            child.object.name_any()
+        ),
+        _ => format!("{prefix}/{}/{}", resource.plural, child.object.name_any()),
+    }
+}
+
+#[tokio::test]
+async fn the_examples_apply_exactly_what_render_builds() {
+    let (inventory, fixture) = served_examples();
+    let harness = Harness::start(fixture);
+    let calls = harness.reconcile().await;
+
+    // The same pure steps `sluice render` runs, on the same input.
+    let resolution = sluice::model::resolve(&inventory);
+    let pipeline = resolution
+        .pipelines
+        .iter()
+        .find(|p| p.logging == "main")
+        .unwrap_or_else(|| panic!("no pipeline"));
+    let existing = BTreeMap::new();
+    let plan = sluice::pki::plan(&sluice::pki::PkiRequest {
+        names: &pipeline.names,
+        tls: &pipeline.spec.tls_or_default(),
+        now: harness.now,
+        existing: &existing,
+    });
+    let expected: Vec<String> = sluice::build::objects(pipeline, &plan)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|c| format!("PATCH {}?{APPLY_QUERY}", child_path(c)))
+        .collect();
+    let applied: Vec<String> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
+        .map(Call::line)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(applied, expected);
+
+    // Referenced user Secrets were read by name; nothing was listed or deleted.
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "GET" && c.path.contains("/secrets/"))
+    );
+    assert!(
+        calls.iter().all(|c| c.method != "DELETE"),
+        "{:#?}",
+        lines(&calls)
+    );
+
+    // Every namespaced child is owned by the Logging, so deleting it removes them.
+    let namespaced = |path: &str| {
+        path.split_once("/namespaces/")
+            .is_some_and(|(_, rest)| rest.contains('/'))
+    };
+    for call in calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && namespaced(&c.path) && !c.path.ends_with("/status"))
+    {
+        let owner = &call.body["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "Logging", "{}", call.path);
+        assert_eq!(owner["uid"], "uid--main", "{}", call.path);
+    }
+
+    // The examples are valid: every Flow and Output is Ready, none Degraded.
+    let statuses: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.path.ends_with("/status") && !c.path.contains("/loggings/"))
+        .collect();
+    assert!(!statuses.is_empty());
+    for call in statuses {
+        assert_eq!(
+            condition(&call.body["status"], "Ready")["status"],
+            "True",
+            "{}: {}",
+            call.path,
+            call.body
+        );
+    }
 }
