@@ -189,6 +189,7 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
                 });
             }
         }
+        ctx.metrics.wrote("apply", &format!("{:?}", child.kind));
         if existed {
             applied.updated.push((child.kind, display(&id)));
         } else {
@@ -239,6 +240,7 @@ pub async fn delete_orphans(
                 }
             }
             ctx.memory().applied.remove(&id);
+            ctx.metrics.wrote("delete", &format!("{kind:?}"));
             deleted.push((*kind, display(&id)));
         }
     }

@@ -17,12 +17,17 @@ pub struct LeaseSettings {
     pub identity: String,
 }
 
+/// The task holding the Lease; it ends (releasing the Lease) once every receiver is dropped.
+pub type Holder = tokio::task::JoinHandle<
+    Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>,
+>;
+
 /// Starts competing for the Lease; the receiver holds `true` while this process leads.
-/// Dropping every receiver releases the Lease.
+/// Dropping every receiver releases the Lease; await the [`Holder`] to see it done.
 pub async fn elect(
     client: Client,
     settings: &LeaseSettings,
-) -> Result<watch::Receiver<bool>, kube_lease_manager::LeaseManagerError> {
+) -> Result<(watch::Receiver<bool>, Holder), kube_lease_manager::LeaseManagerError> {
     let manager = LeaseManagerBuilder::new(client, settings.name.clone())
         .with_namespace(settings.namespace.clone())
         .with_identity(settings.identity.clone())
@@ -31,6 +36,5 @@ pub async fn elect(
         .with_field_manager(crate::layout::FIELD_MANAGER)
         .build()
         .await?;
-    let (receiver, _task) = manager.watch().await;
-    Ok(receiver)
+    Ok(manager.watch().await)
 }

@@ -167,9 +167,12 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         options.settings.clone(),
         reporter,
     ));
-    let leading = match &options.lease {
-        Some(lease) => Some(leader::elect(client.clone(), lease).await?),
-        None => None,
+    let (leading, holder) = match &options.lease {
+        Some(lease) => {
+            let (leading, holder) = leader::elect(client.clone(), lease).await?;
+            (Some(leading), Some(holder))
+        }
+        None => (None, None),
     };
 
     loop {
@@ -218,6 +221,15 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         }
     }
     drop(leading);
+    if let Some(holder) = holder {
+        // Releasing the Lease lets the other replica take over at once instead of after expiry.
+        match tokio::time::timeout(Duration::from_secs(5), holder).await {
+            Ok(Ok(Ok(_))) => tracing::info!("Lease released"),
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "could not release the Lease"),
+            Ok(Err(error)) => tracing::warn!(%error, "Lease task failed"),
+            Err(_) => tracing::warn!("timed out releasing the Lease"),
+        }
+    }
     match server.await {
         Ok(result) => result?,
         Err(error) => tracing::warn!(%error, "metrics server task failed"),

@@ -218,11 +218,18 @@ fn certificates_verdict(facts: &LoggingFacts<'_>) -> Verdict {
             "TLS is disabled: agents send records to the aggregator in plain text",
         ),
         (_, Some(problem)) => Verdict::new(false, problem.reason, problem.to_string()),
-        (_, None) if facts.certificates.is_some() => Verdict::new(
-            true,
-            "CertificatesValid",
-            "TLS material is present and valid",
-        ),
+        (_, None)
+            if facts
+                .certificates
+                .as_ref()
+                .is_some_and(|c| c.server.is_some() && c.client.is_some()) =>
+        {
+            Verdict::new(
+                true,
+                "CertificatesValid",
+                "TLS material is present and valid",
+            )
+        }
         (_, None) => Verdict::new(false, "NotIssued", "TLS material has not been issued yet"),
     }
 }
