@@ -1178,5 +1178,14 @@ async fn the_examples_apply_exactly_what_render_builds() {
             call.path,
             call.body
         );
+        // Every example flow is part of the rendered configuration.
+        if call.path.contains("flows/") {
+            assert_eq!(
+                condition(&call.body["status"], "Ready")["reason"],
+                "Accepted",
+                "{}",
+                call.path
+            );
+        }
     }
 }

@@ -421,6 +421,32 @@ async fn update_object_statuses(
     .await
 }
 
+/// The Loggings whose rendered configuration includes the object, comma-separated.
+fn users_of(resolution: &Resolution, key: &ObjectKey) -> String {
+    resolution
+        .pipelines
+        .iter()
+        .filter(|p| match key.kind {
+            Kind::Flow | Kind::ClusterFlow => p.flows.iter().any(|f| &f.key == key),
+            Kind::Output | Kind::ClusterOutput => p.outputs.contains_key(key),
+            Kind::Logging => false,
+        })
+        .map(|p| p.logging.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn unused_reason(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Flow => {
+            "valid, but no Logging collects this namespace (see the Logging's watchNamespaces and this flow's loggingRef)"
+        }
+        Kind::ClusterFlow => "valid, but no Logging uses it (see loggingRef)",
+        Kind::Output | Kind::ClusterOutput => "valid, but no flow sends records to it",
+        Kind::Logging => "",
+    }
+}
+
 /// Access to the status of the four non-Logging kinds.
 pub trait HasObjectStatus {
     fn object_status(&self) -> Option<&crate::api::ObjectStatus>;
@@ -464,9 +490,16 @@ where
             .get(&key)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
+        let users = users_of(resolution, &key);
+        let usage = if users.is_empty() {
+            status::Usage::Unused(unused_reason(kind))
+        } else {
+            status::Usage::InUse(&users)
+        };
         let computed = status::object_status(
             object.meta().generation,
             problems,
+            usage,
             object.object_status(),
             now,
         );

@@ -80,24 +80,40 @@ fn problems_verdict(problems: &[Problem]) -> Verdict {
     }
 }
 
-/// Status of a Flow, ClusterFlow, Output or ClusterOutput: `Ready` when it has no problems
-/// (it is part of the rendered configuration), `Degraded` with the problems otherwise.
+/// How a Flow, ClusterFlow, Output or ClusterOutput figures in the resolved pipelines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage<'a> {
+    /// Part of the rendered configuration of these Loggings.
+    InUse(&'a str),
+    /// Valid, but nothing uses it; the text says why.
+    Unused(&'a str),
+}
+
+/// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready` says whether it is
+/// usable: in the rendered configuration, or valid but unused; it is False only when its
+/// problems kept it out. `Degraded` lists every problem, including warnings on objects that
+/// are still in use (such as disabled certificate verification).
 pub fn object_status(
     generation: Option<i64>,
     problems: &[Problem],
+    usage: Usage<'_>,
     previous: Option<&ObjectStatus>,
     now: jiff::Timestamp,
 ) -> ObjectStatus {
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     let degraded = problems_verdict(problems);
-    let ready = if problems.is_empty() {
-        Verdict::new(true, "Accepted", "included in the rendered configuration")
-    } else {
-        Verdict::new(
+    let ready = match usage {
+        Usage::InUse(loggings) => Verdict::new(
+            true,
+            "Accepted",
+            format!("included in the rendered configuration of Logging {loggings}"),
+        ),
+        Usage::Unused(why) if problems.is_empty() => Verdict::new(true, "Unused", why),
+        Usage::Unused(_) => Verdict::new(
             false,
             degraded.reason.as_str(),
             "left out of the rendered configuration; see Degraded",
-        )
+        ),
     };
     ObjectStatus {
         observed_generation: generation,
@@ -341,12 +357,14 @@ mod tests {
     fn transition_time_is_kept_until_the_status_flips() {
         let t0 = jiff::Timestamp::from_second(1_000).unwrap_or_default();
         let t1 = jiff::Timestamp::from_second(2_000).unwrap_or_default();
-        let first = object_status(Some(1), &[], None, t0);
-        let again = object_status(Some(1), &[], Some(&first), t1);
+        let used = Usage::InUse("main");
+        let first = object_status(Some(1), &[], used, None, t0);
+        let again = object_status(Some(1), &[], used, Some(&first), t1);
         assert_eq!(first, again);
         let broken = object_status(
             Some(2),
             &[problem("OutputNotFound", "spec.x")],
+            Usage::Unused("left out"),
             Some(&again),
             t1,
         );
@@ -361,12 +379,30 @@ mod tests {
         let status = object_status(
             None,
             &[problem("Zeta", "spec.b"), problem("Alpha", "spec.a")],
+            Usage::InUse("main"),
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
         let degraded = status.conditions.iter().find(|c| c.type_ == DEGRADED);
         assert_eq!(degraded.map(|c| c.reason.as_str()), Some("Alpha"));
         assert_eq!(degraded.map(|c| c.status.as_str()), Some("True"));
+        // A warning on an object still in use: Degraded, yet Ready.
+        let ready = status.conditions.iter().find(|c| c.type_ == READY);
+        assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
+    }
+
+    #[test]
+    fn valid_but_unused_objects_are_ready_and_say_why() {
+        let status = object_status(
+            Some(1),
+            &[],
+            Usage::Unused("no flow sends records to it"),
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        let ready = status.conditions.iter().find(|c| c.type_ == READY);
+        assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
+        assert_eq!(ready.map(|c| c.reason.as_str()), Some("Unused"));
     }
 
     #[test]
