@@ -1,7 +1,7 @@
 //! The `sluice` command line.
 
 pub mod api_docs;
-mod explain;
+pub mod explain;
 pub mod input;
 pub mod render;
 pub mod run;

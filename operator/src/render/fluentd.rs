@@ -179,7 +179,8 @@ struct FlowText {
 
 fn flow_text(pipeline: &Pipeline, flow: &FlowPlan) -> FlowText {
     let label = flow_label(&flow.key);
-    let mut route = Writer::new();
+    // Routes sit inside the router's `<match>`, one level deep.
+    let mut route = Writer::at_depth(1);
     write_route(&mut route, flow, &label);
     let mut body = Writer::new();
     write_flow_label(&mut body, pipeline, flow, &label);
@@ -429,7 +430,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
         main.param("default_route", DEFAULT_FLOW_LABEL);
     }
     for flow in &shards[0] {
-        main.block(&flow.route);
+        main.raw(&flow.route);
     }
     for index in 1..shards.len() {
         main.line(&format!(
@@ -440,7 +441,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
     main.close("match");
     main.blank();
     for flow in &shards[0] {
-        main.block(&flow.label);
+        main.raw(&flow.label);
     }
     for index in 1..shards.len() {
         main.line(&format!(

@@ -9,10 +9,20 @@ pub struct Writer {
 
 impl Writer {
     pub fn new() -> Self {
+        Self::at_depth(0)
+    }
+
+    /// A writer whose text will be placed `depth` levels deep.
+    pub fn at_depth(depth: usize) -> Self {
         Self {
-            out: String::with_capacity(4096),
-            depth: 0,
+            out: String::with_capacity(1024),
+            depth,
         }
+    }
+
+    /// Text already indented for the current depth, appended as is.
+    pub fn raw(&mut self, text: &str) {
+        self.out.push_str(text);
     }
 
     fn indent(&mut self) {

@@ -1,0 +1,83 @@
+//! Golden agent and aggregator configs of `examples/` (through `input::load` and
+//! `model::resolve`), plus what `sluice explain` says about typical records there.
+
+mod support;
+
+use std::path::PathBuf;
+
+use sluice::cli::input;
+use sluice::model::{self, Pipeline};
+use sluice::routing::{Record, Routed};
+
+fn examples() -> Vec<Pipeline> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let loaded = input::load(&[dir]).expect("examples load");
+    model::resolve(&loaded.inventory).pipelines
+}
+
+#[test]
+fn examples_agent_config() {
+    for p in examples() {
+        let files = sluice::render::agent(&p);
+        for file in files {
+            insta::assert_snapshot!(
+                format!("examples_{}_agent_{}", p.logging, file.name),
+                file.content
+            );
+        }
+    }
+}
+
+#[test]
+fn examples_aggregator_config() {
+    for p in examples() {
+        let shards = sluice::render::aggregator(&p);
+        assert_eq!(shards.len(), 1, "the examples fit one Secret");
+        for file in &shards[0] {
+            insta::assert_snapshot!(
+                format!("examples_{}_aggregator_{}", p.logging, file.name),
+                file.content
+            );
+        }
+        // Every flow of the examples has a route, and the rendered routes agree with the
+        // contract for a record from each watched namespace.
+        let root = support::parse_aggregator(&shards);
+        let routes = support::router(&root)
+            .children
+            .iter()
+            .filter(|c| c.name == "route")
+            .count();
+        assert_eq!(routes, p.flows.len());
+    }
+}
+
+#[test]
+fn explain_over_the_examples() {
+    let pipelines = examples();
+    let mut text = String::new();
+    for p in &pipelines {
+        for flow in &p.flows {
+            if let sluice::routing::Scope::Namespace(ns) = &flow.matcher.scope {
+                let record = Record {
+                    namespace: ns.clone(),
+                    ..Default::default()
+                };
+                let routed =
+                    sluice::routing::route(p.flows.iter().map(|f| &f.matcher), &p.watched, &record);
+                assert_ne!(routed, Routed::Unwatched);
+            }
+        }
+    }
+    for namespace in ["payments", "storefront", "kube-system"] {
+        let record = Record {
+            namespace: namespace.to_owned(),
+            labels: [("app".to_owned(), "api".to_owned())].into(),
+            container: "api".to_owned(),
+            host: "node-1".to_owned(),
+            ..Default::default()
+        };
+        text.push_str(&sluice::cli::explain::explain(&pipelines, &record));
+        text.push('\n');
+    }
+    insta::assert_snapshot!("examples_explain", text);
+}
