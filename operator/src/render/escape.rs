@@ -17,6 +17,12 @@ use regex::Regex;
 /// A fluentd double-quoted string literal holding exactly `value`.
 pub fn fluentd_string(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
+    push_fluentd_string(&mut out, value);
+    out
+}
+
+/// Appends [`fluentd_string`]`(value)` to `out`.
+pub fn push_fluentd_string(out: &mut String, value: &str) {
     out.push('"');
     for c in value.chars() {
         match c {
@@ -34,7 +40,6 @@ pub fn fluentd_string(value: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// A JSON string with `#` escaped, for fluentd array and hash parameters.

@@ -4,7 +4,7 @@
 
 use crate::api::{Filter, ParserFormat};
 
-use super::escape::{comment_text, fluentd_array, fluentd_string, is_param_key};
+use super::escape::{comment_text, fluentd_array, is_param_key};
 use super::writer::Writer;
 
 /// Writes `<filter **>` blocks for `filters`, in order.
@@ -20,14 +20,14 @@ fn write_filter(w: &mut Writer, filter: &Filter) {
         w.param("@type", "grep");
         for pattern in &grep.regexp {
             w.open("regexp", None);
-            w.param("key", &fluentd_string(&pattern.key));
-            w.param("pattern", &fluentd_string(&pattern.pattern));
+            w.param_str("key", &pattern.key);
+            w.param_str("pattern", &pattern.pattern);
             w.close("regexp");
         }
         for pattern in &grep.exclude {
             w.open("exclude", None);
-            w.param("key", &fluentd_string(&pattern.key));
-            w.param("pattern", &fluentd_string(&pattern.pattern));
+            w.param_str("key", &pattern.key);
+            w.param_str("pattern", &pattern.pattern);
             w.close("exclude");
         }
         w.close("filter");
@@ -41,7 +41,7 @@ fn write_filter(w: &mut Writer, filter: &Filter) {
             w.open("record", None);
             for (key, value) in &transformer.records {
                 if is_param_key(key) {
-                    w.param(key, &fluentd_string(value));
+                    w.param_str(key, value);
                 } else {
                     w.comment(&format!(
                         "skipped record key {:?}: not a plain key",
@@ -62,7 +62,7 @@ fn write_filter(w: &mut Writer, filter: &Filter) {
     if let Some(parser) = &filter.parser {
         w.open("filter", Some("**"));
         w.param("@type", "parser");
-        w.param("key_name", &fluentd_string(&parser.key_name));
+        w.param_str("key_name", &parser.key_name);
         w.param(
             "reserve_data",
             bool_str(parser.reserve_data.unwrap_or(false)),
@@ -76,9 +76,9 @@ fn write_filter(w: &mut Writer, filter: &Filter) {
             ParserFormat::Json => w.param("@type", "json"),
             ParserFormat::Regexp => {
                 w.param("@type", "regexp");
-                w.param(
+                w.param_str(
                     "expression",
-                    &fluentd_string(parser.expression.as_deref().unwrap_or("(?<message>.*)")),
+                    parser.expression.as_deref().unwrap_or("(?<message>.*)"),
                 );
             }
         }
@@ -90,9 +90,9 @@ fn write_filter(w: &mut Writer, filter: &Filter) {
         w.param("@type", "dedot");
         w.param("de_dot", "true");
         w.param("de_dot_nested", "true");
-        w.param(
+        w.param_str(
             "de_dot_separator",
-            &fluentd_string(dedot.separator.as_deref().unwrap_or("_")),
+            dedot.separator.as_deref().unwrap_or("_"),
         );
         w.close("filter");
     }

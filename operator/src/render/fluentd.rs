@@ -259,12 +259,9 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
         w.param("cert_path", &tls_file(layout::TLS_CERT_KEY));
         w.param("private_key_path", &tls_file(layout::TLS_KEY_KEY));
         w.param("client_cert_auth", "true");
-        w.param(
+        w.param_str(
             "cert_verifier",
-            &fluentd_string(&format!(
-                "{}/{CERT_VERIFIER_FILE}",
-                layout::AGGREGATOR_CONFIG_DIR
-            )),
+            &format!("{}/{CERT_VERIFIER_FILE}", layout::AGGREGATOR_CONFIG_DIR),
         );
         w.param(
             "min_version",
@@ -313,10 +310,7 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
         w.param("@id", "sluice-watched-namespaces");
         w.open("regexp", None);
         w.param("key", "$.kubernetes.namespace_name");
-        w.param(
-            "pattern",
-            &fluentd_string(&format!("\\A(?:{})\\z", alternatives.join("|"))),
-        );
+        w.param_str("pattern", &format!("\\A(?:{})\\z", alternatives.join("|")));
         w.close("regexp");
         w.close("filter");
     }

@@ -90,7 +90,7 @@ fn write_basic_auth(
     password_key: &str,
 ) {
     if let Some(auth) = auth {
-        w.param(user_key, &fluentd_string(&auth.username));
+        w.param_str(user_key, &auth.username);
         secrets.write_value(w, password_key, &auth.password_secret_ref);
     }
 }
@@ -135,7 +135,7 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
                 layout::AGGREGATOR_BUFFER_DIR,
                 file.path.trim_start_matches('/')
             );
-            w.param("path", &fluentd_string(&path));
+            w.param_str("path", &path);
             w.param("append", bool_str(file.append.unwrap_or(false)));
             time_chunks = true;
         }
@@ -169,13 +169,13 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
             }
             for server in &forward.servers {
                 w.open("server", None);
-                w.param("host", &fluentd_string(&server.host));
+                w.param_str("host", &server.host);
                 w.param("port", &server.port.unwrap_or(24224).to_string());
                 w.close("server");
             }
         }
         OutputKind::Http(http) => {
-            w.param("endpoint", &fluentd_string(&http.endpoint));
+            w.param_str("endpoint", &http.endpoint);
             w.param("json_array", "true");
             if !http.headers.is_empty() {
                 w.param("headers", &fluentd_hash(&http.headers));
@@ -202,10 +202,10 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
             w.close("format");
         }
         OutputKind::Elasticsearch(search) | OutputKind::Opensearch(search) => {
-            w.param("hosts", &fluentd_string(&search.hosts.join(",")));
-            w.param(
+            w.param_str("hosts", &search.hosts.join(","));
+            w.param_str(
                 "index_name",
-                &fluentd_string(search.index_name.as_deref().unwrap_or("fluentd")),
+                search.index_name.as_deref().unwrap_or("fluentd"),
             );
             write_basic_auth(w, &secrets, search.basic_auth.as_ref(), "user", "password");
             w.param("ssl_verify", "true");
@@ -222,9 +222,9 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
             );
         }
         OutputKind::Loki(loki) => {
-            w.param("url", &fluentd_string(&loki.url));
+            w.param_str("url", &loki.url);
             if let Some(tenant) = &loki.tenant {
-                w.param("tenant", &fluentd_string(tenant));
+                w.param_str("tenant", tenant);
             }
             write_basic_auth(
                 w,
@@ -249,7 +249,7 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
                 w.open("label", None);
                 for (name, path) in &loki.labels {
                     if is_param_key(name) {
-                        w.param(name, &fluentd_string(path));
+                        w.param_str(name, path);
                     } else {
                         w.comment(&format!(
                             "skipped Loki label {:?}: not a valid label name",
@@ -261,14 +261,11 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
             }
         }
         OutputKind::S3(s3) => {
-            w.param("s3_bucket", &fluentd_string(&s3.bucket));
-            w.param("s3_region", &fluentd_string(&s3.region));
-            w.param(
-                "path",
-                &fluentd_string(s3.path.as_deref().unwrap_or("logs/")),
-            );
+            w.param_str("s3_bucket", &s3.bucket);
+            w.param_str("s3_region", &s3.region);
+            w.param_str("path", s3.path.as_deref().unwrap_or("logs/"));
             if let Some(endpoint) = &s3.endpoint {
-                w.param("s3_endpoint", &fluentd_string(endpoint));
+                w.param_str("s3_endpoint", endpoint);
                 w.param("force_path_style", "true");
             }
             if let Some(id) = &s3.access_key_id_secret_ref {
@@ -283,10 +280,10 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
             time_chunks = true;
         }
         OutputKind::Kafka(kafka) => {
-            w.param("brokers", &fluentd_string(&kafka.brokers.join(",")));
-            w.param("default_topic", &fluentd_string(&kafka.topic));
+            w.param_str("brokers", &kafka.brokers.join(","));
+            w.param_str("default_topic", &kafka.topic);
             if let Some(sasl) = &kafka.sasl {
-                w.param("username", &fluentd_string(&sasl.username));
+                w.param_str("username", &sasl.username);
                 secrets.write_value(w, "password", &sasl.password_secret_ref);
                 w.param(
                     "scram_mechanism",
@@ -314,11 +311,11 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
         }
         OutputKind::SplunkHec(hec) => {
             w.param("protocol", "https");
-            w.param("hec_host", &fluentd_string(&hec.host));
+            w.param_str("hec_host", &hec.host);
             w.param("hec_port", &hec.port.unwrap_or(8088).to_string());
             secrets.write_value(w, "hec_token", &hec.token_secret_ref);
             if let Some(index) = &hec.index {
-                w.param("index", &fluentd_string(index));
+                w.param_str("index", index);
             }
             write_tls(
                 w,
@@ -344,7 +341,7 @@ pub fn write_buffer(w: &mut Writer, spec: Option<&BufferSpec>, path: &str, time_
     let spec = spec.unwrap_or(&default);
     w.open("buffer", time_chunks.then_some("time"));
     w.param("@type", "file");
-    w.param("path", &fluentd_string(path));
+    w.param_str("path", path);
     if time_chunks {
         w.param("timekey", "1h");
         w.param("timekey_wait", "1m");

@@ -62,6 +62,15 @@ impl Writer {
         self.out.push('\n');
     }
 
+    /// `key "value"`, quoted and escaped for fluentd.
+    pub fn param_str(&mut self, key: &str, value: &str) {
+        self.indent();
+        self.out.push_str(key);
+        self.out.push(' ');
+        super::escape::push_fluentd_string(&mut self.out, value);
+        self.out.push('\n');
+    }
+
     /// `# text`; callers pass text through `escape::comment_text` when it holds user data.
     pub fn comment(&mut self, text: &str) {
         self.indent();
