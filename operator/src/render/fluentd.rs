@@ -493,3 +493,24 @@ pub fn filters_snippet(filters: &[crate::api::Filter]) -> String {
     write_filters(&mut w, filters);
     w.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::OutputSpec;
+    use crate::model::{Kind, OutputPlan};
+
+    #[test]
+    fn file_output_stays_inside_the_buffer_volume() {
+        let spec: OutputSpec =
+            serde_json::from_value(serde_json::json!({"file": {"path": "/../../etc/./passwd"}}))
+                .unwrap();
+        let plan = OutputPlan {
+            key: ObjectKey::namespaced(Kind::Output, "a", "f"),
+            spec,
+            secret_files: Default::default(),
+        };
+        let text = output_snippet(&plan);
+        assert!(text.contains("path \"/buffers/_/_/etc/passwd\""), "{text}");
+    }
+}

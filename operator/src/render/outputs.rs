@@ -130,11 +130,14 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
     let mut buffered = true;
     match kind {
         OutputKind::File(file) => {
-            let path = format!(
-                "{}/{}",
-                layout::AGGREGATOR_BUFFER_DIR,
-                file.path.trim_start_matches('/')
-            );
+            // Stay inside the buffer volume whatever the path says: no `..`, no absolute path.
+            let relative: Vec<&str> = file
+                .path
+                .split('/')
+                .filter(|part| !part.is_empty() && *part != ".")
+                .map(|part| if part == ".." { "_" } else { part })
+                .collect();
+            let path = format!("{}/{}", layout::AGGREGATOR_BUFFER_DIR, relative.join("/"));
             w.param_str("path", &path);
             w.param("append", bool_str(file.append.unwrap_or(false)));
             time_chunks = true;
