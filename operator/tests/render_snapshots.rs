@@ -245,3 +245,31 @@ fn tls_disabled() {
     assert!(!main.contains("<transport tls>"));
     assert!(main.contains("<security>"));
 }
+
+/// The router must see pod labels as collected: global filters (here a `dedot` that would
+/// rename `app.kubernetes.io/name`) run inside each flow, never in front of the router.
+#[test]
+fn global_filters_run_after_routing_in_every_flow() {
+    let p = typical();
+    let root = parse_aggregator(&sluice::render::aggregator(&p));
+    let top_level_dedot = root
+        .children
+        .iter()
+        .any(|e| e.name == "filter" && e.param_text("@type").as_deref() == Some("dedot"));
+    assert!(!top_level_dedot, "a global filter runs before the router");
+    let labels: Vec<_> = root
+        .children
+        .iter()
+        .filter(|e| e.name == "label" && e.arg != "@ERROR")
+        .collect();
+    assert_eq!(labels.len(), p.flows.len() + 1);
+    for label in labels {
+        let first = label.children.first().expect("label body");
+        assert_eq!(
+            first.param_text("@type").as_deref(),
+            Some("dedot"),
+            "{}",
+            label.arg
+        );
+    }
+}

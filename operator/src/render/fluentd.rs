@@ -142,6 +142,11 @@ fn write_route(w: &mut Writer, flow: &FlowPlan, label: &str) {
 fn write_flow_label(w: &mut Writer, pipeline: &Pipeline, flow: &FlowPlan, label: &str) {
     w.comment(&comment_text(&key_text(&flow.key)));
     w.open("label", Some(label));
+    // Global filters run on each flow's copy, before its own filters, rather than in front
+    // of the router: routing must see the metadata as the agent attached it (a global
+    // `dedot` would otherwise hide every dotted pod label from the selectors). A record a
+    // global filter drops is dropped in every flow and in the default flow alike.
+    write_filters(w, &pipeline.spec.global_filters);
     write_filters(w, &flow.filters);
     let outputs: Vec<_> = flow
         .outputs
@@ -328,10 +333,6 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
         );
         w.close("record");
         w.close("filter");
-    }
-    if !spec.global_filters.is_empty() {
-        w.comment("Global filters, before routing");
-        write_filters(w, &spec.global_filters);
     }
 }
 
