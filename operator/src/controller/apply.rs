@@ -78,17 +78,33 @@ fn desired_hash(object: &DynamicObject) -> String {
 }
 
 /// True when every field `desired` sets has the same value in `live`: the API server adds
-/// defaults and other managers' fields, never removes ours.
+/// defaults and other managers' fields, never removes ours, except that it omits zero values
+/// (`false`, `0`, `""`, `{}`, `[]`, like Go's `omitempty`), which therefore match a missing field.
 pub fn contains(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
     use serde_json::Value;
     match (live, desired) {
-        (Value::Object(live), Value::Object(desired)) => desired
-            .iter()
-            .all(|(key, want)| live.get(key).is_some_and(|have| contains(have, want))),
+        (Value::Object(live), Value::Object(desired)) => {
+            desired.iter().all(|(key, want)| match live.get(key) {
+                Some(have) => contains(have, want),
+                None => is_zero(want),
+            })
+        }
         (Value::Array(live), Value::Array(desired)) => {
             live.len() == desired.len() && live.iter().zip(desired).all(|(h, w)| contains(h, w))
         }
         _ => live == desired,
+    }
+}
+
+fn is_zero(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
     }
 }
 
@@ -258,6 +274,16 @@ mod tests {
         let live = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}], "type": "ClusterIP"},
                           "metadata": {"name": "a", "uid": "u"}});
         assert!(contains(&live, &desired));
+    }
+
+    #[test]
+    fn zero_values_the_server_omits_match_a_missing_field() {
+        let desired = json!({"metadata": {"annotations": {}}, "spec": {"hostNetwork": false, "tolerations": []}});
+        assert!(contains(&json!({"metadata": {}, "spec": {}}), &desired));
+        assert!(!contains(
+            &json!({"spec": {"hostNetwork": true}}),
+            &json!({"spec": {"hostNetwork": false}})
+        ));
     }
 
     #[test]
