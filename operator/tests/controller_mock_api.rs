@@ -659,6 +659,32 @@ async fn nothing_changed_means_no_requests() {
     harness.observe(&second);
     let third = harness.reconcile().await;
     assert_eq!(lines(&third), Vec::<String>::new());
+
+    // Objects from a (re)list carry no apiVersion/kind; they still count as up to date.
+    let relisted: Vec<(ChildKind, DynamicObject)> = ChildKind::ALL
+        .iter()
+        .filter(|k| **k != ChildKind::Namespace)
+        .flat_map(|kind| {
+            harness
+                .ctx
+                .stores
+                .children_of(*kind)
+                .into_iter()
+                .map(move |o| {
+                    let mut o = (*o).clone();
+                    o.types = None;
+                    (*kind, o)
+                })
+        })
+        .collect();
+    assert!(!relisted.is_empty());
+    for (kind, object) in relisted {
+        if let Some(writer) = harness.writers.children.get_mut(&kind) {
+            writer.apply_watcher_event(&watcher::Event::Apply(object));
+        }
+    }
+    let fourth = harness.reconcile().await;
+    assert_eq!(lines(&fourth), Vec::<String>::new());
 }
 
 #[tokio::test]

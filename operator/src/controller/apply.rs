@@ -128,7 +128,15 @@ fn live_object(ctx: &Context, id: &ChildId) -> Option<serde_json::Value> {
         .children_of(id.0)
         .into_iter()
         .find(|o| o.namespace() == id.1 && o.name_any() == id.2)?;
-    serde_json::to_value(&*object).ok()
+    let mut live = serde_json::to_value(&*object).ok()?;
+    // Items of the initial list carry no apiVersion/kind; watch events do.
+    let (resource, _) = api_resource(id.0);
+    if let Some(map) = live.as_object_mut() {
+        map.entry("apiVersion")
+            .or_insert(resource.api_version.into());
+        map.entry("kind").or_insert(resource.kind.into());
+    }
+    Some(live)
 }
 
 /// Whether a child must be sent: it is skipped only when we applied exactly this desired
