@@ -448,6 +448,24 @@ impl Harness {
         }
     }
 
+    /// A new operator process: same caches and API server, empty memory.
+    fn restart(&mut self) {
+        let old = &self.ctx;
+        let ctx = Context::new(
+            old.client.clone(),
+            old.stores.clone(),
+            Arc::new(Metrics::new()),
+            old.clock.clone(),
+            Settings::default(),
+            Reporter {
+                controller: "sluice".to_owned(),
+                instance: Some("test-2".to_owned()),
+            },
+        )
+        .with_cores(old.cores.clone());
+        self.ctx = Arc::new(ctx);
+    }
+
     fn advance(&self, seconds: i64) {
         self.elapsed
             .fetch_add(seconds, std::sync::atomic::Ordering::Relaxed);
@@ -1214,4 +1232,40 @@ async fn the_examples_apply_exactly_what_render_builds() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_restart_writes_nothing_new() {
+    let mut harness = Harness::new(
+        logging_json(None),
+        vec![flow_json("app", 1, None), flow_json("broken", 1, None)],
+    );
+    harness
+        .canned
+        .resolution
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .problems
+        .insert(
+            ObjectKey::namespaced(Kind::Flow, "team-a", "broken"),
+            vec![Problem {
+                reason: "OutputNotFound",
+                field: "spec.localOutputRefs[0]".to_owned(),
+                message: "Output team-a/missing does not exist".to_owned(),
+            }],
+        );
+    harness.settle().await;
+    harness.restart();
+    let calls = harness.reconcile().await;
+    // Children are applied once more (server-side no-ops), but no status write and no
+    // Event: the problem is already on record.
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.method == "PATCH" && c.query == APPLY_QUERY && !c.path.ends_with("/status")),
+        "{:#?}",
+        lines(&calls)
+    );
+    harness.observe(&calls);
+    assert_eq!(lines(&harness.reconcile().await), Vec::<String>::new());
 }

@@ -176,7 +176,16 @@ async fn reconcile_logging(
     facts.aggregator = workloads.1.as_deref();
     let computed = status::logging_status(&facts, logging.status.as_ref(), now);
     ctx.events
-        .problems(&key, logging.uid(), &facts.problems)
+        .problems(
+            &key,
+            logging.uid(),
+            &facts.problems,
+            logging
+                .status
+                .as_ref()
+                .map(|s| s.common.problems.as_slice())
+                .unwrap_or(&[]),
+        )
         .await;
     if certificates_changed {
         ctx.events
@@ -391,7 +400,7 @@ async fn update_object_statuses(
             ),
         };
         ctx.events
-            .problems(&key, invalid.metadata.uid.clone(), &[problem])
+            .problems(&key, invalid.metadata.uid.clone(), &[problem], &[])
             .await;
     }
     update_kind::<Flow>(ctx, Kind::Flow, &ctx.stores.flows.state(), resolution, now).await?;
@@ -503,7 +512,13 @@ where
             object.object_status(),
             now,
         );
-        ctx.events.problems(&key, object.uid(), problems).await;
+        let recorded = object
+            .object_status()
+            .map(|s| s.problems.as_slice())
+            .unwrap_or(&[]);
+        ctx.events
+            .problems(&key, object.uid(), problems, recorded)
+            .await;
         if object.object_status() == Some(&computed)
             || already_written(ctx, object.uid(), &computed)
         {
