@@ -198,68 +198,63 @@ async fn flow_status(client: &Client, namespace: &str, name: &str) -> Result<Val
     Ok(serde_json::to_value(flow.status)?)
 }
 
+/// `namespace/name` → resourceVersion of every listed object.
+async fn versions_of<K>(api: Api<K>, params: &ListParams) -> Result<Vec<(String, String)>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .list(params)
+        .await?
+        .items
+        .iter()
+        .map(|o| {
+            (
+                format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()),
+                o.resource_version().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
 /// resourceVersions of everything whose change would be a write by Sluice at rest: its
-/// children except the workloads (whose status the Kubernetes controllers write) and every
-/// Sluice object (whose status Sluice writes).
+/// children except the workloads (whose status the Kubernetes controllers write), and the
+/// Flows and Outputs (whose status Sluice writes). The Logging is left out: its status
+/// follows the workloads' (pods restarting in a small test cluster are real changes).
 async fn sluice_versions(client: &Client) -> Result<BTreeMap<String, String>> {
-    let selector = sluice::controller::watches::children_selector();
-    let mut versions = BTreeMap::new();
-    let mut add = |kind: &str, items: Vec<(String, Option<String>)>| {
-        for (name, rv) in items {
-            versions.insert(format!("{kind} {name}"), rv.unwrap_or_default());
-        }
-    };
-    let lp = ListParams::default().labels(&selector);
-    let secrets = Api::<Secret>::namespaced(client.clone(), CONTROL)
-        .list(&lp)
-        .await?;
-    add(
-        "Secret",
-        secrets
-            .items
-            .iter()
-            .map(|s| (s.name_any(), s.resource_version()))
-            .collect(),
-    );
-    let services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), CONTROL)
-        .list(&lp)
-        .await?;
-    add(
-        "Service",
-        services
-            .items
-            .iter()
-            .map(|s| (s.name_any(), s.resource_version()))
-            .collect(),
-    );
-    let loggings = Api::<Logging>::all(client.clone())
-        .list(&ListParams::default())
-        .await?;
-    add(
-        "Logging",
-        loggings
-            .items
-            .iter()
-            .map(|l| (l.name_any(), l.resource_version()))
-            .collect(),
-    );
-    let flows = Api::<Flow>::all(client.clone())
-        .list(&ListParams::default())
-        .await?;
-    add(
-        "Flow",
-        flows
-            .items
-            .iter()
-            .map(|f| {
-                (
-                    format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any()),
-                    f.resource_version(),
-                )
-            })
-            .collect(),
-    );
-    Ok(versions)
+    use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+    use sluice::api::{ClusterOutput, Output};
+    let owned = ListParams::default().labels(&sluice::controller::watches::children_selector());
+    let all = ListParams::default();
+    let c = || client.clone();
+    let groups = [
+        (
+            "Secret",
+            versions_of(Api::<Secret>::namespaced(c(), CONTROL), &owned).await?,
+        ),
+        (
+            "Service",
+            versions_of(Api::<Service>::namespaced(c(), CONTROL), &owned).await?,
+        ),
+        (
+            "ServiceAccount",
+            versions_of(Api::<ServiceAccount>::namespaced(c(), CONTROL), &owned).await?,
+        ),
+        ("Flow", versions_of(Api::<Flow>::all(c()), &all).await?),
+        ("Output", versions_of(Api::<Output>::all(c()), &all).await?),
+        (
+            "ClusterOutput",
+            versions_of(Api::<ClusterOutput>::all(c()), &all).await?,
+        ),
+    ];
+    Ok(groups
+        .into_iter()
+        .flat_map(|(kind, items)| {
+            items
+                .into_iter()
+                .map(move |(name, rv)| (format!("{kind} {name}"), rv))
+        })
+        .collect())
 }
 
 #[tokio::test]
