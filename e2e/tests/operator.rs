@@ -304,7 +304,6 @@ async fn examples_end_to_end() -> Result<()> {
             let api = api.clone();
             let name = name.clone();
             let uid = uid.clone();
-            let namespaced = namespaced;
             async move {
                 let Some(object) = api.get_opt(&name).await? else {
                     return Ok(false);
