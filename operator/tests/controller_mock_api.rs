@@ -1269,3 +1269,29 @@ async fn a_restart_writes_nothing_new() {
     harness.observe(&calls);
     assert_eq!(lines(&harness.reconcile().await), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_child_the_api_server_rejects_degrades_the_logging_and_the_rest_is_applied() {
+    let harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back((
+            "PATCH".to_owned(),
+            DS_PATH.to_owned(),
+            422,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
+                   "code": 422, "message": "DaemonSet.apps \"main-agent\" is invalid: spec.template.spec.affinity: Invalid value"}),
+        ));
+    let calls = harness.reconcile().await;
+    find(&calls, "PATCH", STS_PATH);
+    let status = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_eq!(condition(status, "Degraded")["status"], "True");
+    assert_eq!(condition(status, "Degraded")["reason"], "ApplyRejected");
+    let warning = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.body["type"] == "Warning")
+        .unwrap_or_else(|| panic!("no warning in {:#?}", lines(&calls)));
+    assert_eq!(warning.body["reason"], "ApplyRejected");
+}

@@ -52,6 +52,10 @@ pub struct Applied {
     pub updated: Vec<(ChildKind, String)>,
     /// Workloads deleted and re-created because an immutable field changed.
     pub recreated: Vec<(ChildKind, String)>,
+    /// Children the API server refused as invalid (422), with its message: caused by
+    /// something in the Logging that only the API server checks (an `affinity`, a quantity).
+    /// Retrying cannot help, so they become problems of the Logging rather than errors.
+    pub rejected: Vec<(ChildKind, String, String)>,
 }
 
 /// Identity of a child in memory and in the orphan scan.
@@ -204,6 +208,12 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
                         source: Box::new(source),
                     })?;
                 applied.recreated.push((child.kind, display(&id)));
+            }
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                applied
+                    .rejected
+                    .push((child.kind, display(&id), status.message.clone()));
+                continue;
             }
             Err(source) => {
                 return Err(Error::Apply {

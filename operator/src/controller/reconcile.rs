@@ -148,6 +148,13 @@ async fn reconcile_logging(
         }
         let children = (ctx.cores.build)(pipeline, &plan)?;
         let applied = apply::apply_children(ctx, &children).await?;
+        for (kind, child, message) in &applied.rejected {
+            problems.push(Problem {
+                reason: "ApplyRejected",
+                field: "spec".to_owned(),
+                message: format!("the API server rejected {kind:?} {child}: {message}"),
+            });
+        }
         let deleted = apply::delete_orphans(ctx, &name, &children).await?;
         record_config_metrics(ctx, pipeline, &children);
         announce_changes(ctx, logging, &applied, &deleted).await;
