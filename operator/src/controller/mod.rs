@@ -58,10 +58,16 @@ pub struct Options {
 pub enum RunError {
     #[error("no Kubernetes configuration: {0}")]
     Config(String),
+    #[error("cannot reach the API server: {0}")]
+    Unreachable(#[source] kube::Error),
     #[error(
-        "cannot list Loggings ({0}); are the CRDs installed (`sluice crds | kubectl apply --server-side -f -`) and is the RBAC in deploy/rbac applied?"
+        "the Logging CRD is not installed (404 listing Loggings): `sluice crds | kubectl apply --server-side -f -`"
     )]
-    MissingCrds(#[source] kube::Error),
+    MissingCrds,
+    #[error(
+        "not allowed to list Loggings ({0}): apply deploy/rbac/operator.yaml for the operator's service account"
+    )]
+    Forbidden(String),
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("metrics server: {0}")]
@@ -126,7 +132,11 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     Api::<Logging>::all(client.clone())
         .list_metadata(&ListParams::default().limit(1))
         .await
-        .map_err(RunError::MissingCrds)?;
+        .map_err(|error| match error {
+            kube::Error::Api(status) if status.code == 404 => RunError::MissingCrds,
+            kube::Error::Api(status) if status.code == 403 => RunError::Forbidden(status.message),
+            other => RunError::Unreachable(other),
+        })?;
 
     let (stop_sender, stopping) = watch::channel(false);
     tokio::spawn(async move {
