@@ -129,6 +129,15 @@ async fn until_false(mut receiver: watch::Receiver<bool>) {
 pub async fn run(options: Options) -> Result<(), RunError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = client(options.kubeconfig.as_deref()).await?;
+    run_with(client, options, termination()).await
+}
+
+/// Runs the operator with a given client until `stop` resolves (tests stop it this way).
+pub async fn run_with(
+    client: Client,
+    options: Options,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     Api::<Logging>::all(client.clone())
         .list_metadata(&ListParams::default().limit(1))
         .await
@@ -140,7 +149,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
 
     let (stop_sender, stopping) = watch::channel(false);
     tokio::spawn(async move {
-        termination().await;
+        stop.await;
         tracing::info!("termination requested; finishing running reconciles");
         let _ = stop_sender.send(true);
     });
