@@ -161,9 +161,14 @@ where
     }
 }
 
-fn start_operator() -> tokio::task::JoinHandle<()> {
+/// Runs the operator in-process; send on the returned channel to stop it gracefully.
+fn start_operator(
+    client: Client,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let options = Options {
-        // KUBECONFIG (possibly a list) is read by the default inference.
         kubeconfig: None,
         listen: ([127, 0, 0, 1], 0).into(),
         lease: None,
@@ -173,11 +178,16 @@ fn start_operator() -> tokio::task::JoinHandle<()> {
         debounce: Duration::from_millis(500),
         settings: Settings::default(),
     };
-    tokio::spawn(async move {
-        if let Err(error) = sluice::controller::run(options).await {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stopped.await;
+        };
+        if let Err(error) = sluice::controller::run_with(client, options, stop).await {
             eprintln!("operator stopped: {error}");
         }
-    })
+    });
+    (task, stop)
 }
 
 fn condition(status: &Value, type_: &str) -> Option<(String, String)> {
@@ -260,14 +270,14 @@ async fn sluice_versions(client: &Client) -> Result<BTreeMap<String, String>> {
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster in KUBECONFIG"]
 async fn examples_end_to_end() -> Result<()> {
-    let client = Client::try_default().await?;
+    let client = sluice::controller::client(None).await?;
     install_crds(&client).await?;
     apply_documents(
         &client,
         &documents(&repo("deploy/rbac/agent-clusterroles.yaml"))?,
     )
     .await?;
-    let operator = start_operator();
+    let (operator, stop) = start_operator(client.clone());
     let examples = documents(&repo("examples"))?;
     apply_documents(&client, &examples).await?;
 
@@ -416,6 +426,7 @@ async fn examples_end_to_end() -> Result<()> {
         }
     })
     .await?;
-    operator.abort();
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), operator).await??;
     Ok(())
 }

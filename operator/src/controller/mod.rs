@@ -76,6 +76,8 @@ pub enum RunError {
 
 /// Connects from a kubeconfig file, in-cluster, or the usual kubeconfig locations.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, RunError> {
+    // One rustls provider for the whole process, chosen before the first TLS connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
@@ -127,7 +129,6 @@ async fn until_false(mut receiver: watch::Receiver<bool>) {
 
 /// Runs the operator until SIGTERM.
 pub async fn run(options: Options) -> Result<(), RunError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = client(options.kubeconfig.as_deref()).await?;
     run_with(client, options, termination()).await
 }
