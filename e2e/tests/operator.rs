@@ -296,12 +296,13 @@ async fn examples_end_to_end() -> Result<()> {
         .find(|p| p.logging == "main")
         .context("examples resolve to no pipeline")?;
     let existing = BTreeMap::new();
-    let plan = sluice::pki::plan(&sluice::pki::PkiRequest {
+    let plan = (sluice::controller::context::Cores::default().plan)(&sluice::pki::PkiRequest {
         names: &pipeline.names,
         tls: &pipeline.spec.tls_or_default(),
         now: jiff::Timestamp::now(),
         existing: &existing,
-    });
+    })
+    .map_err(|e| anyhow!(e))?;
     let expected = sluice::build::objects(pipeline, &plan)?;
     for child in &expected {
         let (resource, namespaced) = sluice::controller::apply::api_resource(child.kind);

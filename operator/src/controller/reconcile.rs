@@ -238,7 +238,8 @@ async fn plan_pki(
         })
     })
     .await
-    .map_err(|e| Error::Pki(e.to_string()))
+    .map_err(|e| Error::Pki(e.to_string()))?
+    .map_err(Error::Pki)
 }
 
 fn find_child(
