@@ -74,6 +74,8 @@ struct Canned {
     resolution: Arc<Mutex<Resolution>>,
     plan: Arc<Mutex<PkiPlan>>,
     children: Arc<Mutex<Vec<Child>>>,
+    /// Names of the Secrets the TLS planner was told exist, per call.
+    existing: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 /// What the caches and the API server hold at the start.
@@ -386,15 +388,26 @@ impl Harness {
             })),
             plan: Arc::new(Mutex::new(plan(now, None))),
             children: Arc::new(Mutex::new(default_children())),
+            existing: Arc::default(),
         };
         let cores = if fixture.real_cores {
             Cores::default()
         } else {
             let canned = canned.clone();
-            let (r, p, c) = (canned.resolution, canned.plan, canned.children);
+            let (r, p, c, e) = (
+                canned.resolution,
+                canned.plan,
+                canned.children,
+                canned.existing,
+            );
             Cores {
                 resolve: Arc::new(move |_| r.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-                plan: Arc::new(move |_| Ok(p.lock().unwrap_or_else(|e| e.into_inner()).clone())),
+                plan: Arc::new(move |request| {
+                    e.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(request.existing.keys().cloned().collect());
+                    Ok(p.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                }),
                 build: Arc::new(move |_, _| {
                     Ok(c.lock().unwrap_or_else(|e| e.into_inner()).clone())
                 }),
@@ -1296,4 +1309,20 @@ async fn a_child_the_api_server_rejects_degrades_the_logging_and_the_rest_is_app
         .find(|c| c.method == "POST" && c.body["type"] == "Warning")
         .unwrap_or_else(|| panic!("no warning in {:#?}", lines(&calls)));
     assert_eq!(warning.body["reason"], "ApplyRejected");
+}
+
+#[tokio::test]
+async fn secrets_just_applied_count_as_existing_before_the_cache_sees_them() {
+    let harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.reconcile().await;
+    // No watch event has reached the cache yet.
+    harness.reconcile().await;
+    let existing = harness
+        .canned
+        .existing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert_eq!(existing[0], Vec::<String>::new());
+    assert_eq!(existing[1], vec!["main-agent-config".to_owned()]);
 }

@@ -229,7 +229,15 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
         } else {
             applied.created.push((child.kind, display(&id)));
         }
-        ctx.memory().applied.insert(id, hash);
+        let mut memory = ctx.memory();
+        if child.kind == ChildKind::Secret
+            && let Some(namespace) = &id.1
+        {
+            memory
+                .applied_secrets
+                .insert((namespace.clone(), id.2.clone()), object.clone());
+        }
+        memory.applied.insert(id, hash);
     }
     Ok(applied)
 }
@@ -273,7 +281,15 @@ pub async fn delete_orphans(
                     });
                 }
             }
-            ctx.memory().applied.remove(&id);
+            {
+                let mut memory = ctx.memory();
+                if let Some(namespace) = &id.1 {
+                    memory
+                        .applied_secrets
+                        .remove(&(namespace.clone(), id.2.clone()));
+                }
+                memory.applied.remove(&id);
+            }
             ctx.metrics.wrote("delete", &format!("{kind:?}"));
             deleted.push((*kind, display(&id)));
         }

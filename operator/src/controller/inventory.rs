@@ -83,14 +83,28 @@ pub fn from_stores(ctx: &Context) -> Inventory {
     }
 }
 
-/// Secrets Sluice created (labelled), converted from the dynamic cache.
+/// Secrets Sluice created (labelled), converted from the dynamic cache; a Secret applied
+/// since the cache last saw it is taken as applied (see `Memory::applied_secrets`).
 pub fn owned_secrets(ctx: &Context) -> Vec<Secret> {
-    let mut secrets: Vec<Secret> = ctx
-        .stores
-        .children_of(ChildKind::Secret)
+    let cached = ctx.stores.children_of(ChildKind::Secret);
+    let mut current: BTreeMap<(String, String), DynamicObject> = cached
         .iter()
-        .filter_map(|object| to_secret(object))
+        .map(|o| {
+            (
+                (o.namespace().unwrap_or_default(), o.name_any()),
+                (**o).clone(),
+            )
+        })
         .collect();
+    for (id, applied) in &ctx.memory().applied_secrets {
+        let up_to_date = current
+            .get(id)
+            .is_some_and(|live| super::apply::contains(&live.data, &applied.data));
+        if !up_to_date {
+            current.insert(id.clone(), applied.clone());
+        }
+    }
+    let mut secrets: Vec<Secret> = current.values().filter_map(to_secret).collect();
     secrets.sort_by_key(|s| (s.namespace(), s.name_any()));
     secrets
 }
