@@ -1326,3 +1326,38 @@ async fn secrets_just_applied_count_as_existing_before_the_cache_sees_them() {
     assert_eq!(existing[0], Vec::<String>::new());
     assert_eq!(existing[1], vec!["main-agent-config".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_secret_deleted_after_the_cache_saw_it_is_gone() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.settle().await;
+    let cached = harness
+        .ctx
+        .stores
+        .children_of(ChildKind::Secret)
+        .first()
+        .map(|s| (**s).clone())
+        .unwrap_or_else(|| panic!("no cached Secret"));
+    if let Some(writer) = harness.writers.children.get_mut(&ChildKind::Secret) {
+        writer.apply_watcher_event(&watcher::Event::Delete(cached));
+    }
+    harness
+        .canned
+        .existing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    let calls = harness.reconcile().await;
+    let existing = harness
+        .canned
+        .existing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert_eq!(existing[0], Vec::<String>::new());
+    // And it is created again.
+    assert_eq!(
+        lines(&calls),
+        vec![format!("PATCH {SECRET_PATH}?{APPLY_QUERY}")]
+    );
+}

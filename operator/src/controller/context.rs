@@ -109,9 +109,9 @@ impl Stores {
 pub struct Memory {
     /// Hash of the last desired object applied, by (kind, namespace, name).
     pub applied: HashMap<(ChildKind, Option<String>, String), String>,
-    /// The Secrets last applied, by (namespace, name). Until the cache shows them, they
-    /// stand in for the cached copies, so the TLS planner never re-mints material it has
-    /// just issued because a watch event is late.
+    /// Secrets applied that the cache does not show yet, by (namespace, name). They stand
+    /// in for the cached copies, so the TLS planner never re-mints material it has just
+    /// issued because a watch event is late.
     pub applied_secrets: HashMap<(String, String), DynamicObject>,
     /// The last status we wrote, by object uid, so a cache lagging behind our own patch does
     /// not cause a second identical patch.

@@ -96,14 +96,19 @@ pub fn owned_secrets(ctx: &Context) -> Vec<Secret> {
             )
         })
         .collect();
-    for (id, applied) in &ctx.memory().applied_secrets {
-        let up_to_date = current
+    let mut memory = ctx.memory();
+    // Once the cache shows what was applied, the stand-in is dropped: a later deletion by a
+    // user is then seen as a deletion.
+    memory.applied_secrets.retain(|id, applied| {
+        let seen = current
             .get(id)
             .is_some_and(|live| super::apply::contains(&live.data, &applied.data));
-        if !up_to_date {
+        if !seen {
             current.insert(id.clone(), applied.clone());
         }
-    }
+        !seen
+    });
+    drop(memory);
     let mut secrets: Vec<Secret> = current.values().filter_map(to_secret).collect();
     secrets.sort_by_key(|s| (s.namespace(), s.name_any()));
     secrets
