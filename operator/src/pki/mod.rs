@@ -238,3 +238,145 @@ pub fn plan(request: &PkiRequest<'_>) -> Result<PkiPlan, PkiError> {
     plan.problems = problems;
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn client_names_must_match_the_whole_pattern() {
+        let default = allowed_client_names(&TlsSpec::default());
+        assert!(client_name_allowed(&default, "fluent-bit"));
+        assert!(!client_name_allowed(&default, "fluent-bit-evil"));
+        assert!(!client_name_allowed(&default, "xfluent-bit"));
+        // The default is the literal name: `.` in a custom name matches only a dot.
+        let dotted = allowed_client_names(&TlsSpec {
+            client_common_name: Some("agent.example".to_owned()),
+            ..TlsSpec::default()
+        });
+        assert!(client_name_allowed(&dotted, "agent.example"));
+        assert!(!client_name_allowed(&dotted, "agentXexample"));
+
+        let pattern = "fluent-bit(-[a-z0-9-]+)?";
+        assert!(client_name_allowed(pattern, "fluent-bit-node-1"));
+        assert!(!client_name_allowed(pattern, "fluent-bit-NODE"));
+        // Anchors wrap the whole alternation, not just its ends.
+        assert!(client_name_allowed("a|b", "a"));
+        assert!(!client_name_allowed("a|b", "ab"));
+        assert!(!client_name_allowed("a|b", "xb"));
+        assert!(
+            !client_name_allowed("(", "("),
+            "an invalid pattern accepts nobody"
+        );
+        // A newline does not end the match early (Ruby's `$` would; `\z` does not).
+        assert!(!client_name_allowed(pattern, "fluent-bit\nevil"));
+    }
+
+    proptest! {
+        #[test]
+        fn the_default_pattern_accepts_exactly_the_own_name(
+            own in "[A-Za-z0-9][A-Za-z0-9.-]{0,20}",
+            other in "[A-Za-z0-9][A-Za-z0-9.-]{0,20}",
+        ) {
+            let pattern = allowed_client_names(&TlsSpec {
+                client_common_name: Some(own.clone()),
+                ..TlsSpec::default()
+            });
+            prop_assert!(client_name_allowed(&pattern, &own));
+            prop_assert_eq!(client_name_allowed(&pattern, &other), other == own);
+        }
+    }
+
+    #[test]
+    fn unusable_settings_fall_back_to_defaults_with_problems() {
+        let (settings, problems) = Settings::from_spec(&TlsSpec {
+            ca_validity: Some("soon".to_owned()),
+            leaf_validity: Some("10m".to_owned()),
+            renew_at_percent: Some(100),
+            allowed_client_names: Some("other".to_owned()),
+            ..TlsSpec::default()
+        });
+        assert_eq!(
+            settings.ca_validity,
+            jiff::SignedDuration::from_hours(43800)
+        );
+        assert_eq!(
+            settings.leaf_validity,
+            jiff::SignedDuration::from_hours(2160)
+        );
+        assert_eq!(settings.renew_at_percent, 66);
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.tls.caValidity",
+                "spec.tls.leafValidity",
+                "spec.tls.renewAtPercent",
+                "spec.tls.allowedClientNames"
+            ]
+        );
+    }
+
+    #[test]
+    fn planned_secrets_are_complete() {
+        let names = Names::new("main", "logging");
+        let tls = TlsSpec::default();
+        let plan = plan(&PkiRequest {
+            names: &names,
+            tls: &tls,
+            now: "2026-01-01T00:00:00Z".parse().unwrap(),
+            existing: &BTreeMap::new(),
+        })
+        .unwrap();
+        let described: Vec<_> = plan
+            .secrets
+            .iter()
+            .map(|secret| {
+                let keys: Vec<_> = secret.data.as_ref().unwrap().keys().cloned().collect();
+                (
+                    secret.metadata.name.clone().unwrap(),
+                    secret.metadata.namespace.clone().unwrap(),
+                    secret.type_.clone().unwrap(),
+                    keys,
+                )
+            })
+            .collect();
+        let entry = |name: &str, type_: &str, keys: &[&str]| {
+            (
+                name.to_owned(),
+                "logging".to_owned(),
+                type_.to_owned(),
+                keys.iter().map(|key| (*key).to_owned()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            described,
+            vec![
+                entry("main-ca", "Opaque", &["ca.crt", "ca.key"]),
+                entry(
+                    "main-aggregator-tls",
+                    TLS_SECRET_TYPE,
+                    &["ca.crt", "tls.crt", "tls.key"]
+                ),
+                entry(
+                    "main-agent-tls",
+                    TLS_SECRET_TYPE,
+                    &["ca.crt", "tls.crt", "tls.key"]
+                ),
+                entry("main-shared-key", "Opaque", &[SHARED_KEY_KEY]),
+            ]
+        );
+        for secret in &plan.secrets {
+            assert_eq!(secret.metadata.labels.as_ref(), Some(&names.labels("tls")));
+            for value in secret.data.as_ref().unwrap().values() {
+                assert!(!value.0.contains(&b'\r'), "fluentd rejects CRLF PEM");
+            }
+        }
+        let json = serde_json::to_value(&plan.secrets[0]).unwrap();
+        assert_eq!(json["apiVersion"], "v1");
+        assert_eq!(json["kind"], "Secret");
+        assert_eq!(plan.material_hash.len(), 64);
+    }
+}
