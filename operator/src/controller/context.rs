@@ -154,7 +154,7 @@ pub struct Cores {
 }
 
 pub type ResolveFn = dyn Fn(&Inventory) -> Resolution + Send + Sync;
-pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> PkiPlan + Send + Sync;
+pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> Result<PkiPlan, crate::pki::PkiError> + Send + Sync;
 pub type BuildFn = dyn Fn(&Pipeline, &PkiPlan) -> Result<Vec<Child>, BuildError> + Send + Sync;
 
 impl Default for Cores {
