@@ -158,14 +158,14 @@ pub struct Cores {
 }
 
 pub type ResolveFn = dyn Fn(&Inventory) -> Resolution + Send + Sync;
-pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> Result<PkiPlan, String> + Send + Sync;
+pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> Result<PkiPlan, crate::pki::PkiError> + Send + Sync;
 pub type BuildFn = dyn Fn(&Pipeline, &PkiPlan) -> Result<Vec<Child>, BuildError> + Send + Sync;
 
 impl Default for Cores {
     fn default() -> Self {
         Self {
             resolve: Arc::new(crate::model::resolve),
-            plan: Arc::new(|request| Ok(crate::pki::plan(request))),
+            plan: Arc::new(crate::pki::plan),
             build: Arc::new(crate::build::objects),
         }
     }

@@ -239,7 +239,7 @@ async fn plan_pki(
     })
     .await
     .map_err(|e| Error::Pki(e.to_string()))?
-    .map_err(Error::Pki)
+    .map_err(|e| Error::Pki(e.to_string()))
 }
 
 fn find_child(
