@@ -1408,3 +1408,34 @@ async fn the_examples_settle_and_then_nothing_is_sent() {
     assert!(calls.iter().all(|c| !c.is_write()), "{:#?}", lines(&calls));
     assert!(calls.iter().any(|c| c.path.contains("/secrets/")));
 }
+
+#[tokio::test]
+async fn certificates_due_for_renewal_are_reissued_and_announced() {
+    let (_, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    harness.settle().await;
+    // Past two thirds of the default 90-day leaf lifetime.
+    harness.advance(61 * 24 * 3600);
+    let calls = harness.reconcile().await;
+    let names = Names::new("main", "logging");
+    for secret in [names.agent_tls_secret(), names.aggregator_tls_secret()] {
+        let path = format!("/api/v1/namespaces/logging/secrets/{secret}");
+        find(&calls, "PATCH", &path);
+    }
+    // The pods roll: the workloads' TLS hash annotation changed.
+    find(
+        &calls,
+        "PATCH",
+        "/apis/apps/v1/namespaces/logging/daemonsets/main-agent",
+    );
+    let rotated = calls
+        .iter()
+        .find(|c| c.path.contains("/events") && c.body["reason"] == "CertificatesRotated")
+        .unwrap_or_else(|| panic!("no CertificatesRotated event in {:#?}", lines(&calls)));
+    assert_eq!(rotated.body["regarding"]["name"], "main");
+    // Nothing else is due now: the next reconcile writes nothing.
+    harness.observe(&calls);
+    harness.settle().await;
+    let calls = harness.reconcile().await;
+    assert!(calls.iter().all(|c| !c.is_write()), "{:#?}", lines(&calls));
+}
