@@ -16,6 +16,12 @@ pub const CONFIG_HASH_ANNOTATION: &str = "logging.sluice.dev/config-hash";
 /// Pod-template annotation with a hash of the TLS material and shared key.
 pub const TLS_HASH_ANNOTATION: &str = "logging.sluice.dev/tls-hash";
 
+/// ClusterRole the agents need (read pods and namespaces), shipped with the operator's
+/// install manifests. The operator only binds it, so it never needs `escalate`.
+pub const AGENT_CLUSTER_ROLE: &str = "sluice-agent";
+/// ClusterRole for agents that read pod metadata from the kubelet (`nodes/proxy`).
+pub const AGENT_KUBELET_CLUSTER_ROLE: &str = "sluice-agent-kubelet";
+
 /// Default forward port of the aggregator (the incumbent's, so NetworkPolicies carry over).
 pub const DEFAULT_AGGREGATOR_PORT: i32 = 24240;
 /// fluent-bit's HTTP server (health, metrics).
@@ -40,6 +46,16 @@ pub const AGGREGATOR_TLS_DIR: &str = "/fluentd/tls";
 pub const AGGREGATOR_CONFIG_DIR: &str = "/fluentd/etc";
 /// Name of the aggregator's main config file inside [`AGGREGATOR_CONFIG_DIR`].
 pub const AGGREGATOR_CONFIG_FILE: &str = "fluent.conf";
+/// Where aggregator config shard `index` is mounted: shard 0 at [`AGGREGATOR_CONFIG_DIR`],
+/// the others side by side outside it (a mount point cannot be created inside a read-only
+/// Secret volume), included from shard 0.
+pub fn aggregator_shard_dir(index: usize) -> String {
+    if index == 0 {
+        AGGREGATOR_CONFIG_DIR.to_owned()
+    } else {
+        format!("/fluentd/etc-shards/{index}")
+    }
+}
 /// Where output credentials copied by Sluice are mounted in the aggregator, one file each.
 pub const AGGREGATOR_SECRETS_DIR: &str = "/fluentd/secrets";
 /// Mount point of the aggregator's buffer volume.
@@ -123,10 +139,13 @@ impl Names {
     pub fn shared_key_secret(&self) -> String {
         self.prefixed("shared-key")
     }
-    /// Cluster-scoped RBAC objects are shared by name across namespaces, so they carry the
-    /// Logging name, which is unique cluster-wide.
-    pub fn agent_cluster_role(&self) -> String {
+    /// Cluster-scoped, so it carries the Logging name, which is unique cluster-wide.
+    pub fn agent_cluster_role_binding(&self) -> String {
         format!("sluice-{}-agent", self.logging)
+    }
+    /// Binding of [`AGENT_KUBELET_CLUSTER_ROLE`], made only when the agent asks the kubelet.
+    pub fn agent_kubelet_cluster_role_binding(&self) -> String {
+        format!("sluice-{}-agent-kubelet", self.logging)
     }
 
     /// DNS names the aggregator's server certificate must cover: the Service and headless

@@ -8,11 +8,12 @@ use std::fmt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 
 use crate::api::{
-    ClusterFlow, ClusterOutput, Filter, Flow, Logging, LoggingSpec, Output, OutputSpec,
+    ClusterFlow, ClusterFlowSelector, ClusterOutput, Filter, Flow, FlowSelector,
+    LabelSelectorOperator, Logging, LoggingSpec, NamespaceSelector, Output, OutputKind, OutputSpec,
     SecretKeyRef,
 };
 use crate::layout::Names;
-use crate::routing::{FlowMatcher, Watched};
+use crate::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched};
 
 /// Everything the operator (from the API server) or the CLI (from files) has seen.
 #[derive(Clone, Debug, Default)]
@@ -158,6 +159,807 @@ pub struct Resolution {
 
 /// Resolves every Logging in the inventory. Pure and deterministic.
 pub fn resolve(inventory: &Inventory) -> Resolution {
-    let _ = inventory;
-    Resolution::default()
+    let mut resolution = Resolution::default();
+    let mut loggings: Vec<&Logging> = inventory.loggings.iter().collect();
+    loggings.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
+
+    let mut control_namespaces: BTreeMap<&str, &str> = BTreeMap::new();
+    for logging in loggings {
+        let name = name_of(&logging.metadata);
+        let key = ObjectKey::cluster(Kind::Logging, name);
+        let mut problems = validate_logging(name, &logging.spec);
+        let namespace = logging.spec.control_namespace.as_str();
+        if let Some(first) = control_namespaces.get(namespace) {
+            problems.push(Problem {
+                reason: "ControlNamespaceInUse",
+                field: "spec.controlNamespace".into(),
+                message: format!(
+                    "namespace {namespace:?} is already the control namespace of Logging {first:?}"
+                ),
+            });
+        } else {
+            control_namespaces.insert(namespace, name);
+        }
+        if problems.is_empty() {
+            let pipeline = Resolver::new(inventory, logging).pipeline();
+            for (object, object_problems) in &pipeline.problems {
+                resolution
+                    .problems
+                    .entry(object.clone())
+                    .or_default()
+                    .extend(object_problems.iter().cloned());
+            }
+            resolution.pipelines.push(pipeline);
+        } else {
+            resolution.problems.entry(key).or_default().extend(problems);
+        }
+    }
+
+    dangling_logging_refs(inventory, &mut resolution.problems);
+    for problems in resolution.problems.values_mut() {
+        problems.sort();
+        problems.dedup();
+    }
+    resolution
+        .problems
+        .retain(|_, problems| !problems.is_empty());
+    resolution
+}
+
+fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or_default()
+}
+
+/// The longest suffix Sluice appends to a Logging name (`-aggregator-headless`), so the
+/// derived Service name still fits a 63-character DNS label.
+const MAX_LOGGING_NAME_LEN: usize = 63 - "-aggregator-headless".len();
+
+fn problem(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        reason,
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A DNS-1123 label: what namespace names must be.
+pub fn is_dns_label(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+}
+
+fn validate_logging(name: &str, spec: &LoggingSpec) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if !is_dns_label(name) || name.len() > MAX_LOGGING_NAME_LEN {
+        problems.push(problem(
+            "InvalidName",
+            "metadata.name",
+            format!("must be a DNS label of at most {MAX_LOGGING_NAME_LEN} characters, since Sluice derives Service names from it"),
+        ));
+    }
+    if !is_dns_label(&spec.control_namespace) {
+        problems.push(problem(
+            "InvalidControlNamespace",
+            "spec.controlNamespace",
+            format!("{:?} is not a valid namespace name (lowercase letters, digits and '-', at most 63)", spec.control_namespace),
+        ));
+    }
+    for (index, namespace) in spec.watch_namespaces.iter().enumerate() {
+        if !is_dns_label(namespace) {
+            problems.push(problem(
+                "InvalidNamespace",
+                format!("spec.watchNamespaces[{index}]"),
+                format!("{namespace:?} is not a valid namespace name"),
+            ));
+        }
+    }
+    if let Some(tls) = &spec.tls {
+        for (field, value) in [
+            ("caValidity", &tls.ca_validity),
+            ("leafValidity", &tls.leaf_validity),
+        ] {
+            if let Some(value) = value
+                && humantime::parse_duration(value).is_err()
+            {
+                problems.push(problem(
+                    "InvalidDuration",
+                    format!("spec.tls.{field}"),
+                    format!("{value:?} is not a duration such as 2160h"),
+                ));
+            }
+        }
+        if let Some(pattern) = &tls.allowed_client_names
+            && regex::Regex::new(pattern).is_err()
+        {
+            problems.push(problem(
+                "InvalidPattern",
+                "spec.tls.allowedClientNames",
+                format!("{pattern:?} is not a valid regular expression"),
+            ));
+        }
+        if let (Some(min), Some(max)) = (tls.min_version, tls.max_version)
+            && min > max
+        {
+            problems.push(problem(
+                "InvalidTlsVersions",
+                "spec.tls.minVersion",
+                "minVersion is above maxVersion",
+            ));
+        }
+    }
+    problems.extend(validate_filters("spec.globalFilters", &spec.global_filters));
+    if let Some(default_flow) = &spec.default_flow {
+        problems.extend(validate_filters(
+            "spec.defaultFlow.filters",
+            &default_flow.filters,
+        ));
+    }
+    problems
+}
+
+fn validate_filters(path: &str, filters: &[Filter]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (index, filter) in filters.iter().enumerate() {
+        let kinds = [
+            filter.grep.is_some(),
+            filter.record_transformer.is_some(),
+            filter.parser.is_some(),
+            filter.dedot.is_some(),
+        ];
+        if kinds.iter().filter(|set| **set).count() != 1 {
+            problems.push(problem(
+                "InvalidFilter",
+                format!("{path}[{index}]"),
+                "a filter sets exactly one of grep, recordTransformer, parser or dedot",
+            ));
+        }
+        if let Some(parser) = &filter.parser
+            && parser.format == crate::api::ParserFormat::Regexp
+            && parser.expression.is_none()
+        {
+            problems.push(problem(
+                "InvalidFilter",
+                format!("{path}[{index}].parser.expression"),
+                "format regexp needs an expression",
+            ));
+        }
+    }
+    problems
+}
+
+/// Problems for `loggingRef`s naming no Logging: such objects belong to nothing.
+fn dangling_logging_refs(inventory: &Inventory, problems: &mut BTreeMap<ObjectKey, Vec<Problem>>) {
+    let names: std::collections::BTreeSet<&str> = inventory
+        .loggings
+        .iter()
+        .map(|l| name_of(&l.metadata))
+        .collect();
+    let mut check = |key: ObjectKey, logging_ref: &Option<String>| {
+        if let Some(logging) = logging_ref
+            && !names.contains(logging.as_str())
+        {
+            problems.entry(key).or_default().push(problem(
+                "LoggingNotFound",
+                "spec.loggingRef",
+                format!("Logging {logging:?} does not exist"),
+            ));
+        }
+    };
+    for flow in &inventory.flows {
+        check(
+            ObjectKey::namespaced(
+                Kind::Flow,
+                namespace_of(&flow.metadata),
+                name_of(&flow.metadata),
+            ),
+            &flow.spec.logging_ref,
+        );
+    }
+    for flow in &inventory.cluster_flows {
+        check(
+            ObjectKey::cluster(Kind::ClusterFlow, name_of(&flow.metadata)),
+            &flow.spec.logging_ref,
+        );
+    }
+    for output in &inventory.outputs {
+        check(
+            ObjectKey::namespaced(
+                Kind::Output,
+                namespace_of(&output.metadata),
+                name_of(&output.metadata),
+            ),
+            &output.spec.logging_ref,
+        );
+    }
+    for output in &inventory.cluster_outputs {
+        check(
+            ObjectKey::cluster(Kind::ClusterOutput, name_of(&output.metadata)),
+            &output.spec.output.logging_ref,
+        );
+    }
+}
+
+/// File name under the aggregator's secrets directory for one referenced Secret key.
+/// Namespace and Secret names cannot contain `_`, so the name is unambiguous.
+pub fn secret_file_name(namespace: &str, reference: &SecretKeyRef) -> String {
+    format!("{namespace}_{}_{}", reference.name, reference.key)
+}
+
+/// Builds the pipeline of one valid Logging.
+struct Resolver<'a> {
+    inventory: &'a Inventory,
+    logging: &'a Logging,
+    name: &'a str,
+    watched: Watched,
+    problems: BTreeMap<ObjectKey, Vec<Problem>>,
+    outputs: BTreeMap<ObjectKey, OutputPlan>,
+    /// Outputs already found invalid, so each is validated once.
+    invalid_outputs: std::collections::BTreeSet<ObjectKey>,
+    output_secret_data: BTreeMap<String, Vec<u8>>,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(inventory: &'a Inventory, logging: &'a Logging) -> Self {
+        let watched = watched_namespaces(&logging.spec, &inventory.namespaces);
+        Self {
+            inventory,
+            logging,
+            name: name_of(&logging.metadata),
+            watched,
+            problems: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            invalid_outputs: Default::default(),
+            output_secret_data: BTreeMap::new(),
+        }
+    }
+
+    fn belongs(&self, logging_ref: &Option<String>, namespace: Option<&str>) -> bool {
+        match logging_ref {
+            Some(name) => name == self.name,
+            None => namespace.is_none_or(|ns| self.watched.contains(ns)),
+        }
+    }
+
+    fn report(&mut self, key: &ObjectKey, problem: Problem) {
+        self.problems.entry(key.clone()).or_default().push(problem);
+    }
+
+    fn pipeline(mut self) -> Pipeline {
+        let spec = &self.logging.spec;
+        let logging_key = ObjectKey::cluster(Kind::Logging, self.name);
+        let mut flows = Vec::new();
+
+        let mut namespaced: Vec<&Flow> = self
+            .inventory
+            .flows
+            .iter()
+            .filter(|f| self.belongs(&f.spec.logging_ref, Some(namespace_of(&f.metadata))))
+            .collect();
+        namespaced.sort_by(|a, b| {
+            (namespace_of(&a.metadata), name_of(&a.metadata))
+                .cmp(&(namespace_of(&b.metadata), name_of(&b.metadata)))
+        });
+        for flow in namespaced {
+            let namespace = namespace_of(&flow.metadata);
+            let key = ObjectKey::namespaced(Kind::Flow, namespace, name_of(&flow.metadata));
+            if flow.spec.logging_ref.is_some() && !self.watched.contains(namespace) {
+                self.report(&key, problem("NamespaceNotWatched", "spec.loggingRef", format!("Logging {:?} does not watch namespace {namespace:?}, so this flow sees no logs", self.name)));
+            }
+            let mut rules = Vec::new();
+            let mut valid = true;
+            for (index, entry) in flow.spec.match_rules.iter().enumerate() {
+                match rule_of(
+                    entry.select.as_ref().map(flow_selector),
+                    entry.exclude.as_ref().map(flow_selector),
+                ) {
+                    Some(rule) => rules.push(rule),
+                    None => {
+                        valid = false;
+                        self.report(
+                            &key,
+                            problem(
+                                "InvalidMatch",
+                                format!("spec.match[{index}]"),
+                                "a match entry holds exactly one of select or exclude",
+                            ),
+                        );
+                    }
+                }
+            }
+            let filter_problems = validate_filters("spec.filters", &flow.spec.filters);
+            valid &= filter_problems.is_empty();
+            for p in filter_problems {
+                self.report(&key, p);
+            }
+            if !valid {
+                continue;
+            }
+            let mut outputs = Vec::new();
+            for (index, name) in flow.spec.local_output_refs.iter().enumerate() {
+                let field = format!("spec.localOutputRefs[{index}]");
+                if let Some(output) = self.local_output(namespace, name, &key, &field) {
+                    outputs.push(output);
+                }
+            }
+            for (index, name) in flow.spec.global_output_refs.iter().enumerate() {
+                let field = format!("spec.globalOutputRefs[{index}]");
+                if let Some(output) = self.cluster_output(name, false, &key, &field) {
+                    outputs.push(output);
+                }
+            }
+            let referenced = flow.spec.local_output_refs.len() + flow.spec.global_output_refs.len();
+            self.no_outputs_problem(&key, referenced, outputs.is_empty());
+            flows.push(FlowPlan {
+                key,
+                matcher: FlowMatcher {
+                    scope: Scope::Namespace(namespace.to_owned()),
+                    rules,
+                },
+                filters: flow.spec.filters.clone(),
+                outputs: dedup_keep_order(outputs),
+            });
+        }
+
+        let mut cluster: Vec<&ClusterFlow> = self
+            .inventory
+            .cluster_flows
+            .iter()
+            .filter(|f| self.belongs(&f.spec.logging_ref, None))
+            .collect();
+        cluster.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
+        for flow in cluster {
+            let key = ObjectKey::cluster(Kind::ClusterFlow, name_of(&flow.metadata));
+            let mut rules = Vec::new();
+            let mut valid = true;
+            for (index, entry) in flow.spec.match_rules.iter().enumerate() {
+                match rule_of(
+                    entry.select.as_ref().map(cluster_flow_selector),
+                    entry.exclude.as_ref().map(cluster_flow_selector),
+                ) {
+                    Some(rule) => rules.push(rule),
+                    None => {
+                        valid = false;
+                        self.report(
+                            &key,
+                            problem(
+                                "InvalidMatch",
+                                format!("spec.match[{index}]"),
+                                "a match entry holds exactly one of select or exclude",
+                            ),
+                        );
+                    }
+                }
+            }
+            let filter_problems = validate_filters("spec.filters", &flow.spec.filters);
+            valid &= filter_problems.is_empty();
+            for p in filter_problems {
+                self.report(&key, p);
+            }
+            if !valid {
+                continue;
+            }
+            let mut outputs = Vec::new();
+            for (index, name) in flow.spec.global_output_refs.iter().enumerate() {
+                let field = format!("spec.globalOutputRefs[{index}]");
+                if let Some(output) = self.cluster_output(name, true, &key, &field) {
+                    outputs.push(output);
+                }
+            }
+            self.no_outputs_problem(&key, flow.spec.global_output_refs.len(), outputs.is_empty());
+            flows.push(FlowPlan {
+                key,
+                matcher: FlowMatcher {
+                    scope: Scope::Cluster,
+                    rules,
+                },
+                filters: flow.spec.filters.clone(),
+                outputs: dedup_keep_order(outputs),
+            });
+        }
+        flows.sort_by(|a, b| a.key.cmp(&b.key));
+
+        let default_flow = spec.default_flow.as_ref().map(|default_flow| {
+            let mut outputs = Vec::new();
+            for (index, name) in default_flow.global_output_refs.iter().enumerate() {
+                let field = format!("spec.defaultFlow.globalOutputRefs[{index}]");
+                if let Some(output) = self.cluster_output(name, true, &logging_key, &field) {
+                    outputs.push(output);
+                }
+            }
+            FlowPlan {
+                key: logging_key.clone(),
+                matcher: FlowMatcher {
+                    scope: Scope::Cluster,
+                    rules: Vec::new(),
+                },
+                filters: default_flow.filters.clone(),
+                outputs: dedup_keep_order(outputs),
+            }
+        });
+        let error_output = spec
+            .error_output_ref
+            .as_ref()
+            .and_then(|name| self.cluster_output(name, true, &logging_key, "spec.errorOutputRef"));
+
+        Pipeline {
+            logging: self.name.to_owned(),
+            logging_uid: self.logging.metadata.uid.clone(),
+            spec: spec.clone(),
+            names: Names::new(self.name, &spec.control_namespace),
+            watched: self.watched,
+            flows,
+            default_flow,
+            error_output,
+            outputs: self.outputs,
+            output_secret_data: self.output_secret_data,
+            problems: self.problems,
+        }
+    }
+
+    fn no_outputs_problem(&mut self, key: &ObjectKey, referenced: usize, none_valid: bool) {
+        if none_valid {
+            let message = if referenced == 0 {
+                "the flow references no outputs, so the records it takes are dropped"
+            } else {
+                "none of the flow's outputs is usable, so the records it takes are dropped until one is"
+            };
+            self.report(key, problem("NoUsableOutputs", "spec", message));
+        }
+    }
+
+    fn local_output(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        flow: &ObjectKey,
+        field: &str,
+    ) -> Option<ObjectKey> {
+        let key = ObjectKey::namespaced(Kind::Output, namespace, name);
+        let found = self
+            .inventory
+            .outputs
+            .iter()
+            .find(|o| namespace_of(&o.metadata) == namespace && name_of(&o.metadata) == name);
+        let Some(output) = found else {
+            self.report(
+                flow,
+                problem(
+                    "OutputNotFound",
+                    field,
+                    format!("Output {namespace}/{name} does not exist"),
+                ),
+            );
+            return None;
+        };
+        if !self.belongs(&output.spec.logging_ref, Some(namespace)) {
+            self.report(
+                flow,
+                problem(
+                    "OutputNotFound",
+                    field,
+                    format!("Output {namespace}/{name} belongs to another Logging"),
+                ),
+            );
+            return None;
+        }
+        self.usable_output(key, &output.spec, namespace.to_owned(), flow, field)
+    }
+
+    fn cluster_output(
+        &mut self,
+        name: &str,
+        protected_allowed: bool,
+        flow: &ObjectKey,
+        field: &str,
+    ) -> Option<ObjectKey> {
+        let key = ObjectKey::cluster(Kind::ClusterOutput, name);
+        let found = self
+            .inventory
+            .cluster_outputs
+            .iter()
+            .find(|o| name_of(&o.metadata) == name);
+        let Some(output) = found else {
+            self.report(
+                flow,
+                problem(
+                    "OutputNotFound",
+                    field,
+                    format!("ClusterOutput {name} does not exist"),
+                ),
+            );
+            return None;
+        };
+        if !self.belongs(&output.spec.output.logging_ref, None) {
+            self.report(
+                flow,
+                problem(
+                    "OutputNotFound",
+                    field,
+                    format!("ClusterOutput {name} belongs to another Logging"),
+                ),
+            );
+            return None;
+        }
+        if !protected_allowed && output.spec.protected == Some(true) {
+            self.report(flow, problem("OutputProtected", field, format!("ClusterOutput {name} is protected: only ClusterFlows and the default flow may use it")));
+            return None;
+        }
+        let control_namespace = self.logging.spec.control_namespace.clone();
+        self.usable_output(key, &output.spec.output, control_namespace, flow, field)
+    }
+
+    /// Validates an output once; reports on the output itself, and on the referencing flow
+    /// that it is unusable.
+    fn usable_output(
+        &mut self,
+        key: ObjectKey,
+        spec: &OutputSpec,
+        secret_namespace: String,
+        flow: &ObjectKey,
+        field: &str,
+    ) -> Option<ObjectKey> {
+        if self.outputs.contains_key(&key) {
+            return Some(key);
+        }
+        if !self.invalid_outputs.contains(&key) {
+            match self.validate_output(&key, spec, &secret_namespace) {
+                Some(plan) => {
+                    self.outputs.insert(key.clone(), plan);
+                    return Some(key);
+                }
+                None => {
+                    self.invalid_outputs.insert(key.clone());
+                }
+            }
+        }
+        self.report(
+            flow,
+            problem(
+                "OutputInvalid",
+                field,
+                format!("{key} is invalid, see its status"),
+            ),
+        );
+        None
+    }
+
+    fn validate_output(
+        &mut self,
+        key: &ObjectKey,
+        spec: &OutputSpec,
+        secret_namespace: &str,
+    ) -> Option<OutputPlan> {
+        let kinds = spec.kinds();
+        if kinds.len() != 1 {
+            let message = if kinds.is_empty() {
+                format!("set one output kind: {}", OutputSpec::KINDS.join(", "))
+            } else {
+                "an output sets exactly one output kind".to_owned()
+            };
+            self.report(key, problem("InvalidOutputKind", "spec", message));
+            return None;
+        }
+        let mut secret_files = BTreeMap::new();
+        let mut valid = true;
+        for (field, reference) in secret_refs(kinds[0]) {
+            match self.secret_value(secret_namespace, reference) {
+                Ok(value) => {
+                    let file = secret_file_name(secret_namespace, reference);
+                    self.output_secret_data.insert(file.clone(), value);
+                    secret_files.insert(reference.clone(), file);
+                }
+                Err(message) => {
+                    valid = false;
+                    self.report(
+                        key,
+                        problem("SecretNotFound", format!("spec.{field}"), message),
+                    );
+                }
+            }
+        }
+        if let Some((field, tls)) = output_tls(kinds[0]) {
+            if tls.insecure_skip_verify == Some(true) {
+                self.report(key, problem("TlsVerificationDisabled", format!("spec.{field}.insecureSkipVerify"), "the endpoint's certificate is not verified: anyone on the path can read and alter these logs"));
+            }
+        }
+        valid.then(|| OutputPlan {
+            key: key.clone(),
+            spec: spec.clone(),
+            secret_files,
+        })
+    }
+
+    fn secret_value(&self, namespace: &str, reference: &SecretKeyRef) -> Result<Vec<u8>, String> {
+        let secret = self
+            .inventory
+            .secrets
+            .iter()
+            .find(|s| {
+                namespace_of(&s.metadata) == namespace && name_of(&s.metadata) == reference.name
+            })
+            .ok_or_else(|| format!("Secret {namespace}/{} does not exist", reference.name))?;
+        if let Some(value) = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(&reference.key))
+        {
+            return Ok(value.0.clone());
+        }
+        if let Some(value) = secret
+            .string_data
+            .as_ref()
+            .and_then(|data| data.get(&reference.key))
+        {
+            return Ok(value.as_bytes().to_vec());
+        }
+        Err(format!(
+            "Secret {namespace}/{} has no key {:?}",
+            reference.name, reference.key
+        ))
+    }
+}
+
+fn dedup_keep_order(keys: Vec<ObjectKey>) -> Vec<ObjectKey> {
+    let mut seen = std::collections::BTreeSet::new();
+    keys.into_iter()
+        .filter(|k| seen.insert(k.clone()))
+        .collect()
+}
+
+/// Every Secret key an output kind references, with its field path below `spec`.
+pub fn secret_refs(kind: OutputKind<'_>) -> Vec<(String, &SecretKeyRef)> {
+    let mut refs = Vec::new();
+    let (name, tls, auth): (
+        &str,
+        Option<&crate::api::OutputTls>,
+        Option<&crate::api::BasicAuth>,
+    ) = match kind {
+        OutputKind::File(_) | OutputKind::Null | OutputKind::Stdout => return refs,
+        OutputKind::Forward(o) => {
+            if let Some(r) = &o.shared_key_secret_ref {
+                refs.push(("forward.sharedKeySecretRef".to_owned(), r));
+            }
+            ("forward", o.tls.as_ref(), None)
+        }
+        OutputKind::Http(o) => ("http", o.tls.as_ref(), o.basic_auth.as_ref()),
+        OutputKind::Elasticsearch(o) => ("elasticsearch", o.tls.as_ref(), o.basic_auth.as_ref()),
+        OutputKind::Opensearch(o) => ("opensearch", o.tls.as_ref(), o.basic_auth.as_ref()),
+        OutputKind::Loki(o) => ("loki", o.tls.as_ref(), o.basic_auth.as_ref()),
+        OutputKind::S3(o) => {
+            if let Some(r) = &o.access_key_id_secret_ref {
+                refs.push(("s3.accessKeyIdSecretRef".to_owned(), r));
+            }
+            if let Some(r) = &o.secret_access_key_secret_ref {
+                refs.push(("s3.secretAccessKeySecretRef".to_owned(), r));
+            }
+            return refs;
+        }
+        OutputKind::Kafka(o) => {
+            if let Some(sasl) = &o.sasl {
+                refs.push((
+                    "kafka.sasl.passwordSecretRef".to_owned(),
+                    &sasl.password_secret_ref,
+                ));
+            }
+            ("kafka", o.tls.as_ref(), None)
+        }
+        OutputKind::SplunkHec(o) => {
+            refs.push(("splunkHec.tokenSecretRef".to_owned(), &o.token_secret_ref));
+            ("splunkHec", o.tls.as_ref(), None)
+        }
+    };
+    if let Some(auth) = auth {
+        refs.push((
+            format!("{name}.basicAuth.passwordSecretRef"),
+            &auth.password_secret_ref,
+        ));
+    }
+    if let Some(tls) = tls {
+        for (field, r) in [
+            ("caSecretRef", &tls.ca_secret_ref),
+            ("certSecretRef", &tls.cert_secret_ref),
+            ("keySecretRef", &tls.key_secret_ref),
+        ] {
+            if let Some(r) = r {
+                refs.push((format!("{name}.tls.{field}"), r));
+            }
+        }
+    }
+    refs
+}
+
+fn output_tls(kind: OutputKind<'_>) -> Option<(&'static str, &crate::api::OutputTls)> {
+    match kind {
+        OutputKind::Forward(o) => o.tls.as_ref().map(|t| ("forward.tls", t)),
+        OutputKind::Http(o) => o.tls.as_ref().map(|t| ("http.tls", t)),
+        OutputKind::Elasticsearch(o) => o.tls.as_ref().map(|t| ("elasticsearch.tls", t)),
+        OutputKind::Opensearch(o) => o.tls.as_ref().map(|t| ("opensearch.tls", t)),
+        OutputKind::Loki(o) => o.tls.as_ref().map(|t| ("loki.tls", t)),
+        OutputKind::Kafka(o) => o.tls.as_ref().map(|t| ("kafka.tls", t)),
+        OutputKind::SplunkHec(o) => o.tls.as_ref().map(|t| ("splunkHec.tls", t)),
+        OutputKind::File(_) | OutputKind::Null | OutputKind::Stdout | OutputKind::S3(_) => None,
+    }
+}
+
+fn rule_of<S>(select: Option<S>, exclude: Option<S>) -> Option<Rule>
+where
+    S: Into<Selector>,
+{
+    match (select, exclude) {
+        (Some(selector), None) => Some(Rule {
+            action: Action::Select,
+            selector: selector.into(),
+        }),
+        (None, Some(selector)) => Some(Rule {
+            action: Action::Exclude,
+            selector: selector.into(),
+        }),
+        _ => None,
+    }
+}
+
+fn flow_selector(s: &FlowSelector) -> Selector {
+    Selector {
+        labels: s.labels.clone(),
+        hosts: s.hosts.iter().cloned().collect(),
+        container_names: s.container_names.iter().cloned().collect(),
+        ..Selector::default()
+    }
+}
+
+fn cluster_flow_selector(s: &ClusterFlowSelector) -> Selector {
+    Selector {
+        namespaces: s.namespaces.iter().cloned().collect(),
+        namespace_labels: s.namespace_labels.clone(),
+        labels: s.labels.clone(),
+        hosts: s.hosts.iter().cloned().collect(),
+        container_names: s.container_names.iter().cloned().collect(),
+    }
+}
+
+/// The namespaces a Logging collects from: `watchNamespaces` united with the namespaces its
+/// selector matches; both unset means every namespace.
+pub fn watched_namespaces(spec: &LoggingSpec, namespaces: &[Namespace]) -> Watched {
+    if spec.watch_namespaces.is_empty() && spec.watch_namespace_selector.is_none() {
+        return Watched::All;
+    }
+    let mut watched: std::collections::BTreeSet<String> =
+        spec.watch_namespaces.iter().cloned().collect();
+    if let Some(selector) = &spec.watch_namespace_selector {
+        for namespace in namespaces {
+            let labels = namespace.metadata.labels.clone().unwrap_or_default();
+            if selector_matches(selector, &labels) {
+                watched.insert(name_of(&namespace.metadata).to_owned());
+            }
+        }
+    }
+    Watched::Only(watched)
+}
+
+/// Kubernetes label-selector semantics.
+pub fn selector_matches(selector: &NamespaceSelector, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .match_labels
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+        && selector.match_expressions.iter().all(|requirement| {
+            let value = labels.get(&requirement.key);
+            match requirement.operator {
+                LabelSelectorOperator::In => value.is_some_and(|v| requirement.values.contains(v)),
+                LabelSelectorOperator::NotIn => {
+                    value.is_none_or(|v| !requirement.values.contains(v))
+                }
+                LabelSelectorOperator::Exists => value.is_some(),
+                LabelSelectorOperator::DoesNotExist => value.is_none(),
+            }
+        })
 }

@@ -94,7 +94,8 @@ pub struct AgentSpec {
     #[serde(default, flatten)]
     pub scheduling: PodScheduling,
     /// Host directories holding container logs and what they link to, mounted read-only.
-    /// Default: `/var/log` (and `/var/lib/docker/containers` for Docker runtimes).
+    /// Default: `/var/log` (containerd and CRI-O). Add `/var/lib/docker/containers` on nodes
+    /// that still run Docker.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_path_roots: Vec<String>,
     /// Host directory for tail positions and filesystem buffers, so a restarted agent resumes
@@ -172,7 +173,7 @@ pub struct AggregatorSpec {
 }
 
 /// The aggregator's buffer volume: exactly one of `persistentVolumeClaim` or `emptyDir`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("has(self.persistentVolumeClaim) != has(self.emptyDir)").message("set exactly one of persistentVolumeClaim or emptyDir"))]
 pub struct BufferVolumeSpec {

@@ -1,5 +1,12 @@
 //! The `sluice` command line.
 
+pub mod api_docs;
+mod explain;
+pub mod input;
+pub mod render;
+pub mod run;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,26 +24,87 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Print every Kubernetes object the operator would create for the given resources.
+    Render(render::RenderArgs),
+    /// Show which flows take a log record with the given metadata, and where it goes.
+    Explain(ExplainArgs),
     /// Print the CustomResourceDefinitions, or write them into a directory.
     Crds {
         /// Write one file per CRD into this directory instead of printing a YAML stream.
         #[arg(long)]
-        out_dir: Option<std::path::PathBuf>,
+        out_dir: Option<PathBuf>,
+        /// Also write the generated API reference (docs/api.md) to this file.
+        #[arg(long)]
+        api_docs: Option<PathBuf>,
     },
+    /// Run the operator against a cluster.
+    Run(run::RunArgs),
+}
+
+/// Options of `sluice explain`.
+#[derive(clap::Args, Debug)]
+struct ExplainArgs {
+    /// Files or directories of YAML (Sluice resources, plus Namespaces for their labels).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    files: Vec<PathBuf>,
+    /// The record's namespace.
+    #[arg(long)]
+    namespace: String,
+    /// The pod's labels, as `k=v,k2=v2`.
+    #[arg(long, default_value = "")]
+    labels: String,
+    /// The node the pod runs on.
+    #[arg(long, default_value = "")]
+    host: String,
+    /// The container name.
+    #[arg(long, default_value = "")]
+    container: String,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crds { out_dir } => crds(out_dir.as_deref()),
+        Command::Render(args) => render::render(&args).map(|yaml| print!("{yaml}")),
+        Command::Explain(args) => run_explain(&args).map(|text| print!("{text}")),
+        Command::Crds { out_dir, api_docs } => {
+            crds(out_dir.as_deref(), api_docs.as_deref()).map_err(|e| vec![e])
+        }
+        Command::Run(args) => run::run(args).map_err(|e| vec![e]),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_explain(args: &ExplainArgs) -> Result<String, Vec<String>> {
+    let loaded = input::load(&args.files)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let labels = explain::parse_labels(&args.labels).map_err(|e| vec![format!("--labels: {e}")])?;
+    let namespace_labels = loaded
+        .inventory
+        .namespaces
+        .iter()
+        .find(|ns| ns.metadata.name.as_deref() == Some(args.namespace.as_str()))
+        .and_then(|ns| ns.metadata.labels.clone())
+        .unwrap_or_default();
+    let record = crate::routing::Record {
+        namespace: args.namespace.clone(),
+        namespace_labels,
+        labels,
+        host: args.host.clone(),
+        container: args.container.clone(),
+    };
+    let resolution = crate::model::resolve(&loaded.inventory);
+    for warning in render::problems_as_errors(&loaded, &resolution) {
+        eprintln!("warning: {warning}");
+    }
+    Ok(explain::explain(&resolution.pipelines, &record))
 }
 
 /// File name of each CRD in `crds/`.
@@ -55,7 +123,14 @@ pub fn crd_yaml(
         .map_err(|e| e.to_string())
 }
 
-fn crds(out_dir: Option<&std::path::Path>) -> Result<(), String> {
+fn crds(
+    out_dir: Option<&std::path::Path>,
+    api_docs: Option<&std::path::Path>,
+) -> Result<(), String> {
+    if let Some(path) = api_docs {
+        std::fs::write(path, api_docs::markdown(&crate::api::crds()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     for crd in crate::api::crds() {
         let yaml = crd_yaml(&crd)?;
         match out_dir {

@@ -1,0 +1,522 @@
+//! The agent DaemonSet and the aggregator StatefulSet.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet, StatefulSet,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    TCPSocketAction, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Hashes, metadata};
+use crate::api::{PodScheduling, Resources, SecretKeyRef, TlsMode};
+use crate::layout::{self, Names};
+use crate::model::Pipeline;
+
+pub(crate) const AGENT: &str = "agent";
+pub(crate) const AGGREGATOR: &str = "aggregator";
+
+/// Default images, pinned by version (see docs/dataplane.md).
+const DEFAULT_AGENT_IMAGE: &str = "cr.fluentbit.io/fluent/fluent-bit:4.2.0";
+const DEFAULT_AGGREGATOR_IMAGE: &str = "ghcr.io/kube-logging/logging-operator/fluentd:6.0.3-full";
+
+/// Group given to the aggregator's volumes, so fluentd can write buffers whatever user the
+/// image runs as.
+const AGGREGATOR_FS_GROUP: i64 = 2000;
+
+pub(crate) fn aggregator_port(pipeline: &Pipeline) -> i32 {
+    pipeline
+        .spec
+        .aggregator
+        .as_ref()
+        .and_then(|a| a.port)
+        .unwrap_or(layout::DEFAULT_AGGREGATOR_PORT)
+}
+
+fn tls_enabled(pipeline: &Pipeline) -> bool {
+    pipeline
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.mode)
+        .unwrap_or_default()
+        != TlsMode::Disabled
+}
+
+/// The Secret and key both sides read the shared key from.
+fn shared_key_source(names: &Names, pipeline: &Pipeline) -> SecretKeyRef {
+    pipeline
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.shared_key_secret_ref.clone())
+        .unwrap_or_else(|| SecretKeyRef {
+            name: names.shared_key_secret(),
+            key: layout::SHARED_KEY_KEY.to_owned(),
+        })
+}
+
+/// The TLS Secrets the aggregator and the agents mount: Sluice's own, or the user's.
+fn mounted_tls_secrets(names: &Names, pipeline: &Pipeline) -> (String, String) {
+    match pipeline.spec.tls.as_ref().and_then(|t| t.existing.as_ref()) {
+        Some(existing)
+            if pipeline.spec.tls.as_ref().and_then(|t| t.mode) == Some(TlsMode::Existing) =>
+        {
+            (
+                existing.server_secret_name.clone(),
+                existing.client_secret_name.clone(),
+            )
+        }
+        _ => (names.aggregator_tls_secret(), names.agent_tls_secret()),
+    }
+}
+
+fn shared_key_env(names: &Names, pipeline: &Pipeline) -> EnvVar {
+    let source = shared_key_source(names, pipeline);
+    EnvVar {
+        name: layout::SHARED_KEY_ENV.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: source.name,
+                key: source.key,
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn resources(spec: Option<&Resources>, default: &Resources) -> ResourceRequirements {
+    let spec = spec.unwrap_or(default);
+    let quantities = |map: &BTreeMap<String, String>| -> Option<BTreeMap<String, Quantity>> {
+        (!map.is_empty()).then(|| {
+            map.iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect()
+        })
+    };
+    ResourceRequirements {
+        requests: quantities(&spec.requests),
+        limits: quantities(&spec.limits),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn secret_volume(name: &str, secret: String) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret),
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// Mounted as directories, never via subPath, so Secret updates reach running pods.
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
+}
+
+fn hardened_container_security(read_only_root: bool) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(read_only_root),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn affinity(scheduling: &PodScheduling) -> Option<Affinity> {
+    // The schema passes affinity through unvalidated; a malformed one is dropped here rather
+    // than failing the whole build, and the API server never sees it.
+    scheduling
+        .affinity
+        .clone()
+        .and_then(|value| serde_json::from_value(value).ok())
+}
+
+fn pod_template(
+    names: &Names,
+    component: &str,
+    hashes: &Hashes,
+    config_hash: &str,
+    spec: PodSpec,
+) -> PodTemplateSpec {
+    let mut annotations = BTreeMap::from([(
+        layout::CONFIG_HASH_ANNOTATION.to_owned(),
+        config_hash.to_owned(),
+    )]);
+    if !hashes.tls.is_empty() {
+        annotations.insert(layout::TLS_HASH_ANNOTATION.to_owned(), hashes.tls.clone());
+    }
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(names.selector_labels(component)),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(spec),
+    }
+}
+
+pub(crate) fn agent_daemon_set(
+    pipeline: &Pipeline,
+    hashes: &Hashes,
+    owner: &Option<OwnerReference>,
+) -> DaemonSet {
+    let names = &pipeline.names;
+    let agent = pipeline.spec.agent.clone().unwrap_or_default();
+    let metrics_port = agent
+        .metrics_port
+        .unwrap_or(layout::DEFAULT_AGENT_METRICS_PORT);
+    let roots = if agent.log_path_roots.is_empty() {
+        vec!["/var/log".to_owned()]
+    } else {
+        agent.log_path_roots.clone()
+    };
+    let state_path = agent
+        .state_host_path
+        .clone()
+        .unwrap_or_else(|| format!("/var/lib/sluice/{}", names.logging));
+
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (index, root) in roots.iter().enumerate() {
+        let name = format!("logs-{index}");
+        volumes.push(Volume {
+            name: name.clone(),
+            host_path: Some(HostPathVolumeSource {
+                path: root.clone(),
+                type_: Some("Directory".to_owned()),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(&name, root, true));
+    }
+    volumes.push(Volume {
+        name: "state".to_owned(),
+        host_path: Some(HostPathVolumeSource {
+            path: state_path,
+            type_: Some("DirectoryOrCreate".to_owned()),
+        }),
+        ..Volume::default()
+    });
+    mounts.push(mount("state", layout::AGENT_STATE_DIR, false));
+    volumes.push(secret_volume("config", names.agent_config_secret()));
+    mounts.push(mount("config", layout::AGENT_CONFIG_DIR, true));
+    if tls_enabled(pipeline) {
+        volumes.push(secret_volume("tls", mounted_tls_secrets(names, pipeline).1));
+        mounts.push(mount("tls", layout::AGENT_TLS_DIR, true));
+    }
+
+    let default_resources = Resources {
+        requests: BTreeMap::from([
+            ("cpu".into(), "100m".into()),
+            ("memory".into(), "64Mi".into()),
+        ]),
+        limits: BTreeMap::from([("memory".into(), "256Mi".into())]),
+    };
+    let container = Container {
+        name: "fluent-bit".to_owned(),
+        image: Some(
+            agent
+                .image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_AGENT_IMAGE.to_owned()),
+        ),
+        command: Some(vec![
+            "/fluent-bit/bin/fluent-bit".to_owned(),
+            "--config".to_owned(),
+            format!("{}/{}", layout::AGENT_CONFIG_DIR, layout::AGENT_CONFIG_FILE),
+        ]),
+        env: Some(vec![
+            EnvVar {
+                name: layout::NODE_NAME_ENV.to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "spec.nodeName".to_owned(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+            shared_key_env(names, pipeline),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: metrics_port,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/".to_owned()),
+                port: IntOrString::String("metrics".to_owned()),
+                ..HTTPGetAction::default()
+            }),
+            initial_delay_seconds: Some(10),
+            period_seconds: Some(30),
+            ..Probe::default()
+        }),
+        resources: Some(resources(agent.resources.as_ref(), &default_resources)),
+        // Root inside the container is needed to read root-owned log files; nothing else is.
+        security_context: Some(hardened_container_security(true)),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    let tolerations = if agent.scheduling.tolerations.is_empty() {
+        // A log agent belongs on every node, tainted or not.
+        vec![Toleration {
+            operator: Some("Exists".to_owned()),
+            ..Toleration::default()
+        }]
+    } else {
+        agent.scheduling.tolerations.clone()
+    };
+    let pod = PodSpec {
+        service_account_name: Some(names.agent()),
+        containers: vec![container],
+        volumes: Some(volumes),
+        tolerations: Some(tolerations),
+        node_selector: (!agent.scheduling.node_selector.is_empty())
+            .then(|| agent.scheduling.node_selector.clone()),
+        affinity: affinity(&agent.scheduling),
+        priority_class_name: agent.scheduling.priority_class_name.clone(),
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        ..PodSpec::default()
+    };
+    DaemonSet {
+        metadata: metadata(names, names.agent(), AGENT, owner),
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(names.selector_labels(AGENT)),
+                ..LabelSelector::default()
+            },
+            template: pod_template(names, AGENT, hashes, &hashes.agent_config, pod),
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDaemonSet {
+                    max_unavailable: Some(
+                        agent
+                            .max_unavailable
+                            .clone()
+                            .unwrap_or(IntOrString::String("10%".to_owned())),
+                    ),
+                    ..RollingUpdateDaemonSet::default()
+                }),
+            }),
+            ..DaemonSetSpec::default()
+        }),
+        ..DaemonSet::default()
+    }
+}
+
+pub(crate) fn aggregator_stateful_set(
+    pipeline: &Pipeline,
+    shards: usize,
+    hashes: &Hashes,
+    owner: &Option<OwnerReference>,
+) -> StatefulSet {
+    let names = &pipeline.names;
+    let aggregator = pipeline.spec.aggregator.clone().unwrap_or_default();
+    let port = aggregator_port(pipeline);
+
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for index in 0..shards.max(1) {
+        let volume = if index == 0 {
+            "config".to_owned()
+        } else {
+            format!("config-{index}")
+        };
+        volumes.push(secret_volume(
+            &volume,
+            names.aggregator_config_secret(index),
+        ));
+        mounts.push(mount(&volume, &layout::aggregator_shard_dir(index), true));
+    }
+    if tls_enabled(pipeline) {
+        volumes.push(secret_volume("tls", mounted_tls_secrets(names, pipeline).0));
+        mounts.push(mount("tls", layout::AGGREGATOR_TLS_DIR, true));
+    }
+    if !pipeline.output_secret_data.is_empty() {
+        volumes.push(secret_volume(
+            "output-credentials",
+            names.aggregator_output_secret(),
+        ));
+        mounts.push(mount(
+            "output-credentials",
+            layout::AGGREGATOR_SECRETS_DIR,
+            true,
+        ));
+    }
+    mounts.push(mount("buffer", layout::AGGREGATOR_BUFFER_DIR, false));
+    let buffer = aggregator.buffer_volume.clone().unwrap_or_default();
+    let claim_templates = match buffer.empty_dir {
+        Some(empty_dir) => {
+            volumes.push(Volume {
+                name: "buffer".to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: empty_dir.size_limit.map(Quantity),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            None
+        }
+        None => {
+            let claim = buffer.persistent_volume_claim.unwrap_or_default();
+            Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("buffer".to_owned()),
+                    // Template labels never carry versions: the field is immutable.
+                    labels: Some(names.selector_labels(AGGREGATOR)),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    storage_class_name: claim.storage_class_name,
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_owned(),
+                            Quantity(claim.size.unwrap_or_else(|| "10Gi".to_owned())),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }])
+        }
+    };
+
+    let default_resources = Resources {
+        requests: BTreeMap::from([
+            ("cpu".into(), "500m".into()),
+            ("memory".into(), "512Mi".into()),
+        ]),
+        limits: BTreeMap::from([("memory".into(), "1Gi".into())]),
+    };
+    let forward_probe = Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("forward".to_owned()),
+            ..TCPSocketAction::default()
+        }),
+        initial_delay_seconds: Some(5),
+        period_seconds: Some(10),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: "fluentd".to_owned(),
+        image: Some(
+            aggregator
+                .image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_AGGREGATOR_IMAGE.to_owned()),
+        ),
+        args: Some(vec![
+            "-c".to_owned(),
+            format!(
+                "{}/{}",
+                layout::AGGREGATOR_CONFIG_DIR,
+                layout::AGGREGATOR_CONFIG_FILE
+            ),
+        ]),
+        env: Some(vec![shared_key_env(names, pipeline)]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("forward".to_owned()),
+                container_port: port,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: layout::AGGREGATOR_METRICS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(forward_probe.clone()),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(30),
+            ..forward_probe
+        }),
+        resources: Some(resources(aggregator.resources.as_ref(), &default_resources)),
+        security_context: Some(hardened_container_security(false)),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        service_account_name: Some(names.aggregator()),
+        automount_service_account_token: Some(false),
+        containers: vec![container],
+        volumes: Some(volumes),
+        tolerations: (!aggregator.scheduling.tolerations.is_empty())
+            .then(|| aggregator.scheduling.tolerations.clone()),
+        node_selector: (!aggregator.scheduling.node_selector.is_empty())
+            .then(|| aggregator.scheduling.node_selector.clone()),
+        affinity: affinity(&aggregator.scheduling),
+        priority_class_name: aggregator.scheduling.priority_class_name.clone(),
+        // Time to flush in-flight chunks to the buffer volume before the pod goes.
+        termination_grace_period_seconds: Some(120),
+        security_context: Some(PodSecurityContext {
+            fs_group: Some(AGGREGATOR_FS_GROUP),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        ..PodSpec::default()
+    };
+    StatefulSet {
+        metadata: metadata(names, names.aggregator(), AGGREGATOR, owner),
+        spec: Some(StatefulSetSpec {
+            // Unset leaves the count to an autoscaler; forcing it would fight the HPA.
+            replicas: aggregator.replicas,
+            service_name: Some(names.aggregator_headless_service()),
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(names.selector_labels(AGGREGATOR)),
+                ..LabelSelector::default()
+            },
+            template: pod_template(names, AGGREGATOR, hashes, &hashes.aggregator_config, pod),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            volume_claim_templates: claim_templates,
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}

@@ -1,0 +1,220 @@
+//! What every reconcile shares: the client, the caches, the clock, the recorder and the
+//! small amount of memory that keeps the operator quiet at rest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{DynamicObject, PartialObjectMeta};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+
+use super::metrics::Metrics;
+use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
+use crate::build::{BuildError, Child, ChildKind};
+use crate::model::{Inventory, ObjectKey, Pipeline, Resolution};
+use crate::pki::{PkiPlan, PkiRequest};
+
+/// Errors of one reconcile. Each has a static [`Error::category`] used as metric label and
+/// Event reason, so neither carries object names or error text.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind:?} {name}: {source}")]
+    Apply {
+        kind: ChildKind,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("deleting {kind:?} {name}: {source}")]
+    Delete {
+        kind: ChildKind,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    ReadSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("patching status of {key}: {source}")]
+    Status {
+        key: ObjectKey,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("a built object cannot be applied: {0}")]
+    InvalidChild(String),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("planning TLS material failed: {0}")]
+    Pki(String),
+}
+
+impl Error {
+    /// Stable CamelCase category for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Delete { .. } => "DeleteFailed",
+            Error::ReadSecret { .. } => "SecretReadFailed",
+            Error::Status { .. } => "StatusPatchFailed",
+            Error::InvalidChild(_) => "InvalidChild",
+            Error::Build(_) => "BuildFailed",
+            Error::Pki(_) => "PkiFailed",
+        }
+    }
+}
+
+/// The reflector caches the controller reads instead of asking the API server.
+#[derive(Clone)]
+pub struct Stores {
+    pub loggings: Store<DeserializeGuard<Logging>>,
+    pub flows: Store<DeserializeGuard<Flow>>,
+    pub cluster_flows: Store<DeserializeGuard<ClusterFlow>>,
+    pub outputs: Store<DeserializeGuard<Output>>,
+    pub cluster_outputs: Store<DeserializeGuard<ClusterOutput>>,
+    /// Metadata only: labels are all `watchNamespaceSelector` and ClusterFlows need.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Objects Sluice created, by kind, selected by label. Secrets are cached per control
+    /// namespace (one store each), and only Sluice's own.
+    pub children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>>,
+    /// The namespaces Sluice may write Secrets in; empty means any.
+    pub control_namespaces: Vec<String>,
+}
+
+impl Stores {
+    /// Every cached child of a kind.
+    pub fn children_of(&self, kind: ChildKind) -> Vec<Arc<DynamicObject>> {
+        self.children
+            .get(&kind)
+            .map(|stores| stores.iter().flat_map(Store::state).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a Logging may use `namespace` as its control namespace.
+    pub fn control_namespace_allowed(&self, namespace: &str) -> bool {
+        self.control_namespaces.is_empty() || self.control_namespaces.iter().any(|n| n == namespace)
+    }
+}
+
+/// Per-process memory that makes repeated reconciles free. Lost on restart, which costs one
+/// round of server-side no-op applies (no `resourceVersion` changes) and re-announced Events.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Hash of the last desired object applied, by (kind, namespace, name).
+    pub applied: HashMap<(ChildKind, Option<String>, String), String>,
+    /// The last status we wrote, by object uid, so a cache lagging behind our own patch does
+    /// not cause a second identical patch.
+    pub written_status: HashMap<String, serde_json::Value>,
+    /// User Secrets read by name, with when they were read; re-read after `resync`.
+    /// Missing Secrets are not remembered, so creating one takes effect at once.
+    pub user_secrets:
+        HashMap<(String, String), (jiff::Timestamp, k8s_openapi::api::core::v1::Secret)>,
+    /// Consecutive reconcile failures by Logging uid, for per-object backoff.
+    pub failures: HashMap<String, u32>,
+}
+
+/// Tunables of the controller loop.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Safety requeue when nothing is planned; picks up changed user Secrets, which are read
+    /// by name rather than watched.
+    pub resync: Duration,
+    /// Bounds of the per-Logging error backoff.
+    pub error_backoff_min: Duration,
+    pub error_backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(600),
+            error_backoff_min: Duration::from_secs(5),
+            error_backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The clock, injectable so tests can pin `now`.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// The pure steps a reconcile runs, injectable so the I/O around them can be tested with
+/// canned results. [`Cores::default`] is the real `model`, `pki` and `build` code.
+#[derive(Clone)]
+pub struct Cores {
+    pub resolve: Arc<ResolveFn>,
+    pub plan: Arc<PlanFn>,
+    pub build: Arc<BuildFn>,
+}
+
+pub type ResolveFn = dyn Fn(&Inventory) -> Resolution + Send + Sync;
+pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> PkiPlan + Send + Sync;
+pub type BuildFn = dyn Fn(&Pipeline, &PkiPlan) -> Result<Vec<Child>, BuildError> + Send + Sync;
+
+impl Default for Cores {
+    fn default() -> Self {
+        Self {
+            resolve: Arc::new(crate::model::resolve),
+            plan: Arc::new(crate::pki::plan),
+            build: Arc::new(crate::build::objects),
+        }
+    }
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub events: super::events::Announcer,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    pub settings: Settings,
+    pub cores: Cores,
+    pub memory: Mutex<Memory>,
+    /// Serialises status writes of Flows, Outputs and their cluster variants, which every
+    /// Logging's reconcile computes.
+    pub status_lock: tokio::sync::Mutex<()>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+        settings: Settings,
+        reporter: kube::runtime::events::Reporter,
+    ) -> Self {
+        Self {
+            events: super::events::Announcer::new(client.clone(), reporter),
+            client,
+            stores,
+            metrics,
+            clock,
+            settings,
+            cores: Cores::default(),
+            memory: Mutex::new(Memory::default()),
+            status_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Replaces the pure steps (tests).
+    pub fn with_cores(mut self, cores: Cores) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    /// Locks the memory; a panic while holding it cannot leave it inconsistent in a way that
+    /// matters (it is only a cache), so a poisoned lock is recovered.
+    pub fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,280 @@
+//! Builds the [`Inventory`] that `model::resolve` consumes from the reflector caches, plus
+//! the user Secrets the objects reference, read by name.
+//!
+//! Why user Secrets are read rather than watched: a watch would need a cluster-wide Secret
+//! cache (memory, and `list`/`watch` on every Secret in the cluster). Sluice watches only
+//! the Secrets it labels as its own, and `get`s each referenced user Secret during a
+//! reconcile. A change to a user Secret is therefore picked up at the next reconcile: any
+//! change to a Sluice object or owned child, or the safety requeue (`--resync-interval`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DynamicObject};
+use kube::core::DeserializeGuard;
+use kube::{Resource, ResourceExt};
+
+use super::context::{Context, Error};
+use crate::api::Logging;
+use crate::build::ChildKind;
+use crate::model::{Inventory, Kind};
+
+/// A Secret by namespace and name.
+pub type SecretName = (String, String);
+
+/// Valid objects of a cache; malformed ones are skipped here and reported by the caller.
+fn valid<K: Clone>(guarded: &[std::sync::Arc<DeserializeGuard<K>>]) -> Vec<K> {
+    guarded
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect()
+}
+
+/// Objects the API server holds that do not match Sluice's schema, by kind and name.
+pub fn malformed(ctx: &Context) -> Vec<(Kind, kube::core::error_boundary::InvalidObject)> {
+    fn collect<K>(
+        kind: Kind,
+        items: Vec<std::sync::Arc<DeserializeGuard<K>>>,
+        out: &mut Vec<(Kind, kube::core::error_boundary::InvalidObject)>,
+    ) {
+        for item in items {
+            if let Err(invalid) = &item.0 {
+                out.push((kind, invalid.clone()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    collect(Kind::Logging, ctx.stores.loggings.state(), &mut out);
+    collect(Kind::Flow, ctx.stores.flows.state(), &mut out);
+    collect(
+        Kind::ClusterFlow,
+        ctx.stores.cluster_flows.state(),
+        &mut out,
+    );
+    collect(Kind::Output, ctx.stores.outputs.state(), &mut out);
+    collect(
+        Kind::ClusterOutput,
+        ctx.stores.cluster_outputs.state(),
+        &mut out,
+    );
+    out
+}
+
+/// The cached Sluice objects and namespaces, and Sluice's own Secrets.
+pub fn from_stores(ctx: &Context) -> Inventory {
+    let namespaces = ctx
+        .stores
+        .namespaces
+        .state()
+        .iter()
+        .map(|meta| Namespace {
+            metadata: meta.metadata.clone(),
+            ..Namespace::default()
+        })
+        .collect();
+    Inventory {
+        loggings: valid(&ctx.stores.loggings.state()),
+        flows: valid(&ctx.stores.flows.state()),
+        cluster_flows: valid(&ctx.stores.cluster_flows.state()),
+        outputs: valid(&ctx.stores.outputs.state()),
+        cluster_outputs: valid(&ctx.stores.cluster_outputs.state()),
+        secrets: owned_secrets(ctx),
+        namespaces,
+    }
+}
+
+/// Secrets Sluice created (labelled), converted from the dynamic cache.
+pub fn owned_secrets(ctx: &Context) -> Vec<Secret> {
+    let mut secrets: Vec<Secret> = ctx
+        .stores
+        .children_of(ChildKind::Secret)
+        .iter()
+        .filter_map(|object| to_secret(object))
+        .collect();
+    secrets.sort_by_key(|s| (s.namespace(), s.name_any()));
+    secrets
+}
+
+fn to_secret(object: &DynamicObject) -> Option<Secret> {
+    let mut value = serde_json::to_value(object).ok()?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), "v1".into());
+        map.insert("kind".into(), "Secret".into());
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// Every user Secret the inventory's objects name, by namespace and name: Secrets named by
+/// an Output or Flow live in its namespace; those named by cluster-scoped objects and by a
+/// Logging live in a Logging's control namespace.
+pub fn referenced_secrets(inventory: &Inventory) -> BTreeSet<SecretName> {
+    let control_namespaces: BTreeSet<String> = inventory
+        .loggings
+        .iter()
+        .map(|l| l.spec.control_namespace.clone())
+        .collect();
+    let mut names = BTreeSet::new();
+    let mut add_in = |namespaces: &mut dyn Iterator<Item = String>, refs: &BTreeSet<String>| {
+        for namespace in namespaces {
+            for name in refs {
+                names.insert((namespace.clone(), name.clone()));
+            }
+        }
+    };
+    for output in &inventory.outputs {
+        add_in(
+            &mut output.namespace().into_iter(),
+            &secret_ref_names(&output.spec),
+        );
+    }
+    for flow in &inventory.flows {
+        add_in(
+            &mut flow.namespace().into_iter(),
+            &secret_ref_names(&flow.spec),
+        );
+    }
+    for output in &inventory.cluster_outputs {
+        add_in(
+            &mut control_namespaces.iter().cloned(),
+            &secret_ref_names(&output.spec),
+        );
+    }
+    for flow in &inventory.cluster_flows {
+        add_in(
+            &mut control_namespaces.iter().cloned(),
+            &secret_ref_names(&flow.spec),
+        );
+    }
+    for logging in &inventory.loggings {
+        add_in(
+            &mut std::iter::once(logging.spec.control_namespace.clone()),
+            &logging_secret_names(logging),
+        );
+    }
+    names
+}
+
+/// Secrets a Logging names in its TLS settings and filters.
+fn logging_secret_names(logging: &Logging) -> BTreeSet<String> {
+    let mut names = secret_ref_names(&logging.spec);
+    if let Some(existing) = logging.spec.tls.as_ref().and_then(|t| t.existing.as_ref()) {
+        names.insert(existing.server_secret_name.clone());
+        names.insert(existing.client_secret_name.clone());
+    }
+    names
+}
+
+/// Names of every `…SecretRef` in a spec. Walking the serialized spec finds references in
+/// every output and filter kind, including ones added later, without a list to keep in sync.
+fn secret_ref_names(spec: &impl serde::Serialize) -> BTreeSet<String> {
+    fn walk(value: &serde_json::Value, names: &mut BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    if key.ends_with("SecretRef")
+                        && let Some(name) = child.get("name").and_then(|n| n.as_str())
+                    {
+                        names.insert(name.to_owned());
+                    }
+                    walk(child, names);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, names)),
+            _ => {}
+        }
+    }
+    let mut names = BTreeSet::new();
+    if let Ok(value) = serde_json::to_value(spec) {
+        walk(&value, &mut names);
+    }
+    names
+}
+
+/// The referenced user Secrets that are not Sluice's own. A Secret read less than
+/// `resync` ago is reused, so reconciles triggered by unrelated changes cost no reads.
+/// Missing ones are simply absent: `model::resolve` reports them on the objects that
+/// reference them.
+pub async fn read_user_secrets(
+    ctx: &Context,
+    wanted: &BTreeSet<SecretName>,
+    already: &[Secret],
+    now: jiff::Timestamp,
+) -> Result<Vec<Secret>, Error> {
+    let have: BTreeSet<SecretName> = already
+        .iter()
+        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+        .collect();
+    let fresh_for = jiff::SignedDuration::try_from(ctx.settings.resync).unwrap_or_default();
+    let mut secrets = Vec::new();
+    for id in wanted.difference(&have) {
+        let cached = ctx
+            .memory()
+            .user_secrets
+            .get(id)
+            .filter(|(read_at, _)| *read_at + fresh_for > now)
+            .map(|(_, secret)| secret.clone());
+        if let Some(secret) = cached {
+            secrets.push(secret);
+            continue;
+        }
+        let (namespace, name) = id;
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(Some(mut secret)) => {
+                secret.meta_mut().managed_fields = None;
+                ctx.memory()
+                    .user_secrets
+                    .insert(id.clone(), (now, secret.clone()));
+                secrets.push(secret);
+            }
+            Ok(None) => {
+                ctx.memory().user_secrets.remove(id);
+            }
+            Err(source) => {
+                return Err(Error::ReadSecret {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Ok(secrets)
+}
+
+/// Forgets cached user Secrets no object references any more.
+pub fn forget_unreferenced(ctx: &Context, wanted: &BTreeSet<SecretName>) {
+    ctx.memory()
+        .user_secrets
+        .retain(|id, _| wanted.contains(id));
+}
+
+/// The Secrets that exist in a control namespace, by name, as the PKI planner wants them.
+pub fn secrets_in(namespace: &str, secrets: &[Secret]) -> BTreeMap<String, Secret> {
+    secrets
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace))
+        .map(|s| (s.name_any(), s.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::OutputSpec;
+
+    #[test]
+    fn finds_secret_refs_anywhere_in_a_spec() {
+        let spec: OutputSpec = serde_json::from_value(serde_json::json!({
+            "s3": {
+                "bucket": "b",
+                "region": "eu-west-1",
+                "accessKeyIdSecretRef": {"name": "aws", "key": "id"},
+                "secretAccessKeySecretRef": {"name": "aws2", "key": "secret"}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let names = secret_ref_names(&spec);
+        assert_eq!(names, BTreeSet::from(["aws".to_owned(), "aws2".to_owned()]));
+    }
+}

@@ -1,0 +1,166 @@
+//! Prometheus metrics. Labels are bounded: kinds, static error categories, and Logging
+//! names (cluster-scoped, few); never Flow names or error text.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<Labels, Counter>,
+    reconcile_duration: Family<Labels, Histogram>,
+    errors: Family<Labels, Counter>,
+    writes: Family<Labels, Counter>,
+    certificate_not_after: Family<Labels, Gauge>,
+    config_bytes: Family<Labels, Gauge>,
+    config_shards: Family<Labels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let reconciles = Family::<Labels, Counter>::default();
+        let reconcile_duration = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        let errors = Family::<Labels, Counter>::default();
+        let writes = Family::<Labels, Counter>::default();
+        let certificate_not_after = Family::<Labels, Gauge>::default();
+        let config_bytes = Family::<Labels, Gauge>::default();
+        let config_shards = Family::<Labels, Gauge>::default();
+        registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciles, by kind",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles, by kind and error category",
+            errors.clone(),
+        );
+        registry.register(
+            "writes",
+            "Writes to the API server, by verb and kind",
+            writes.clone(),
+        );
+        registry.register(
+            "certificate_not_after_seconds",
+            "Expiry (Unix seconds) of each certificate of a Logging",
+            certificate_not_after.clone(),
+        );
+        registry.register(
+            "config_bytes",
+            "Size of the rendered configuration of a Logging, by component",
+            config_bytes.clone(),
+        );
+        registry.register(
+            "config_shards",
+            "Number of aggregator configuration Secrets of a Logging",
+            config_shards.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            errors,
+            writes,
+            certificate_not_after,
+            config_bytes,
+            config_shards,
+        }
+    }
+
+    pub fn reconciled(&self, kind: &str, duration: Duration) {
+        let l = labels(&[("kind", kind)]);
+        self.reconciles.get_or_create(&l).inc();
+        self.reconcile_duration
+            .get_or_create(&l)
+            .observe(duration.as_secs_f64());
+    }
+
+    pub fn failed(&self, kind: &str, category: &str) {
+        self.errors
+            .get_or_create(&labels(&[("kind", kind), ("category", category)]))
+            .inc();
+    }
+
+    pub fn wrote(&self, verb: &str, kind: &str) {
+        self.writes
+            .get_or_create(&labels(&[("verb", verb), ("kind", kind)]))
+            .inc();
+    }
+
+    pub fn certificate(&self, logging: &str, certificate: &str, not_after: jiff::Timestamp) {
+        self.certificate_not_after
+            .get_or_create(&labels(&[
+                ("logging", logging),
+                ("certificate", certificate),
+            ]))
+            .set(not_after.as_second());
+    }
+
+    pub fn config(&self, logging: &str, component: &str, bytes: usize) {
+        self.config_bytes
+            .get_or_create(&labels(&[("logging", logging), ("component", component)]))
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    pub fn shards(&self, logging: &str, shards: usize) {
+        self.config_shards
+            .get_or_create(&labels(&[("logging", logging)]))
+            .set(i64::try_from(shards).unwrap_or(i64::MAX));
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_reconciles_and_errors() {
+        let metrics = Metrics::new();
+        metrics.reconciled("Logging", Duration::from_millis(20));
+        metrics.failed("Logging", "ApplyFailed");
+        let text = metrics.encode();
+        assert!(
+            text.contains("sluice_reconciles_total{kind=\"Logging\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_reconcile_errors_total{kind=\"Logging\",category=\"ApplyFailed\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}

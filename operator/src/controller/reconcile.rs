@@ -1,0 +1,522 @@
+//! One reconcile of one Logging: resolve → plan TLS → build → apply → delete orphans →
+//! status, then the status of every Flow, ClusterFlow, Output and ClusterOutput.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use kube::api::DynamicObject;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::Instrument;
+
+use super::apply;
+use super::context::{Context, Error};
+use super::events::reference;
+use super::inventory;
+use super::status::{self, LoggingFacts};
+use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
+use crate::build::{Child, ChildKind};
+use crate::model::{Kind, ObjectKey, Pipeline, Problem, Resolution};
+use crate::pki::{PkiPlan, PkiRequest};
+use crate::routing::Watched;
+
+/// Entry point for the kube-runtime Controller.
+pub async fn reconcile(
+    logging: Arc<DeserializeGuard<Logging>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let name = logging.name_any();
+    let span = tracing::info_span!("reconcile", kind = "Logging", name = %name);
+    let started = Instant::now();
+    let result = reconcile_logging(&logging, &ctx)
+        .instrument(span.clone())
+        .await;
+    ctx.metrics.reconciled("Logging", started.elapsed());
+    let uid = logging.uid().unwrap_or_default();
+    match &result {
+        Ok(action) => {
+            ctx.memory().failures.remove(&uid);
+            span.in_scope(|| tracing::debug!(?action, "reconciled"));
+        }
+        Err(error) => {
+            ctx.metrics.failed("Logging", error.category());
+            span.in_scope(
+                || tracing::warn!(%error, category = error.category(), "reconcile failed"),
+            );
+            let key = ObjectKey::cluster(Kind::Logging, &name);
+            ctx.events
+                .warning(
+                    &reference(&key, logging.uid()),
+                    error.category(),
+                    "Reconcile",
+                    error.to_string(),
+                )
+                .await;
+        }
+    }
+    result
+}
+
+/// Per-Logging exponential backoff: kube-runtime has none of its own.
+pub fn error_policy(
+    logging: Arc<DeserializeGuard<Logging>>,
+    _error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let uid = logging.uid().unwrap_or_default();
+    let failures = {
+        let mut memory = ctx.memory();
+        let count = memory.failures.entry(uid).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    Action::requeue(backoff(&ctx, failures))
+}
+
+fn backoff(ctx: &Context, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    ctx.settings
+        .error_backoff_min
+        .saturating_mul(factor)
+        .min(ctx.settings.error_backoff_max)
+}
+
+/// How long until `next`, at least a second so a plan due now cannot spin.
+fn until(next: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
+    let seconds = next.as_second().saturating_sub(now.as_second()).max(1);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(1))
+}
+
+async fn reconcile_logging(
+    guard: &DeserializeGuard<Logging>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let logging = match &guard.0 {
+        Ok(logging) => logging,
+        Err(invalid) => {
+            // The schema should make this impossible; if it happens, say so and wait for an edit.
+            tracing::warn!(error = %invalid.error, "Logging does not match the schema; skipped");
+            return Ok(Action::await_change());
+        }
+    };
+    let name = logging.name_any();
+    let now = (ctx.clock)();
+    let mut inventory = inventory::from_stores(ctx);
+    let wanted = inventory::referenced_secrets(&inventory);
+    let user_secrets = inventory::read_user_secrets(ctx, &wanted, &inventory.secrets, now).await?;
+    inventory::forget_unreferenced(ctx, &wanted);
+    inventory.secrets.extend(user_secrets);
+    let resolution = (ctx.cores.resolve)(&inventory);
+    let key = ObjectKey::cluster(Kind::Logging, &name);
+    let mut problems = resolution.problems.get(&key).cloned().unwrap_or_default();
+    let mut requeue = ctx.settings.resync;
+
+    let mut facts = LoggingFacts {
+        generation: logging.metadata.generation,
+        tls_mode: logging.spec.tls_or_default().mode.unwrap_or_default(),
+        ..LoggingFacts::default()
+    };
+    let mut workloads: (Option<Arc<DynamicObject>>, Option<Arc<DynamicObject>>) = (None, None);
+    let mut certificates_changed = false;
+    let allowed = ctx
+        .stores
+        .control_namespace_allowed(&logging.spec.control_namespace);
+    if !allowed {
+        problems.push(Problem {
+            reason: "ControlNamespaceNotAllowed",
+            field: "spec.controlNamespace".to_owned(),
+            message: format!(
+                "{} is not one of the operator's --control-namespaces ({}); nothing is applied",
+                logging.spec.control_namespace,
+                ctx.stores.control_namespaces.join(", ")
+            ),
+        });
+    }
+    let pipeline = resolution
+        .pipelines
+        .iter()
+        .find(|p| p.logging == name)
+        .filter(|_| allowed);
+    if let Some(pipeline) = pipeline {
+        let existing = inventory::secrets_in(&pipeline.names.control_namespace, &inventory.secrets);
+        let plan = plan_pki(ctx, pipeline, existing, now).await?;
+        problems.extend(plan.problems.iter().cloned());
+        if let Some(next) = plan.next_change {
+            requeue = requeue.min(until(next, now));
+        }
+        let children = (ctx.cores.build)(pipeline, &plan)?;
+        let applied = apply::apply_children(ctx, &children).await?;
+        let deleted = apply::delete_orphans(ctx, &name, &children).await?;
+        record_config_metrics(ctx, pipeline, &children);
+        announce_changes(ctx, logging, &applied, &deleted).await;
+        certificates_changed = serials_changed(logging, &plan);
+        facts.built = true;
+        facts.certificates = Some(plan.certificates.clone());
+        facts.watched_namespaces = match &pipeline.watched {
+            Watched::All => None,
+            Watched::Only(set) => Some(set.iter().cloned().collect()),
+        };
+        workloads = (
+            find_child(ctx, ChildKind::DaemonSet, pipeline, &pipeline.names.agent()),
+            find_child(
+                ctx,
+                ChildKind::StatefulSet,
+                pipeline,
+                &pipeline.names.aggregator(),
+            ),
+        );
+        if let Some(certificates) = &facts.certificates {
+            record_certificate_metrics(ctx, &name, certificates);
+        }
+    }
+    facts.problems = problems;
+    facts.agent = workloads.0.as_deref();
+    facts.aggregator = workloads.1.as_deref();
+    let computed = status::logging_status(&facts, logging.status.as_ref(), now);
+    ctx.events
+        .problems(&key, logging.uid(), &facts.problems)
+        .await;
+    if certificates_changed {
+        ctx.events
+            .normal(
+                &reference(&key, logging.uid()),
+                "CertificatesRotated",
+                "Rotate",
+                "new TLS material issued; pods roll to pick it up".to_owned(),
+            )
+            .await;
+    }
+    if logging.status.as_ref() != Some(&computed) && !already_written(ctx, logging.uid(), &computed)
+    {
+        status::write::<Logging>(&ctx.client, None, &name, &computed)
+            .await
+            .map_err(|source| Error::Status {
+                key: key.clone(),
+                source: Box::new(source),
+            })?;
+        ctx.metrics.wrote("status", "Logging");
+        remember_written(ctx, logging.uid(), &computed);
+    }
+    update_object_statuses(ctx, &resolution, now).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// Runs the PKI planner on a blocking thread: key generation can take a while.
+async fn plan_pki(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    existing: std::collections::BTreeMap<String, k8s_openapi::api::core::v1::Secret>,
+    now: jiff::Timestamp,
+) -> Result<PkiPlan, Error> {
+    let names = pipeline.names.clone();
+    let tls = pipeline.spec.tls_or_default();
+    let plan = ctx.cores.plan.clone();
+    tokio::task::spawn_blocking(move || {
+        plan(&PkiRequest {
+            names: &names,
+            tls: &tls,
+            now,
+            existing: &existing,
+        })
+    })
+    .await
+    .map_err(|e| Error::Pki(e.to_string()))
+}
+
+fn find_child(
+    ctx: &Context,
+    kind: ChildKind,
+    pipeline: &Pipeline,
+    name: &str,
+) -> Option<Arc<DynamicObject>> {
+    ctx.stores.children_of(kind).into_iter().find(|o| {
+        o.namespace().as_deref() == Some(pipeline.names.control_namespace.as_str())
+            && o.name_any() == name
+    })
+}
+
+/// Whether the plan replaces a certificate the stored status knew (a renewal or rotation).
+fn serials_changed(logging: &Logging, plan: &PkiPlan) -> bool {
+    let Some(before) = logging
+        .status
+        .as_ref()
+        .and_then(|s| s.certificates.as_ref())
+    else {
+        return false;
+    };
+    let after = &plan.certificates;
+    let serial = |c: &Option<crate::api::CertificateInfo>| c.as_ref().map(|c| c.serial.clone());
+    [
+        (&before.ca, &after.ca),
+        (&before.server, &after.server),
+        (&before.client, &after.client),
+    ]
+    .iter()
+    .any(|(b, a)| serial(b).is_some() && serial(a).is_some() && serial(b) != serial(a))
+}
+
+async fn announce_changes(
+    ctx: &Context,
+    logging: &Logging,
+    applied: &apply::Applied,
+    deleted: &[(ChildKind, String)],
+) {
+    let key = ObjectKey::cluster(Kind::Logging, &logging.name_any());
+    let reference = reference(&key, logging.uid());
+    let list = |items: &[(ChildKind, String)]| {
+        items
+            .iter()
+            .map(|(kind, name)| format!("{kind:?} {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !applied.created.is_empty() {
+        ctx.events
+            .normal(
+                &reference,
+                "Created",
+                "Apply",
+                format!("created {}", list(&applied.created)),
+            )
+            .await;
+    }
+    for (kind, name) in &applied.recreated {
+        ctx.events
+            .normal(
+                &reference,
+                "WorkloadRecreated",
+                "Recreate",
+                format!(
+                    "{kind:?} {name} was deleted and re-created because an immutable field changed; its PersistentVolumeClaims were kept"
+                ),
+            )
+            .await;
+    }
+    if !deleted.is_empty() {
+        ctx.events
+            .normal(
+                &reference,
+                "DeletedUnused",
+                "Delete",
+                format!("deleted {}", list(deleted)),
+            )
+            .await;
+    }
+}
+
+fn record_config_metrics(ctx: &Context, pipeline: &Pipeline, children: &[Child]) {
+    let size = |name: &str| -> Option<usize> {
+        let child = children
+            .iter()
+            .find(|c| c.kind == ChildKind::Secret && c.object.name_any() == name)?;
+        let data = child.object.data.get("data")?.as_object()?;
+        Some(
+            data.values()
+                .filter_map(|v| v.as_str())
+                .filter_map(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                .map(|bytes| bytes.len())
+                .sum(),
+        )
+    };
+    let names = &pipeline.names;
+    ctx.metrics.config(
+        &names.logging,
+        "agent",
+        size(&names.agent_config_secret()).unwrap_or(0),
+    );
+    let mut shards = 0;
+    let mut bytes = 0;
+    while let Some(shard) = size(&names.aggregator_config_secret(shards)) {
+        bytes += shard;
+        shards += 1;
+    }
+    ctx.metrics.config(&names.logging, "aggregator", bytes);
+    ctx.metrics.shards(&names.logging, shards);
+}
+
+fn record_certificate_metrics(
+    ctx: &Context,
+    logging: &str,
+    certificates: &crate::api::CertificatesStatus,
+) {
+    for (which, info) in [
+        ("ca", &certificates.ca),
+        ("server", &certificates.server),
+        ("client", &certificates.client),
+    ] {
+        if let Some(not_after) = info
+            .as_ref()
+            .and_then(|i| i.not_after.parse::<jiff::Timestamp>().ok())
+        {
+            ctx.metrics.certificate(logging, which, not_after);
+        }
+    }
+}
+
+fn already_written(ctx: &Context, uid: Option<String>, status: &impl serde::Serialize) -> bool {
+    let (Some(uid), Ok(value)) = (uid, serde_json::to_value(status)) else {
+        return false;
+    };
+    ctx.memory().written_status.get(&uid) == Some(&value)
+}
+
+fn remember_written(ctx: &Context, uid: Option<String>, status: &impl serde::Serialize) {
+    if let (Some(uid), Ok(value)) = (uid, serde_json::to_value(status)) {
+        ctx.memory().written_status.insert(uid, value);
+    }
+}
+
+/// Writes the status of every Flow, ClusterFlow, Output and ClusterOutput whose computed
+/// status differs from the stored one, and announces new problems.
+async fn update_object_statuses(
+    ctx: &Context,
+    resolution: &Resolution,
+    now: jiff::Timestamp,
+) -> Result<(), Error> {
+    let _serialised = ctx.status_lock.lock().await;
+    for (kind, invalid) in inventory::malformed(ctx) {
+        let name = invalid.metadata.name.clone().unwrap_or_default();
+        let key = match &invalid.metadata.namespace {
+            Some(ns) => ObjectKey::namespaced(kind, ns, &name),
+            None => ObjectKey::cluster(kind, &name),
+        };
+        let problem = Problem {
+            reason: "InvalidObject",
+            field: "spec".to_owned(),
+            message: format!(
+                "does not match the Sluice schema and is ignored: {}",
+                invalid.error
+            ),
+        };
+        ctx.events
+            .problems(&key, invalid.metadata.uid.clone(), &[problem])
+            .await;
+    }
+    update_kind::<Flow>(ctx, Kind::Flow, &ctx.stores.flows.state(), resolution, now).await?;
+    update_kind::<ClusterFlow>(
+        ctx,
+        Kind::ClusterFlow,
+        &ctx.stores.cluster_flows.state(),
+        resolution,
+        now,
+    )
+    .await?;
+    update_kind::<Output>(
+        ctx,
+        Kind::Output,
+        &ctx.stores.outputs.state(),
+        resolution,
+        now,
+    )
+    .await?;
+    update_kind::<ClusterOutput>(
+        ctx,
+        Kind::ClusterOutput,
+        &ctx.stores.cluster_outputs.state(),
+        resolution,
+        now,
+    )
+    .await
+}
+
+/// The Loggings whose rendered configuration includes the object, comma-separated.
+fn users_of(resolution: &Resolution, key: &ObjectKey) -> String {
+    resolution
+        .pipelines
+        .iter()
+        .filter(|p| match key.kind {
+            Kind::Flow | Kind::ClusterFlow => p.flows.iter().any(|f| &f.key == key),
+            Kind::Output | Kind::ClusterOutput => p.outputs.contains_key(key),
+            Kind::Logging => false,
+        })
+        .map(|p| p.logging.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn unused_reason(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Flow => {
+            "valid, but no Logging collects this namespace (see the Logging's watchNamespaces and this flow's loggingRef)"
+        }
+        Kind::ClusterFlow => "valid, but no Logging uses it (see loggingRef)",
+        Kind::Output | Kind::ClusterOutput => "valid, but no flow sends records to it",
+        Kind::Logging => "",
+    }
+}
+
+/// Access to the status of the four non-Logging kinds.
+pub trait HasObjectStatus {
+    fn object_status(&self) -> Option<&crate::api::ObjectStatus>;
+}
+
+macro_rules! has_object_status {
+    ($($kind:ty),*) => {$(
+        impl HasObjectStatus for $kind {
+            fn object_status(&self) -> Option<&crate::api::ObjectStatus> {
+                self.status.as_ref()
+            }
+        }
+    )*};
+}
+has_object_status!(Flow, ClusterFlow, Output, ClusterOutput);
+
+async fn update_kind<K>(
+    ctx: &Context,
+    kind: Kind,
+    objects: &[Arc<DeserializeGuard<K>>],
+    resolution: &Resolution,
+    now: jiff::Timestamp,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()>
+        + HasObjectStatus
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut objects: Vec<&K> = objects.iter().filter_map(|g| g.0.as_ref().ok()).collect();
+    objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+    for object in objects {
+        let name = object.name_any();
+        let key = match object.namespace() {
+            Some(ns) => ObjectKey::namespaced(kind, &ns, &name),
+            None => ObjectKey::cluster(kind, &name),
+        };
+        let problems: &[Problem] = resolution
+            .problems
+            .get(&key)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let users = users_of(resolution, &key);
+        let usage = if users.is_empty() {
+            status::Usage::Unused(unused_reason(kind))
+        } else {
+            status::Usage::InUse(&users)
+        };
+        let computed = status::object_status(
+            object.meta().generation,
+            problems,
+            usage,
+            object.object_status(),
+            now,
+        );
+        ctx.events.problems(&key, object.uid(), problems).await;
+        if object.object_status() == Some(&computed)
+            || already_written(ctx, object.uid(), &computed)
+        {
+            continue;
+        }
+        status::write::<K>(&ctx.client, object.namespace().as_deref(), &name, &computed)
+            .await
+            .map_err(|source| Error::Status {
+                key: key.clone(),
+                source: Box::new(source),
+            })?;
+        ctx.metrics.wrote("status", kind.as_str());
+        remember_written(ctx, object.uid(), &computed);
+    }
+    Ok(())
+}

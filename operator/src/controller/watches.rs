@@ -1,0 +1,235 @@
+//! The reflectors: one cache per kind the controller reads, each feeding a single "something
+//! changed" signal that reconciles every Logging. The signal is a `watch` channel, so a burst
+//! of changes (1,000 Flows applied at once) collapses into one pending notification, which
+//! the controller's debounce turns into few reconciles.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::apply::{MANAGED_BY_LABEL, api_resource};
+use super::context::Stores;
+use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
+use crate::build::ChildKind;
+use crate::layout::{LOGGING_LABEL, MANAGED_BY};
+
+/// A reflector's driving future.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Bumped on every relevant change; the controller reconciles all Loggings when it moves.
+pub type Trigger = Arc<watch::Sender<u64>>;
+
+/// Label selector of everything Sluice creates.
+pub fn children_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY},{LOGGING_LABEL}")
+}
+
+/// The caches, the futures that fill them, and a future resolving once all are filled.
+pub struct Watches {
+    pub stores: Stores,
+    pub tasks: Vec<Task>,
+    pub trigger: watch::Receiver<u64>,
+    pub ready: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+fn config() -> watcher::Config {
+    // Small pages bound the memory peak of the initial list.
+    watcher::Config::default().page_size(50).any_semantic()
+}
+
+/// Which changes of an object matter: the signature changes only when the object does in a
+/// way the pipeline depends on.
+type Signature<K> = fn(&K) -> String;
+
+fn generation<K: Resource>(object: &K) -> String {
+    format!("{:?}", object.meta().generation)
+}
+
+fn labels<K: Resource>(object: &K) -> String {
+    format!("{:?}", object.meta().labels)
+}
+
+fn resource_version<K: Resource>(object: &K) -> String {
+    object.meta().resource_version.clone().unwrap_or_default()
+}
+
+/// Reflects `stream` into `writer` and bumps `trigger` when an object's signature changes,
+/// an object goes away, or the initial list completes.
+fn drive<K>(
+    what: &'static str,
+    stream: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    writer: reflector::store::Writer<K>,
+    signature: Signature<K>,
+    trigger: Trigger,
+) -> Task
+where
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let mut seen: HashMap<String, String> = HashMap::new();
+    Box::pin(
+        stream
+            .modify(|object: &mut K| object.meta_mut().managed_fields = None)
+            .default_backoff()
+            .reflect(writer)
+            .for_each(move |event| {
+                let changed = match event {
+                    Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                        let uid = object.uid().unwrap_or_default();
+                        let sig = signature(&object);
+                        seen.insert(uid, sig.clone()).as_ref() != Some(&sig)
+                    }
+                    Ok(watcher::Event::Delete(object)) => {
+                        seen.remove(&object.uid().unwrap_or_default());
+                        true
+                    }
+                    Ok(watcher::Event::Init) => false,
+                    Ok(watcher::Event::InitDone) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, what, "watch failed; retrying with backoff");
+                        false
+                    }
+                };
+                if changed {
+                    trigger.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                futures::future::ready(())
+            }),
+    )
+}
+
+fn guarded<K>(
+    client: &Client,
+    what: &'static str,
+    trigger: &Trigger,
+) -> (Store<DeserializeGuard<K>>, Task)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
+    let (store, writer) = reflector::store();
+    let task = drive(
+        what,
+        watcher(api, config()),
+        writer,
+        generation::<DeserializeGuard<K>>,
+        trigger.clone(),
+    );
+    (store, task)
+}
+
+/// Starts nothing yet: returns the caches and the futures to spawn. Secrets are watched
+/// only in `control_namespaces` (one watch each), so the operator needs no cluster-wide
+/// Secret `list`/`watch`; an empty list watches labelled Secrets cluster-wide.
+pub fn watches(client: &Client, control_namespaces: &[String]) -> Watches {
+    let (sender, receiver) = watch::channel(0u64);
+    let trigger: Trigger = Arc::new(sender);
+    let mut tasks = Vec::new();
+
+    let (loggings, task) = guarded::<Logging>(client, "Logging", &trigger);
+    tasks.push(task);
+    let (flows, task) = guarded::<Flow>(client, "Flow", &trigger);
+    tasks.push(task);
+    let (cluster_flows, task) = guarded::<ClusterFlow>(client, "ClusterFlow", &trigger);
+    tasks.push(task);
+    let (outputs, task) = guarded::<Output>(client, "Output", &trigger);
+    tasks.push(task);
+    let (cluster_outputs, task) = guarded::<ClusterOutput>(client, "ClusterOutput", &trigger);
+    tasks.push(task);
+
+    let (namespaces, writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    tasks.push(drive(
+        "Namespace",
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            config(),
+        ),
+        writer,
+        labels::<PartialObjectMeta<Namespace>>,
+        trigger.clone(),
+    ));
+
+    let mut children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>> = BTreeMap::new();
+    for kind in ChildKind::ALL {
+        if kind == ChildKind::Namespace {
+            // Namespaces come from the metadata cache above and are never deleted.
+            continue;
+        }
+        let (resource, _) = api_resource(kind);
+        let apis: Vec<Api<DynamicObject>> =
+            if kind == ChildKind::Secret && !control_namespaces.is_empty() {
+                control_namespaces
+                    .iter()
+                    .map(|ns| Api::namespaced_with(client.clone(), ns, &resource))
+                    .collect()
+            } else {
+                vec![Api::all_with(client.clone(), &resource)]
+            };
+        for api in apis {
+            let writer = reflector::store::Writer::new(resource.clone());
+            children.entry(kind).or_default().push(writer.as_reader());
+            tasks.push(drive(
+                "child",
+                watcher(api, config().labels(&children_selector())),
+                writer,
+                // Workload status feeds the Logging's conditions: every change counts.
+                resource_version::<DynamicObject>,
+                trigger.clone(),
+            ));
+        }
+    }
+
+    let stores = Stores {
+        loggings,
+        flows,
+        cluster_flows,
+        outputs,
+        cluster_outputs,
+        namespaces,
+        children,
+        control_namespaces: control_namespaces.to_vec(),
+    };
+    let ready = {
+        let stores = stores.clone();
+        Box::pin(async move {
+            // A writer is dropped only when its task ends, i.e. at shutdown; readiness then
+            // no longer matters.
+            let _ = stores.loggings.wait_until_ready().await;
+            let _ = stores.flows.wait_until_ready().await;
+            let _ = stores.cluster_flows.wait_until_ready().await;
+            let _ = stores.outputs.wait_until_ready().await;
+            let _ = stores.cluster_outputs.wait_until_ready().await;
+            let _ = stores.namespaces.wait_until_ready().await;
+            for store in stores.children.values().flatten() {
+                let _ = store.wait_until_ready().await;
+            }
+        }) as Pin<Box<dyn Future<Output = ()> + Send>>
+    };
+    Watches {
+        stores,
+        tasks,
+        trigger: receiver,
+        ready,
+    }
+}
+
+/// A stream yielding once per (coalesced) change signal.
+pub fn changes(mut receiver: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send + 'static {
+    receiver.mark_unchanged();
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    })
+}

@@ -1,0 +1,1191 @@
+//! The controller against a mock API server (tower-test): every request a reconcile makes
+//! is recorded and compared exactly (method, path, query, body). The pure steps (resolve,
+//! TLS plan, build) are injected with canned results so these tests cover only the I/O.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DynamicObject, PartialObjectMeta};
+use kube::client::Body;
+use kube::core::DeserializeGuard;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use sluice::api::{
+    CertificateInfo, CertificatesStatus, ClusterFlow, ClusterOutput, Flow, Logging, Output,
+};
+use sluice::build::{Child, ChildKind};
+use sluice::controller::apply::api_resource;
+use sluice::controller::context::{Cores, Stores};
+use sluice::controller::metrics::Metrics;
+use sluice::controller::{Context, Settings, reconcile};
+use sluice::layout::Names;
+use sluice::model::{Kind, ObjectKey, Pipeline, Problem, Resolution};
+use sluice::pki::PkiPlan;
+use sluice::routing::Watched;
+
+const CONTROL: &str = "sluice-system";
+const APPLY_QUERY: &str = "fieldManager=sluice.dev%2Foperator&force=true";
+
+/// One request as the API server saw it.
+#[derive(Clone, Debug, PartialEq)]
+struct Call {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+impl Call {
+    fn is_write(&self) -> bool {
+        self.method != "GET"
+    }
+    fn line(&self) -> String {
+        format!("{} {}?{}", self.method, self.path, self.query)
+    }
+}
+
+/// Query parameters sorted, so the comparison does not depend on kube's parameter order.
+fn sorted_query(query: &str) -> String {
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    pairs.sort();
+    pairs.join("&")
+}
+
+/// Responses to give instead of the default, once each: (method, path, code, body).
+type Scripted = Arc<Mutex<VecDeque<(String, String, u16, Value)>>>;
+
+struct Writers {
+    loggings: Writer<DeserializeGuard<Logging>>,
+    flows: Writer<DeserializeGuard<Flow>>,
+    outputs: Writer<DeserializeGuard<Output>>,
+    children: BTreeMap<ChildKind, Writer<DynamicObject>>,
+}
+
+/// Canned results of the pure steps, changeable between reconciles.
+#[derive(Clone)]
+struct Canned {
+    resolution: Arc<Mutex<Resolution>>,
+    plan: Arc<Mutex<PkiPlan>>,
+    children: Arc<Mutex<Vec<Child>>>,
+}
+
+/// What the caches and the API server hold at the start.
+#[derive(Default)]
+struct Fixture {
+    loggings: Vec<Value>,
+    flows: Vec<Value>,
+    outputs: Vec<Value>,
+    cluster_flows: Vec<Value>,
+    cluster_outputs: Vec<Value>,
+    namespaces: Vec<Value>,
+    /// Objects the API server returns for a GET of this path.
+    served: BTreeMap<String, Value>,
+    control_namespaces: Vec<String>,
+    /// Run the real resolve, PKI plan and build instead of canned results.
+    real_cores: bool,
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    writers: Writers,
+    calls: Arc<Mutex<Vec<Call>>>,
+    /// Responses to give instead of the default, once each, for (method, path).
+    failures: Scripted,
+    canned: Canned,
+    now: jiff::Timestamp,
+    /// Seconds added to `now` by the injected clock.
+    elapsed: Arc<std::sync::atomic::AtomicI64>,
+}
+
+fn guard<K: kube::Resource + serde::de::DeserializeOwned>(value: Value) -> DeserializeGuard<K> {
+    serde_json::from_value(value).unwrap_or_else(|e| panic!("fixture: {e}"))
+}
+
+fn logging_json(status: Option<Value>) -> Value {
+    let mut logging = json!({
+        "apiVersion": "logging.sluice.dev/v1alpha1",
+        "kind": "Logging",
+        "metadata": {"name": "main", "uid": "uid-main", "generation": 1, "resourceVersion": "10"},
+        "spec": {"controlNamespace": CONTROL}
+    });
+    if let Some(status) = status {
+        logging["status"] = status;
+    }
+    logging
+}
+
+fn flow_json(name: &str, generation: i64, status: Option<Value>) -> Value {
+    let mut flow = json!({
+        "apiVersion": "logging.sluice.dev/v1alpha1",
+        "kind": "Flow",
+        "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}"),
+                     "generation": generation, "resourceVersion": "20"},
+        "spec": {"localOutputRefs": ["store"]}
+    });
+    if let Some(status) = status {
+        flow["status"] = status;
+    }
+    flow
+}
+
+fn output_json() -> Value {
+    json!({
+        "apiVersion": "logging.sluice.dev/v1alpha1",
+        "kind": "Output",
+        "metadata": {"name": "store", "namespace": "team-a", "uid": "uid-store",
+                     "generation": 1, "resourceVersion": "30"},
+        "spec": {"stdout": {}}
+    })
+}
+
+fn names() -> Names {
+    Names::new("main", CONTROL)
+}
+
+fn child(kind: ChildKind, api_version: &str, type_: &str, name: &str, body: Value) -> Child {
+    let mut object = json!({
+        "apiVersion": api_version,
+        "kind": type_,
+        "metadata": {
+            "name": name,
+            "namespace": CONTROL,
+            "labels": names().labels("test"),
+            "ownerReferences": [{
+                "apiVersion": "logging.sluice.dev/v1alpha1", "kind": "Logging", "name": "main",
+                "uid": "uid-main", "controller": true, "blockOwnerDeletion": true
+            }]
+        }
+    });
+    if let (Some(target), Some(extra)) = (object.as_object_mut(), body.as_object()) {
+        for (k, v) in extra {
+            target.insert(k.clone(), v.clone());
+        }
+    }
+    Child {
+        kind,
+        object: serde_json::from_value(object).unwrap_or_else(|e| panic!("fixture: {e}")),
+    }
+}
+
+fn config_secret(config: &str) -> Child {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(config);
+    child(
+        ChildKind::Secret,
+        "v1",
+        "Secret",
+        &names().agent_config_secret(),
+        json!({"data": {"fluent-bit.yaml": encoded}}),
+    )
+}
+
+fn workload(kind: ChildKind, type_: &str, name: &str) -> Child {
+    child(
+        kind,
+        "apps/v1",
+        type_,
+        name,
+        json!({"spec": {"selector": {"matchLabels": names().selector_labels("x")},
+                        "template": {"metadata": {"labels": names().selector_labels("x")},
+                                     "spec": {"containers": [{"name": "main", "image": "img:1"}]}}}}),
+    )
+}
+
+fn default_children() -> Vec<Child> {
+    vec![
+        config_secret("pipeline: {}\n"),
+        workload(ChildKind::DaemonSet, "DaemonSet", &names().agent()),
+        workload(ChildKind::StatefulSet, "StatefulSet", &names().aggregator()),
+    ]
+}
+
+fn pipeline(logging: &Logging) -> Pipeline {
+    Pipeline {
+        logging: "main".to_owned(),
+        logging_uid: logging.uid(),
+        spec: logging.spec.clone(),
+        names: names(),
+        watched: Watched::All,
+        flows: Vec::new(),
+        default_flow: None,
+        error_output: None,
+        outputs: BTreeMap::new(),
+        output_secret_data: BTreeMap::new(),
+        problems: BTreeMap::new(),
+    }
+}
+
+fn plan(now: jiff::Timestamp, next_change: Option<jiff::Timestamp>) -> PkiPlan {
+    let info = |serial: &str| CertificateInfo {
+        serial: serial.to_owned(),
+        not_after: (now + jiff::SignedDuration::from_hours(24 * 90)).to_string(),
+    };
+    PkiPlan {
+        certificates: CertificatesStatus {
+            ca: Some(info("01")),
+            server: Some(info("02")),
+            client: Some(info("03")),
+            rotation_phase: Some("Stable".to_owned()),
+            next_rotation: next_change.map(|t| t.to_string()),
+        },
+        next_change,
+        material_hash: "hash".to_owned(),
+        ..PkiPlan::default()
+    }
+}
+
+fn default_response(method: &str, path: &str, body: &Value) -> (u16, Value) {
+    match method {
+        "GET" => (
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "reason": "NotFound", "code": 404, "message": "not found"}),
+        ),
+        "DELETE" => (
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        ),
+        _ => {
+            let mut echo = body.clone();
+            if echo.get("metadata").is_none() {
+                let segments: Vec<&str> = path.split('/').collect();
+                let name = segments
+                    .iter()
+                    .rev()
+                    .find(|s| **s != "status")
+                    .copied()
+                    .unwrap_or("x");
+                echo["metadata"] = json!({"name": name});
+            }
+            echo["metadata"]["resourceVersion"] = json!("100");
+            (200, echo)
+        }
+    }
+}
+
+impl Harness {
+    fn new(logging: Value, flows: Vec<Value>) -> Self {
+        Self::start(Fixture {
+            loggings: vec![logging],
+            flows,
+            outputs: vec![output_json()],
+            namespaces: vec![json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "team-a", "labels": {"team": "a"}}
+            })],
+            control_namespaces: vec![CONTROL.to_owned()],
+            ..Fixture::default()
+        })
+    }
+
+    fn start(fixture: Fixture) -> Self {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let failures: Scripted = Arc::default();
+        {
+            let calls = calls.clone();
+            let failures = failures.clone();
+            let served = fixture.served.clone();
+            tokio::spawn(async move {
+                while let Some((request, send)) = handle.next_request().await {
+                    let (parts, body) = request.into_parts();
+                    let bytes = body.collect_bytes().await.unwrap_or_default();
+                    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    let method = parts.method.to_string();
+                    let path = parts.uri.path().to_owned();
+                    let query = sorted_query(parts.uri.query().unwrap_or(""));
+                    let scripted = {
+                        let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+                        let position = failures
+                            .iter()
+                            .position(|(m, p, _, _)| *m == method && *p == path);
+                        position.and_then(|i| failures.remove(i))
+                    };
+                    let (code, response) = match (scripted, served.get(&path)) {
+                        (Some((_, _, code, response)), _) => (code, response),
+                        (None, Some(object)) if method == "GET" => (200, object.clone()),
+                        (None, _) => default_response(&method, &path, &body),
+                    };
+                    calls.lock().unwrap_or_else(|p| p.into_inner()).push(Call {
+                        method,
+                        path,
+                        query,
+                        body,
+                    });
+                    let response = Response::builder()
+                        .status(code)
+                        .body(Body::from(
+                            serde_json::to_vec(&response).unwrap_or_default(),
+                        ))
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    send.send_response(response);
+                }
+            });
+        }
+
+        let (loggings_store, mut loggings) = kube::runtime::reflector::store();
+        let (flows_store, mut flows_writer) = kube::runtime::reflector::store();
+        let (outputs_store, mut outputs) = kube::runtime::reflector::store();
+        let (cluster_flows_store, cf) =
+            kube::runtime::reflector::store::<DeserializeGuard<ClusterFlow>>();
+        let (cluster_outputs_store, co) =
+            kube::runtime::reflector::store::<DeserializeGuard<ClusterOutput>>();
+        let (namespaces_store, mut namespaces) =
+            kube::runtime::reflector::store::<PartialObjectMeta<Namespace>>();
+        let mut children = BTreeMap::new();
+        let mut children_stores = BTreeMap::new();
+        for kind in ChildKind::ALL {
+            if kind == ChildKind::Namespace {
+                continue;
+            }
+            let writer = Writer::new(api_resource(kind).0);
+            children_stores.insert(kind, vec![writer.as_reader()]);
+            children.insert(kind, writer);
+        }
+        let logging_guard: DeserializeGuard<Logging> = guard(fixture.loggings[0].clone());
+        let logging = logging_guard.0.clone().unwrap_or_else(|e| panic!("{e}"));
+        for value in fixture.loggings {
+            loggings.apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        }
+        for flow in fixture.flows {
+            flows_writer.apply_watcher_event(&watcher::Event::Apply(guard(flow)));
+        }
+        for output in fixture.outputs {
+            outputs.apply_watcher_event(&watcher::Event::Apply(guard(output)));
+        }
+        let mut cf = cf;
+        for value in fixture.cluster_flows {
+            cf.apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        }
+        let mut co = co;
+        for value in fixture.cluster_outputs {
+            co.apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        }
+        for namespace in fixture.namespaces {
+            namespaces.apply_watcher_event(&watcher::Event::Apply(
+                serde_json::from_value(namespace).unwrap_or_else(|e| panic!("{e}")),
+            ));
+        }
+        // Keep the writers of kinds the tests never change alive for the stores' sake.
+        std::mem::forget(cf);
+        std::mem::forget(co);
+
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
+        let canned = Canned {
+            resolution: Arc::new(Mutex::new(Resolution {
+                pipelines: vec![pipeline(&logging)],
+                problems: BTreeMap::new(),
+            })),
+            plan: Arc::new(Mutex::new(plan(now, None))),
+            children: Arc::new(Mutex::new(default_children())),
+        };
+        let cores = if fixture.real_cores {
+            Cores::default()
+        } else {
+            let canned = canned.clone();
+            let (r, p, c) = (canned.resolution, canned.plan, canned.children);
+            Cores {
+                resolve: Arc::new(move |_| r.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                plan: Arc::new(move |_| p.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                build: Arc::new(move |_, _| {
+                    Ok(c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                }),
+            }
+        };
+        let stores = Stores {
+            loggings: loggings_store,
+            flows: flows_store,
+            cluster_flows: cluster_flows_store,
+            outputs: outputs_store,
+            cluster_outputs: cluster_outputs_store,
+            namespaces: namespaces_store,
+            children: children_stores,
+            control_namespaces: fixture.control_namespaces,
+        };
+        let elapsed: Arc<std::sync::atomic::AtomicI64> = Arc::default();
+        let clock = {
+            let elapsed = elapsed.clone();
+            move || {
+                now + jiff::SignedDuration::from_secs(
+                    elapsed.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            }
+        };
+        let ctx = Context::new(
+            client,
+            stores,
+            Arc::new(Metrics::new()),
+            Arc::new(clock),
+            Settings::default(),
+            Reporter {
+                controller: "sluice".to_owned(),
+                instance: Some("test".to_owned()),
+            },
+        )
+        .with_cores(cores);
+        std::mem::forget(namespaces);
+        Self {
+            ctx: Arc::new(ctx),
+            writers: Writers {
+                loggings,
+                flows: flows_writer,
+                outputs,
+                children,
+            },
+            calls,
+            failures,
+            canned,
+            now,
+            elapsed,
+        }
+    }
+
+    fn advance(&self, seconds: i64) {
+        self.elapsed
+            .fetch_add(seconds, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn logging(&self) -> Arc<DeserializeGuard<Logging>> {
+        self.ctx
+            .stores
+            .loggings
+            .state()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no Logging"))
+    }
+
+    async fn reconcile(&self) -> Vec<Call> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let action = reconcile::reconcile(self.logging(), self.ctx.clone()).await;
+        if let Err(error) = action {
+            panic!("reconcile failed: {error}");
+        }
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Feeds what the API server now holds back into the caches, as the watches would:
+    /// applied children (workloads with a ready status) and written statuses.
+    fn observe(&mut self, calls: &[Call]) {
+        for call in calls.iter().filter(|c| c.method == "PATCH") {
+            if call.path.ends_with("/status") {
+                self.observe_status(call);
+                continue;
+            }
+            let mut object = call.body.clone();
+            object["metadata"]["resourceVersion"] = json!("100");
+            object["metadata"]["uid"] = json!(format!("uid-{}", call.path));
+            object["metadata"]["generation"] = json!(1);
+            let kind = match object["kind"].as_str() {
+                Some("Secret") => ChildKind::Secret,
+                Some("DaemonSet") => {
+                    object["status"] = json!({"observedGeneration": 1, "desiredNumberScheduled": 2,
+                        "updatedNumberScheduled": 2, "numberAvailable": 2});
+                    ChildKind::DaemonSet
+                }
+                Some("StatefulSet") => {
+                    object["status"] = json!({"observedGeneration": 1, "replicas": 1,
+                        "readyReplicas": 1, "updatedReplicas": 1,
+                        "currentRevision": "r1", "updateRevision": "r1"});
+                    ChildKind::StatefulSet
+                }
+                other => panic!("unexpected kind {other:?}"),
+            };
+            let object: DynamicObject =
+                serde_json::from_value(object).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(writer) = self.writers.children.get_mut(&kind) {
+                writer.apply_watcher_event(&watcher::Event::Apply(object));
+            }
+        }
+    }
+
+    fn observe_status(&mut self, call: &Call) {
+        let status = call.body["status"].clone();
+        if call.path.contains("/loggings/") {
+            self.writers
+                .loggings
+                .apply_watcher_event(&watcher::Event::Apply(guard(logging_json(Some(status)))));
+        } else if call.path.contains("/flows/") {
+            let name = call.path.split('/').rev().nth(1).unwrap_or_default();
+            let current = self
+                .ctx
+                .stores
+                .flows
+                .state()
+                .into_iter()
+                .find(|f| f.name_any() == name)
+                .unwrap_or_else(|| panic!("no Flow {name}"));
+            let mut value =
+                serde_json::to_value(current.0.as_ref().unwrap_or_else(|e| panic!("{e}")))
+                    .unwrap_or_default();
+            value["status"] = status;
+            self.writers
+                .flows
+                .apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        } else if call.path.contains("/outputs/") {
+            let current = self
+                .ctx
+                .stores
+                .outputs
+                .state()
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("no Output"));
+            let mut value =
+                serde_json::to_value(current.0.as_ref().unwrap_or_else(|e| panic!("{e}")))
+                    .unwrap_or_default();
+            value["status"] = status;
+            self.writers
+                .outputs
+                .apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        }
+    }
+
+    /// Reconciles and feeds the results back until a reconcile writes nothing.
+    async fn settle(&mut self) {
+        for _ in 0..4 {
+            let calls = self.reconcile().await;
+            if calls.iter().all(|c| !c.is_write()) {
+                return;
+            }
+            self.observe(&calls);
+        }
+        panic!("did not settle");
+    }
+}
+
+fn lines(calls: &[Call]) -> Vec<String> {
+    calls.iter().map(Call::line).collect()
+}
+
+fn find<'a>(calls: &'a [Call], method: &str, path: &str) -> &'a Call {
+    calls
+        .iter()
+        .find(|c| c.method == method && c.path == path)
+        .unwrap_or_else(|| panic!("no {method} {path} in {:#?}", lines(calls)))
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no condition {type_} in {status}"))
+}
+
+const SECRET_PATH: &str = "/api/v1/namespaces/sluice-system/secrets/main-agent-config";
+const DS_PATH: &str = "/apis/apps/v1/namespaces/sluice-system/daemonsets/main-agent";
+const STS_PATH: &str = "/apis/apps/v1/namespaces/sluice-system/statefulsets/main-aggregator";
+const LOGGING_STATUS: &str = "/apis/logging.sluice.dev/v1alpha1/loggings/main/status";
+const FLOW_STATUS: &str = "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/app/status";
+const OUTPUT_STATUS: &str =
+    "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/outputs/store/status";
+
+#[tokio::test]
+async fn create_applies_every_child_in_order_then_writes_status() {
+    let harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        lines(&calls),
+        vec![
+            format!("PATCH {SECRET_PATH}?{APPLY_QUERY}"),
+            format!("PATCH {DS_PATH}?{APPLY_QUERY}"),
+            format!("PATCH {STS_PATH}?{APPLY_QUERY}"),
+            "POST /apis/events.k8s.io/v1/namespaces/default/events?".to_owned(),
+            format!("PATCH {LOGGING_STATUS}?{APPLY_QUERY}"),
+            format!("PATCH {FLOW_STATUS}?{APPLY_QUERY}"),
+            format!("PATCH {OUTPUT_STATUS}?{APPLY_QUERY}"),
+        ]
+    );
+    // The apply body is the built object, unchanged.
+    let built = serde_json::to_value(&default_children()[0].object).unwrap_or_default();
+    assert_eq!(find(&calls, "PATCH", SECRET_PATH).body, built);
+
+    let event = &find(
+        &calls,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+    )
+    .body;
+    assert_eq!(event["reason"], "Created");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["regarding"]["kind"], "Logging");
+    assert_eq!(event["regarding"]["name"], "main");
+
+    let status = &find(&calls, "PATCH", LOGGING_STATUS).body;
+    assert_eq!(status["apiVersion"], "logging.sluice.dev/v1alpha1");
+    assert_eq!(status["kind"], "Logging");
+    let status = &status["status"];
+    assert_eq!(status["observedGeneration"], 1);
+    // The workloads were just created: nothing is ready yet.
+    assert_eq!(condition(status, "Ready")["status"], "False");
+    assert_eq!(condition(status, "AgentReady")["reason"], "NotCreated");
+    assert_eq!(condition(status, "CertificatesReady")["status"], "True");
+    assert_eq!(condition(status, "Degraded")["status"], "False");
+    assert_eq!(
+        condition(status, "Ready")["lastTransitionTime"],
+        "2027-01-15T08:00:00Z"
+    );
+    assert_eq!(status["certificates"]["ca"]["serial"], "01");
+
+    let flow = &find(&calls, "PATCH", FLOW_STATUS).body["status"];
+    assert_eq!(condition(flow, "Ready")["status"], "True");
+    assert_eq!(condition(flow, "Degraded")["status"], "False");
+}
+
+#[tokio::test]
+async fn nothing_changed_means_no_requests() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    let first = harness.reconcile().await;
+    harness.observe(&first);
+    // The workloads became ready: only the Logging's status changes.
+    let second = harness.reconcile().await;
+    assert_eq!(
+        lines(&second),
+        vec![format!("PATCH {LOGGING_STATUS}?{APPLY_QUERY}")]
+    );
+    let status = &second[0].body["status"];
+    assert_eq!(condition(status, "Ready")["status"], "True");
+    assert_eq!(condition(status, "AgentReady")["status"], "True");
+    assert_eq!(condition(status, "AggregatorReady")["status"], "True");
+    // Unchanged conditions keep their transition time; only flipped ones move.
+    harness.observe(&second);
+    let third = harness.reconcile().await;
+    assert_eq!(lines(&third), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_changed_child_is_the_only_thing_applied() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.settle().await;
+    let changed = config_secret("pipeline: {changed: true}\n");
+    harness
+        .canned
+        .children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())[0] = changed.clone();
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        lines(&calls),
+        vec![format!("PATCH {SECRET_PATH}?{APPLY_QUERY}")]
+    );
+    assert_eq!(
+        calls[0].body,
+        serde_json::to_value(&changed.object).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn drift_made_by_someone_else_is_reverted() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.settle().await;
+    let mut edited: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "main-agent-config", "namespace": CONTROL,
+                     "labels": names().labels("test"), "resourceVersion": "200"},
+        "data": {"fluent-bit.yaml": "ZWRpdGVk"}
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    edited.metadata.uid = Some("uid-secret".to_owned());
+    if let Some(writer) = harness.writers.children.get_mut(&ChildKind::Secret) {
+        writer.apply_watcher_event(&watcher::Event::Apply(edited));
+    }
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        lines(&calls),
+        vec![format!("PATCH {SECRET_PATH}?{APPLY_QUERY}")]
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_flow_is_degraded_and_announced_while_the_rest_flows() {
+    let mut harness = Harness::new(
+        logging_json(None),
+        vec![flow_json("app", 1, None), flow_json("broken", 1, None)],
+    );
+    let problem = Problem {
+        reason: "OutputNotFound",
+        field: "spec.localOutputRefs[0]".to_owned(),
+        message: "Output team-a/missing does not exist".to_owned(),
+    };
+    harness
+        .canned
+        .resolution
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .problems
+        .insert(
+            ObjectKey::namespaced(Kind::Flow, "team-a", "broken"),
+            vec![problem],
+        );
+    let calls = harness.reconcile().await;
+    // The pipeline is still applied.
+    find(&calls, "PATCH", DS_PATH);
+    find(&calls, "PATCH", STS_PATH);
+
+    let event = calls
+        .iter()
+        .find(|c| c.path == "/apis/events.k8s.io/v1/namespaces/team-a/events")
+        .unwrap_or_else(|| panic!("no event in {:#?}", lines(&calls)));
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "OutputNotFound");
+    assert_eq!(event.body["regarding"]["kind"], "Flow");
+    assert_eq!(event.body["regarding"]["name"], "broken");
+    assert_eq!(
+        event.body["note"],
+        "spec.localOutputRefs[0]: Output team-a/missing does not exist"
+    );
+
+    let broken = &find(
+        &calls,
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/broken/status",
+    )
+    .body["status"];
+    assert_eq!(condition(broken, "Degraded")["status"], "True");
+    assert_eq!(condition(broken, "Degraded")["reason"], "OutputNotFound");
+    assert_eq!(condition(broken, "Ready")["status"], "False");
+    assert_eq!(
+        broken["problems"],
+        json!(["spec.localOutputRefs[0]: Output team-a/missing does not exist"])
+    );
+    let app = &find(&calls, "PATCH", FLOW_STATUS).body["status"];
+    assert_eq!(condition(app, "Ready")["status"], "True");
+    // Only the broken Flow gets a warning.
+    let warnings = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.body["type"] == "Warning")
+        .count();
+    assert_eq!(warnings, 1);
+
+    // At rest, the same problem is not announced again.
+    harness.observe(&calls);
+    harness.settle().await;
+    let again = harness.reconcile().await;
+    assert_eq!(lines(&again), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn requeues_at_the_next_certificate_change() {
+    let harness = Harness::new(logging_json(None), vec![]);
+    let next = harness.now + jiff::SignedDuration::from_secs(150);
+    *harness
+        .canned
+        .plan
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = plan(harness.now, Some(next));
+    let action = reconcile::reconcile(harness.logging(), harness.ctx.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        format!("{action:?}"),
+        format!(
+            "{:?}",
+            kube::runtime::controller::Action::requeue(Duration::from_secs(150))
+        )
+    );
+
+    // A change further away than the safety requeue waits for the safety requeue.
+    let far = harness.now + jiff::SignedDuration::from_hours(24 * 30);
+    *harness
+        .canned
+        .plan
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = plan(harness.now, Some(far));
+    let action = reconcile::reconcile(harness.logging(), harness.ctx.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        format!("{action:?}"),
+        format!(
+            "{:?}",
+            kube::runtime::controller::Action::requeue(Settings::default().resync)
+        )
+    );
+
+    // Nothing planned: only the long safety requeue.
+    *harness
+        .canned
+        .plan
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = plan(harness.now, None);
+    let action = reconcile::reconcile(harness.logging(), harness.ctx.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        format!("{action:?}"),
+        format!(
+            "{:?}",
+            kube::runtime::controller::Action::requeue(Settings::default().resync)
+        )
+    );
+}
+
+fn labelled_secret(name: &str, labels: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": CONTROL, "labels": labels,
+                     "uid": format!("uid-{name}"), "resourceVersion": "5"},
+        "data": {}
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn leftovers_are_deleted_by_label_and_nothing_else() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.settle().await;
+    let writer = harness
+        .writers
+        .children
+        .get_mut(&ChildKind::Secret)
+        .unwrap_or_else(|| panic!("no Secret writer"));
+    writer.apply_watcher_event(&watcher::Event::Apply(labelled_secret(
+        "main-aggregator-config-1",
+        json!({"app.kubernetes.io/managed-by": "sluice", "logging.sluice.dev/logging": "main"}),
+    )));
+    writer.apply_watcher_event(&watcher::Event::Apply(labelled_secret(
+        "other-aggregator-config-1",
+        json!({"app.kubernetes.io/managed-by": "sluice", "logging.sluice.dev/logging": "other"}),
+    )));
+    writer.apply_watcher_event(&watcher::Event::Apply(labelled_secret(
+        "not-managed",
+        json!({"logging.sluice.dev/logging": "main"}),
+    )));
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        lines(&calls),
+        vec![
+            "DELETE /api/v1/namespaces/sluice-system/secrets/main-aggregator-config-1?".to_owned(),
+            "POST /apis/events.k8s.io/v1/namespaces/default/events?".to_owned(),
+        ]
+    );
+    assert_eq!(calls[0].body["propagationPolicy"], "Background");
+    assert_eq!(calls[1].body["reason"], "DeletedUnused");
+}
+
+#[tokio::test]
+async fn status_is_written_only_when_it_differs() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.settle().await;
+    // A new generation of the Flow: its status must say it observed it, nothing else moves.
+    let current = harness
+        .ctx
+        .stores
+        .flows
+        .state()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no Flow"));
+    let status = serde_json::to_value(
+        current
+            .0
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .status
+            .clone(),
+    )
+    .unwrap_or_default();
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Apply(guard(flow_json(
+            "app",
+            2,
+            Some(status),
+        ))));
+    harness.advance(3600);
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        lines(&calls),
+        vec![format!("PATCH {FLOW_STATUS}?{APPLY_QUERY}")]
+    );
+    let written = &calls[0].body["status"];
+    assert_eq!(written["observedGeneration"], 2);
+    assert_eq!(condition(written, "Ready")["observedGeneration"], 2);
+    // The condition did not flip, so its transition time is the original one.
+    assert_eq!(
+        condition(written, "Ready")["lastTransitionTime"],
+        "2027-01-15T08:00:00Z"
+    );
+}
+
+#[tokio::test]
+async fn an_immutable_field_change_recreates_the_statefulset() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.settle().await;
+    let mut changed = workload(ChildKind::StatefulSet, "StatefulSet", &names().aggregator());
+    changed.object.data["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "buffers"}, "spec": {"resources": {"requests": {"storage": "20Gi"}}}}]);
+    harness
+        .canned
+        .children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())[2] = changed;
+    harness
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back((
+            "PATCH".to_owned(),
+            STS_PATH.to_owned(),
+            422,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
+                   "code": 422, "message": "StatefulSet.apps \"main-aggregator\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"}),
+        ));
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        lines(&calls)[..4],
+        [
+            format!("PATCH {STS_PATH}?{APPLY_QUERY}"),
+            format!("DELETE {STS_PATH}?"),
+            format!("PATCH {STS_PATH}?{APPLY_QUERY}"),
+            "POST /apis/events.k8s.io/v1/namespaces/default/events?".to_owned(),
+        ]
+    );
+    assert_eq!(calls[1].body["propagationPolicy"], "Background");
+    assert_eq!(calls[3].body["reason"], "WorkloadRecreated");
+    // Nothing but the StatefulSet is touched.
+    assert!(
+        calls.iter().all(|c| c.path == STS_PATH
+            || !c.is_write()
+            || c.path.contains("/events")
+            || c.path.ends_with("/status")),
+        "{:#?}",
+        lines(&calls)
+    );
+}
+
+#[tokio::test]
+async fn referenced_user_secrets_are_read_by_name_never_listed() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    let mut output = output_json();
+    output["spec"] = json!({"http": {"endpoint": "https://logs.example.com",
+        "basicAuth": {"username": "u", "passwordSecretRef": {"name": "creds", "key": "password"}}}});
+    harness
+        .writers
+        .outputs
+        .apply_watcher_event(&watcher::Event::Apply(guard(output)));
+    let secret_path = "/api/v1/namespaces/team-a/secrets/creds";
+    let calls = harness.reconcile().await;
+    assert_eq!(calls[0].line(), format!("GET {secret_path}?"));
+    assert!(
+        calls.iter().all(|c| !c.path.ends_with("/secrets")),
+        "no Secret list: {:#?}",
+        lines(&calls)
+    );
+    harness.observe(&calls);
+    // Missing Secrets are asked for again, so creating one takes effect at once.
+    let calls = harness.reconcile().await;
+    assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
+    harness.observe(&calls);
+
+    // A Secret that exists is reused until the resync interval has passed.
+    harness
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back((
+            "GET".to_owned(),
+            secret_path.to_owned(),
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "creds", "namespace": "team-a"},
+                   "data": {"password": "cHc="}}),
+        ));
+    let calls = harness.reconcile().await;
+    assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
+    let calls = harness.reconcile().await;
+    assert!(
+        calls.iter().all(|c| c.method != "GET"),
+        "{:#?}",
+        lines(&calls)
+    );
+    harness.advance(i64::try_from(Settings::default().resync.as_secs()).unwrap_or(600));
+    let calls = harness.reconcile().await;
+    assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
+}
+
+#[tokio::test]
+async fn a_control_namespace_outside_the_allowed_list_applies_nothing() {
+    let mut logging = logging_json(None);
+    logging["spec"]["controlNamespace"] = json!("kube-system");
+    let harness = Harness::new(logging, vec![flow_json("app", 1, None)]);
+    let calls = harness.reconcile().await;
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.path.ends_with("/status") || c.path.contains("/events")),
+        "{:#?}",
+        lines(&calls)
+    );
+    let status = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_eq!(
+        condition(status, "Degraded")["reason"],
+        "ControlNamespaceNotAllowed"
+    );
+    assert_eq!(condition(status, "Ready")["status"], "False");
+    let warning = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.body["type"] == "Warning")
+        .unwrap_or_else(|| panic!("no warning in {:#?}", lines(&calls)));
+    assert_eq!(warning.body["reason"], "ControlNamespaceNotAllowed");
+}
+
+/// The examples as the API server would hold them: with uids and generations.
+fn served_examples() -> (sluice::model::Inventory, Fixture) {
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
+    let loaded = sluice::cli::input::load(&[dir]).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut inventory = loaded.inventory;
+    fn stamp<K: kube::Resource>(object: &mut K) {
+        let meta = object.meta_mut();
+        meta.uid = Some(format!(
+            "uid-{}-{}",
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default()
+        ));
+        meta.generation = Some(1);
+        meta.resource_version = Some("1".to_owned());
+    }
+    fn values<K: kube::Resource + serde::Serialize>(objects: &mut [K]) -> Vec<Value> {
+        objects
+            .iter_mut()
+            .map(|o| {
+                stamp(o);
+                serde_json::to_value(&*o).unwrap_or_default()
+            })
+            .collect()
+    }
+    let mut served = BTreeMap::new();
+    for secret in &mut inventory.secrets {
+        stamp(secret);
+        served.insert(
+            format!(
+                "/api/v1/namespaces/{}/secrets/{}",
+                secret.namespace().unwrap_or_default(),
+                secret.name_any()
+            ),
+            serde_json::to_value(&*secret).unwrap_or_default(),
+        );
+    }
+    let fixture = Fixture {
+        loggings: values(&mut inventory.loggings),
+        flows: values(&mut inventory.flows),
+        outputs: values(&mut inventory.outputs),
+        cluster_flows: values(&mut inventory.cluster_flows),
+        cluster_outputs: values(&mut inventory.cluster_outputs),
+        namespaces: values(&mut inventory.namespaces),
+        served,
+        control_namespaces: vec!["logging".to_owned()],
+        real_cores: true,
+    };
+    (inventory, fixture)
+}
+
+fn child_path(child: &Child) -> String {
+    let (resource, namespaced) = api_resource(child.kind);
+    let prefix = if resource.group.is_empty() {
+        format!("/api/{}", resource.version)
+    } else {
+        format!("/apis/{}/{}", resource.group, resource.version)
+    };
+    match (namespaced, child.object.namespace()) {
+        (true, Some(ns)) => format!(
+            "{prefix}/namespaces/{ns}/{}/{}",
+            resource.plural,
+            child.object.name_any()
+        ),
+        _ => format!("{prefix}/{}/{}", resource.plural, child.object.name_any()),
+    }
+}
+
+#[tokio::test]
+async fn the_examples_apply_exactly_what_render_builds() {
+    let (inventory, fixture) = served_examples();
+    let harness = Harness::start(fixture);
+    let calls = harness.reconcile().await;
+
+    // The same pure steps `sluice render` runs, on the same input.
+    let resolution = sluice::model::resolve(&inventory);
+    let pipeline = resolution
+        .pipelines
+        .iter()
+        .find(|p| p.logging == "main")
+        .unwrap_or_else(|| panic!("no pipeline"));
+    let existing = BTreeMap::new();
+    let plan = sluice::pki::plan(&sluice::pki::PkiRequest {
+        names: &pipeline.names,
+        tls: &pipeline.spec.tls_or_default(),
+        now: harness.now,
+        existing: &existing,
+    });
+    let expected: Vec<String> = sluice::build::objects(pipeline, &plan)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|c| format!("PATCH {}?{APPLY_QUERY}", child_path(c)))
+        .collect();
+    let applied: Vec<String> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
+        .map(Call::line)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(applied, expected);
+
+    // Referenced user Secrets were read by name; nothing was listed or deleted.
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "GET" && c.path.contains("/secrets/"))
+    );
+    assert!(
+        calls.iter().all(|c| c.method != "DELETE"),
+        "{:#?}",
+        lines(&calls)
+    );
+
+    // Every namespaced child is owned by the Logging, so deleting it removes them.
+    let namespaced = |path: &str| {
+        path.split_once("/namespaces/")
+            .is_some_and(|(_, rest)| rest.contains('/'))
+    };
+    for call in calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && namespaced(&c.path) && !c.path.ends_with("/status"))
+    {
+        let owner = &call.body["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "Logging", "{}", call.path);
+        assert_eq!(owner["uid"], "uid--main", "{}", call.path);
+    }
+
+    // The examples are valid: every Flow and Output is Ready, none Degraded.
+    let statuses: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.path.ends_with("/status") && !c.path.contains("/loggings/"))
+        .collect();
+    assert!(!statuses.is_empty());
+    for call in statuses {
+        assert_eq!(
+            condition(&call.body["status"], "Ready")["status"],
+            "True",
+            "{}: {}",
+            call.path,
+            call.body
+        );
+        // Every example flow is part of the rendered configuration.
+        if call.path.contains("flows/") {
+            assert_eq!(
+                condition(&call.body["status"], "Ready")["reason"],
+                "Accepted",
+                "{}",
+                call.path
+            );
+        }
+    }
+}
