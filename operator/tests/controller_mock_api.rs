@@ -394,7 +394,7 @@ impl Harness {
             let (r, p, c) = (canned.resolution, canned.plan, canned.children);
             Cores {
                 resolve: Arc::new(move |_| r.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-                plan: Arc::new(move |_| p.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                plan: Arc::new(move |_| Ok(p.lock().unwrap_or_else(|e| e.into_inner()).clone())),
                 build: Arc::new(move |_, _| {
                     Ok(c.lock().unwrap_or_else(|e| e.into_inner()).clone())
                 }),
@@ -1124,7 +1124,8 @@ async fn the_examples_apply_exactly_what_render_builds() {
         tls: &pipeline.spec.tls_or_default(),
         now: harness.now,
         existing: &existing,
-    });
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let expected: Vec<String> = sluice::build::objects(pipeline, &plan)
         .unwrap_or_else(|e| panic!("{e}"))
         .iter()

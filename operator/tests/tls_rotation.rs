@@ -99,9 +99,11 @@ fn phase_changes(steps: &[Step]) -> Vec<(String, jiff::Timestamp)> {
 fn assert_rotations(changes: &[(String, jiff::Timestamp)], rotations: usize) {
     let expected: Vec<&str> = std::iter::once("Stable")
         .chain(
-            std::iter::repeat(["Introducing", "Reissuing", "Retiring", "Stable"])
-                .take(rotations)
-                .flatten(),
+            std::iter::repeat_n(
+                ["Introducing", "Reissuing", "Retiring", "Stable"],
+                rotations,
+            )
+            .flatten(),
         )
         .collect();
     let phases: Vec<&str> = changes.iter().map(|(phase, _)| phase.as_str()).collect();

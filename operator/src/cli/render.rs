@@ -75,6 +75,13 @@ pub fn render_loaded(
             now,
             existing: &existing,
         });
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(e) => {
+                errors.push(format!("Logging {}: {e}", pipeline.logging));
+                continue;
+            }
+        };
         for problem in &plan.problems {
             errors.push(format!("Logging {}: {problem}", pipeline.logging));
         }

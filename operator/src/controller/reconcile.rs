@@ -222,6 +222,7 @@ async fn plan_pki(
         })
     })
     .await
+    .map_err(|e| Error::Pki(e.to_string()))?
     .map_err(|e| Error::Pki(e.to_string()))
 }
 
