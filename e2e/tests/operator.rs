@@ -296,7 +296,7 @@ async fn examples_end_to_end() -> Result<()> {
         tls: &pipeline.spec.tls_or_default(),
         now: jiff::Timestamp::now(),
         existing: &existing,
-    })?;
+    });
     let expected = sluice::build::objects(pipeline, &plan)?;
     for child in &expected {
         let (resource, namespaced) = sluice::controller::apply::api_resource(child.kind);

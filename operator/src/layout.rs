@@ -56,6 +56,12 @@ pub fn aggregator_shard_dir(index: usize) -> String {
         format!("/fluentd/etc-shards/{index}")
     }
 }
+/// Default agent image (docs/dataplane.md): fluent-bit 5.1 re-reads rotated certificates
+/// on each new TLS session.
+pub const DEFAULT_AGENT_IMAGE: &str = "cr.fluentbit.io/fluent/fluent-bit:5.1.0";
+/// Default aggregator image, built from `images/aggregator/Dockerfile` (fluentd 1.18 plus
+/// every plugin the output kinds, the router and the filters need; docs/dataplane.md).
+pub const DEFAULT_AGGREGATOR_IMAGE: &str = "ghcr.io/sluice-dev/sluice-aggregator:1.18.0-sluice.1";
 /// Where output credentials copied by Sluice are mounted in the aggregator, one file each.
 pub const AGGREGATOR_SECRETS_DIR: &str = "/fluentd/secrets";
 /// Mount point of the aggregator's buffer volume.

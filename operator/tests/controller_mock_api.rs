@@ -1125,7 +1125,7 @@ async fn the_examples_apply_exactly_what_render_builds() {
         now: harness.now,
         existing: &existing,
     })
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("minting succeeds");
     let expected: Vec<String> = sluice::build::objects(pipeline, &plan)
         .unwrap_or_else(|e| panic!("{e}"))
         .iter()

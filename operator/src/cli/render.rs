@@ -69,13 +69,12 @@ pub fn render_loaded(
             .filter(|s| s.metadata.namespace.as_deref() == Some(namespace.as_str()))
             .filter_map(|s| s.metadata.name.clone().map(|name| (name, s.clone())))
             .collect();
-        let plan = pki::plan(&PkiRequest {
+        let plan = match pki::plan(&PkiRequest {
             names: &pipeline.names,
             tls: &pipeline.spec.tls_or_default(),
             now,
             existing: &existing,
-        });
-        let plan = match plan {
+        }) {
             Ok(plan) => plan,
             Err(e) => {
                 errors.push(format!("Logging {}: {e}", pipeline.logging));

@@ -15,7 +15,7 @@ use super::metrics::Metrics;
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
 use crate::build::{BuildError, Child, ChildKind};
 use crate::model::{Inventory, ObjectKey, Pipeline, Resolution};
-use crate::pki::{PkiError, PkiPlan, PkiRequest};
+use crate::pki::{PkiPlan, PkiRequest};
 
 /// Errors of one reconcile. Each has a static [`Error::category`] used as metric label and
 /// Event reason, so neither carries object names or error text.
@@ -154,7 +154,7 @@ pub struct Cores {
 }
 
 pub type ResolveFn = dyn Fn(&Inventory) -> Resolution + Send + Sync;
-pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> Result<PkiPlan, PkiError> + Send + Sync;
+pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> Result<PkiPlan, crate::pki::PkiError> + Send + Sync;
 pub type BuildFn = dyn Fn(&Pipeline, &PkiPlan) -> Result<Vec<Child>, BuildError> + Send + Sync;
 
 impl Default for Cores {

@@ -1,5 +1,12 @@
 //! Renders fluent-bit (YAML) and fluentd configuration text from a [`Pipeline`].
-//! Deterministic, and every user string is validated or escaped.
+//! Deterministic, and every user string is validated or escaped (see [`escape`]).
+
+pub mod escape;
+pub mod filters;
+pub mod fluentbit;
+pub mod fluentd;
+pub mod outputs;
+mod writer;
 
 use crate::model::Pipeline;
 
@@ -13,13 +20,12 @@ pub struct ConfigFile {
 
 /// The agent's configuration files (placed in one Secret mounted at `layout::AGENT_CONFIG_DIR`).
 pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
-    let _ = pipeline;
-    Vec::new()
+    fluentbit::agent(pipeline)
 }
 
 /// The aggregator's configuration, as shards: each inner `Vec` becomes one Secret, shard 0
-/// holding `layout::AGGREGATOR_CONFIG_FILE`.
+/// holding `layout::AGGREGATOR_CONFIG_FILE` (mounted at `layout::AGGREGATOR_CONFIG_DIR`),
+/// shard `i ≥ 1` mounted at `layout::aggregator_shard_dir(i)`.
 pub fn aggregator(pipeline: &Pipeline) -> Vec<Vec<ConfigFile>> {
-    let _ = pipeline;
-    Vec::new()
+    fluentd::aggregator(pipeline)
 }

@@ -1,0 +1,340 @@
+//! The fluent-bit agent configuration (YAML format): tail container logs of the namespaces
+//! some flow can take, attach Kubernetes metadata, forward over mutual TLS to the aggregator.
+//! Serialised with serde-saphyr, so no value can add YAML structure; the only user strings
+//! are namespace and container names, which must be RFC 1123 labels to be used at all.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::api::{TlsMode, TlsVersion};
+use crate::layout;
+use crate::model::Pipeline;
+use crate::routing::{Action, Scope, Watched};
+
+use super::ConfigFile;
+use super::escape::{checked, is_dns_label};
+use super::fluentd::uses_namespace_labels;
+
+/// Where the kubelet links container logs: `<pod>_<namespace>_<container>-<id>.log`.
+pub const CONTAINER_LOG_DIR: &str = "/var/log/containers";
+/// Name of the tag parser the kubernetes filter uses.
+const TAG_PARSER: &str = "sluice-kube-tag";
+
+static BUFFER_SIZE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9]+[KMG]?$").unwrap_or_else(|_| unreachable!()));
+static DURATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9]+[smhd]?$").unwrap_or_else(|_| unreachable!()));
+
+/// A YAML mapping that keeps the order its entries were written in.
+#[derive(Default)]
+struct Section(Vec<(&'static str, Value)>);
+
+enum Value {
+    Str(String),
+    List(Vec<Section>),
+    Map(Section),
+}
+
+impl Section {
+    fn set(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.0.push((key, Value::Str(value.into())));
+        self
+    }
+    fn list(mut self, key: &'static str, items: Vec<Section>) -> Self {
+        self.0.push((key, Value::List(items)));
+        self
+    }
+    fn map(mut self, key: &'static str, section: Section) -> Self {
+        self.0.push((key, Value::Map(section)));
+        self
+    }
+}
+
+impl Serialize for Section {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            match value {
+                Value::Str(s) => map.serialize_entry(key, s)?,
+                Value::List(items) => map.serialize_entry(key, items)?,
+                Value::Map(section) => map.serialize_entry(key, section)?,
+            }
+        }
+        map.end()
+    }
+}
+
+fn on_off(value: bool) -> &'static str {
+    if value { "on" } else { "off" }
+}
+
+/// Namespaces whose logs some flow (or the default flow) can take; `None` means any.
+fn reachable_namespaces(pipeline: &Pipeline) -> Option<BTreeSet<String>> {
+    if pipeline.default_flow.is_some() {
+        return None;
+    }
+    let mut namespaces = BTreeSet::new();
+    for flow in &pipeline.flows {
+        let matcher = &flow.matcher;
+        match &matcher.scope {
+            Scope::Namespace(ns) => {
+                namespaces.insert(ns.clone());
+            }
+            Scope::Cluster => {
+                let everything_except = matcher
+                    .rules
+                    .iter()
+                    .all(|rule| rule.action == Action::Exclude);
+                if everything_except {
+                    return None;
+                }
+                for rule in matcher.rules.iter().filter(|r| r.action == Action::Select) {
+                    if rule.selector.namespaces.is_empty() {
+                        return None;
+                    }
+                    namespaces.extend(rule.selector.namespaces.iter().cloned());
+                }
+            }
+        }
+    }
+    Some(namespaces)
+}
+
+/// Container names every flow rejects before any other rule: each flow starts with exclude
+/// rules naming only containers, and the name is among them. Their records could never be
+/// taken, so they are not read at all.
+pub fn rejected_containers(pipeline: &Pipeline) -> BTreeSet<String> {
+    if pipeline.default_flow.is_some() || pipeline.flows.is_empty() {
+        return BTreeSet::new();
+    }
+    let per_flow = pipeline.flows.iter().map(|flow| {
+        flow.matcher
+            .rules
+            .iter()
+            .take_while(|rule| {
+                let s = &rule.selector;
+                rule.action == Action::Exclude
+                    && !s.container_names.is_empty()
+                    && s.namespaces.is_empty()
+                    && s.namespace_labels.is_empty()
+                    && s.labels.is_empty()
+                    && s.hosts.is_empty()
+            })
+            .flat_map(|rule| rule.selector.container_names.iter().cloned())
+            .collect::<BTreeSet<String>>()
+    });
+    let mut common: Option<BTreeSet<String>> = None;
+    for set in per_flow {
+        common = Some(match common {
+            None => set,
+            Some(c) => c.intersection(&set).cloned().collect(),
+        });
+    }
+    common
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| is_dns_label(c))
+        .collect()
+}
+
+/// What the agent tails: `None` when no namespace can be taken (no tail input at all),
+/// else the `path` globs.
+pub fn tail_paths(pipeline: &Pipeline) -> Option<Vec<String>> {
+    let reachable = reachable_namespaces(pipeline);
+    let namespaces: Option<BTreeSet<String>> = match (&pipeline.watched, reachable) {
+        (Watched::All, None) => None,
+        (Watched::All, Some(r)) => Some(r),
+        (Watched::Only(w), None) => Some(w.clone()),
+        (Watched::Only(w), Some(r)) => Some(w.intersection(&r).cloned().collect()),
+    };
+    match namespaces {
+        None => Some(vec![format!("{CONTAINER_LOG_DIR}/*.log")]),
+        Some(set) => {
+            // Only RFC 1123 labels can be namespaces; anything else could widen the glob.
+            let globs: Vec<String> = set
+                .iter()
+                .filter(|ns| is_dns_label(ns))
+                .map(|ns| format!("{CONTAINER_LOG_DIR}/*_{ns}_*.log"))
+                .collect();
+            (!globs.is_empty()).then_some(globs)
+        }
+    }
+}
+
+/// Glob of one container's log files in any pod and namespace; the 64 `?` are the
+/// container ID, so `app` does not also match a container called `app-sidecar`.
+fn container_glob(container: &str) -> String {
+    format!("{CONTAINER_LOG_DIR}/*_*_{container}-{}.log", "?".repeat(64))
+}
+
+fn tls_version(version: TlsVersion) -> &'static str {
+    match version {
+        TlsVersion::Tls12 => "TLSv1.2",
+        TlsVersion::Tls13 => "TLSv1.3",
+    }
+}
+
+/// The agent's configuration files.
+pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
+    let spec = &pipeline.spec;
+    let agent = spec.agent.clone().unwrap_or_default();
+    let metadata = agent.kubernetes_metadata.clone().unwrap_or_default();
+    let tls = spec.tls_or_default();
+    let state = layout::AGENT_STATE_DIR;
+
+    let service = Section::default()
+        .set("flush", "1")
+        .set("log_level", "info")
+        .set("http_server", "on")
+        .set("http_listen", "0.0.0.0")
+        .set(
+            "http_port",
+            agent
+                .metrics_port
+                .unwrap_or(layout::DEFAULT_AGENT_METRICS_PORT)
+                .to_string(),
+        )
+        .set("health_check", "on")
+        .set("hot_reload", "on")
+        .set("storage.path", format!("{state}/storage"))
+        .set("storage.sync", "normal")
+        .set("storage.max_chunks_up", "128")
+        .set("storage.backlog.mem_limit", "16M");
+
+    let parsers = vec![
+        Section::default()
+            .set("name", TAG_PARSER)
+            .set("format", "regex")
+            .set(
+                "regex",
+                r"^(?<namespace_name>[^.]+)\.(?<pod_name>.+)\.(?<container_name>[^.]+)\.(?<docker_id>[a-z0-9]{64})$",
+            ),
+    ];
+
+    let mut inputs = Vec::new();
+    if let Some(paths) = tail_paths(pipeline) {
+        let mut tail = Section::default()
+            .set("name", "tail")
+            .set("alias", "containers")
+            .set("path", paths.join(","));
+        let rejected = rejected_containers(pipeline);
+        if !rejected.is_empty() {
+            let globs: Vec<String> = rejected.iter().map(|c| container_glob(c)).collect();
+            tail = tail.set("exclude_path", globs.join(","));
+        }
+        tail = tail
+            .set("tag", "kube.<namespace_name>.<pod_name>.<container_name>.<docker_id>")
+            .set(
+                "tag_regex",
+                r"^/var/log/containers/(?<pod_name>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)_(?<namespace_name>[^_]+)_(?<container_name>.+)-(?<docker_id>[a-z0-9]{64})\.log$",
+            )
+            .set("multiline.parser", "docker, cri")
+            .set("db", format!("{state}/containers.db"))
+            .set("db.locking", "true")
+            .set("skip_long_lines", "on")
+            .set("refresh_interval", "10")
+            .set("storage.type", "filesystem");
+        inputs.push(tail);
+    }
+
+    let filters = vec![
+        Section::default()
+            .set("name", "kubernetes")
+            .set("match", "kube.*")
+            .set("kube_tag_prefix", "kube.")
+            .set("regex_parser", TAG_PARSER)
+            // Parsed JSON goes under its own key, so an application cannot overwrite the
+            // `kubernetes` metadata the aggregator routes on.
+            .set("merge_log", "on")
+            .set("merge_log_key", "log_processed")
+            .set("keep_log", "off")
+            .set("labels", "on")
+            .set("annotations", on_off(metadata.annotations.unwrap_or(false)))
+            .set("namespace_labels", on_off(uses_namespace_labels(pipeline)))
+            .set("k8s-logging.exclude", "on")
+            .set("k8s-logging.parser", "off")
+            .set("use_kubelet", on_off(metadata.use_kubelet.unwrap_or(false)))
+            .set(
+                "kube_meta_cache_ttl",
+                checked(metadata.cache_ttl.as_deref(), &DURATION, "10m"),
+            )
+            .set("buffer_size", "256k"),
+    ];
+
+    let host = pipeline.names.aggregator_host();
+    let port = spec
+        .aggregator
+        .as_ref()
+        .and_then(|a| a.port)
+        .unwrap_or(layout::DEFAULT_AGGREGATOR_PORT);
+    let mut forward = Section::default()
+        .set("name", "forward")
+        .set("alias", "aggregator")
+        .set("match", "kube.*")
+        .set("host", host.clone())
+        .set("port", port.to_string());
+    if tls.mode.unwrap_or_default() == TlsMode::Disabled {
+        forward = forward.set("tls", "off");
+    } else {
+        let tls_file = |key: &str| format!("{}/{key}", layout::AGENT_TLS_DIR);
+        forward = forward
+            .set("tls", "on")
+            .set("tls.verify", "on")
+            .set("tls.verify_hostname", "on")
+            .set("tls.vhost", host)
+            .set("tls.ca_file", tls_file(layout::CA_CERT_KEY))
+            .set("tls.crt_file", tls_file(layout::TLS_CERT_KEY))
+            .set("tls.key_file", tls_file(layout::TLS_KEY_KEY))
+            .set(
+                "tls.min_version",
+                tls_version(tls.min_version.unwrap_or(TlsVersion::Tls12)),
+            )
+            .set(
+                "tls.max_version",
+                tls_version(tls.max_version.unwrap_or(TlsVersion::Tls13)),
+            );
+    }
+    forward = forward
+        .set("shared_key", format!("${{{}}}", layout::SHARED_KEY_ENV))
+        .set("self_hostname", format!("${{{}}}", layout::NODE_NAME_ENV))
+        // fluentd drops every record ("skip invalid event") when metadata is retained.
+        .set("retain_metadata_in_forward_mode", "false")
+        .set("require_ack_response", "true")
+        .set("net.keepalive", "on")
+        // Fresh connections every few hundred chunks spread agents over aggregator replicas
+        // and pick up rotated certificates.
+        .set("net.keepalive_max_recycle", "200")
+        .set("net.keepalive_idle_timeout", "30")
+        .set("retry_limit", "false")
+        .set(
+            "storage.total_limit_size",
+            checked(agent.filesystem_buffer_limit.as_deref(), &BUFFER_SIZE, "1G"),
+        );
+
+    let pipeline_section = Section::default()
+        .list("inputs", inputs)
+        .list("filters", filters)
+        .list("outputs", vec![forward]);
+    let document = Section::default()
+        .map("service", service)
+        .list("parsers", parsers)
+        .map("pipeline", pipeline_section);
+
+    let body = match serde_saphyr::to_string(&document) {
+        Ok(body) => body,
+        // Serialising strings and maps cannot fail; keep the agent on a config that
+        // reads nothing rather than panic.
+        Err(error) => format!("# serialisation failed: {error}\n"),
+    };
+    let content = format!(
+        "# Rendered by Sluice for Logging {}. Generated; edits are overwritten.\n{body}",
+        super::escape::comment_text(&pipeline.logging)
+    );
+    vec![ConfigFile {
+        name: layout::AGENT_CONFIG_FILE.to_owned(),
+        content,
+    }]
+}

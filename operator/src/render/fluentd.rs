@@ -1,0 +1,500 @@
+//! The fluentd aggregator configuration: a TLS forward input, global filters, routing with
+//! fluent-plugin-label-router, then one `<label>` per flow holding its filters and outputs.
+//! See docs/dataplane.md for how to read it and docs/routing.md for the routing contract.
+
+use std::collections::BTreeSet;
+
+use sha2::{Digest, Sha256};
+
+use crate::api::{TlsMode, TlsVersion};
+use crate::layout;
+use crate::model::{FlowPlan, ObjectKey, Pipeline};
+use crate::routing::{Action, FlowMatcher, Scope, Selector, Watched};
+
+use super::ConfigFile;
+use super::escape::{
+    comment_text, fluentd_array, fluentd_hash, fluentd_string, is_dns_label, ruby_regex_literal,
+};
+use super::filters::write_filters;
+use super::outputs::write_output;
+use super::writer::Writer;
+
+/// Largest size of one config Secret's data we aim for; Kubernetes allows 1 MiB.
+pub const SHARD_BUDGET: usize = 512 * 1024;
+
+/// Label of the default flow.
+pub const DEFAULT_FLOW_LABEL: &str = "@sluice-default-flow";
+/// File holding the client certificate check, next to the main file.
+pub const CERT_VERIFIER_FILE: &str = "cert-verifier.rb";
+/// In shards 1.., the router's `<route>` blocks and the flows' `<label>` blocks.
+pub const SHARD_ROUTES_FILE: &str = "routes.conf";
+pub const SHARD_FLOWS_FILE: &str = "flows.conf";
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..6])
+}
+
+fn key_text(key: &ObjectKey) -> String {
+    key.to_string()
+}
+
+/// The fluentd label of a flow: stable across unrelated changes, so buffer paths and ids
+/// stay put when other flows come and go.
+pub fn flow_label(key: &ObjectKey) -> String {
+    format!("@flow-{}", short_hash(&[&key_text(key)]))
+}
+
+/// Directory of the file buffer of one flow-output pair.
+pub fn buffer_path(flow_label: &str, output: &ObjectKey) -> String {
+    format!(
+        "{}/{}-{}",
+        layout::AGGREGATOR_BUFFER_DIR,
+        flow_label.trim_start_matches('@'),
+        short_hash(&[&key_text(output)])
+    )
+}
+
+/// One `<match>` of a label-router `<route>`: the plugin's semantics are "the first
+/// `<match>` whose fields all match decides; `negate` turns it into a rejection; none
+/// matching rejects".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub negate: bool,
+    pub selector: Selector,
+}
+
+/// Translates a flow's scope and rules into label-router matches with the same meaning as
+/// [`FlowMatcher::decide`]: the scope is folded into every match, exclude rules become
+/// `negate`, and a flow with no rules or only exclude rules ends with a match-everything
+/// entry (the plugin alone would reject those records, the incumbent's issue #464).
+pub fn route_matches(matcher: &FlowMatcher) -> Vec<RouteMatch> {
+    let scope_namespace = match &matcher.scope {
+        Scope::Namespace(ns) => Some(ns),
+        Scope::Cluster => None,
+    };
+    let mut matches = Vec::with_capacity(matcher.rules.len() + 1);
+    for rule in &matcher.rules {
+        let mut selector = rule.selector.clone();
+        if let Some(ns) = scope_namespace {
+            if !selector.namespaces.is_empty() && !selector.namespaces.contains(ns) {
+                // Can never match inside the flow's scope.
+                continue;
+            }
+            selector.namespaces = BTreeSet::from([ns.clone()]);
+        }
+        matches.push(RouteMatch {
+            negate: rule.action == Action::Exclude,
+            selector,
+        });
+    }
+    if matcher
+        .rules
+        .iter()
+        .all(|rule| rule.action == Action::Exclude)
+    {
+        let mut everything = Selector::default();
+        if let Some(ns) = scope_namespace {
+            everything.namespaces = BTreeSet::from([ns.clone()]);
+        }
+        matches.push(RouteMatch {
+            negate: false,
+            selector: everything,
+        });
+    }
+    matches
+}
+
+fn write_route(w: &mut Writer, flow: &FlowPlan, label: &str) {
+    w.comment(&comment_text(&key_text(&flow.key)));
+    w.open("route", None);
+    w.param("@label", label);
+    for m in route_matches(&flow.matcher) {
+        w.open("match", None);
+        if m.negate {
+            w.param("negate", "true");
+        }
+        let s = &m.selector;
+        if !s.namespaces.is_empty() {
+            w.param("namespaces", &fluentd_array(s.namespaces.iter()));
+        }
+        if !s.namespace_labels.is_empty() {
+            w.param("namespace_labels", &fluentd_hash(&s.namespace_labels));
+        }
+        if !s.labels.is_empty() {
+            w.param("labels", &fluentd_hash(&s.labels));
+        }
+        if !s.hosts.is_empty() {
+            w.param("hosts", &fluentd_array(s.hosts.iter()));
+        }
+        if !s.container_names.is_empty() {
+            w.param("container_names", &fluentd_array(s.container_names.iter()));
+        }
+        w.close("match");
+    }
+    w.close("route");
+}
+
+fn write_flow_label(w: &mut Writer, pipeline: &Pipeline, flow: &FlowPlan, label: &str) {
+    w.comment(&comment_text(&key_text(&flow.key)));
+    w.open("label", Some(label));
+    write_filters(w, &flow.filters);
+    let outputs: Vec<_> = flow
+        .outputs
+        .iter()
+        .filter_map(|key| pipeline.outputs.get(key))
+        .collect();
+    w.open("match", Some("**"));
+    if outputs.is_empty() {
+        w.param("@type", "null");
+    } else {
+        // Every output gets its own copy and its own buffer; `ignore_error` keeps an output
+        // that rejects a chunk from stopping the outputs after it.
+        w.param("@type", "copy");
+        w.param("copy_mode", "shallow");
+        for output in outputs {
+            w.comment(&comment_text(&key_text(&output.key)));
+            w.open("store", Some("ignore_error"));
+            let path = buffer_path(label, &output.key);
+            let id = path
+                .trim_start_matches(layout::AGGREGATOR_BUFFER_DIR)
+                .trim_start_matches('/');
+            write_output(w, output, id, &path);
+            w.close("store");
+        }
+    }
+    w.close("match");
+    w.close("label");
+}
+
+/// One flow's share of the configuration.
+struct FlowText {
+    route: String,
+    label: String,
+}
+
+fn flow_text(pipeline: &Pipeline, flow: &FlowPlan) -> FlowText {
+    let label = flow_label(&flow.key);
+    let mut route = Writer::new();
+    write_route(&mut route, flow, &label);
+    let mut body = Writer::new();
+    write_flow_label(&mut body, pipeline, flow, &label);
+    FlowText {
+        route: route.finish(),
+        label: body.finish(),
+    }
+}
+
+fn tls_version(version: TlsVersion) -> &'static str {
+    match version {
+        TlsVersion::Tls12 => "TLS1_2",
+        TlsVersion::Tls13 => "TLS1_3",
+    }
+}
+
+/// The Ruby file `cert_verifier` loads. It ANDs OpenSSL's own verdict (`ok`) and checks
+/// the common name of the leaf only (dataplane.md §2.2): a self-signed certificate with an
+/// allowed name is still refused.
+pub fn cert_verifier(pipeline: &Pipeline) -> String {
+    let tls = pipeline.spec.tls_or_default();
+    // Ruby single-quoted literals: only `\\` and `\'` are escapes, nothing is interpolated.
+    let ruby_single = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let allowed = match &tls.allowed_client_names {
+        Some(pattern) => format!("Regexp.new('\\A(?:' + {} + ')\\z')", ruby_single(pattern)),
+        None => format!(
+            "Regexp.new('\\A' + Regexp.escape({}) + '\\z')",
+            ruby_single(tls.client_common_name.as_deref().unwrap_or("fluent-bit"))
+        ),
+    };
+    format!(
+        "# Rendered by Sluice. Accept a client only if OpenSSL verified its chain and the\n\
+         # leaf certificate's common name fully matches the Logging's allowed names.\n\
+         allowed = {allowed}\n\
+         Proc.new do |ok, ctx|\n  \
+           next false unless ok\n  \
+           next true unless ctx.error_depth == 0\n  \
+           cn = ctx.current_cert.subject.to_a.find {{ |entry| entry[0] == 'CN' }}&.[](1)\n  \
+           !cn.nil? && allowed.match?(cn)\n\
+         end\n"
+    )
+}
+
+fn write_header(w: &mut Writer, pipeline: &Pipeline) {
+    let spec = &pipeline.spec;
+    let tls = spec.tls_or_default();
+    let aggregator = spec.aggregator.clone().unwrap_or_default();
+    w.comment(&format!(
+        "Rendered by Sluice for Logging {}. Generated; edits are overwritten.",
+        comment_text(&pipeline.logging)
+    ));
+    w.open("system", None);
+    w.param(
+        "workers",
+        &aggregator.workers.unwrap_or(1).clamp(1, 64).to_string(),
+    );
+    w.param("rpc_endpoint", "127.0.0.1:24444");
+    w.close("system");
+    w.blank();
+
+    w.open("source", None);
+    w.param("@type", "forward");
+    w.param("@id", "sluice-forward");
+    w.param("bind", "0.0.0.0");
+    w.param(
+        "port",
+        &aggregator
+            .port
+            .unwrap_or(layout::DEFAULT_AGGREGATOR_PORT)
+            .to_string(),
+    );
+    if tls.mode.unwrap_or_default() != TlsMode::Disabled {
+        let tls_file = |key: &str| fluentd_string(&format!("{}/{key}", layout::AGGREGATOR_TLS_DIR));
+        w.open("transport", Some("tls"));
+        w.param("ca_path", &tls_file(layout::CA_CERT_KEY));
+        w.param("cert_path", &tls_file(layout::TLS_CERT_KEY));
+        w.param("private_key_path", &tls_file(layout::TLS_KEY_KEY));
+        w.param("client_cert_auth", "true");
+        w.param(
+            "cert_verifier",
+            &fluentd_string(&format!(
+                "{}/{CERT_VERIFIER_FILE}",
+                layout::AGGREGATOR_CONFIG_DIR
+            )),
+        );
+        w.param(
+            "min_version",
+            tls_version(tls.min_version.unwrap_or(TlsVersion::Tls12)),
+        );
+        w.param(
+            "max_version",
+            tls_version(tls.max_version.unwrap_or(TlsVersion::Tls13)),
+        );
+        w.close("transport");
+    }
+    w.open("security", None);
+    // Distinct from the agents' self_hostname (their node name): fluentd rejects a peer
+    // announcing its own hostname.
+    w.param("self_hostname", "\"#{Socket.gethostname}\"");
+    w.param(
+        "shared_key",
+        &format!("\"#{{ENV['{}']}}\"", layout::SHARED_KEY_ENV),
+    );
+    w.close("security");
+    w.close("source");
+    w.blank();
+
+    w.open("source", None);
+    w.param("@type", "prometheus");
+    w.param("@id", "sluice-metrics");
+    w.param("bind", "0.0.0.0");
+    w.param("port", &layout::AGGREGATOR_METRICS_PORT.to_string());
+    w.param("metrics_path", "/metrics");
+    w.close("source");
+    w.open("source", None);
+    w.param("@type", "prometheus_output_monitor");
+    w.param("@id", "sluice-output-metrics");
+    w.close("source");
+    w.blank();
+
+    if let Watched::Only(namespaces) = &pipeline.watched {
+        // Agents only tail watched namespaces; this drops anything else that arrives anyway.
+        let alternatives: Vec<String> = namespaces
+            .iter()
+            .filter(|ns| is_dns_label(ns))
+            .map(|ns| ruby_regex_literal(ns))
+            .collect();
+        w.open("filter", Some("**"));
+        w.param("@type", "grep");
+        w.param("@id", "sluice-watched-namespaces");
+        w.open("regexp", None);
+        w.param("key", "$.kubernetes.namespace_name");
+        w.param(
+            "pattern",
+            &fluentd_string(&format!("\\A(?:{})\\z", alternatives.join("|"))),
+        );
+        w.close("regexp");
+        w.close("filter");
+    }
+    if uses_namespace_labels(pipeline) {
+        // fluent-bit stores namespace labels under `kubernetes_namespace`; the router reads
+        // them from `kubernetes.namespace_labels`. The Ruby here is Sluice's own, no user text.
+        w.open("filter", Some("**"));
+        w.param("@type", "record_transformer");
+        w.param("@id", "sluice-namespace-labels");
+        w.param("enable_ruby", "true");
+        w.open("record", None);
+        w.param(
+            "kubernetes",
+            "${(record[\"kubernetes\"] || {}).merge(\"namespace_labels\" => ((record[\"kubernetes_namespace\"] || {})[\"labels\"] || {}))}",
+        );
+        w.close("record");
+        w.close("filter");
+    }
+    if !spec.global_filters.is_empty() {
+        w.comment("Global filters, before routing");
+        write_filters(w, &spec.global_filters);
+    }
+}
+
+/// Whether any flow routes on namespace labels (then the agent must attach them).
+pub fn uses_namespace_labels(pipeline: &Pipeline) -> bool {
+    pipeline
+        .flows
+        .iter()
+        .chain(pipeline.default_flow.iter())
+        .flat_map(|flow| &flow.matcher.rules)
+        .any(|rule| !rule.selector.namespace_labels.is_empty())
+}
+
+fn write_error_label(w: &mut Writer, pipeline: &Pipeline) {
+    w.open("label", Some("@ERROR"));
+    w.open("match", Some("**"));
+    match pipeline
+        .error_output
+        .as_ref()
+        .and_then(|key| pipeline.outputs.get(key))
+    {
+        Some(output) => {
+            w.comment(&comment_text(&key_text(&output.key)));
+            let path = buffer_path("@sluice-error", &output.key);
+            let id = path
+                .trim_start_matches(layout::AGGREGATOR_BUFFER_DIR)
+                .trim_start_matches('/');
+            write_output(w, output, id, &path);
+        }
+        None => w.param("@type", "null"),
+    }
+    w.close("match");
+    w.close("label");
+}
+
+/// The aggregator configuration, split into shards of at most about [`SHARD_BUDGET`] bytes.
+pub fn aggregator(pipeline: &Pipeline) -> Vec<Vec<ConfigFile>> {
+    aggregator_with_budget(pipeline, SHARD_BUDGET)
+}
+
+/// [`aggregator`] with an explicit shard budget (tests use small ones).
+pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<ConfigFile>> {
+    let mut header = Writer::new();
+    write_header(&mut header, pipeline);
+    let header = header.finish();
+
+    let mut tail = Writer::new();
+    if let Some(default) = &pipeline.default_flow {
+        write_flow_label(&mut tail, pipeline, default, DEFAULT_FLOW_LABEL);
+    }
+    write_error_label(&mut tail, pipeline);
+    let tail = tail.finish();
+    let verifier = cert_verifier(pipeline);
+
+    let flows: Vec<FlowText> = pipeline
+        .flows
+        .iter()
+        .map(|flow| flow_text(pipeline, flow))
+        .collect();
+
+    // Greedy packing in flow order. Shard 0 also carries the fixed parts and the include
+    // lines of the other shards (16 KiB is room for well over a hundred shards).
+    let fixed = header.len() + tail.len() + verifier.len() + 16 * 1024;
+    let mut shards: Vec<Vec<&FlowText>> = vec![Vec::new()];
+    let mut used = fixed;
+    for flow in &flows {
+        let size = flow.route.len() + flow.label.len();
+        if used + size > budget && shards.last().is_some_and(|shard| !shard.is_empty()) {
+            shards.push(Vec::new());
+            used = 0;
+        }
+        if let Some(last) = shards.last_mut() {
+            last.push(flow);
+        }
+        used += size;
+    }
+
+    let mut main = Writer::new();
+    main.block(&header);
+    main.blank();
+    main.comment("Routing: every flow whose route matches gets its own copy (docs/routing.md)");
+    main.open("match", Some("**"));
+    main.param("@type", "label_router");
+    main.param("@id", "sluice-router");
+    // `record` hands each flow its own (shallow) copy; sticky tags would freeze a tag's
+    // first routing decision even after pod or namespace labels change.
+    main.param("emit_mode", "record");
+    main.param("sticky_tags", "false");
+    if pipeline.default_flow.is_some() {
+        main.param("default_route", DEFAULT_FLOW_LABEL);
+    }
+    for flow in &shards[0] {
+        main.block(&flow.route);
+    }
+    for index in 1..shards.len() {
+        main.line(&format!(
+            "@include {}/{SHARD_ROUTES_FILE}",
+            layout::aggregator_shard_dir(index)
+        ));
+    }
+    main.close("match");
+    main.blank();
+    for flow in &shards[0] {
+        main.block(&flow.label);
+    }
+    for index in 1..shards.len() {
+        main.line(&format!(
+            "@include {}/{SHARD_FLOWS_FILE}",
+            layout::aggregator_shard_dir(index)
+        ));
+    }
+    main.block(&tail);
+
+    let mut result = vec![vec![
+        ConfigFile {
+            name: layout::AGGREGATOR_CONFIG_FILE.to_owned(),
+            content: main.finish(),
+        },
+        ConfigFile {
+            name: CERT_VERIFIER_FILE.to_owned(),
+            content: verifier,
+        },
+    ]];
+    for shard in shards.iter().skip(1) {
+        let mut routes = String::new();
+        let mut labels = String::new();
+        for flow in shard {
+            routes.push_str(&flow.route);
+            labels.push_str(&flow.label);
+        }
+        result.push(vec![
+            ConfigFile {
+                name: SHARD_ROUTES_FILE.to_owned(),
+                content: routes,
+            },
+            ConfigFile {
+                name: SHARD_FLOWS_FILE.to_owned(),
+                content: labels,
+            },
+        ]);
+    }
+    result
+}
+
+/// Writes one output's directive body into a fresh writer; used by golden tests per kind.
+pub fn output_snippet(output: &crate::model::OutputPlan) -> String {
+    let mut w = Writer::new();
+    let label = "@flow-example";
+    let path = buffer_path(label, &output.key);
+    w.open("match", Some("**"));
+    write_output(&mut w, output, "example", &path);
+    w.close("match");
+    w.finish()
+}
+
+/// Writes filters into a fresh writer; used by golden tests per kind.
+pub fn filters_snippet(filters: &[crate::api::Filter]) -> String {
+    let mut w = Writer::new();
+    write_filters(&mut w, filters);
+    w.finish()
+}

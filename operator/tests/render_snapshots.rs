@@ -1,0 +1,247 @@
+//! Golden files: each output kind, each filter kind, and whole agent and aggregator configs.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+use sluice::api::Filter;
+use sluice::model::{Kind, ObjectKey, Pipeline};
+use sluice::render::fluentd::{filters_snippet, output_snippet};
+use sluice::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched};
+use support::*;
+
+fn secret(name: &str, key: &str) -> serde_json::Value {
+    json!({"name": name, "key": key})
+}
+
+fn snippet(spec: serde_json::Value) -> String {
+    output_snippet(&output_plan(
+        ObjectKey::namespaced(Kind::Output, "team-a", "out"),
+        output_spec(spec),
+    ))
+}
+
+#[test]
+fn output_kinds() {
+    let tls = json!({"caSecretRef": secret("tls", "ca.crt"), "certSecretRef": secret("tls", "tls.crt"), "keySecretRef": secret("tls", "tls.key")});
+    let auth = json!({"username": "writer", "passwordSecretRef": secret("creds", "password")});
+    let kinds = [
+        (
+            "file",
+            json!({"file": {"path": "archive/team-a", "append": true}}),
+        ),
+        ("null", json!({"nullOutput": {}})),
+        ("stdout", json!({"stdout": {}})),
+        (
+            "forward",
+            json!({"forward": {"servers": [{"host": "fluentd.example", "port": 24224}, {"host": "fluentd-2.example"}], "tls": tls, "sharedKeySecretRef": secret("fwd", "shared")}}),
+        ),
+        (
+            "http",
+            json!({"http": {"endpoint": "https://logs.example/ingest", "headers": {"X-Team": "a"}, "basicAuth": auth, "tls": tls}}),
+        ),
+        (
+            "elasticsearch",
+            json!({"elasticsearch": {"hosts": ["https://es-1:9200", "https://es-2:9200"], "indexName": "team-a", "basicAuth": auth, "tls": {"caSecretRef": secret("tls", "ca.crt")}}}),
+        ),
+        (
+            "opensearch",
+            json!({"opensearch": {"hosts": ["https://os:9200"], "basicAuth": auth, "tls": {"insecureSkipVerify": true}}}),
+        ),
+        (
+            "loki",
+            json!({"loki": {"url": "https://loki.example", "labels": {"namespace": "$.kubernetes.namespace_name", "app": "$['kubernetes']['labels']['app.kubernetes.io/name']"}, "tenant": "team-a", "basicAuth": auth}}),
+        ),
+        (
+            "s3",
+            json!({"s3": {"bucket": "team-a-logs", "region": "eu-west-1", "endpoint": "https://minio.example", "accessKeyIdSecretRef": secret("s3", "id"), "secretAccessKeySecretRef": secret("s3", "key")}, "buffer": {"chunkLimitSize": "64m", "retryForever": true, "overflowAction": "drop_oldest_chunk"}}),
+        ),
+        (
+            "kafka",
+            json!({"kafka": {"brokers": ["kafka-0:9093", "kafka-1:9093"], "topic": "logs.team-a", "sasl": {"scramMechanism": "sha512", "username": "team-a", "passwordSecretRef": secret("kafka", "password")}, "tls": {"caSecretRef": secret("kafka", "ca.crt")}}}),
+        ),
+        (
+            "splunk_hec",
+            json!({"splunkHec": {"host": "splunk.example", "tokenSecretRef": secret("splunk", "token"), "index": "main", "tls": {"caSecretRef": secret("splunk", "ca.crt")}}}),
+        ),
+    ];
+    for (name, spec) in kinds {
+        insta::assert_snapshot!(format!("output_{name}"), snippet(spec));
+    }
+}
+
+#[test]
+fn filter_kinds() {
+    let kinds = [
+        (
+            "grep",
+            json!({"grep": {"regexp": [{"key": "$.kubernetes.labels.app", "pattern": "^web$"}], "exclude": [{"key": "level", "pattern": "debug"}]}}),
+        ),
+        (
+            "record_transformer",
+            json!({"recordTransformer": {"records": {"cluster": "prod", "team": "a"}, "removeKeys": ["password", "$.kubernetes.annotations"]}}),
+        ),
+        (
+            "parser_json",
+            json!({"parser": {"keyName": "log", "format": "json", "reserveData": true}}),
+        ),
+        (
+            "parser_regexp",
+            json!({"parser": {"keyName": "log", "format": "regexp", "expression": "^(?<level>\\w+) (?<message>.*)$", "removeKeyNameField": true}}),
+        ),
+        ("dedot", json!({"dedot": {"separator": "_"}})),
+    ];
+    for (name, spec) in kinds {
+        let filter: Filter = serde_json::from_value(spec).unwrap();
+        insta::assert_snapshot!(format!("filter_{name}"), filters_snippet(&[filter]));
+    }
+}
+
+/// A typical small cluster: a team Flow with ordered rules, an exclude-only ClusterFlow,
+/// a namespace-label ClusterFlow, a default flow and an error output.
+pub fn typical() -> Pipeline {
+    let es = ObjectKey::namespaced(Kind::Output, "team-a", "es");
+    let archive = cluster_output_key("archive");
+    let errors = cluster_output_key("errors");
+    let team_flow = {
+        let mut f = flow(
+            ObjectKey::namespaced(Kind::Flow, "team-a", "web"),
+            FlowMatcher {
+                scope: Scope::Namespace("team-a".into()),
+                rules: vec![
+                    Rule {
+                        action: Action::Exclude,
+                        selector: Selector {
+                            container_names: BTreeSet::from(["istio-proxy".into()]),
+                            ..Default::default()
+                        },
+                    },
+                    Rule {
+                        action: Action::Select,
+                        selector: Selector {
+                            labels: [("app".into(), "web".into())].into(),
+                            ..Default::default()
+                        },
+                    },
+                ],
+            },
+            vec![es.clone(), archive.clone()],
+        );
+        f.filters = serde_json::from_value(
+            json!([{"parser": {"keyName": "log", "format": "json", "reserveData": true}}]),
+        )
+        .unwrap();
+        f
+    };
+    let all_but_system = flow(
+        ObjectKey::cluster(Kind::ClusterFlow, "all-but-system"),
+        FlowMatcher {
+            scope: Scope::Cluster,
+            rules: vec![Rule {
+                action: Action::Exclude,
+                selector: Selector {
+                    namespaces: BTreeSet::from(["kube-system".into()]),
+                    ..Default::default()
+                },
+            }],
+        },
+        vec![archive.clone()],
+    );
+    let prod = flow(
+        ObjectKey::cluster(Kind::ClusterFlow, "prod"),
+        FlowMatcher {
+            scope: Scope::Cluster,
+            rules: vec![Rule {
+                action: Action::Select,
+                selector: Selector {
+                    namespace_labels: [("env".into(), "prod".into())].into(),
+                    ..Default::default()
+                },
+            }],
+        },
+        vec![archive.clone()],
+    );
+    let spec = logging_spec(json!({
+        "agent": {"kubernetesMetadata": {"cacheTtl": "5m"}, "filesystemBufferLimit": "2G"},
+        "tls": {"allowedClientNames": "fluent-bit(-[a-z0-9-]+)?"},
+        "globalFilters": [{"dedot": {}}],
+    }));
+    let mut p = pipeline(
+        spec,
+        vec![all_but_system, prod, team_flow],
+        vec![
+            output_plan(
+                es,
+                output_spec(
+                    json!({"elasticsearch": {"hosts": ["https://es:9200"], "indexName": "team-a", "basicAuth": {"username": "a", "passwordSecretRef": {"name": "es", "key": "password"}}}}),
+                ),
+            ),
+            output_plan(
+                archive.clone(),
+                output_spec(json!({"s3": {"bucket": "archive", "region": "eu-west-1"}})),
+            ),
+            output_plan(
+                errors.clone(),
+                output_spec(json!({"file": {"path": "errors"}})),
+            ),
+        ],
+    );
+    p.watched = Watched::Only(BTreeSet::from([
+        "team-a".into(),
+        "team-b".into(),
+        "kube-system".into(),
+    ]));
+    p.default_flow = Some(flow(
+        ObjectKey::cluster(Kind::Logging, "main"),
+        FlowMatcher {
+            scope: Scope::Cluster,
+            rules: vec![],
+        },
+        vec![archive],
+    ));
+    p.error_output = Some(errors);
+    p
+}
+
+#[test]
+fn typical_cluster_aggregator() {
+    let shards = sluice::render::aggregator(&typical());
+    assert_eq!(shards.len(), 1);
+    for file in &shards[0] {
+        insta::assert_snapshot!(format!("typical_aggregator_{}", file.name), file.content);
+    }
+}
+
+#[test]
+fn typical_cluster_agent() {
+    let files = sluice::render::agent(&typical());
+    assert_eq!(files.len(), 1);
+    insta::assert_snapshot!("typical_agent", files[0].content);
+}
+
+#[test]
+fn pruned_agent_without_default_flow() {
+    let mut p = typical();
+    p.default_flow = None;
+    p.flows.retain(|f| f.key.kind == Kind::Flow);
+    insta::assert_snapshot!("pruned_agent", sluice::render::agent(&p)[0].content);
+}
+
+#[test]
+fn tls_disabled() {
+    let mut p = typical();
+    p.spec = logging_spec(json!({"tls": {"mode": "Disabled"}}));
+    let agent = sluice::render::agent(&p)[0].content.clone();
+    assert!(
+        agent.contains("tls: 'off'")
+            || agent.contains("tls: \"off\"")
+            || agent.contains("tls: off"),
+        "{agent}"
+    );
+    assert!(!agent.contains("tls.ca_file"));
+    assert!(agent.contains("shared_key"));
+    let main = sluice::render::aggregator(&p)[0][0].content.clone();
+    assert!(!main.contains("<transport tls>"));
+    assert!(main.contains("<security>"));
+}
