@@ -147,3 +147,65 @@ fn soon() -> jiff::Timestamp {
 }
 
 const DAY: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// The Secrets `sluice render` prints for the examples hold chains openssl accepts.
+#[test]
+fn openssl_verifies_the_chains_sluice_render_prints() {
+    if !openssl_available() {
+        return;
+    }
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["render", "--now", &soon().to_string(), "-f", examples])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stream = String::from_utf8(output.stdout).unwrap();
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stream).unwrap();
+    let secrets: Vec<k8s_openapi::api::core::v1::Secret> = documents
+        .into_iter()
+        .filter(|document| document["kind"] == "Secret")
+        .map(|document| serde_json::from_value(document).unwrap())
+        .collect();
+    let find = |suffix: &str| {
+        let secret = secrets
+            .iter()
+            .find(|secret| {
+                secret.type_.as_deref() == Some("kubernetes.io/tls")
+                    && secret.metadata.name.as_deref().unwrap().ends_with(suffix)
+            })
+            .unwrap_or_else(|| panic!("no *{suffix} Secret rendered"));
+        let logging = &secret.metadata.labels.as_ref().unwrap()[sluice::layout::LOGGING_LABEL];
+        let namespace = secret.metadata.namespace.clone().unwrap();
+        (
+            Peer::from_secret(secret),
+            sluice::layout::Names::new(logging, &namespace),
+        )
+    };
+    let (aggregator, names) = find("-aggregator-tls");
+    let (agent, _) = find("-agent-tls");
+    let dir = tempfile::tempdir().unwrap();
+    let host = names.aggregator_host();
+    openssl_verify(
+        dir.path(),
+        soon(),
+        &agent.bundle,
+        &aggregator.chain,
+        "sslserver",
+        Some(&host),
+    )
+    .unwrap();
+    openssl_verify(
+        dir.path(),
+        soon(),
+        &aggregator.bundle,
+        &agent.chain,
+        "sslclient",
+        None,
+    )
+    .unwrap();
+}

@@ -99,9 +99,11 @@ fn phase_changes(steps: &[Step]) -> Vec<(String, jiff::Timestamp)> {
 fn assert_rotations(changes: &[(String, jiff::Timestamp)], rotations: usize) {
     let expected: Vec<&str> = std::iter::once("Stable")
         .chain(
-            std::iter::repeat(["Introducing", "Reissuing", "Retiring", "Stable"])
-                .take(rotations)
-                .flatten(),
+            std::iter::repeat_n(
+                ["Introducing", "Reissuing", "Retiring", "Stable"],
+                rotations,
+            )
+            .flatten(),
         )
         .collect();
     let phases: Vec<&str> = changes.iter().map(|(phase, _)| phase.as_str()).collect();
@@ -281,4 +283,35 @@ fn an_unreadable_ca_secret_is_replaced_not_fatal() {
     let agent = Peer::agent(&replanned);
     let aggregator = Peer::aggregator(&replanned);
     verify::verify_client(&aggregator.bundle, &agent.chain, start() + DAY).unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Any lifetimes and renewal point: the invariant holds through at least two CA rotations,
+    /// and the phases always come in order.
+    #[test]
+    fn any_settings_keep_both_sides_trusting_each_other(
+        ca_hours in 24u32..2000,
+        leaf_percent_of_ca in 2u32..=100,
+        renew_at_percent in 10u8..=95,
+    ) {
+        let leaf_hours = (ca_hours * leaf_percent_of_ca / 100).max(1);
+        let tls = TlsSpec {
+            ca_validity: Some(format!("{ca_hours}h")),
+            leaf_validity: Some(format!("{leaf_hours}h")),
+            renew_at_percent: Some(renew_at_percent),
+            ..TlsSpec::default()
+        };
+        let span = jiff::SignedDuration::from_hours(i64::from(ca_hours)) * 22 / 10;
+        let steps = simulate(&tls, start(), start() + span, BTreeMap::new());
+        assert_invariants(&steps);
+        let changes = phase_changes(&steps);
+        // The run may end mid-rotation: check the complete rotations, then the rest in order.
+        let complete = (changes.len() - 1) / 4;
+        proptest::prop_assert!(complete >= 2, "{changes:?}");
+        assert_rotations(&changes[..1 + 4 * complete], complete);
+        let rest: Vec<&str> = changes[1 + 4 * complete..].iter().map(|(p, _)| p.as_str()).collect();
+        proptest::prop_assert_eq!(&rest[..], &["Introducing", "Reissuing", "Retiring"][..rest.len()]);
+    }
 }
