@@ -766,10 +766,17 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        if let Some((field, tls)) = output_tls(kinds[0]) {
-            if tls.insecure_skip_verify == Some(true) {
-                self.report(key, problem("TlsVerificationDisabled", format!("spec.{field}.insecureSkipVerify"), "the endpoint's certificate is not verified: anyone on the path can read and alter these logs"));
-            }
+        if let Some((field, tls)) = output_tls(kinds[0])
+            && tls.insecure_skip_verify == Some(true)
+        {
+            self.report(
+                key,
+                problem(
+                    "TlsVerificationDisabled",
+                    format!("spec.{field}.insecureSkipVerify"),
+                    "the endpoint's certificate is not verified: anyone on the path can read and alter these logs",
+                ),
+            );
         }
         valid.then(|| OutputPlan {
             key: key.clone(),

@@ -269,7 +269,7 @@ fn check(s: &str) {
     assert_eq!(yaml_shape(&benign_agent), yaml_shape(&evil_agent));
     let tail = &evil_agent["pipeline"]["inputs"][0];
     let expected = if sluice::render::escape::is_dns_label(s) {
-        let mut globs = vec!["a".to_owned(), s.to_owned()];
+        let mut globs = ["a".to_owned(), s.to_owned()];
         globs.sort();
         globs
             .iter()

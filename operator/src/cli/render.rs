@@ -41,7 +41,7 @@ fn to_messages(errors: Vec<InputError>) -> Vec<String> {
 }
 
 /// Secrets from a previous render (other documents are ignored).
-fn previous_secrets(path: &PathBuf) -> Result<Vec<Secret>, Vec<String>> {
+fn previous_secrets(path: &std::path::Path) -> Result<Vec<Secret>, Vec<String>> {
     let loaded = input::load_secrets(path).map_err(to_messages)?;
     Ok(loaded)
 }
