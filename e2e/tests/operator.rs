@@ -161,9 +161,14 @@ where
     }
 }
 
-fn start_operator() -> tokio::task::JoinHandle<()> {
+/// Runs the operator in-process; send on the returned channel to stop it gracefully.
+fn start_operator(
+    client: Client,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let options = Options {
-        // KUBECONFIG (possibly a list) is read by the default inference.
         kubeconfig: None,
         listen: ([127, 0, 0, 1], 0).into(),
         lease: None,
@@ -173,11 +178,16 @@ fn start_operator() -> tokio::task::JoinHandle<()> {
         debounce: Duration::from_millis(500),
         settings: Settings::default(),
     };
-    tokio::spawn(async move {
-        if let Err(error) = sluice::controller::run(options).await {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stopped.await;
+        };
+        if let Err(error) = sluice::controller::run_with(client, options, stop).await {
             eprintln!("operator stopped: {error}");
         }
-    })
+    });
+    (task, stop)
 }
 
 fn condition(status: &Value, type_: &str) -> Option<(String, String)> {
@@ -198,81 +208,76 @@ async fn flow_status(client: &Client, namespace: &str, name: &str) -> Result<Val
     Ok(serde_json::to_value(flow.status)?)
 }
 
+/// `namespace/name` → resourceVersion of every listed object.
+async fn versions_of<K>(api: Api<K>, params: &ListParams) -> Result<Vec<(String, String)>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .list(params)
+        .await?
+        .items
+        .iter()
+        .map(|o| {
+            (
+                format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()),
+                o.resource_version().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
 /// resourceVersions of everything whose change would be a write by Sluice at rest: its
-/// children except the workloads (whose status the Kubernetes controllers write) and every
-/// Sluice object (whose status Sluice writes).
+/// children except the workloads (whose status the Kubernetes controllers write), and the
+/// Flows and Outputs (whose status Sluice writes). The Logging is left out: its status
+/// follows the workloads' (pods restarting in a small test cluster are real changes).
 async fn sluice_versions(client: &Client) -> Result<BTreeMap<String, String>> {
-    let selector = sluice::controller::watches::children_selector();
-    let mut versions = BTreeMap::new();
-    let mut add = |kind: &str, items: Vec<(String, Option<String>)>| {
-        for (name, rv) in items {
-            versions.insert(format!("{kind} {name}"), rv.unwrap_or_default());
-        }
-    };
-    let lp = ListParams::default().labels(&selector);
-    let secrets = Api::<Secret>::namespaced(client.clone(), CONTROL)
-        .list(&lp)
-        .await?;
-    add(
-        "Secret",
-        secrets
-            .items
-            .iter()
-            .map(|s| (s.name_any(), s.resource_version()))
-            .collect(),
-    );
-    let services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), CONTROL)
-        .list(&lp)
-        .await?;
-    add(
-        "Service",
-        services
-            .items
-            .iter()
-            .map(|s| (s.name_any(), s.resource_version()))
-            .collect(),
-    );
-    let loggings = Api::<Logging>::all(client.clone())
-        .list(&ListParams::default())
-        .await?;
-    add(
-        "Logging",
-        loggings
-            .items
-            .iter()
-            .map(|l| (l.name_any(), l.resource_version()))
-            .collect(),
-    );
-    let flows = Api::<Flow>::all(client.clone())
-        .list(&ListParams::default())
-        .await?;
-    add(
-        "Flow",
-        flows
-            .items
-            .iter()
-            .map(|f| {
-                (
-                    format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any()),
-                    f.resource_version(),
-                )
-            })
-            .collect(),
-    );
-    Ok(versions)
+    use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+    use sluice::api::{ClusterOutput, Output};
+    let owned = ListParams::default().labels(&sluice::controller::watches::children_selector());
+    let all = ListParams::default();
+    let c = || client.clone();
+    let groups = [
+        (
+            "Secret",
+            versions_of(Api::<Secret>::namespaced(c(), CONTROL), &owned).await?,
+        ),
+        (
+            "Service",
+            versions_of(Api::<Service>::namespaced(c(), CONTROL), &owned).await?,
+        ),
+        (
+            "ServiceAccount",
+            versions_of(Api::<ServiceAccount>::namespaced(c(), CONTROL), &owned).await?,
+        ),
+        ("Flow", versions_of(Api::<Flow>::all(c()), &all).await?),
+        ("Output", versions_of(Api::<Output>::all(c()), &all).await?),
+        (
+            "ClusterOutput",
+            versions_of(Api::<ClusterOutput>::all(c()), &all).await?,
+        ),
+    ];
+    Ok(groups
+        .into_iter()
+        .flat_map(|(kind, items)| {
+            items
+                .into_iter()
+                .map(move |(name, rv)| (format!("{kind} {name}"), rv))
+        })
+        .collect())
 }
 
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster in KUBECONFIG"]
 async fn examples_end_to_end() -> Result<()> {
-    let client = Client::try_default().await?;
+    let client = sluice::controller::client(None).await?;
     install_crds(&client).await?;
     apply_documents(
         &client,
         &documents(&repo("deploy/rbac/agent-clusterroles.yaml"))?,
     )
     .await?;
-    let operator = start_operator();
+    let (operator, stop) = start_operator(client.clone());
     let examples = documents(&repo("examples"))?;
     apply_documents(&client, &examples).await?;
 
@@ -291,12 +296,12 @@ async fn examples_end_to_end() -> Result<()> {
         .find(|p| p.logging == "main")
         .context("examples resolve to no pipeline")?;
     let existing = BTreeMap::new();
-    let plan = sluice::pki::plan(&sluice::pki::PkiRequest {
+    let plan = (sluice::controller::context::Cores::default().plan)(&sluice::pki::PkiRequest {
         names: &pipeline.names,
         tls: &pipeline.spec.tls_or_default(),
         now: jiff::Timestamp::now(),
         existing: &existing,
-    });
+    })?;
     let expected = sluice::build::objects(pipeline, &plan)?;
     for child in &expected {
         let (resource, namespaced) = sluice::controller::apply::api_resource(child.kind);
@@ -309,7 +314,6 @@ async fn examples_end_to_end() -> Result<()> {
             let api = api.clone();
             let name = name.clone();
             let uid = uid.clone();
-            let namespaced = namespaced;
             async move {
                 let Some(object) = api.get_opt(&name).await? else {
                     return Ok(false);
@@ -422,6 +426,7 @@ async fn examples_end_to_end() -> Result<()> {
         }
     })
     .await?;
-    operator.abort();
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), operator).await??;
     Ok(())
 }

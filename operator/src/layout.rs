@@ -79,6 +79,15 @@ pub const TLS_KEY_KEY: &str = "tls.key";
 pub const CA_KEY_KEY: &str = "ca.key";
 /// Key of the shared key inside the shared-key Secret.
 pub const SHARED_KEY_KEY: &str = "shared-key";
+/// Keys of the CA Secret during a CA rotation: the CA being introduced (with its key), and
+/// the CA being retired (certificate only; it signs nothing any more).
+pub const NEXT_CA_CERT_KEY: &str = "next-ca.crt";
+pub const NEXT_CA_KEY_KEY: &str = "next-ca.key";
+pub const PREVIOUS_CA_CERT_KEY: &str = "previous-ca.crt";
+/// CA Secret annotations recording the CA rotation phase and since when it holds, so that a
+/// restarted operator resumes a rotation where it stopped.
+pub const CA_ROTATION_PHASE_ANNOTATION: &str = "logging.sluice.dev/ca-rotation-phase";
+pub const CA_ROTATION_SINCE_ANNOTATION: &str = "logging.sluice.dev/ca-rotation-phase-since";
 
 /// Names of everything Sluice creates for one Logging.
 #[derive(Clone, Debug, PartialEq, Eq)]

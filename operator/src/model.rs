@@ -454,35 +454,15 @@ impl<'a> Resolver<'a> {
             if flow.spec.logging_ref.is_some() && !self.watched.contains(namespace) {
                 self.report(&key, problem("NamespaceNotWatched", "spec.loggingRef", format!("Logging {:?} does not watch namespace {namespace:?}, so this flow sees no logs", self.name)));
             }
-            let mut rules = Vec::new();
-            let mut valid = true;
-            for (index, entry) in flow.spec.match_rules.iter().enumerate() {
-                match rule_of(
-                    entry.select.as_ref().map(flow_selector),
-                    entry.exclude.as_ref().map(flow_selector),
-                ) {
-                    Some(rule) => rules.push(rule),
-                    None => {
-                        valid = false;
-                        self.report(
-                            &key,
-                            problem(
-                                "InvalidMatch",
-                                format!("spec.match[{index}]"),
-                                "a match entry holds exactly one of select or exclude",
-                            ),
-                        );
-                    }
-                }
-            }
-            let filter_problems = validate_filters("spec.filters", &flow.spec.filters);
-            valid &= filter_problems.is_empty();
-            for p in filter_problems {
-                self.report(&key, p);
-            }
-            if !valid {
+            let entries = flow.spec.match_rules.iter().map(|e| {
+                (
+                    e.select.as_ref().map(flow_selector),
+                    e.exclude.as_ref().map(flow_selector),
+                )
+            });
+            let Some(rules) = self.valid_rules(&key, entries, &flow.spec.filters) else {
                 continue;
-            }
+            };
             let mut outputs = Vec::new();
             for (index, name) in flow.spec.local_output_refs.iter().enumerate() {
                 let field = format!("spec.localOutputRefs[{index}]");
@@ -518,35 +498,15 @@ impl<'a> Resolver<'a> {
         cluster.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
         for flow in cluster {
             let key = ObjectKey::cluster(Kind::ClusterFlow, name_of(&flow.metadata));
-            let mut rules = Vec::new();
-            let mut valid = true;
-            for (index, entry) in flow.spec.match_rules.iter().enumerate() {
-                match rule_of(
-                    entry.select.as_ref().map(cluster_flow_selector),
-                    entry.exclude.as_ref().map(cluster_flow_selector),
-                ) {
-                    Some(rule) => rules.push(rule),
-                    None => {
-                        valid = false;
-                        self.report(
-                            &key,
-                            problem(
-                                "InvalidMatch",
-                                format!("spec.match[{index}]"),
-                                "a match entry holds exactly one of select or exclude",
-                            ),
-                        );
-                    }
-                }
-            }
-            let filter_problems = validate_filters("spec.filters", &flow.spec.filters);
-            valid &= filter_problems.is_empty();
-            for p in filter_problems {
-                self.report(&key, p);
-            }
-            if !valid {
+            let entries = flow.spec.match_rules.iter().map(|e| {
+                (
+                    e.select.as_ref().map(cluster_flow_selector),
+                    e.exclude.as_ref().map(cluster_flow_selector),
+                )
+            });
+            let Some(rules) = self.valid_rules(&key, entries, &flow.spec.filters) else {
                 continue;
-            }
+            };
             let mut outputs = Vec::new();
             for (index, name) in flow.spec.global_output_refs.iter().enumerate() {
                 let field = format!("spec.globalOutputRefs[{index}]");
@@ -603,6 +563,33 @@ impl<'a> Resolver<'a> {
             output_secret_data: self.output_secret_data,
             problems: self.problems,
         }
+    }
+
+    /// The flow's rules, or `None` (with problems reported) when its match list or filters
+    /// are invalid: such a flow is left out entirely.
+    fn valid_rules(
+        &mut self,
+        key: &ObjectKey,
+        entries: impl Iterator<Item = (Option<Selector>, Option<Selector>)>,
+        filters: &[Filter],
+    ) -> Option<Vec<Rule>> {
+        let mut rules = Vec::new();
+        let mut problems = validate_filters("spec.filters", filters);
+        for (index, (select, exclude)) in entries.enumerate() {
+            match rule_of(select, exclude) {
+                Some(rule) => rules.push(rule),
+                None => problems.push(problem(
+                    "InvalidMatch",
+                    format!("spec.match[{index}]"),
+                    "a match entry holds exactly one of select or exclude",
+                )),
+            }
+        }
+        let valid = problems.is_empty();
+        for p in problems {
+            self.report(key, p);
+        }
+        valid.then_some(rules)
     }
 
     fn no_outputs_problem(&mut self, key: &ObjectKey, referenced: usize, none_valid: bool) {
@@ -766,10 +753,17 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        if let Some((field, tls)) = output_tls(kinds[0]) {
-            if tls.insecure_skip_verify == Some(true) {
-                self.report(key, problem("TlsVerificationDisabled", format!("spec.{field}.insecureSkipVerify"), "the endpoint's certificate is not verified: anyone on the path can read and alter these logs"));
-            }
+        if let Some((field, tls)) = output_tls(kinds[0])
+            && tls.insecure_skip_verify == Some(true)
+        {
+            self.report(
+                key,
+                problem(
+                    "TlsVerificationDisabled",
+                    format!("spec.{field}.insecureSkipVerify"),
+                    "the endpoint's certificate is not verified: anyone on the path can read and alter these logs",
+                ),
+            );
         }
         valid.then(|| OutputPlan {
             key: key.clone(),
@@ -890,18 +884,15 @@ fn output_tls(kind: OutputKind<'_>) -> Option<(&'static str, &crate::api::Output
     }
 }
 
-fn rule_of<S>(select: Option<S>, exclude: Option<S>) -> Option<Rule>
-where
-    S: Into<Selector>,
-{
+fn rule_of(select: Option<Selector>, exclude: Option<Selector>) -> Option<Rule> {
     match (select, exclude) {
         (Some(selector), None) => Some(Rule {
             action: Action::Select,
-            selector: selector.into(),
+            selector,
         }),
         (None, Some(selector)) => Some(Rule {
             action: Action::Exclude,
-            selector: selector.into(),
+            selector,
         }),
         _ => None,
     }

@@ -65,7 +65,31 @@ struct Writers {
     loggings: Writer<DeserializeGuard<Logging>>,
     flows: Writer<DeserializeGuard<Flow>>,
     outputs: Writer<DeserializeGuard<Output>>,
+    cluster_flows: Writer<DeserializeGuard<ClusterFlow>>,
+    cluster_outputs: Writer<DeserializeGuard<ClusterOutput>>,
+    namespaces: Writer<PartialObjectMeta<Namespace>>,
     children: BTreeMap<ChildKind, Writer<DynamicObject>>,
+}
+
+/// Sets the status of a cached Sluice object, as the watch would after a status write.
+fn restatus<K>(
+    store: &kube::runtime::reflector::Store<DeserializeGuard<K>>,
+    writer: &mut Writer<DeserializeGuard<K>>,
+    namespace: Option<&str>,
+    name: &str,
+    status: Value,
+) where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let current = store
+        .state()
+        .into_iter()
+        .find(|o| o.name_any() == name && o.namespace().as_deref() == namespace)
+        .unwrap_or_else(|| panic!("no cached {name}"));
+    let mut value = serde_json::to_value(current.0.as_ref().unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_default();
+    value["status"] = status;
+    writer.apply_watcher_event(&watcher::Event::Apply(guard(value)));
 }
 
 /// Canned results of the pure steps, changeable between reconciles.
@@ -74,6 +98,8 @@ struct Canned {
     resolution: Arc<Mutex<Resolution>>,
     plan: Arc<Mutex<PkiPlan>>,
     children: Arc<Mutex<Vec<Child>>>,
+    /// Names of the Secrets the TLS planner was told exist, per call.
+    existing: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 /// What the caches and the API server hold at the start.
@@ -375,8 +401,6 @@ impl Harness {
             ));
         }
         // Keep the writers of kinds the tests never change alive for the stores' sake.
-        std::mem::forget(cf);
-        std::mem::forget(co);
 
         let now = jiff::Timestamp::from_second(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
         let canned = Canned {
@@ -386,15 +410,26 @@ impl Harness {
             })),
             plan: Arc::new(Mutex::new(plan(now, None))),
             children: Arc::new(Mutex::new(default_children())),
+            existing: Arc::default(),
         };
         let cores = if fixture.real_cores {
             Cores::default()
         } else {
             let canned = canned.clone();
-            let (r, p, c) = (canned.resolution, canned.plan, canned.children);
+            let (r, p, c, e) = (
+                canned.resolution,
+                canned.plan,
+                canned.children,
+                canned.existing,
+            );
             Cores {
                 resolve: Arc::new(move |_| r.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-                plan: Arc::new(move |_| p.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                plan: Arc::new(move |request| {
+                    e.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(request.existing.keys().cloned().collect());
+                    Ok(p.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                }),
                 build: Arc::new(move |_, _| {
                     Ok(c.lock().unwrap_or_else(|e| e.into_inner()).clone())
                 }),
@@ -431,12 +466,14 @@ impl Harness {
             },
         )
         .with_cores(cores);
-        std::mem::forget(namespaces);
         Self {
             ctx: Arc::new(ctx),
             writers: Writers {
                 loggings,
                 flows: flows_writer,
+                cluster_flows: cf,
+                cluster_outputs: co,
+                namespaces,
                 outputs,
                 children,
             },
@@ -446,6 +483,24 @@ impl Harness {
             now,
             elapsed,
         }
+    }
+
+    /// A new operator process: same caches and API server, empty memory.
+    fn restart(&mut self) {
+        let old = &self.ctx;
+        let ctx = Context::new(
+            old.client.clone(),
+            old.stores.clone(),
+            Arc::new(Metrics::new()),
+            old.clock.clone(),
+            Settings::default(),
+            Reporter {
+                controller: "sluice".to_owned(),
+                instance: Some("test-2".to_owned()),
+            },
+        )
+        .with_cores(old.cores.clone());
+        self.ctx = Arc::new(ctx);
     }
 
     fn advance(&self, seconds: i64) {
@@ -480,25 +535,34 @@ impl Harness {
                 self.observe_status(call);
                 continue;
             }
+            if call.path.contains("/events") {
+                continue;
+            }
             let mut object = call.body.clone();
             object["metadata"]["resourceVersion"] = json!("100");
             object["metadata"]["uid"] = json!(format!("uid-{}", call.path));
             object["metadata"]["generation"] = json!(1);
-            let kind = match object["kind"].as_str() {
-                Some("Secret") => ChildKind::Secret,
-                Some("DaemonSet") => {
-                    object["status"] = json!({"observedGeneration": 1, "desiredNumberScheduled": 2,
-                        "updatedNumberScheduled": 2, "numberAvailable": 2});
-                    ChildKind::DaemonSet
-                }
-                Some("StatefulSet") => {
-                    object["status"] = json!({"observedGeneration": 1, "replicas": 1,
-                        "readyReplicas": 1, "updatedReplicas": 1,
-                        "currentRevision": "r1", "updateRevision": "r1"});
-                    ChildKind::StatefulSet
-                }
-                other => panic!("unexpected kind {other:?}"),
-            };
+            if object["kind"] == "Namespace" {
+                self.writers
+                    .namespaces
+                    .apply_watcher_event(&watcher::Event::Apply(
+                        serde_json::from_value(object).unwrap_or_else(|e| panic!("{e}")),
+                    ));
+                continue;
+            }
+            if object["kind"] == "DaemonSet" {
+                object["status"] = json!({"observedGeneration": 1, "desiredNumberScheduled": 2,
+                    "updatedNumberScheduled": 2, "numberAvailable": 2});
+            }
+            if object["kind"] == "StatefulSet" {
+                object["status"] = json!({"observedGeneration": 1, "replicas": 1,
+                    "readyReplicas": 1, "updatedReplicas": 1,
+                    "currentRevision": "r1", "updateRevision": "r1"});
+            }
+            let kind = ChildKind::ALL
+                .into_iter()
+                .find(|k| object["kind"] == api_resource(*k).0.kind)
+                .unwrap_or_else(|| panic!("unexpected kind {}", object["kind"]));
             let object: DynamicObject =
                 serde_json::from_value(object).unwrap_or_else(|e| panic!("{e}"));
             if let Some(writer) = self.writers.children.get_mut(&kind) {
@@ -509,43 +573,38 @@ impl Harness {
 
     fn observe_status(&mut self, call: &Call) {
         let status = call.body["status"].clone();
-        if call.path.contains("/loggings/") {
-            self.writers
-                .loggings
-                .apply_watcher_event(&watcher::Event::Apply(guard(logging_json(Some(status)))));
-        } else if call.path.contains("/flows/") {
-            let name = call.path.split('/').rev().nth(1).unwrap_or_default();
-            let current = self
-                .ctx
-                .stores
-                .flows
-                .state()
-                .into_iter()
-                .find(|f| f.name_any() == name)
-                .unwrap_or_else(|| panic!("no Flow {name}"));
-            let mut value =
-                serde_json::to_value(current.0.as_ref().unwrap_or_else(|e| panic!("{e}")))
-                    .unwrap_or_default();
-            value["status"] = status;
-            self.writers
-                .flows
-                .apply_watcher_event(&watcher::Event::Apply(guard(value)));
-        } else if call.path.contains("/outputs/") {
-            let current = self
-                .ctx
-                .stores
-                .outputs
-                .state()
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| panic!("no Output"));
-            let mut value =
-                serde_json::to_value(current.0.as_ref().unwrap_or_else(|e| panic!("{e}")))
-                    .unwrap_or_default();
-            value["status"] = status;
-            self.writers
-                .outputs
-                .apply_watcher_event(&watcher::Event::Apply(guard(value)));
+        // /apis/logging.sluice.dev/v1alpha1/[namespaces/NS/]PLURAL/NAME/status
+        let segments: Vec<&str> = call.path.split('/').collect();
+        let name = segments[segments.len() - 2];
+        let plural = segments[segments.len() - 3];
+        let namespace = (segments.get(4) == Some(&"namespaces")).then(|| segments[5]);
+        let stores = &self.ctx.stores;
+        let writers = &mut self.writers;
+        match plural {
+            "loggings" => restatus(&stores.loggings, &mut writers.loggings, None, name, status),
+            "flows" => restatus(&stores.flows, &mut writers.flows, namespace, name, status),
+            "outputs" => restatus(
+                &stores.outputs,
+                &mut writers.outputs,
+                namespace,
+                name,
+                status,
+            ),
+            "clusterflows" => restatus(
+                &stores.cluster_flows,
+                &mut writers.cluster_flows,
+                None,
+                name,
+                status,
+            ),
+            "clusteroutputs" => restatus(
+                &stores.cluster_outputs,
+                &mut writers.cluster_outputs,
+                None,
+                name,
+                status,
+            ),
+            other => panic!("status of unexpected kind {other}"),
         }
     }
 
@@ -659,6 +718,32 @@ async fn nothing_changed_means_no_requests() {
     harness.observe(&second);
     let third = harness.reconcile().await;
     assert_eq!(lines(&third), Vec::<String>::new());
+
+    // Objects from a (re)list carry no apiVersion/kind; they still count as up to date.
+    let relisted: Vec<(ChildKind, DynamicObject)> = ChildKind::ALL
+        .iter()
+        .filter(|k| **k != ChildKind::Namespace)
+        .flat_map(|kind| {
+            harness
+                .ctx
+                .stores
+                .children_of(*kind)
+                .into_iter()
+                .map(move |o| {
+                    let mut o = (*o).clone();
+                    o.types = None;
+                    (*kind, o)
+                })
+        })
+        .collect();
+    assert!(!relisted.is_empty());
+    for (kind, object) in relisted {
+        if let Some(writer) = harness.writers.children.get_mut(&kind) {
+            writer.apply_watcher_event(&watcher::Event::Apply(object));
+        }
+    }
+    let fourth = harness.reconcile().await;
+    assert_eq!(lines(&fourth), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -1119,12 +1204,14 @@ async fn the_examples_apply_exactly_what_render_builds() {
         .find(|p| p.logging == "main")
         .unwrap_or_else(|| panic!("no pipeline"));
     let existing = BTreeMap::new();
-    let plan = sluice::pki::plan(&sluice::pki::PkiRequest {
+    // Through the controller's own wiring of the planner (one place to adapt if it changes).
+    let plan = (Cores::default().plan)(&sluice::pki::PkiRequest {
         names: &pipeline.names,
         tls: &pipeline.spec.tls_or_default(),
         now: harness.now,
         existing: &existing,
-    });
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let expected: Vec<String> = sluice::build::objects(pipeline, &plan)
         .unwrap_or_else(|e| panic!("{e}"))
         .iter()
@@ -1188,4 +1275,167 @@ async fn the_examples_apply_exactly_what_render_builds() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_restart_writes_nothing_new() {
+    let mut harness = Harness::new(
+        logging_json(None),
+        vec![flow_json("app", 1, None), flow_json("broken", 1, None)],
+    );
+    harness
+        .canned
+        .resolution
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .problems
+        .insert(
+            ObjectKey::namespaced(Kind::Flow, "team-a", "broken"),
+            vec![Problem {
+                reason: "OutputNotFound",
+                field: "spec.localOutputRefs[0]".to_owned(),
+                message: "Output team-a/missing does not exist".to_owned(),
+            }],
+        );
+    harness.settle().await;
+    harness.restart();
+    let calls = harness.reconcile().await;
+    // Children are applied once more (server-side no-ops), but no status write and no
+    // Event: the problem is already on record.
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.method == "PATCH" && c.query == APPLY_QUERY && !c.path.ends_with("/status")),
+        "{:#?}",
+        lines(&calls)
+    );
+    harness.observe(&calls);
+    assert_eq!(lines(&harness.reconcile().await), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_child_the_api_server_rejects_degrades_the_logging_and_the_rest_is_applied() {
+    let harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back((
+            "PATCH".to_owned(),
+            DS_PATH.to_owned(),
+            422,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
+                   "code": 422, "message": "DaemonSet.apps \"main-agent\" is invalid: spec.template.spec.affinity: Invalid value"}),
+        ));
+    let calls = harness.reconcile().await;
+    find(&calls, "PATCH", STS_PATH);
+    let status = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_eq!(condition(status, "Degraded")["status"], "True");
+    assert_eq!(condition(status, "Degraded")["reason"], "ApplyRejected");
+    let warning = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.body["type"] == "Warning")
+        .unwrap_or_else(|| panic!("no warning in {:#?}", lines(&calls)));
+    assert_eq!(warning.body["reason"], "ApplyRejected");
+}
+
+#[tokio::test]
+async fn secrets_just_applied_count_as_existing_before_the_cache_sees_them() {
+    let harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.reconcile().await;
+    // No watch event has reached the cache yet.
+    harness.reconcile().await;
+    let existing = harness
+        .canned
+        .existing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert_eq!(existing[0], Vec::<String>::new());
+    assert_eq!(existing[1], vec!["main-agent-config".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_secret_deleted_after_the_cache_saw_it_is_gone() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.settle().await;
+    let cached = harness
+        .ctx
+        .stores
+        .children_of(ChildKind::Secret)
+        .first()
+        .map(|s| (**s).clone())
+        .unwrap_or_else(|| panic!("no cached Secret"));
+    if let Some(writer) = harness.writers.children.get_mut(&ChildKind::Secret) {
+        writer.apply_watcher_event(&watcher::Event::Delete(cached));
+    }
+    harness
+        .canned
+        .existing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    let calls = harness.reconcile().await;
+    let existing = harness
+        .canned
+        .existing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert_eq!(existing[0], Vec::<String>::new());
+    // And it is created again (with a Created Event, counted in the earlier Event's series).
+    assert_eq!(
+        lines(&calls)[0],
+        format!("PATCH {SECRET_PATH}?{APPLY_QUERY}")
+    );
+    assert_eq!(calls.len(), 2, "{:#?}", lines(&calls));
+    assert!(calls[1].path.contains("/events"));
+}
+
+#[tokio::test]
+async fn the_examples_settle_and_then_nothing_is_sent() {
+    let (_, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    harness.settle().await;
+    // Real TLS planning and building: the material minted on the first pass is read back
+    // from the cache and reproduced byte for byte, so nothing is applied again.
+    let calls = harness.reconcile().await;
+    assert_eq!(lines(&calls), Vec::<String>::new());
+    // An hour later: user Secrets are read again (the resync interval passed), nothing is
+    // written, certificates included.
+    harness.advance(3600);
+    let calls = harness.reconcile().await;
+    assert!(calls.iter().all(|c| !c.is_write()), "{:#?}", lines(&calls));
+    assert!(calls.iter().any(|c| c.path.contains("/secrets/")));
+}
+
+#[tokio::test]
+async fn certificates_due_for_renewal_are_reissued_and_announced() {
+    let (_, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    harness.settle().await;
+    // Past two thirds of the default 90-day leaf lifetime.
+    harness.advance(61 * 24 * 3600);
+    let calls = harness.reconcile().await;
+    let names = Names::new("main", "logging");
+    for secret in [names.agent_tls_secret(), names.aggregator_tls_secret()] {
+        let path = format!("/api/v1/namespaces/logging/secrets/{secret}");
+        find(&calls, "PATCH", &path);
+    }
+    // The pods roll: the workloads' TLS hash annotation changed.
+    find(
+        &calls,
+        "PATCH",
+        "/apis/apps/v1/namespaces/logging/daemonsets/main-agent",
+    );
+    let rotated = calls
+        .iter()
+        .find(|c| c.path.contains("/events") && c.body["reason"] == "CertificatesRotated")
+        .unwrap_or_else(|| panic!("no CertificatesRotated event in {:#?}", lines(&calls)));
+    assert_eq!(rotated.body["regarding"]["name"], "main");
+    // Nothing else is due now: the next reconcile writes nothing.
+    harness.observe(&calls);
+    harness.settle().await;
+    let calls = harness.reconcile().await;
+    assert!(calls.iter().all(|c| !c.is_write()), "{:#?}", lines(&calls));
 }

@@ -2,6 +2,9 @@
 //! small accessors. Defaults live in code (see `build`), never in the schema, so GitOps
 //! tools never see drift between what a user wrote and what the API server stores.
 
+// kube's derive takes one `printcolumn(...)` per column, which clippy reads as repeated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 mod common;
 mod filter;
 mod flow;

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Hashes, metadata};
-use crate::api::{PodScheduling, Resources, SecretKeyRef, TlsMode};
+use crate::api::{PodScheduling, Resources, TlsMode};
 use crate::layout::{self, Names};
 use crate::model::Pipeline;
 
@@ -52,36 +52,8 @@ fn tls_enabled(pipeline: &Pipeline) -> bool {
         != TlsMode::Disabled
 }
 
-/// The Secret and key both sides read the shared key from.
-fn shared_key_source(names: &Names, pipeline: &Pipeline) -> SecretKeyRef {
-    pipeline
-        .spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.shared_key_secret_ref.clone())
-        .unwrap_or_else(|| SecretKeyRef {
-            name: names.shared_key_secret(),
-            key: layout::SHARED_KEY_KEY.to_owned(),
-        })
-}
-
-/// The TLS Secrets the aggregator and the agents mount: Sluice's own, or the user's.
-fn mounted_tls_secrets(names: &Names, pipeline: &Pipeline) -> (String, String) {
-    match pipeline.spec.tls.as_ref().and_then(|t| t.existing.as_ref()) {
-        Some(existing)
-            if pipeline.spec.tls.as_ref().and_then(|t| t.mode) == Some(TlsMode::Existing) =>
-        {
-            (
-                existing.server_secret_name.clone(),
-                existing.client_secret_name.clone(),
-            )
-        }
-        _ => (names.aggregator_tls_secret(), names.agent_tls_secret()),
-    }
-}
-
 fn shared_key_env(names: &Names, pipeline: &Pipeline) -> EnvVar {
-    let source = shared_key_source(names, pipeline);
+    let source = crate::pki::shared_key_source(names, &pipeline.spec.tls_or_default());
     EnvVar {
         name: layout::SHARED_KEY_ENV.to_owned(),
         value_from: Some(EnvVarSource {
@@ -225,7 +197,10 @@ pub(crate) fn agent_daemon_set(
     volumes.push(secret_volume("config", names.agent_config_secret()));
     mounts.push(mount("config", layout::AGENT_CONFIG_DIR, true));
     if tls_enabled(pipeline) {
-        volumes.push(secret_volume("tls", mounted_tls_secrets(names, pipeline).1));
+        volumes.push(secret_volume(
+            "tls",
+            crate::pki::mounted_tls_secrets(names, &pipeline.spec.tls_or_default()).1,
+        ));
         mounts.push(mount("tls", layout::AGENT_TLS_DIR, true));
     }
 
@@ -364,7 +339,10 @@ pub(crate) fn aggregator_stateful_set(
         mounts.push(mount(&volume, &layout::aggregator_shard_dir(index), true));
     }
     if tls_enabled(pipeline) {
-        volumes.push(secret_volume("tls", mounted_tls_secrets(names, pipeline).0));
+        volumes.push(secret_volume(
+            "tls",
+            crate::pki::mounted_tls_secrets(names, &pipeline.spec.tls_or_default()).0,
+        ));
         mounts.push(mount("tls", layout::AGGREGATOR_TLS_DIR, true));
     }
     if !pipeline.output_secret_data.is_empty() {

@@ -41,7 +41,7 @@ fn to_messages(errors: Vec<InputError>) -> Vec<String> {
 }
 
 /// Secrets from a previous render (other documents are ignored).
-fn previous_secrets(path: &PathBuf) -> Result<Vec<Secret>, Vec<String>> {
+fn previous_secrets(path: &std::path::Path) -> Result<Vec<Secret>, Vec<String>> {
     let loaded = input::load_secrets(path).map_err(to_messages)?;
     Ok(loaded)
 }
@@ -69,12 +69,18 @@ pub fn render_loaded(
             .filter(|s| s.metadata.namespace.as_deref() == Some(namespace.as_str()))
             .filter_map(|s| s.metadata.name.clone().map(|name| (name, s.clone())))
             .collect();
-        let plan = pki::plan(&PkiRequest {
+        let plan = match pki::plan(&PkiRequest {
             names: &pipeline.names,
             tls: &pipeline.spec.tls_or_default(),
             now,
             existing: &existing,
-        });
+        }) {
+            Ok(plan) => plan,
+            Err(e) => {
+                errors.push(format!("Logging {}: {e}", pipeline.logging));
+                continue;
+            }
+        };
         for problem in &plan.problems {
             errors.push(format!("Logging {}: {problem}", pipeline.logging));
         }

@@ -52,6 +52,10 @@ pub struct Applied {
     pub updated: Vec<(ChildKind, String)>,
     /// Workloads deleted and re-created because an immutable field changed.
     pub recreated: Vec<(ChildKind, String)>,
+    /// Children the API server refused as invalid (422), with its message: caused by
+    /// something in the Logging that only the API server checks (an `affinity`, a quantity).
+    /// Retrying cannot help, so they become problems of the Logging rather than errors.
+    pub rejected: Vec<(ChildKind, String, String)>,
 }
 
 /// Identity of a child in memory and in the orphan scan.
@@ -78,17 +82,33 @@ fn desired_hash(object: &DynamicObject) -> String {
 }
 
 /// True when every field `desired` sets has the same value in `live`: the API server adds
-/// defaults and other managers' fields, never removes ours.
+/// defaults and other managers' fields, never removes ours, except that it omits zero values
+/// (`false`, `0`, `""`, `{}`, `[]`, like Go's `omitempty`), which therefore match a missing field.
 pub fn contains(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
     use serde_json::Value;
     match (live, desired) {
-        (Value::Object(live), Value::Object(desired)) => desired
-            .iter()
-            .all(|(key, want)| live.get(key).is_some_and(|have| contains(have, want))),
+        (Value::Object(live), Value::Object(desired)) => {
+            desired.iter().all(|(key, want)| match live.get(key) {
+                Some(have) => contains(have, want),
+                None => is_zero(want),
+            })
+        }
         (Value::Array(live), Value::Array(desired)) => {
             live.len() == desired.len() && live.iter().zip(desired).all(|(h, w)| contains(h, w))
         }
         _ => live == desired,
+    }
+}
+
+fn is_zero(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
     }
 }
 
@@ -112,7 +132,15 @@ fn live_object(ctx: &Context, id: &ChildId) -> Option<serde_json::Value> {
         .children_of(id.0)
         .into_iter()
         .find(|o| o.namespace() == id.1 && o.name_any() == id.2)?;
-    serde_json::to_value(&*object).ok()
+    let mut live = serde_json::to_value(&*object).ok()?;
+    // Items of the initial list carry no apiVersion/kind; watch events do.
+    let (resource, _) = api_resource(id.0);
+    if let Some(map) = live.as_object_mut() {
+        map.entry("apiVersion")
+            .or_insert(resource.api_version.into());
+        map.entry("kind").or_insert(resource.kind.into());
+    }
+    Some(live)
 }
 
 /// Whether a child must be sent: it is skipped only when we applied exactly this desired
@@ -181,6 +209,12 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
                     })?;
                 applied.recreated.push((child.kind, display(&id)));
             }
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                applied
+                    .rejected
+                    .push((child.kind, display(&id), status.message.clone()));
+                continue;
+            }
             Err(source) => {
                 return Err(Error::Apply {
                     kind: child.kind,
@@ -195,7 +229,15 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
         } else {
             applied.created.push((child.kind, display(&id)));
         }
-        ctx.memory().applied.insert(id, hash);
+        let mut memory = ctx.memory();
+        if child.kind == ChildKind::Secret
+            && let Some(namespace) = &id.1
+        {
+            memory
+                .applied_secrets
+                .insert((namespace.clone(), id.2.clone()), object.clone());
+        }
+        memory.applied.insert(id, hash);
     }
     Ok(applied)
 }
@@ -239,7 +281,15 @@ pub async fn delete_orphans(
                     });
                 }
             }
-            ctx.memory().applied.remove(&id);
+            {
+                let mut memory = ctx.memory();
+                if let Some(namespace) = &id.1 {
+                    memory
+                        .applied_secrets
+                        .remove(&(namespace.clone(), id.2.clone()));
+                }
+                memory.applied.remove(&id);
+            }
             ctx.metrics.wrote("delete", &format!("{kind:?}"));
             deleted.push((*kind, display(&id)));
         }
@@ -258,6 +308,16 @@ mod tests {
         let live = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}], "type": "ClusterIP"},
                           "metadata": {"name": "a", "uid": "u"}});
         assert!(contains(&live, &desired));
+    }
+
+    #[test]
+    fn zero_values_the_server_omits_match_a_missing_field() {
+        let desired = json!({"metadata": {"annotations": {}}, "spec": {"hostNetwork": false, "tolerations": []}});
+        assert!(contains(&json!({"metadata": {}, "spec": {}}), &desired));
+        assert!(!contains(
+            &json!({"spec": {"hostNetwork": true}}),
+            &json!({"spec": {"hostNetwork": false}})
+        ));
     }
 
     #[test]

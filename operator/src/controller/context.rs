@@ -109,6 +109,10 @@ impl Stores {
 pub struct Memory {
     /// Hash of the last desired object applied, by (kind, namespace, name).
     pub applied: HashMap<(ChildKind, Option<String>, String), String>,
+    /// Secrets applied that the cache does not show yet, by (namespace, name). They stand
+    /// in for the cached copies, so the TLS planner never re-mints material it has just
+    /// issued because a watch event is late.
+    pub applied_secrets: HashMap<(String, String), DynamicObject>,
     /// The last status we wrote, by object uid, so a cache lagging behind our own patch does
     /// not cause a second identical patch.
     pub written_status: HashMap<String, serde_json::Value>,
@@ -154,7 +158,7 @@ pub struct Cores {
 }
 
 pub type ResolveFn = dyn Fn(&Inventory) -> Resolution + Send + Sync;
-pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> PkiPlan + Send + Sync;
+pub type PlanFn = dyn Fn(&PkiRequest<'_>) -> Result<PkiPlan, crate::pki::PkiError> + Send + Sync;
 pub type BuildFn = dyn Fn(&Pipeline, &PkiPlan) -> Result<Vec<Child>, BuildError> + Send + Sync;
 
 impl Default for Cores {

@@ -37,14 +37,18 @@ impl Announcer {
     }
 
     /// Problems of `key` not announced before; forgets announced problems that are gone, so
-    /// a problem that comes back is announced again.
-    fn fresh(&self, key: &ObjectKey, problems: &[Problem]) -> Vec<Problem> {
+    /// a problem that comes back is announced again. The first time an object is seen in
+    /// this process, the problems its stored status already lists count as announced, so a
+    /// restart publishes nothing new.
+    fn fresh(&self, key: &ObjectKey, problems: &[Problem], recorded: &[String]) -> Vec<Problem> {
         let mut announced = self
             .announced
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let current: BTreeSet<String> = problems.iter().map(ToString::to_string).collect();
-        let before = announced.remove(key).unwrap_or_default();
+        let before = announced
+            .remove(key)
+            .unwrap_or_else(|| recorded.iter().cloned().collect());
         let mut fresh: Vec<Problem> = problems
             .iter()
             .filter(|p| !before.contains(&p.to_string()))
@@ -58,9 +62,16 @@ impl Announcer {
         fresh
     }
 
-    /// A Warning Event for each new problem of the object.
-    pub async fn problems(&self, key: &ObjectKey, uid: Option<String>, problems: &[Problem]) {
-        let fresh = self.fresh(key, problems);
+    /// A Warning Event for each new problem of the object. `recorded` are the problem lines
+    /// of its stored status.
+    pub async fn problems(
+        &self,
+        key: &ObjectKey,
+        uid: Option<String>,
+        problems: &[Problem],
+        recorded: &[String],
+    ) {
+        let fresh = self.fresh(key, problems, recorded);
         if fresh.is_empty() {
             return;
         }

@@ -83,14 +83,33 @@ pub fn from_stores(ctx: &Context) -> Inventory {
     }
 }
 
-/// Secrets Sluice created (labelled), converted from the dynamic cache.
+/// Secrets Sluice created (labelled), converted from the dynamic cache; a Secret applied
+/// since the cache last saw it is taken as applied (see `Memory::applied_secrets`).
 pub fn owned_secrets(ctx: &Context) -> Vec<Secret> {
-    let mut secrets: Vec<Secret> = ctx
-        .stores
-        .children_of(ChildKind::Secret)
+    let cached = ctx.stores.children_of(ChildKind::Secret);
+    let mut current: BTreeMap<(String, String), DynamicObject> = cached
         .iter()
-        .filter_map(|object| to_secret(object))
+        .map(|o| {
+            (
+                (o.namespace().unwrap_or_default(), o.name_any()),
+                (**o).clone(),
+            )
+        })
         .collect();
+    let mut memory = ctx.memory();
+    // Once the cache shows what was applied, the stand-in is dropped: a later deletion by a
+    // user is then seen as a deletion.
+    memory.applied_secrets.retain(|id, applied| {
+        let seen = current
+            .get(id)
+            .is_some_and(|live| super::apply::contains(&live.data, &applied.data));
+        if !seen {
+            current.insert(id.clone(), applied.clone());
+        }
+        !seen
+    });
+    drop(memory);
+    let mut secrets: Vec<Secret> = current.values().filter_map(to_secret).collect();
     secrets.sort_by_key(|s| (s.namespace(), s.name_any()));
     secrets
 }

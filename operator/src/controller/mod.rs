@@ -58,10 +58,16 @@ pub struct Options {
 pub enum RunError {
     #[error("no Kubernetes configuration: {0}")]
     Config(String),
+    #[error("cannot reach the API server: {0}")]
+    Unreachable(#[source] kube::Error),
     #[error(
-        "cannot list Loggings ({0}); are the CRDs installed (`sluice crds | kubectl apply --server-side -f -`) and is the RBAC in deploy/rbac applied?"
+        "the Logging CRD is not installed (404 listing Loggings): `sluice crds | kubectl apply --server-side -f -`"
     )]
-    MissingCrds(#[source] kube::Error),
+    MissingCrds,
+    #[error(
+        "not allowed to list Loggings ({0}): apply deploy/rbac/operator.yaml for the operator's service account"
+    )]
+    Forbidden(String),
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("metrics server: {0}")]
@@ -70,6 +76,8 @@ pub enum RunError {
 
 /// Connects from a kubeconfig file, in-cluster, or the usual kubeconfig locations.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, RunError> {
+    // One rustls provider for the whole process, chosen before the first TLS connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
@@ -121,16 +129,28 @@ async fn until_false(mut receiver: watch::Receiver<bool>) {
 
 /// Runs the operator until SIGTERM.
 pub async fn run(options: Options) -> Result<(), RunError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = client(options.kubeconfig.as_deref()).await?;
+    run_with(client, options, termination()).await
+}
+
+/// Runs the operator with a given client until `stop` resolves (tests stop it this way).
+pub async fn run_with(
+    client: Client,
+    options: Options,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     Api::<Logging>::all(client.clone())
         .list_metadata(&ListParams::default().limit(1))
         .await
-        .map_err(RunError::MissingCrds)?;
+        .map_err(|error| match error {
+            kube::Error::Api(status) if status.code == 404 => RunError::MissingCrds,
+            kube::Error::Api(status) if status.code == 403 => RunError::Forbidden(status.message),
+            other => RunError::Unreachable(other),
+        })?;
 
     let (stop_sender, stopping) = watch::channel(false);
     tokio::spawn(async move {
-        termination().await;
+        stop.await;
         tracing::info!("termination requested; finishing running reconciles");
         let _ = stop_sender.send(true);
     });

@@ -148,6 +148,13 @@ async fn reconcile_logging(
         }
         let children = (ctx.cores.build)(pipeline, &plan)?;
         let applied = apply::apply_children(ctx, &children).await?;
+        for (kind, child, message) in &applied.rejected {
+            problems.push(Problem {
+                reason: "ApplyRejected",
+                field: "spec".to_owned(),
+                message: format!("the API server rejected {kind:?} {child}: {message}"),
+            });
+        }
         let deleted = apply::delete_orphans(ctx, &name, &children).await?;
         record_config_metrics(ctx, pipeline, &children);
         announce_changes(ctx, logging, &applied, &deleted).await;
@@ -176,7 +183,16 @@ async fn reconcile_logging(
     facts.aggregator = workloads.1.as_deref();
     let computed = status::logging_status(&facts, logging.status.as_ref(), now);
     ctx.events
-        .problems(&key, logging.uid(), &facts.problems)
+        .problems(
+            &key,
+            logging.uid(),
+            &facts.problems,
+            logging
+                .status
+                .as_ref()
+                .map(|s| s.common.problems.as_slice())
+                .unwrap_or(&[]),
+        )
         .await;
     if certificates_changed {
         ctx.events
@@ -222,6 +238,7 @@ async fn plan_pki(
         })
     })
     .await
+    .map_err(|e| Error::Pki(e.to_string()))?
     .map_err(|e| Error::Pki(e.to_string()))
 }
 
@@ -391,7 +408,7 @@ async fn update_object_statuses(
             ),
         };
         ctx.events
-            .problems(&key, invalid.metadata.uid.clone(), &[problem])
+            .problems(&key, invalid.metadata.uid.clone(), &[problem], &[])
             .await;
     }
     update_kind::<Flow>(ctx, Kind::Flow, &ctx.stores.flows.state(), resolution, now).await?;
@@ -503,7 +520,13 @@ where
             object.object_status(),
             now,
         );
-        ctx.events.problems(&key, object.uid(), problems).await;
+        let recorded = object
+            .object_status()
+            .map(|s| s.problems.as_slice())
+            .unwrap_or(&[]);
+        ctx.events
+            .problems(&key, object.uid(), problems, recorded)
+            .await;
         if object.object_status() == Some(&computed)
             || already_written(ctx, object.uid(), &computed)
         {

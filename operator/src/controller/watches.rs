@@ -233,3 +233,80 @@ pub fn changes(mut receiver: watch::Receiver<u64>) -> impl Stream<Item = ()> + S
         Some(((), receiver))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn flow(generation: i64, status: Option<&str>) -> DeserializeGuard<Flow> {
+        let mut value = serde_json::json!({
+            "apiVersion": "logging.sluice.dev/v1alpha1", "kind": "Flow",
+            "metadata": {"name": "f", "namespace": "a", "uid": "u", "generation": generation,
+                         "managedFields": [{"manager": "kubectl"}]},
+            "spec": {}
+        });
+        if let Some(reason) = status {
+            value["status"] = serde_json::json!({"problems": [reason]});
+        }
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn only_spec_changes_deletions_and_sync_signal() {
+        let (sender, receiver) = watch::channel(0u64);
+        let trigger: Trigger = Arc::new(sender);
+        let (store, writer) = reflector::store::<DeserializeGuard<Flow>>();
+        let events = vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(flow(1, None))),
+            Ok(watcher::Event::InitDone),
+            // Sluice's own status write: same generation, no signal.
+            Ok(watcher::Event::Apply(flow(1, Some("x")))),
+            // A spec change.
+            Ok(watcher::Event::Apply(flow(2, Some("x")))),
+            Ok(watcher::Event::Delete(flow(2, Some("x")))),
+        ];
+        drive(
+            "Flow",
+            futures::stream::iter(events),
+            writer,
+            generation::<DeserializeGuard<Flow>>,
+            trigger,
+        )
+        .await;
+        // InitApply, InitDone, the spec change and the deletion.
+        assert_eq!(*receiver.borrow(), 4);
+        assert!(store.state().is_empty());
+    }
+
+    #[tokio::test]
+    async fn cached_objects_have_no_managed_fields() {
+        let (sender, _receiver) = watch::channel(0u64);
+        let (store, writer) = reflector::store::<DeserializeGuard<Flow>>();
+        drive(
+            "Flow",
+            futures::stream::iter(vec![Ok(watcher::Event::Apply(flow(1, None)))]),
+            writer,
+            generation::<DeserializeGuard<Flow>>,
+            Arc::new(sender),
+        )
+        .await;
+        let cached = store.state();
+        assert_eq!(cached.len(), 1);
+        assert!(cached[0].meta().managed_fields.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_changes_is_one_signal() {
+        let (sender, receiver) = watch::channel(0u64);
+        let mut signals = Box::pin(changes(receiver));
+        for _ in 0..1000 {
+            sender.send_modify(|n| *n += 1);
+        }
+        assert!(signals.next().await.is_some());
+        let more = tokio::time::timeout(Duration::from_millis(20), signals.next()).await;
+        assert!(more.is_err(), "a second signal for the same burst");
+    }
+}

@@ -51,11 +51,11 @@ fn collect_refs(value: &serde_json::Value, found: &mut impl FnMut(SecretKeyRef))
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
-                if k.ends_with("SecretRef") || k == "passwordSecretRef" {
-                    if let Ok(r) = serde_json::from_value::<SecretKeyRef>(v.clone()) {
-                        found(r);
-                        continue;
-                    }
+                if (k.ends_with("SecretRef") || k == "passwordSecretRef")
+                    && let Ok(r) = serde_json::from_value::<SecretKeyRef>(v.clone())
+                {
+                    found(r);
+                    continue;
                 }
                 collect_refs(v, found);
             }
