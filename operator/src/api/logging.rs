@@ -75,7 +75,8 @@ pub struct LoggingSpec {
     /// Unset: such records are dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_output_ref: Option<String>,
-    /// Filters applied to every record in the aggregator before routing.
+    /// Filters applied in the aggregator to every record, first in each flow (and the default
+    /// flow), after routing: so routing always sees the original Kubernetes metadata.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub global_filters: Vec<Filter>,
 }

@@ -25,10 +25,6 @@ use crate::model::Pipeline;
 pub(crate) const AGENT: &str = "agent";
 pub(crate) const AGGREGATOR: &str = "aggregator";
 
-/// Default images, pinned by version (see docs/dataplane.md).
-const DEFAULT_AGENT_IMAGE: &str = "cr.fluentbit.io/fluent/fluent-bit:4.2.0";
-const DEFAULT_AGGREGATOR_IMAGE: &str = "ghcr.io/kube-logging/logging-operator/fluentd:6.0.3-full";
-
 /// Group given to the aggregator's volumes, so fluentd can write buffers whatever user the
 /// image runs as.
 const AGGREGATOR_FS_GROUP: i64 = 2000;
@@ -217,7 +213,7 @@ pub(crate) fn agent_daemon_set(
             agent
                 .image
                 .clone()
-                .unwrap_or_else(|| DEFAULT_AGENT_IMAGE.to_owned()),
+                .unwrap_or_else(|| layout::DEFAULT_AGENT_IMAGE.to_owned()),
         ),
         command: Some(vec![
             "/fluent-bit/bin/fluent-bit".to_owned(),
@@ -418,7 +414,7 @@ pub(crate) fn aggregator_stateful_set(
             aggregator
                 .image
                 .clone()
-                .unwrap_or_else(|| DEFAULT_AGGREGATOR_IMAGE.to_owned()),
+                .unwrap_or_else(|| layout::DEFAULT_AGGREGATOR_IMAGE.to_owned()),
         ),
         args: Some(vec![
             "-c".to_owned(),
