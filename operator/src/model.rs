@@ -13,6 +13,7 @@ use crate::api::{
     SecretKeyRef,
 };
 use crate::layout::Names;
+use crate::render::escape::{is_dns_label, is_param_key};
 use crate::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched};
 
 /// Everything the operator (from the API server) or the CLI (from files) has seen.
@@ -226,17 +227,6 @@ fn problem(reason: &'static str, field: impl Into<String>, message: impl Into<St
     }
 }
 
-/// A DNS-1123 label: what namespace names must be.
-pub fn is_dns_label(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-')
-}
-
 fn validate_logging(name: &str, spec: &LoggingSpec) -> Vec<Problem> {
     let mut problems = Vec::new();
     if !is_dns_label(name) || name.len() > MAX_LOGGING_NAME_LEN {
@@ -321,6 +311,15 @@ fn validate_filters(path: &str, filters: &[Filter]) -> Vec<Problem> {
                 format!("{path}[{index}]"),
                 "a filter sets exactly one of grep, recordTransformer, parser or dedot",
             ));
+        }
+        if let Some(transformer) = &filter.record_transformer {
+            for key in transformer.records.keys().filter(|key| !is_param_key(key)) {
+                problems.push(problem(
+                    "InvalidKey",
+                    format!("{path}[{index}].recordTransformer.records"),
+                    format!("{key:?} is not a plain record key (letters, digits and '_', not starting with a digit)"),
+                ));
+            }
         }
         if let Some(parser) = &filter.parser
             && parser.format == crate::api::ParserFormat::Regexp
@@ -751,6 +750,18 @@ impl<'a> Resolver<'a> {
                         problem("SecretNotFound", format!("spec.{field}"), message),
                     );
                 }
+            }
+        }
+        if let OutputKind::Loki(loki) = kinds[0] {
+            for name in loki.labels.keys().filter(|name| !is_param_key(name)) {
+                self.report(
+                    key,
+                    problem(
+                        "InvalidKey",
+                        "spec.loki.labels",
+                        format!("{name:?} is not a valid Loki label name, so it is left out"),
+                    ),
+                );
             }
         }
         if let Some((field, tls)) = output_tls(kinds[0])

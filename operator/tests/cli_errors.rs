@@ -323,3 +323,19 @@ fn missing_file_is_reported() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/sluice.yaml: "));
 }
+
+#[test]
+fn record_key_that_cannot_be_a_config_key() {
+    let team = TEAM.replace(
+        "  localOutputRefs: [sink]",
+        "  filters:\n    - recordTransformer:\n        records:\n          \"bad key\": x\n  localOutputRefs: [sink]",
+    );
+    assert_fails_with(
+        &[("logging.yaml", LOGGING), ("team.yaml", &team)],
+        &[
+            "Flow team-a/web",
+            "spec.filters[0].recordTransformer.records",
+            "\"bad key\" is not a plain record key",
+        ],
+    );
+}
