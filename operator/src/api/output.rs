@@ -360,7 +360,9 @@ pub struct BufferSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub flush_thread_count: Option<i32>,
-    /// What to do when the buffer is full. Default: `block`.
+    /// What to do when the buffer is full. Default: `drop_oldest_chunk`, so an output that is
+    /// down for long loses its oldest records instead of blocking every other output; `block`
+    /// applies backpressure to all flows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overflow_action: Option<OverflowAction>,
     /// Retry until delivered, never giving up. Default: false.
