@@ -301,6 +301,7 @@ async fn examples_end_to_end() -> Result<()> {
         tls: &pipeline.spec.tls_or_default(),
         now: jiff::Timestamp::now(),
         existing: &existing,
+        rollout: sluice::pki::Rollout::Unobserved,
     })?;
     let expected = sluice::build::objects(pipeline, &plan)?;
     for child in &expected {

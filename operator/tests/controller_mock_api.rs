@@ -1210,6 +1210,7 @@ async fn the_examples_apply_exactly_what_render_builds() {
         tls: &pipeline.spec.tls_or_default(),
         now: harness.now,
         existing: &existing,
+        rollout: sluice::pki::Rollout::Unobserved,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let expected: Vec<String> = sluice::build::objects(pipeline, &plan)

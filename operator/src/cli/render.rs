@@ -74,6 +74,8 @@ pub fn render_loaded(
             tls: &pipeline.spec.tls_or_default(),
             now,
             existing: &existing,
+            // Offline there are no pods to wait for.
+            rollout: pki::Rollout::Unobserved,
         }) {
             Ok(plan) => plan,
             Err(e) => {

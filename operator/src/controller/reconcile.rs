@@ -19,7 +19,7 @@ use super::status::{self, LoggingFacts};
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
 use crate::build::{Child, ChildKind};
 use crate::model::{Kind, ObjectKey, Pipeline, Problem, Resolution};
-use crate::pki::{PkiPlan, PkiRequest};
+use crate::pki::{PkiPlan, PkiRequest, Rollout};
 use crate::routing::Watched;
 
 /// Entry point for the kube-runtime Controller.
@@ -141,7 +141,10 @@ async fn reconcile_logging(
         .filter(|_| allowed);
     if let Some(pipeline) = pipeline {
         let existing = inventory::secrets_in(&pipeline.names.control_namespace, &inventory.secrets);
-        let plan = plan_pki(ctx, pipeline, existing, now).await?;
+        let rollout = Rollout::Observed {
+            settled_tls_hash: settled_tls_hash(ctx, pipeline),
+        };
+        let plan = plan_pki(ctx, pipeline, existing, rollout, now).await?;
         problems.extend(plan.problems.iter().cloned());
         if let Some(next) = plan.next_change {
             requeue = requeue.min(until(next, now));
@@ -224,6 +227,7 @@ async fn plan_pki(
     ctx: &Context,
     pipeline: &Pipeline,
     existing: std::collections::BTreeMap<String, k8s_openapi::api::core::v1::Secret>,
+    rollout: Rollout,
     now: jiff::Timestamp,
 ) -> Result<PkiPlan, Error> {
     let names = pipeline.names.clone();
@@ -235,11 +239,38 @@ async fn plan_pki(
             tls: &tls,
             now,
             existing: &existing,
+            rollout,
         })
     })
     .await
     .map_err(|e| Error::Pki(e.to_string()))?
     .map_err(|e| Error::Pki(e.to_string()))
+}
+
+/// The TLS hash every agent and aggregator pod runs with, once both workloads have fully
+/// rolled out to the same one.
+fn settled_tls_hash(ctx: &Context, pipeline: &Pipeline) -> Option<String> {
+    let agent = find_child(ctx, ChildKind::DaemonSet, pipeline, &pipeline.names.agent())?;
+    let aggregator = find_child(
+        ctx,
+        ChildKind::StatefulSet,
+        pipeline,
+        &pipeline.names.aggregator(),
+    )?;
+    if !status::agent_verdict(Some(&agent)).ok || !status::aggregator_verdict(Some(&aggregator)).ok
+    {
+        return None;
+    }
+    let tls_hash = |workload: &DynamicObject| {
+        workload
+            .data
+            .pointer("/spec/template/metadata/annotations")
+            .and_then(|annotations| annotations.get(crate::layout::TLS_HASH_ANNOTATION))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let hash = tls_hash(&agent)?;
+    (tls_hash(&aggregator)? == hash).then_some(hash)
 }
 
 fn find_child(

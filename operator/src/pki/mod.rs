@@ -23,7 +23,7 @@ mod rotation;
 pub mod settings;
 pub mod verify;
 
-pub use rotation::{PROPAGATION_DELAY, Phase};
+pub use rotation::{MAX_ROLLOUT_WAIT, PROPAGATION_DELAY, Phase};
 pub use settings::{Settings, allowed_client_names};
 
 /// What the planner needs to know.
@@ -35,6 +35,21 @@ pub struct PkiRequest<'a> {
     /// Secrets that exist in the control namespace, by name (Sluice's own, and user Secrets
     /// named by `tls.existing` or `tls.sharedKeySecretRef`).
     pub existing: &'a BTreeMap<String, Secret>,
+    /// What is known about the pods that mount the material; CA rotation steps wait for it.
+    pub rollout: Rollout,
+}
+
+/// Whether the pods run the stored TLS material, which gates each CA rotation step: a new
+/// trust bundle must be loaded everywhere before leaves from the new CA appear, and those
+/// leaves must be everywhere before the old CA is dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rollout {
+    /// Nothing is known about the pods (`sluice render`): steps follow the propagation delay.
+    Unobserved,
+    /// The TLS hash (`layout::TLS_HASH_ANNOTATION`) that every agent and aggregator pod runs
+    /// with, once both workloads have fully rolled out to the same one; `None` while a rollout
+    /// is in progress or the workloads disagree.
+    Observed { settled_tls_hash: Option<String> },
 }
 
 /// The desired TLS state of one Logging.
@@ -205,7 +220,26 @@ pub fn plan(request: &PkiRequest<'_>) -> Result<PkiPlan, PkiError> {
     let mut plan = PkiPlan::default();
     match settings.mode {
         TlsMode::Managed => {
-            let managed = rotation::plan(request.names, &settings, request.existing, request.now)?;
+            let stored_hash = material_hash(
+                [
+                    request.existing.get(&aggregator_secret),
+                    request.existing.get(&agent_secret),
+                ],
+                &shared_key,
+            );
+            let pods_settled = match &request.rollout {
+                Rollout::Unobserved => true,
+                Rollout::Observed { settled_tls_hash } => {
+                    settled_tls_hash.as_deref() == Some(stored_hash.as_str())
+                }
+            };
+            let managed = rotation::plan(
+                request.names,
+                &settings,
+                request.existing,
+                request.now,
+                pods_settled,
+            )?;
             plan.secrets = managed.secrets;
             plan.certificates = managed.certificates;
             plan.next_change = Some(managed.next_change);
@@ -328,6 +362,7 @@ mod tests {
             tls: &tls,
             now: "2026-01-01T00:00:00Z".parse().unwrap(),
             existing: &BTreeMap::new(),
+            rollout: Rollout::Unobserved,
         })
         .unwrap();
         let described: Vec<_> = plan

@@ -29,6 +29,11 @@ use super::{OPAQUE, PkiError, TLS_SECRET_TYPE, secret};
 /// How long Sluice waits after publishing a change of trust before taking the next step:
 /// mounted Secrets refresh within 60–90 s, and pods whose template hash changed roll.
 pub const PROPAGATION_DELAY: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+/// Longest a rotation step waits for pods to roll out before it proceeds anyway, so that a
+/// node whose agent never becomes ready cannot stall a CA rotation until the CA expires.
+pub const MAX_ROLLOUT_WAIT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+/// How often a step that waits for a rollout is looked at again.
+const ROLLOUT_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 
 /// Phase of a CA rotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -177,6 +182,7 @@ fn advance(
     state: Option<CaState>,
     settings: &Settings,
     now: jiff::Timestamp,
+    pods_settled: bool,
 ) -> Result<CaState, PkiError> {
     let Some(state) = state else {
         return Ok(CaState {
@@ -187,7 +193,8 @@ fn advance(
             since: now,
         });
     };
-    let propagated = now >= state.since + PROPAGATION_DELAY;
+    let propagated = now >= state.since + PROPAGATION_DELAY
+        && (pods_settled || now >= state.since + MAX_ROLLOUT_WAIT);
     Ok(match state.phase {
         Phase::Stable => {
             let due = now >= state.active.facts.renew_at(settings.renew_at_percent)
@@ -314,9 +321,10 @@ pub(super) fn plan(
     settings: &Settings,
     existing: &BTreeMap<String, Secret>,
     now: jiff::Timestamp,
+    pods_settled: bool,
 ) -> Result<Managed, PkiError> {
     let stored = read_ca_state(existing.get(&names.ca_secret()), now);
-    let state = advance(stored, settings, now)?;
+    let state = advance(stored, settings, now, pods_settled)?;
     let dns_names = names.aggregator_dns_names();
     let server = plan_leaf(
         existing.get(&names.aggregator_tls_secret()),
@@ -381,7 +389,17 @@ pub(super) fn plan(
 
     let step = match state.phase {
         Phase::Stable => state.active.facts.renew_at(settings.renew_at_percent),
-        Phase::Introducing | Phase::Reissuing | Phase::Retiring => state.since + PROPAGATION_DELAY,
+        Phase::Introducing | Phase::Reissuing | Phase::Retiring => {
+            let delay_over = state.since + PROPAGATION_DELAY;
+            if pods_settled || now >= state.since + MAX_ROLLOUT_WAIT {
+                delay_over
+            } else {
+                // Waiting for a rollout: the workloads' watch usually wakes us first.
+                delay_over
+                    .max(now + ROLLOUT_RECHECK)
+                    .min(state.since + MAX_ROLLOUT_WAIT)
+            }
+        }
     };
     let next_change = [
         step,

@@ -371,7 +371,10 @@ pub fn write_buffer(w: &mut Writer, spec: Option<&BufferSpec>, path: &str, time_
     );
     w.param(
         "overflow_action",
-        match spec.overflow_action.unwrap_or(OverflowAction::DropOldestChunk) {
+        match spec
+            .overflow_action
+            .unwrap_or(OverflowAction::DropOldestChunk)
+        {
             OverflowAction::ThrowException => "throw_exception",
             OverflowAction::Block => "block",
             OverflowAction::DropOldestChunk => "drop_oldest_chunk",

@@ -39,6 +39,7 @@ pub fn plan_at(
         tls,
         now,
         existing,
+        rollout: pki::Rollout::Unobserved,
     })
     .unwrap()
 }
