@@ -469,12 +469,12 @@ impl<'a> Resolver<'a> {
                     outputs.push(output);
                 }
             }
-            for (index, name) in flow.spec.global_output_refs.iter().enumerate() {
-                let field = format!("spec.globalOutputRefs[{index}]");
-                if let Some(output) = self.cluster_output(name, false, &key, &field) {
-                    outputs.push(output);
-                }
-            }
+            outputs.extend(self.cluster_outputs(
+                &flow.spec.global_output_refs,
+                false,
+                &key,
+                "spec.globalOutputRefs",
+            ));
             let referenced = flow.spec.local_output_refs.len() + flow.spec.global_output_refs.len();
             self.no_outputs_problem(&key, referenced, outputs.is_empty());
             flows.push(FlowPlan {
@@ -506,13 +506,12 @@ impl<'a> Resolver<'a> {
             let Some(rules) = self.valid_rules(&key, entries, &flow.spec.filters) else {
                 continue;
             };
-            let mut outputs = Vec::new();
-            for (index, name) in flow.spec.global_output_refs.iter().enumerate() {
-                let field = format!("spec.globalOutputRefs[{index}]");
-                if let Some(output) = self.cluster_output(name, true, &key, &field) {
-                    outputs.push(output);
-                }
-            }
+            let outputs = self.cluster_outputs(
+                &flow.spec.global_output_refs,
+                true,
+                &key,
+                "spec.globalOutputRefs",
+            );
             self.no_outputs_problem(&key, flow.spec.global_output_refs.len(), outputs.is_empty());
             flows.push(FlowPlan {
                 key,
@@ -527,13 +526,12 @@ impl<'a> Resolver<'a> {
         flows.sort_by(|a, b| a.key.cmp(&b.key));
 
         let default_flow = spec.default_flow.as_ref().map(|default_flow| {
-            let mut outputs = Vec::new();
-            for (index, name) in default_flow.global_output_refs.iter().enumerate() {
-                let field = format!("spec.defaultFlow.globalOutputRefs[{index}]");
-                if let Some(output) = self.cluster_output(name, true, &logging_key, &field) {
-                    outputs.push(output);
-                }
-            }
+            let outputs = self.cluster_outputs(
+                &default_flow.global_output_refs,
+                true,
+                &logging_key,
+                "spec.defaultFlow.globalOutputRefs",
+            );
             FlowPlan {
                 key: logging_key.clone(),
                 matcher: FlowMatcher {
@@ -638,6 +636,23 @@ impl<'a> Resolver<'a> {
             return None;
         }
         self.usable_output(key, &output.spec, namespace.to_owned(), flow, field)
+    }
+
+    /// The usable ClusterOutputs among `names`, reporting each unusable one at `field[index]`.
+    fn cluster_outputs(
+        &mut self,
+        names: &[String],
+        protected_allowed: bool,
+        flow: &ObjectKey,
+        field: &str,
+    ) -> Vec<ObjectKey> {
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(index, name)| {
+                self.cluster_output(name, protected_allowed, flow, &format!("{field}[{index}]"))
+            })
+            .collect()
     }
 
     fn cluster_output(
