@@ -297,6 +297,15 @@ fn default_response(method: &str, path: &str, body: &Value) -> (u16, Value) {
 }
 
 impl Harness {
+    /// Answers the next `method` request to `path` with this status and body instead of the
+    /// default response.
+    fn respond_once(&self, method: &str, path: &str, code: u16, body: Value) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((method.to_owned(), path.to_owned(), code, body));
+    }
+
     fn new(logging: Value, flows: Vec<Value>) -> Self {
         Self::start(Fixture {
             loggings: vec![logging],
@@ -1013,17 +1022,8 @@ async fn an_immutable_field_change_recreates_the_statefulset() {
         .children
         .lock()
         .unwrap_or_else(|e| e.into_inner())[2] = changed;
-    harness
-        .failures
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push_back((
-            "PATCH".to_owned(),
-            STS_PATH.to_owned(),
-            422,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
-                   "code": 422, "message": "StatefulSet.apps \"main-aggregator\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"}),
-        ));
+    harness.respond_once("PATCH", STS_PATH, 422, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
+                   "code": 422, "message": "StatefulSet.apps \"main-aggregator\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"}));
     let calls = harness.reconcile().await;
     assert_eq!(
         lines(&calls)[..4],
@@ -1072,18 +1072,14 @@ async fn referenced_user_secrets_are_read_by_name_never_listed() {
     harness.observe(&calls);
 
     // A Secret that exists is reused until the resync interval has passed.
-    harness
-        .failures
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push_back((
-            "GET".to_owned(),
-            secret_path.to_owned(),
-            200,
-            json!({"apiVersion": "v1", "kind": "Secret",
+    harness.respond_once(
+        "GET",
+        secret_path,
+        200,
+        json!({"apiVersion": "v1", "kind": "Secret",
                    "metadata": {"name": "creds", "namespace": "team-a"},
                    "data": {"password": "cHc="}}),
-        ));
+    );
     let calls = harness.reconcile().await;
     assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
     let calls = harness.reconcile().await;
@@ -1317,17 +1313,8 @@ async fn a_restart_writes_nothing_new() {
 #[tokio::test]
 async fn a_child_the_api_server_rejects_degrades_the_logging_and_the_rest_is_applied() {
     let harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
-    harness
-        .failures
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push_back((
-            "PATCH".to_owned(),
-            DS_PATH.to_owned(),
-            422,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
-                   "code": 422, "message": "DaemonSet.apps \"main-agent\" is invalid: spec.template.spec.affinity: Invalid value"}),
-        ));
+    harness.respond_once("PATCH", DS_PATH, 422, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
+                   "code": 422, "message": "DaemonSet.apps \"main-agent\" is invalid: spec.template.spec.affinity: Invalid value"}));
     let calls = harness.reconcile().await;
     find(&calls, "PATCH", STS_PATH);
     let status = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
