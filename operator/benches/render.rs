@@ -59,6 +59,7 @@ fn simple_flows(n: usize) -> Pipeline {
         outputs,
         output_secret_data: BTreeMap::new(),
         problems: BTreeMap::new(),
+        buffers: Default::default(),
     }
 }
 

@@ -2,6 +2,8 @@
 //! resolves references, producing a [`Pipeline`]: what the renderers and builder consume.
 //! An invalid object is left out with a [`Problem`]; everything else keeps flowing.
 
+pub mod limits;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -118,6 +120,8 @@ pub struct FlowPlan {
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutputPlan {
     pub key: ObjectKey,
+    /// The output's spec, with `buffer` sizes and flush threads as [`limits::allocate`] set
+    /// them for this Logging.
     pub spec: OutputSpec,
     /// For every Secret key the output references: the file name under
     /// `layout::AGGREGATOR_SECRETS_DIR` holding the value.
@@ -145,6 +149,8 @@ pub struct Pipeline {
     /// Problems per object, including the Logging itself. Objects with problems that make
     /// them unusable are absent from `flows` and `outputs`.
     pub problems: BTreeMap<ObjectKey, Vec<Problem>>,
+    /// How the output buffers share the aggregator's buffer volume.
+    pub buffers: limits::BufferBudget,
 }
 
 /// The outcome of resolving an [`Inventory`].
@@ -546,6 +552,17 @@ impl<'a> Resolver<'a> {
             .error_output_ref
             .as_ref()
             .and_then(|name| self.cluster_output(name, true, &logging_key, "spec.errorOutputRef"));
+        let (buffers, buffer_problems) = limits::allocate(
+            &logging_key,
+            spec,
+            &flows,
+            default_flow.as_ref(),
+            error_output.as_ref(),
+            &mut self.outputs,
+        );
+        for (key, p) in buffer_problems {
+            self.report(&key, p);
+        }
 
         Pipeline {
             logging: self.name.to_owned(),
@@ -559,6 +576,7 @@ impl<'a> Resolver<'a> {
             outputs: self.outputs,
             output_secret_data: self.output_secret_data,
             problems: self.problems,
+            buffers,
         }
     }
 
@@ -790,6 +808,10 @@ impl<'a> Resolver<'a> {
                     "the endpoint's certificate is not verified: anyone on the path can read and alter these logs",
                 ),
             );
+        }
+        for p in limits::forbidden_choices(key, spec, &self.logging.spec) {
+            valid = false;
+            self.report(key, p);
         }
         valid.then(|| OutputPlan {
             key: key.clone(),

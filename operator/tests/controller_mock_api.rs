@@ -245,6 +245,7 @@ fn pipeline(logging: &Logging) -> Pipeline {
         outputs: BTreeMap::new(),
         output_secret_data: BTreeMap::new(),
         problems: BTreeMap::new(),
+        buffers: Default::default(),
     }
 }
 

@@ -71,6 +71,78 @@ fn output_kinds() {
     }
 }
 
+/// Lines of the rendered output that must be there for a dead or unresolvable endpoint to
+/// back up only its own buffer (parameter names as declared by the pinned plugin versions,
+/// docs/dataplane.md).
+#[test]
+fn outputs_cannot_take_the_aggregator_down() {
+    let has = |spec: serde_json::Value, lines: &[&str]| {
+        let text = snippet(spec);
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l.trim() == *line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    };
+    // out_forward resolves every server in `configure` and raises unless told otherwise.
+    has(
+        json!({"forward": {"servers": [{"host": "does-not-resolve.invalid"}], "tls": {"caSecretRef": secret("fwd", "ca.crt")}}}),
+        &[
+            "ignore_network_errors_at_startup true",
+            "tls_ca_cert_path \"/fluentd/secrets/fwd-ca.crt\"",
+        ],
+    );
+    // Version detection retries with sleeps inside `configure` while the server is down.
+    has(
+        json!({"elasticsearch": {"hosts": ["https://es:9200"]}}),
+        &[
+            "verify_es_version_at_startup false",
+            "default_elasticsearch_version 8",
+        ],
+    );
+    has(
+        json!({"elasticsearch": {"hosts": ["https://es:9200"], "serverMajorVersion": 7}}),
+        &["default_elasticsearch_version 7"],
+    );
+    has(
+        json!({"opensearch": {"hosts": ["https://os:9200"]}}),
+        &[
+            "verify_os_version_at_startup false",
+            "default_opensearch_version 2",
+        ],
+    );
+    // S3 calls the API in `start` and raises; parallel flushes need distinct keys.
+    has(
+        json!({"s3": {"bucket": "b", "region": "eu-west-1"}}),
+        &[
+            "s3_object_key_format \"%{path}%{time_slice}_${chunk_id}.%{file_extension}\"",
+            "check_apikey_on_start false",
+            "check_bucket false",
+            "auto_create_bucket false",
+            "flush_mode interval",
+        ],
+    );
+    // Time-keyed buffers ignore flush_interval unless the mode says interval.
+    has(
+        json!({"file": {"path": "x"}}),
+        &["flush_mode interval", "flush_interval 10s"],
+    );
+    has(
+        json!({"http": {"endpoint": "https://h"}}),
+        &[
+            "flush_mode interval",
+            "flush_thread_count 1",
+            "retryable_response_codes [429, 500, 502, 503, 504]",
+        ],
+    );
+    // ruby-kafka enables TLS only when it has a CA to verify with.
+    has(
+        json!({"kafka": {"brokers": ["k:9093"], "topic": "t", "tls": {}}}),
+        &["ssl_ca_certs_from_system true"],
+    );
+}
+
 #[test]
 fn filter_kinds() {
     let kinds = [

@@ -4,7 +4,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Filter, NamespaceSelector, ObjectStatus, PodScheduling, Resources, SecretKeyRef};
+use super::{
+    Filter, NamespaceSelector, ObjectStatus, OverflowAction, PodScheduling, Resources, SecretKeyRef,
+};
 
 /// A logging pipeline for a cluster: one fluent-bit agent on every node, one fluentd
 /// aggregator StatefulSet in `controlNamespace`, and the mutual-TLS channel between them.
@@ -79,6 +81,49 @@ pub struct LoggingSpec {
     /// flow), after routing: so routing always sees the original Kubernetes metadata.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub global_filters: Vec<Filter>,
+    /// What namespaced Outputs and pods may claim of the shared aggregator and agents.
+    /// ClusterOutputs are the admin's own and are not capped. See docs/dataplane.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_limits: Option<TenantLimits>,
+}
+
+/// Limits the Logging's admin sets on what tenants (namespaced Outputs, pods) may use of
+/// shared resources. Sizes beyond a cap are lowered to the cap and reported on the Output;
+/// choices not allowed leave the Output out.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantLimits {
+    /// Largest `buffer.totalLimitSize` of an Output, a fluentd size such as `1g`; larger
+    /// values are lowered to it. Default: the per-output default the buffer volume allows
+    /// (`status.buffers.perOutputDefault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,15}[kmgtKMGT]?$"))]
+    pub max_total_limit_size: Option<String>,
+    /// Largest `buffer.chunkLimitSize` of an Output; larger values are lowered to it.
+    /// Default: `64m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,15}[kmgtKMGT]?$"))]
+    pub max_chunk_limit_size: Option<String>,
+    /// Largest `buffer.flushThreadCount` of an Output; larger values are lowered to it.
+    /// Default: 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub max_flush_thread_count: Option<i32>,
+    /// The `buffer.overflowAction`s an Output may choose; an Output choosing another is left
+    /// out. Default: `throw_exception` and `drop_oldest_chunk`. Allowing `block` lets one
+    /// Output whose endpoint is down stall the aggregator's input for every agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 3))]
+    pub allowed_overflow_actions: Option<Vec<OverflowAction>>,
+    /// Whether an Output may write with the aggregator pod's own cloud identity (an `s3`
+    /// Output without keys uses IRSA or the instance profile). Default: false, and such an
+    /// Output is left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_ambient_credentials: Option<bool>,
+    /// Whether a pod annotated `fluentbit.io/exclude: "true"` is skipped by the agent, hiding
+    /// its logs from every flow including the admin's ClusterFlows. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_pod_opt_out: Option<bool>,
 }
 
 /// The fluent-bit agent.
@@ -351,6 +396,24 @@ pub struct LoggingStatus {
     /// Namespaces whose logs are collected, sorted; absent when every namespace is watched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watched_namespaces: Option<Vec<String>>,
+    /// How the output buffers of one aggregator pod share its buffer volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffers: Option<BuffersStatus>,
+}
+
+/// The buffer budget of one aggregator pod: every flow-output pair (and the error output)
+/// has a file buffer per fluentd worker, each up to its `total_limit_size`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuffersStatus {
+    /// Size of the buffer volume, a Kubernetes quantity.
+    pub volume: String,
+    /// Sum of the `total_limit_size` of every buffer of one pod, a Kubernetes quantity.
+    pub allocated: String,
+    /// `total_limit_size` of an output that sets none, a Kubernetes quantity.
+    pub per_output_default: String,
+    /// Number of buffers in one pod: flow-output pairs (and the error output) × workers.
+    pub buffers: i64,
 }
 
 /// Expiry of each certificate and when Sluice will next change the TLS material.

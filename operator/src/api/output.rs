@@ -233,6 +233,12 @@ pub struct SearchOutput {
     /// TLS towards the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<OutputTls>,
+    /// Major version of the server. The plugin does not ask the server at startup (a server
+    /// that is down would stall the whole aggregator), so it formats requests for this
+    /// version. Default: 8 for Elasticsearch, 2 for OpenSearch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 99))]
+    pub server_major_version: Option<i32>,
 }
 
 /// Grafana Loki.
@@ -273,7 +279,9 @@ pub struct S3Output {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
     pub endpoint: Option<String>,
-    /// Access key id. Unset: the pod's own AWS identity (IRSA, instance profile).
+    /// Access key id. Unset: the aggregator pod's own AWS identity (IRSA, instance profile),
+    /// which an Output may use only when the Logging's `tenantLimits.allowAmbientCredentials`
+    /// is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id_secret_ref: Option<SecretKeyRef>,
     /// Secret access key; set together with `accessKeyIdSecretRef`.
@@ -344,25 +352,30 @@ pub struct SplunkHecOutput {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BufferSpec {
-    /// Largest chunk, a fluentd size such as `8m`. Default: `8m`.
+    /// Largest chunk, a fluentd size such as `8m`. Default: `8m`; capped by the Logging's
+    /// `tenantLimits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+[kmgtKMGT]?$"))]
     pub chunk_limit_size: Option<String>,
-    /// Largest total size of this buffer, such as `2g`. Default: `2g`.
+    /// Largest total size of this buffer (per flow using the output and per worker), such as
+    /// `1g`. Default: the share of the buffer volume the Logging reports in
+    /// `status.buffers.perOutputDefault`; capped by the Logging's `tenantLimits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+[kmgtKMGT]?$"))]
     pub total_limit_size: Option<String>,
-    /// How often chunks are flushed, a fluentd time such as `30s`. Default: `10s`.
+    /// How often chunks are flushed, a fluentd time such as `30s`. Default: `10s`. Outputs
+    /// that cut files or objects per hour (`file`, `s3`) also flush at this interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+[smhd]?$"))]
     pub flush_interval: Option<String>,
-    /// Parallel flushes. Default: 2.
+    /// Parallel flushes. Default: 1; capped by the Logging's `tenantLimits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub flush_thread_count: Option<i32>,
     /// What to do when the buffer is full. Default: `drop_oldest_chunk`, so an output that is
     /// down for long loses its oldest records instead of blocking every other output; `block`
-    /// applies backpressure to all flows.
+    /// applies backpressure to all flows, so Outputs may choose it only when the Logging's
+    /// `tenantLimits.allowedOverflowActions` allows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overflow_action: Option<OverflowAction>,
     /// Retry until delivered, never giving up. Default: false.

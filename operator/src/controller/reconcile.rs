@@ -164,6 +164,7 @@ async fn reconcile_logging(
         certificates_changed = serials_changed(logging, &plan);
         facts.built = true;
         facts.certificates = Some(plan.certificates.clone());
+        facts.buffers = Some(pipeline.buffers.status());
         facts.watched_namespaces = match &pipeline.watched {
             Watched::All => None,
             Watched::Only(set) => Some(set.iter().cloned().collect()),

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
-use crate::api::{CertificatesStatus, LoggingStatus, ObjectStatus, TlsMode};
+use crate::api::{BuffersStatus, CertificatesStatus, LoggingStatus, ObjectStatus, TlsMode};
 use crate::layout::FIELD_MANAGER;
 use crate::model::Problem;
 
@@ -138,6 +138,8 @@ pub struct LoggingFacts<'a> {
     pub agent: Option<&'a DynamicObject>,
     pub aggregator: Option<&'a DynamicObject>,
     pub watched_namespaces: Option<Vec<String>>,
+    /// The buffer budget of the built pipeline (`model::limits`).
+    pub buffers: Option<BuffersStatus>,
 }
 
 fn int(value: &Value, pointer: &str) -> Option<i64> {
@@ -308,6 +310,7 @@ pub fn logging_status(
         },
         certificates: facts.certificates.clone(),
         watched_namespaces: facts.watched_namespaces.clone(),
+        buffers: facts.buffers.clone(),
     }
 }
 
@@ -351,6 +354,33 @@ mod tests {
             field: field.to_owned(),
             message: "broken".to_owned(),
         }
+    }
+
+    #[test]
+    fn the_logging_reports_its_buffer_budget() {
+        use crate::model::limits::BufferBudget;
+        let budget = BufferBudget {
+            volume: 20 << 30,
+            allocated: 18 << 30,
+            per_output_default: 767 << 20,
+            buffers: 20,
+        };
+        let facts = LoggingFacts {
+            built: true,
+            buffers: Some(budget.status()),
+            ..LoggingFacts::default()
+        };
+        let status = logging_status(&facts, None, jiff::Timestamp::UNIX_EPOCH);
+        let written = serde_json::to_value(&status).unwrap_or_default();
+        assert_eq!(
+            written.get("buffers"),
+            Some(&serde_json::json!({
+                "volume": "20Gi",
+                "allocated": "18Gi",
+                "perOutputDefault": "767Mi",
+                "buffers": 20,
+            }))
+        );
     }
 
     #[test]

@@ -254,7 +254,10 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
             .set("labels", "on")
             .set("annotations", on_off(metadata.annotations.unwrap_or(false)))
             .set("namespace_labels", on_off(uses_namespace_labels(pipeline)))
-            .set("k8s-logging.exclude", "on")
+            .set(
+                "k8s-logging.exclude",
+                on_off(crate::model::limits::pod_opt_out_allowed(&pipeline.spec)),
+            )
             .set("k8s-logging.parser", "off")
             .set("use_kubelet", on_off(metadata.use_kubelet.unwrap_or(false)))
             .set(

@@ -9,12 +9,17 @@ use regex::Regex;
 use crate::api::{BasicAuth, BufferSpec, OutputKind, OutputTls, OverflowAction, SecretKeyRef};
 use crate::layout;
 use crate::model::OutputPlan;
+use crate::model::limits;
 
 use super::escape::{
     checked, comment_text, fluentd_hash, fluentd_string, is_param_key, is_secret_file_name,
 };
 use super::filters::bool_str;
 use super::writer::Writer;
+
+/// Major server versions requests are formatted for when the Output names none.
+pub const DEFAULT_ELASTICSEARCH_VERSION: i32 = 8;
+pub const DEFAULT_OPENSEARCH_VERSION: i32 = 2;
 
 static SIZE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9]+[kmgtKMGT]?$").unwrap_or_else(|_| unreachable!()));
@@ -145,6 +150,9 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
         OutputKind::Null => buffered = false,
         OutputKind::Stdout => buffered = false,
         OutputKind::Forward(forward) => {
+            // A receiver whose name does not resolve yet must not stop fluentd from starting:
+            // the output retries (and buffers) like any other unreachable endpoint.
+            w.param("ignore_network_errors_at_startup", "true");
             if forward.tls.is_some() {
                 w.param("transport", "tls");
                 w.param("tls_verify_hostname", "true");
@@ -154,7 +162,7 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
                 &secrets,
                 forward.tls.as_ref(),
                 &TlsKeys {
-                    ca: "tls_cert_path",
+                    ca: "tls_ca_cert_path",
                     cert: "tls_client_cert_path",
                     key: "tls_client_private_key_path",
                     insecure: ("tls_insecure_mode", "true"),
@@ -180,6 +188,9 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
         OutputKind::Http(http) => {
             w.param_str("endpoint", &http.endpoint);
             w.param("json_array", "true");
+            // Stated explicitly (fluentd warns that 503 leaves the default in v2): overload
+            // and server errors are retried; other errors are final for the chunk.
+            w.param("retryable_response_codes", "[429, 500, 502, 503, 504]");
             if !http.headers.is_empty() {
                 w.param("headers", &fluentd_hash(&http.headers));
             }
@@ -206,6 +217,30 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
         }
         OutputKind::Elasticsearch(search) | OutputKind::Opensearch(search) => {
             w.param_str("hosts", &search.hosts.join(","));
+            // Asking the server for its version happens inside `configure`, retried with
+            // sleeps for as long as the server is down: fluentd neither starts nor stops
+            // meanwhile. The version is pinned instead; requests are formatted for it.
+            let (verify, version, default) = match kind {
+                OutputKind::Opensearch(_) => (
+                    "verify_os_version_at_startup",
+                    "default_opensearch_version",
+                    DEFAULT_OPENSEARCH_VERSION,
+                ),
+                _ => (
+                    "verify_es_version_at_startup",
+                    "default_elasticsearch_version",
+                    DEFAULT_ELASTICSEARCH_VERSION,
+                ),
+            };
+            w.param(verify, "false");
+            w.param(
+                version,
+                &search
+                    .server_major_version
+                    .unwrap_or(default)
+                    .clamp(1, 99)
+                    .to_string(),
+            );
             w.param_str(
                 "index_name",
                 search.index_name.as_deref().unwrap_or("fluentd"),
@@ -267,6 +302,17 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
             w.param_str("s3_bucket", &s3.bucket);
             w.param_str("s3_region", &s3.region);
             w.param_str("path", s3.path.as_deref().unwrap_or("logs/"));
+            // `${chunk_id}` keeps objects of parallel flushes (threads, workers, replicas)
+            // from overwriting each other.
+            w.param_str(
+                "s3_object_key_format",
+                "%{path}%{time_slice}_${chunk_id}.%{file_extension}",
+            );
+            // These call the S3 API when the output starts and raise when it fails, which
+            // would stop the whole aggregator; an unreachable store only fails its flushes.
+            w.param("check_apikey_on_start", "false");
+            w.param("check_bucket", "false");
+            w.param("auto_create_bucket", "false");
             if let Some(endpoint) = &s3.endpoint {
                 w.param_str("s3_endpoint", endpoint);
                 w.param("force_path_style", "true");
@@ -296,6 +342,14 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
                     },
                 );
                 w.param("sasl_over_ssl", bool_str(kafka.tls.is_some()));
+            }
+            if kafka
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.ca_secret_ref.is_none())
+            {
+                // ruby-kafka only turns TLS on when it has some CA to verify with.
+                w.param("ssl_ca_certs_from_system", "true");
             }
             write_tls(
                 w,
@@ -353,10 +407,15 @@ pub fn write_buffer(w: &mut Writer, spec: Option<&BufferSpec>, path: &str, time_
         "chunk_limit_size",
         checked(spec.chunk_limit_size.as_deref(), &SIZE, "8m"),
     );
+    // The model sizes every buffer from the volume (model::limits); the fallback only
+    // serves plans built by hand.
     w.param(
         "total_limit_size",
-        checked(spec.total_limit_size.as_deref(), &SIZE, "2g"),
+        checked(spec.total_limit_size.as_deref(), &SIZE, "1g"),
     );
+    // Explicit, or time-keyed buffers (`file`, `s3`) default to `lazy` and ignore the
+    // interval, writing an hour late.
+    w.param("flush_mode", "interval");
     w.param(
         "flush_interval",
         checked(spec.flush_interval.as_deref(), &DURATION, "10s"),
@@ -365,7 +424,7 @@ pub fn write_buffer(w: &mut Writer, spec: Option<&BufferSpec>, path: &str, time_
         "flush_thread_count",
         &spec
             .flush_thread_count
-            .unwrap_or(2)
+            .unwrap_or(limits::DEFAULT_FLUSH_THREADS)
             .clamp(1, 64)
             .to_string(),
     );

@@ -87,6 +87,7 @@ pub fn pipeline(spec: LoggingSpec, flows: Vec<FlowPlan>, outputs: Vec<OutputPlan
         outputs: outputs.into_iter().map(|o| (o.key.clone(), o)).collect(),
         output_secret_data: BTreeMap::new(),
         problems: BTreeMap::new(),
+        buffers: Default::default(),
     }
 }
 

@@ -1,0 +1,267 @@
+//! Shared resources belong to the Logging's admin: tenant caps, allowed choices and the
+//! buffer budget (model::limits), resolved from YAML next to `examples/` and rendered.
+
+use std::path::PathBuf;
+
+use sluice::cli::input;
+use sluice::model::{self, Kind, ObjectKey, Pipeline, Problem, Resolution};
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn resolve_examples_with(extra: &str) -> Resolution {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("extra.yaml"), extra).unwrap();
+    let loaded = input::load(&[examples(), dir.path().to_owned()]).unwrap();
+    model::resolve(&loaded.inventory)
+}
+
+fn pipeline<'a>(resolution: &'a Resolution, logging: &str) -> &'a Pipeline {
+    resolution
+        .pipelines
+        .iter()
+        .find(|p| p.logging == logging)
+        .unwrap()
+}
+
+fn problems<'a>(resolution: &'a Resolution, key: &ObjectKey) -> Vec<&'a Problem> {
+    resolution
+        .problems
+        .get(key)
+        .map(|p| p.iter().collect())
+        .unwrap_or_default()
+}
+
+fn total_limit(pipeline: &Pipeline, key: &ObjectKey) -> Option<String> {
+    pipeline.outputs[key]
+        .spec
+        .buffer
+        .as_ref()
+        .and_then(|b| b.total_limit_size.clone())
+}
+
+/// A second Logging owning namespace `team-x`, with `limits` as its tenantLimits, and a Flow
+/// there sending to Output `out` with `output` as its spec.
+fn team_x(limits: &str, output: &str) -> String {
+    format!(
+        r#"
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Logging
+metadata: {{name: other}}
+spec:
+  controlNamespace: other-logging
+  watchNamespaces: [team-x]
+  aggregator:
+    bufferVolume: {{emptyDir: {{sizeLimit: 4Gi}}}}
+  tenantLimits: {limits}
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Flow
+metadata: {{name: all, namespace: team-x}}
+spec:
+  localOutputRefs: [out]
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Output
+metadata: {{name: out, namespace: team-x}}
+spec: {output}
+"#
+    )
+}
+
+fn out() -> ObjectKey {
+    ObjectKey::namespaced(Kind::Output, "team-x", "out")
+}
+
+const HTTP: &str = "http: {endpoint: \"https://logs.example\"}";
+const HTTP_SPEC: &str = "{http: {endpoint: \"https://logs.example\"}}";
+
+#[test]
+fn the_examples_buffers_fit_their_volume() {
+    let resolution = resolve_examples_with("");
+    assert_eq!(resolution.problems, Default::default());
+    let main = pipeline(&resolution, "main");
+    // 10 flow-output pairs (with the error output) × 2 workers on a 20Gi volume: with a
+    // fixed 2g default they would claim 40g.
+    let status = main.buffers.status();
+    assert_eq!(status.buffers, 20);
+    assert_eq!(status.volume, "20Gi");
+    assert_eq!(status.per_output_default, "767Mi");
+    assert!(main.buffers.allocated <= main.buffers.volume);
+    // What the status reports is what the rendered buffers add up to.
+    let mut sum = 0u64;
+    let flows = main.flows.iter().chain(main.default_flow.iter());
+    for key in flows
+        .flat_map(|f| f.outputs.iter())
+        .chain(main.error_output.iter())
+    {
+        if let Some(total) = total_limit(main, key) {
+            sum += model::limits::fluentd_size_bytes(&total).unwrap() * 2;
+        }
+    }
+    assert_eq!(sum, main.buffers.allocated);
+    let conf = sluice::render::aggregator(main)[0][0].content.clone();
+    assert!(conf.contains("total_limit_size 767m\n"), "{conf}");
+}
+
+#[test]
+fn the_default_total_limit_follows_the_volume() {
+    let resolution = resolve_examples_with(&team_x("{}", HTTP_SPEC));
+    let other = pipeline(&resolution, "other");
+    // One pair, one worker, 90% of 4Gi.
+    assert_eq!(other.buffers.status().per_output_default, "3686Mi");
+    assert_eq!(other.buffers.status().volume, "4Gi");
+    // A tenant Output gets at most the cap the admin set.
+    let resolution = resolve_examples_with(&team_x("{maxTotalLimitSize: 512m}", HTTP_SPEC));
+    let other = pipeline(&resolution, "other");
+    assert_eq!(total_limit(other, &out()).as_deref(), Some("512m"));
+    assert_eq!(problems(&resolution, &out()), Vec::<&Problem>::new());
+}
+
+#[test]
+fn a_tenant_total_limit_beyond_the_cap_is_lowered_and_the_cap_named() {
+    let spec = format!("{{{HTTP}, buffer: {{totalLimitSize: 50g}}}}");
+    let resolution = resolve_examples_with(&team_x("{maxTotalLimitSize: 1g}", &spec));
+    let other = pipeline(&resolution, "other");
+    assert_eq!(total_limit(other, &out()).as_deref(), Some("1g"));
+    let found = problems(&resolution, &out());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].reason, "BufferLimitLowered");
+    assert_eq!(found[0].field, "spec.buffer.totalLimitSize");
+    assert!(found[0].message.contains("maxTotalLimitSize"), "{found:?}");
+    // Without a cap the tenant's share of the volume is the cap.
+    let resolution = resolve_examples_with(&team_x("{}", &spec));
+    assert_eq!(
+        total_limit(pipeline(&resolution, "other"), &out()).as_deref(),
+        Some("3686m")
+    );
+    assert!(
+        problems(&resolution, &out())[0]
+            .message
+            .contains("share of the buffer volume")
+    );
+    assert!(
+        !resolution
+            .problems
+            .contains_key(&ObjectKey::cluster(Kind::Logging, "other"))
+    );
+}
+
+#[test]
+fn chunk_size_and_flush_threads_beyond_their_caps_are_lowered() {
+    let spec = format!("{{{HTTP}, buffer: {{chunkLimitSize: 1g, flushThreadCount: 64}}}}");
+    let resolution = resolve_examples_with(&team_x("{}", &spec));
+    let buffer = pipeline(&resolution, "other").outputs[&out()]
+        .spec
+        .buffer
+        .clone()
+        .unwrap();
+    assert_eq!(buffer.chunk_limit_size.as_deref(), Some("64m"));
+    assert_eq!(buffer.flush_thread_count, Some(4));
+    let fields: Vec<&str> = problems(&resolution, &out())
+        .iter()
+        .map(|p| p.field.as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["spec.buffer.chunkLimitSize", "spec.buffer.flushThreadCount"]
+    );
+    let resolution = resolve_examples_with(&team_x("{maxFlushThreadCount: 8}", &spec));
+    let buffer = pipeline(&resolution, "other").outputs[&out()]
+        .spec
+        .buffer
+        .clone()
+        .unwrap();
+    assert_eq!(buffer.flush_thread_count, Some(8));
+}
+
+#[test]
+fn an_output_that_sets_no_flush_threads_gets_one() {
+    let resolution = resolve_examples_with(&team_x("{}", HTTP_SPEC));
+    let other = pipeline(&resolution, "other");
+    let buffer = other.outputs[&out()].spec.buffer.clone().unwrap();
+    assert_eq!(buffer.flush_thread_count, Some(1));
+    let conf = sluice::render::aggregator(other)[0][0].content.clone();
+    assert!(conf.contains("flush_thread_count 1\n"), "{conf}");
+}
+
+#[test]
+fn block_is_only_for_outputs_whose_admin_allows_it() {
+    let spec = format!("{{{HTTP}, buffer: {{overflowAction: block}}}}");
+    let resolution = resolve_examples_with(&team_x("{}", &spec));
+    let other = pipeline(&resolution, "other");
+    assert!(!other.outputs.contains_key(&out()));
+    let found = problems(&resolution, &out());
+    assert_eq!(found[0].reason, "OverflowActionNotAllowed");
+    assert!(found[0].message.contains("allowedOverflowActions"));
+    let resolution = resolve_examples_with(&team_x(
+        "{allowedOverflowActions: [block, drop_oldest_chunk]}",
+        &spec,
+    ));
+    assert!(pipeline(&resolution, "other").outputs.contains_key(&out()));
+    assert_eq!(problems(&resolution, &out()), Vec::<&Problem>::new());
+    // throw_exception is allowed by default.
+    let spec = format!("{{{HTTP}, buffer: {{overflowAction: throw_exception}}}}");
+    let resolution = resolve_examples_with(&team_x("{}", &spec));
+    assert!(pipeline(&resolution, "other").outputs.contains_key(&out()));
+}
+
+#[test]
+fn an_s3_output_without_keys_needs_the_admins_consent() {
+    let spec = "{s3: {bucket: team-x-logs, region: eu-west-1}}";
+    let resolution = resolve_examples_with(&team_x("{}", spec));
+    assert!(!pipeline(&resolution, "other").outputs.contains_key(&out()));
+    assert_eq!(
+        problems(&resolution, &out())[0].reason,
+        "AmbientCredentialsNotAllowed"
+    );
+    let resolution = resolve_examples_with(&team_x("{allowAmbientCredentials: true}", spec));
+    assert!(pipeline(&resolution, "other").outputs.contains_key(&out()));
+}
+
+#[test]
+fn cluster_outputs_are_not_capped_but_count_against_the_volume() {
+    let extra = r#"
+apiVersion: logging.sluice.dev/v1alpha1
+kind: ClusterOutput
+metadata: {name: huge}
+spec:
+  s3: {bucket: admin-bucket, region: eu-west-1}
+  buffer: {totalLimitSize: 50g, flushThreadCount: 32, overflowAction: block}
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: ClusterFlow
+metadata: {name: to-huge}
+spec:
+  globalOutputRefs: [huge]
+"#;
+    let resolution = resolve_examples_with(extra);
+    let main = pipeline(&resolution, "main");
+    let huge = ObjectKey::cluster(Kind::ClusterOutput, "huge");
+    assert_eq!(total_limit(main, &huge).as_deref(), Some("50g"));
+    let buffer = main.outputs[&huge].spec.buffer.clone().unwrap();
+    assert_eq!(buffer.flush_thread_count, Some(32));
+    assert_eq!(problems(&resolution, &huge), Vec::<&Problem>::new());
+    let logging = problems(&resolution, &ObjectKey::cluster(Kind::Logging, "main"));
+    assert_eq!(logging.len(), 1, "{logging:?}");
+    assert_eq!(logging[0].reason, "BufferOvercommitted");
+    assert!(logging[0].message.contains("20Gi"), "{logging:?}");
+}
+
+#[test]
+fn pods_may_opt_out_only_when_the_admin_allows_it() {
+    let agent = |resolution: &Resolution| {
+        sluice::render::agent(pipeline(resolution, "other"))
+            .into_iter()
+            .map(|f| f.content)
+            .collect::<String>()
+    };
+    let text = agent(&resolve_examples_with(&team_x("{}", HTTP_SPEC)));
+    assert!(text.contains("k8s-logging.exclude: \"off\""), "{text}");
+    let text = agent(&resolve_examples_with(&team_x(
+        "{allowPodOptOut: true}",
+        HTTP_SPEC,
+    )));
+    assert!(text.contains("k8s-logging.exclude: \"on\""), "{text}");
+}
