@@ -88,6 +88,7 @@ fn the_examples_buffers_fit_their_volume() {
     assert_eq!(status.buffers, 20);
     assert_eq!(status.volume, "20Gi");
     assert_eq!(status.per_output_default, "767Mi");
+    assert_eq!(status.allocated, "18416Mi");
     assert!(main.buffers.allocated <= main.buffers.volume);
     // What the status reports is what the rendered buffers add up to.
     let mut sum = 0u64;
