@@ -67,14 +67,20 @@ pub fn fluentd_size_bytes(text: &str) -> Option<u64> {
     number.checked_mul(unit)
 }
 
-/// A byte count as a fluentd size, in the largest unit that divides it exactly.
-pub fn fluentd_size(bytes: u64) -> String {
-    for (unit, suffix) in [(TI, "t"), (GI, "g"), (MI, "m"), (KI, "k")] {
-        if bytes >= unit && bytes % unit == 0 {
+/// `bytes` in the largest power of 1024 that divides it exactly, with that unit's suffix
+/// (tebi, gibi, mebi, kibi).
+fn exact_binary(bytes: u64, suffixes: [&str; 4]) -> String {
+    for (unit, suffix) in [TI, GI, MI, KI].into_iter().zip(suffixes) {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }
     bytes.to_string()
+}
+
+/// A byte count as a fluentd size, in the largest unit that divides it exactly.
+pub fn fluentd_size(bytes: u64) -> String {
+    exact_binary(bytes, ["t", "g", "m", "k"])
 }
 
 /// Bytes of a Kubernetes quantity (`resource.Quantity`: decimal or binary SI suffixes,
@@ -120,12 +126,7 @@ pub fn quantity_bytes(text: &str) -> Option<u64> {
 
 /// A byte count as a Kubernetes quantity, in the largest binary unit that divides it exactly.
 pub fn quantity(bytes: u64) -> String {
-    for (unit, suffix) in [(TI, "Ti"), (GI, "Gi"), (MI, "Mi"), (KI, "Ki")] {
-        if bytes >= unit && bytes % unit == 0 {
-            return format!("{}{suffix}", bytes / unit);
-        }
-    }
-    bytes.to_string()
+    exact_binary(bytes, ["Ti", "Gi", "Mi", "Ki"])
 }
 
 /// How the buffers of one aggregator pod share its buffer volume.
