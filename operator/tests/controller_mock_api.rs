@@ -1273,6 +1273,14 @@ async fn the_examples_apply_exactly_what_render_builds() {
             );
         }
     }
+
+    // The Logging reports how its buffers share the buffer volume.
+    let logging = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_eq!(
+        logging["buffers"],
+        serde_json::to_value(pipeline.buffers.status()).unwrap_or_default()
+    );
+    assert_eq!(logging["buffers"]["volume"], "20Gi");
 }
 
 #[tokio::test]
