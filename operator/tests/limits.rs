@@ -266,3 +266,21 @@ fn pods_may_opt_out_only_when_the_admin_allows_it() {
     )));
     assert!(text.contains("k8s-logging.exclude: \"on\""), "{text}");
 }
+
+#[test]
+fn an_unreadable_volume_size_is_a_problem_and_the_budget_assumes_the_default() {
+    let extra = team_x("{}", HTTP_SPEC).replace(
+        "bufferVolume: {emptyDir: {sizeLimit: 4Gi}}",
+        "bufferVolume: {persistentVolumeClaim: {size: lots}}",
+    );
+    let resolution = resolve_examples_with(&extra);
+    let other = pipeline(&resolution, "other");
+    assert_eq!(other.buffers.status().volume, "10Gi");
+    let logging = problems(&resolution, &ObjectKey::cluster(Kind::Logging, "other"));
+    assert_eq!(logging.len(), 1, "{logging:?}");
+    assert_eq!(logging[0].reason, "InvalidQuantity");
+    assert_eq!(
+        logging[0].field,
+        "spec.aggregator.bufferVolume.persistentVolumeClaim.size"
+    );
+}
