@@ -1,0 +1,125 @@
+//! Output parameters the pinned plugins check when fluentd starts.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::api::OutputKind;
+use crate::model::{Problem, problem};
+
+/// fluentd's `CHUNK_TAG_PLACEHOLDER_PATTERN` and `CHUNK_KEY_PLACEHOLDER_PATTERN`
+/// (lib/fluent/plugin/output.rb).
+static TAG_PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\$\{(tag(?:\[-?[0-9]+\])?)\}").unwrap_or_else(|_| unreachable!())
+});
+static KEY_PLACEHOLDER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\$\{([-_.@$a-zA-Z0-9]+)\}").unwrap_or_else(|_| unreachable!()));
+
+/// The time placeholders out_file looks for when the buffer is cut per hour (its
+/// `timekey_to_timeformat(3600)`): a path holding some of them must hold all.
+const HOURLY_PLACEHOLDERS: [&str; 4] = ["%Y", "%m", "%d", "%H"];
+
+/// Problems of the kind's own parameters.
+pub fn validate_kind(kind: OutputKind<'_>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let OutputKind::File(file) = kind
+        && let Err(reason) = file_path(&file.path)
+    {
+        problems.push(problem(
+            "InvalidPath",
+            "spec.file.path",
+            format!(
+                "{:?} is not a path fluentd's file output accepts: {reason}",
+                file.path
+            ),
+        ));
+    }
+    problems
+}
+
+/// Checks a `file` output path as out_file's `configure` does with the buffer Sluice
+/// renders (chunk key `time`, `timekey 1h`, no `tag` or record chunk keys): the path is a
+/// strftime template validated against the chunk keys (`placeholder_validate!` in
+/// lib/fluent/plugin/output.rb, `generate_path_template` in out_file.rb). `#{…}` needs no
+/// check: the renderer escapes `#`, so it is never evaluated.
+pub fn file_path(path: &str) -> Result<(), String> {
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        // Other strftime directives are legal for fluentd, but some (`%%H`, huge widths)
+        // defeat its timestamp check or raise; these six are all a log path needs.
+        if c == '%' && !matches!(chars.next(), Some('Y' | 'm' | 'd' | 'H' | 'M' | 'S')) {
+            return Err(
+                "'%' starts a strftime directive there; Sluice accepts only %Y, %m, %d, %H, %M and %S"
+                    .to_owned(),
+            );
+        }
+    }
+    // With `*`, out_file puts the time there; without, it appends `.%Y%m%d%H` unless the
+    // path already has the hourly placeholders, which it then wants complete.
+    if !path.contains('*') {
+        let present = HOURLY_PLACEHOLDERS
+            .iter()
+            .filter(|p| path.contains(*p))
+            .count();
+        if present > 0 && present < HOURLY_PLACEHOLDERS.len() {
+            return Err(
+                "fluentd refuses it: insufficient timestamp placeholders in path (use all of %Y, %m, %d and %H, or none)"
+                    .to_owned(),
+            );
+        }
+    }
+    if let Some(found) = TAG_PLACEHOLDER.find(path) {
+        return Err(format!(
+            "fluentd refuses it: has tag placeholders, but chunk key 'tag' is not configured ({})",
+            found.as_str()
+        ));
+    }
+    if let Some(key) = KEY_PLACEHOLDER
+        .captures_iter(path)
+        .filter_map(|c| c.get(1))
+        .map(|m| m.as_str())
+        .find(|key| *key != "tag" && *key != "chunk_id")
+    {
+        return Err(format!(
+            "fluentd refuses it: has placeholders, but chunk keys doesn't have keys {key}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_path;
+
+    #[test]
+    fn file_paths_follow_out_file() {
+        for path in [
+            "app/log",
+            "app/%Y/%m/%d/%H/log",
+            "app/%Y%m%d%H%M",
+            "app/*.log",
+            "app/%Y/*",
+            "app/${chunk_id}",
+            "app/#{ENV}",
+            "app/${not a key}",
+        ] {
+            assert_eq!(file_path(path), Ok(()), "{path}");
+        }
+        for (path, reason) in [
+            ("app/%Y/log", "insufficient timestamp placeholders"),
+            ("app/%d-%H", "insufficient timestamp placeholders"),
+            ("app/${tag}", "chunk key 'tag' is not configured"),
+            ("app/${tag[1]}", "chunk key 'tag' is not configured"),
+            (
+                "app/${kubernetes.pod}",
+                "chunk keys doesn't have keys kubernetes.pod",
+            ),
+            ("app/%%H", "strftime"),
+            ("app/%j", "strftime"),
+            ("app/100%", "strftime"),
+        ] {
+            let error = file_path(path).err().unwrap_or_default();
+            assert!(error.contains(reason), "{path}: {error}");
+        }
+    }
+}
