@@ -34,6 +34,20 @@ pub fn validate_kind(kind: OutputKind<'_>) -> Vec<Problem> {
             ),
         ));
     }
+    if let OutputKind::Loki(loki) = kind {
+        // out_loki.rb turns each label's value (or, when empty, its name) into a record
+        // accessor when it is configured.
+        for (name, path) in &loki.labels {
+            let accessor = if path.is_empty() { name } else { path };
+            if let Err(reason) = super::record_accessor::check(accessor) {
+                problems.push(problem(
+                    "InvalidKey",
+                    format!("spec.loki.labels.{name}"),
+                    format!("{accessor:?} is not a record accessor fluentd accepts: {reason}"),
+                ));
+            }
+        }
+    }
     problems
 }
 
