@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct SecretKeyRef {
     /// Name of the Secret. For namespaced kinds it lives in the object's own namespace;
     /// for cluster-scoped kinds and the Logging it lives in the Logging's `controlNamespace`.
-    #[schemars(length(min = 1, max = 253))]
+    /// A Kubernetes object name (DNS subdomain: lowercase letters, digits, `-` and `.`).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Key inside the Secret's `data`.
     #[schemars(length(min = 1, max = 253))]
