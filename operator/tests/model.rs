@@ -615,3 +615,12 @@ spec:
     assert!(pipeline.flows.iter().all(|f| f.key != flow));
     assert!(!pipeline.outputs.contains_key(&output));
 }
+
+#[test]
+fn an_s3_endpoint_out_s3_refuses_is_left_out() {
+    assert_output_left_out(
+        r#"{s3: {bucket: logs, region: eu-west-1, endpoint: "https://s3.eu-west-1.amazonaws.com"}}"#,
+        "InvalidEndpoint",
+        "spec.s3.endpoint",
+    );
+}

@@ -34,6 +34,16 @@ pub fn validate_kind(kind: OutputKind<'_>) -> Vec<Problem> {
             ),
         ));
     }
+    if let OutputKind::S3(s3) = kind
+        && let Some(endpoint) = &s3.endpoint
+        && is_aws_endpoint(endpoint)
+    {
+        problems.push(problem(
+            "InvalidEndpoint",
+            "spec.s3.endpoint",
+            "fluentd refuses it: s3_endpoint parameter is not supported for S3, use s3_region instead. This parameter is for S3 compatible services",
+        ));
+    }
     if let OutputKind::Loki(loki) = kind {
         // out_loki.rb turns each label's value (or, when empty, its name) into a record
         // accessor when it is configured.
@@ -49,6 +59,15 @@ pub fn validate_kind(kind: OutputKind<'_>) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// fluent-plugin-s3 1.8.4 (`reject_s3_endpoint?` in out_s3.rb) refuses an endpoint of AWS S3
+/// itself, other than VPC endpoints and FIPS or GovCloud ones: AWS is addressed by region.
+fn is_aws_endpoint(endpoint: &str) -> bool {
+    !endpoint.ends_with("vpce.amazonaws.com")
+        && endpoint.ends_with("amazonaws.com")
+        && !endpoint.contains("fips")
+        && !endpoint.contains("gov")
 }
 
 /// Checks a `file` output path as out_file's `configure` does with the buffer Sluice
@@ -103,7 +122,15 @@ pub fn file_path(path: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::file_path;
+    use super::{file_path, is_aws_endpoint};
+
+    #[test]
+    fn s3_endpoints_of_aws_itself_are_refused_like_out_s3() {
+        assert!(is_aws_endpoint("https://s3.eu-west-1.amazonaws.com"));
+        assert!(!is_aws_endpoint("https://bucket.vpce.amazonaws.com"));
+        assert!(!is_aws_endpoint("https://s3-fips.us-east-1.amazonaws.com"));
+        assert!(!is_aws_endpoint("https://minio.example:9000"));
+    }
 
     #[test]
     fn file_paths_follow_out_file() {
