@@ -1569,6 +1569,22 @@ async fn a_forbidden_secret_degrades_only_its_output() {
     }
     let calls = assert_only_the_output_degrades(harness, "SecretUnreadable").await;
     find(&calls, "GET", TEAM_A_SECRET);
+    assert!(
+        team_a_problems(&calls).contains("is forbidden"),
+        "{}",
+        team_a_problems(&calls)
+    );
+}
+
+/// The problems written into team a's Output status, as one string.
+fn team_a_problems(calls: &[Call]) -> String {
+    find(
+        calls,
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/outputs/store/status",
+    )
+    .body["status"]["problems"]
+        .to_string()
 }
 
 #[tokio::test]
@@ -1601,4 +1617,9 @@ async fn a_secret_read_that_never_answers_times_out_and_degrades_only_its_output
     }
     let calls = assert_only_the_output_degrades(harness, "SecretUnreadable").await;
     find(&calls, "GET", TEAM_A_SECRET);
+    assert!(
+        team_a_problems(&calls).contains("no answer within 200ms"),
+        "{}",
+        team_a_problems(&calls)
+    );
 }
