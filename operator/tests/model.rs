@@ -624,3 +624,26 @@ fn an_s3_endpoint_out_s3_refuses_is_left_out() {
         "spec.s3.endpoint",
     );
 }
+
+#[test]
+fn an_unreadable_secret_of_the_logging_is_reported_and_the_pipeline_still_built() {
+    let mut inventory = input::load(&[examples()]).unwrap().inventory;
+    let logging = &mut inventory.loggings[0];
+    let tls = logging.spec.tls.get_or_insert_with(Default::default);
+    tls.shared_key_secret_ref = Some(sluice::api::SecretKeyRef {
+        name: "custom-key".to_owned(),
+        key: "key".to_owned(),
+    });
+    inventory.secret_errors.insert(
+        ("logging".to_owned(), "custom-key".to_owned()),
+        "secrets \"custom-key\" is forbidden".to_owned(),
+    );
+    let resolution = model::resolve(&inventory);
+    let key = ObjectKey::cluster(Kind::Logging, "main");
+    assert_eq!(
+        reasons(&resolution, &key),
+        [("SecretUnreadable", "spec.tls".to_owned())]
+    );
+    assert_eq!(resolution.problems.len(), 1);
+    assert_eq!(resolution.pipelines[0].flows.len(), 7);
+}
