@@ -15,8 +15,16 @@ use crate::api::{
     SecretKeyRef,
 };
 use crate::layout::Names;
-use crate::render::escape::{is_dns_label, is_param_key};
+use crate::render::escape::{is_dns_subdomain, is_param_key};
 use crate::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched};
+
+mod secrets;
+pub mod validate;
+
+pub use secrets::logging_secret_names;
+
+use validate::filters::validate_filters;
+use validate::logging::validate_logging;
 
 /// Everything the operator (from the API server) or the CLI (from files) has seen.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +38,9 @@ pub struct Inventory {
     pub secrets: Vec<Secret>,
     /// Namespaces, needed to resolve `watchNamespaceSelector` and namespace labels.
     pub namespaces: Vec<Namespace>,
+    /// Referenced Secrets that could not be read (forbidden, timed out, ...), by (namespace,
+    /// name), with the error. They make the objects referencing them degraded, nothing else.
+    pub secret_errors: BTreeMap<(String, String), String>,
 }
 
 /// The Sluice kinds.
@@ -221,124 +232,16 @@ fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
     meta.namespace.as_deref().unwrap_or_default()
 }
 
-/// The longest suffix Sluice appends to a Logging name (`-aggregator-headless`), so the
-/// derived Service name still fits a 63-character DNS label.
-const MAX_LOGGING_NAME_LEN: usize = 63 - "-aggregator-headless".len();
-
-fn problem(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Problem {
+pub(crate) fn problem(
+    reason: &'static str,
+    field: impl Into<String>,
+    message: impl Into<String>,
+) -> Problem {
     Problem {
         reason,
         field: field.into(),
         message: message.into(),
     }
-}
-
-fn validate_logging(name: &str, spec: &LoggingSpec) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    if !is_dns_label(name) || name.len() > MAX_LOGGING_NAME_LEN {
-        problems.push(problem(
-            "InvalidName",
-            "metadata.name",
-            format!("must be a DNS label of at most {MAX_LOGGING_NAME_LEN} characters, since Sluice derives Service names from it"),
-        ));
-    }
-    if !is_dns_label(&spec.control_namespace) {
-        problems.push(problem(
-            "InvalidControlNamespace",
-            "spec.controlNamespace",
-            format!("{:?} is not a valid namespace name (lowercase letters, digits and '-', at most 63)", spec.control_namespace),
-        ));
-    }
-    for (index, namespace) in spec.watch_namespaces.iter().enumerate() {
-        if !is_dns_label(namespace) {
-            problems.push(problem(
-                "InvalidNamespace",
-                format!("spec.watchNamespaces[{index}]"),
-                format!("{namespace:?} is not a valid namespace name"),
-            ));
-        }
-    }
-    if let Some(tls) = &spec.tls {
-        for (field, value) in [
-            ("caValidity", &tls.ca_validity),
-            ("leafValidity", &tls.leaf_validity),
-        ] {
-            if let Some(value) = value
-                && humantime::parse_duration(value).is_err()
-            {
-                problems.push(problem(
-                    "InvalidDuration",
-                    format!("spec.tls.{field}"),
-                    format!("{value:?} is not a duration such as 2160h"),
-                ));
-            }
-        }
-        if let Some(pattern) = &tls.allowed_client_names
-            && regex::Regex::new(pattern).is_err()
-        {
-            problems.push(problem(
-                "InvalidPattern",
-                "spec.tls.allowedClientNames",
-                format!("{pattern:?} is not a valid regular expression"),
-            ));
-        }
-        if let (Some(min), Some(max)) = (tls.min_version, tls.max_version)
-            && min > max
-        {
-            problems.push(problem(
-                "InvalidTlsVersions",
-                "spec.tls.minVersion",
-                "minVersion is above maxVersion",
-            ));
-        }
-    }
-    problems.extend(validate_filters("spec.globalFilters", &spec.global_filters));
-    if let Some(default_flow) = &spec.default_flow {
-        problems.extend(validate_filters(
-            "spec.defaultFlow.filters",
-            &default_flow.filters,
-        ));
-    }
-    problems
-}
-
-fn validate_filters(path: &str, filters: &[Filter]) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for (index, filter) in filters.iter().enumerate() {
-        let kinds = [
-            filter.grep.is_some(),
-            filter.record_transformer.is_some(),
-            filter.parser.is_some(),
-            filter.dedot.is_some(),
-        ];
-        if kinds.iter().filter(|set| **set).count() != 1 {
-            problems.push(problem(
-                "InvalidFilter",
-                format!("{path}[{index}]"),
-                "a filter sets exactly one of grep, recordTransformer, parser or dedot",
-            ));
-        }
-        if let Some(transformer) = &filter.record_transformer {
-            for key in transformer.records.keys().filter(|key| !is_param_key(key)) {
-                problems.push(problem(
-                    "InvalidKey",
-                    format!("{path}[{index}].recordTransformer.records"),
-                    format!("{key:?} is not a plain record key (letters, digits and '_', not starting with a digit)"),
-                ));
-            }
-        }
-        if let Some(parser) = &filter.parser
-            && parser.format == crate::api::ParserFormat::Regexp
-            && parser.expression.is_none()
-        {
-            problems.push(problem(
-                "InvalidFilter",
-                format!("{path}[{index}].parser.expression"),
-                "format regexp needs an expression",
-            ));
-        }
-    }
-    problems
 }
 
 /// Problems for `loggingRef`s naming no Logging: such objects belong to nothing.
@@ -434,6 +337,40 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    fn not_watched(&self, namespace: &str) -> Problem {
+        problem(
+            "NamespaceNotWatched",
+            "spec.loggingRef",
+            format!(
+                "Logging {:?} does not watch namespace {namespace:?}, so this object is not part of it",
+                self.name
+            ),
+        )
+    }
+
+    /// Secrets the Logging itself names that could not be read: reported on the Logging,
+    /// whose TLS planner then treats them as missing.
+    fn logging_secret_errors(&mut self, logging_key: &ObjectKey) {
+        let namespace = &self.logging.spec.control_namespace;
+        let unreadable: Vec<Problem> = secrets::logging_secret_names(self.logging)
+            .into_iter()
+            .filter_map(|name| {
+                let error = self
+                    .inventory
+                    .secret_errors
+                    .get(&(namespace.clone(), name.clone()))?;
+                Some(problem(
+                    "SecretUnreadable",
+                    "spec.tls",
+                    format!("Secret {namespace}/{name} could not be read: {error}"),
+                ))
+            })
+            .collect();
+        for p in unreadable {
+            self.report(logging_key, p);
+        }
+    }
+
     fn report(&mut self, key: &ObjectKey, problem: Problem) {
         self.problems.entry(key.clone()).or_default().push(problem);
     }
@@ -457,7 +394,8 @@ impl<'a> Resolver<'a> {
             let namespace = namespace_of(&flow.metadata);
             let key = ObjectKey::namespaced(Kind::Flow, namespace, name_of(&flow.metadata));
             if flow.spec.logging_ref.is_some() && !self.watched.contains(namespace) {
-                self.report(&key, problem("NamespaceNotWatched", "spec.loggingRef", format!("Logging {:?} does not watch namespace {namespace:?}, so this flow sees no logs", self.name)));
+                self.report(&key, self.not_watched(namespace));
+                continue;
             }
             let entries = flow.spec.match_rules.iter().map(|e| {
                 (
@@ -493,6 +431,28 @@ impl<'a> Resolver<'a> {
                 outputs: dedup_keep_order(outputs),
             });
         }
+
+        // An Output may name a Logging that does not collect its namespace: it is not part
+        // of that Logging, whether or not a flow of it refers to it.
+        let stray: Vec<ObjectKey> = self
+            .inventory
+            .outputs
+            .iter()
+            .filter(|o| o.spec.logging_ref.as_deref() == Some(self.name))
+            .filter(|o| !self.watched.contains(namespace_of(&o.metadata)))
+            .map(|o| {
+                ObjectKey::namespaced(
+                    Kind::Output,
+                    namespace_of(&o.metadata),
+                    name_of(&o.metadata),
+                )
+            })
+            .collect();
+        for key in stray {
+            let namespace = key.namespace.clone().unwrap_or_default();
+            self.report(&key, self.not_watched(&namespace));
+        }
+        self.logging_secret_errors(&logging_key);
 
         let mut cluster: Vec<&ClusterFlow> = self
             .inventory
@@ -768,22 +728,28 @@ impl<'a> Resolver<'a> {
             return None;
         }
         let mut secret_files = BTreeMap::new();
-        let mut valid = true;
+        let mut secret_data = BTreeMap::new();
+        let kind_problems = validate::outputs::validate_kind(kinds[0]);
+        let mut valid = kind_problems.is_empty();
+        for p in kind_problems {
+            self.report(key, p);
+        }
         for (field, reference) in secret_refs(kinds[0]) {
             match self.secret_value(secret_namespace, reference) {
                 Ok(value) => {
                     let file = secret_file_name(secret_namespace, reference);
-                    self.output_secret_data.insert(file.clone(), value);
+                    secret_data.insert(file.clone(), value);
                     secret_files.insert(reference.clone(), file);
                 }
-                Err(message) => {
+                Err((reason, message)) => {
                     valid = false;
-                    self.report(
-                        key,
-                        problem("SecretNotFound", format!("spec.{field}"), message),
-                    );
+                    self.report(key, problem(reason, format!("spec.{field}"), message));
                 }
             }
+        }
+        // Nothing of an invalid output is copied into the aggregator.
+        if valid {
+            self.output_secret_data.extend(secret_data);
         }
         if let OutputKind::Loki(loki) = kinds[0] {
             for name in loki.labels.keys().filter(|name| !is_param_key(name)) {
@@ -820,33 +786,57 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    fn secret_value(&self, namespace: &str, reference: &SecretKeyRef) -> Result<Vec<u8>, String> {
-        let secret = self
+    /// The value an output's Secret reference resolves to, or the reason and message of why
+    /// it cannot be used.
+    fn secret_value(
+        &self,
+        namespace: &str,
+        reference: &SecretKeyRef,
+    ) -> Result<Vec<u8>, (&'static str, String)> {
+        let name = &reference.name;
+        if !is_dns_subdomain(name) {
+            return Err((
+                "InvalidSecretName",
+                format!(
+                    "{name:?} is not a Secret name (lowercase letters, digits, '-' and '.', at most 253)"
+                ),
+            ));
+        }
+        let secret = self.inventory.secrets.iter().find(|s| {
+            namespace_of(&s.metadata) == namespace && name_of(&s.metadata) == name.as_str()
+        });
+        if let Some(owner) =
+            secrets::managed_by_sluice(&self.inventory.loggings, namespace, name, secret)
+        {
+            return Err((
+                "SecretNotAllowed",
+                format!(
+                    "Secret {namespace}/{name} belongs to Sluice ({owner}); outputs can never reference it"
+                ),
+            ));
+        }
+        if let Some(error) = self
             .inventory
-            .secrets
-            .iter()
-            .find(|s| {
-                namespace_of(&s.metadata) == namespace && name_of(&s.metadata) == reference.name
-            })
-            .ok_or_else(|| format!("Secret {namespace}/{} does not exist", reference.name))?;
-        if let Some(value) = secret
-            .data
-            .as_ref()
-            .and_then(|data| data.get(&reference.key))
+            .secret_errors
+            .get(&(namespace.to_owned(), name.clone()))
         {
-            return Ok(value.0.clone());
+            return Err((
+                "SecretUnreadable",
+                format!("Secret {namespace}/{name} could not be read: {error}"),
+            ));
         }
-        if let Some(value) = secret
-            .string_data
-            .as_ref()
-            .and_then(|data| data.get(&reference.key))
-        {
-            return Ok(value.as_bytes().to_vec());
-        }
-        Err(format!(
-            "Secret {namespace}/{} has no key {:?}",
-            reference.name, reference.key
-        ))
+        let Some(secret) = secret else {
+            return Err((
+                "SecretNotFound",
+                format!("Secret {namespace}/{name} does not exist"),
+            ));
+        };
+        secrets::value(secret, &reference.key).ok_or_else(|| {
+            (
+                "SecretNotFound",
+                format!("Secret {namespace}/{name} has no key {:?}", reference.key),
+            )
+        })
     }
 }
 

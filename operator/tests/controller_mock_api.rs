@@ -58,6 +58,9 @@ fn sorted_query(query: &str) -> String {
     pairs.join("&")
 }
 
+/// A scripted status code that means: never answer (the request times out).
+const NO_ANSWER: u16 = 0;
+
 /// Responses to give instead of the default, once each: (method, path, code, body).
 type Scripted = Arc<Mutex<VecDeque<(String, String, u16, Value)>>>;
 
@@ -116,6 +119,7 @@ struct Fixture {
     control_namespaces: Vec<String>,
     /// Run the real resolve, PKI plan and build instead of canned results.
     real_cores: bool,
+    settings: Settings,
 }
 
 struct Harness {
@@ -331,6 +335,8 @@ impl Harness {
             let failures = failures.clone();
             let served = fixture.served.clone();
             tokio::spawn(async move {
+                // Requests scripted to get no answer, kept open until the test ends.
+                let mut unanswered = Vec::new();
                 while let Some((request, send)) = handle.next_request().await {
                     let (parts, body) = request.into_parts();
                     let bytes = body.collect_bytes().await.unwrap_or_default();
@@ -356,6 +362,10 @@ impl Harness {
                         query,
                         body,
                     });
+                    if code == NO_ANSWER {
+                        unanswered.push(send);
+                        continue;
+                    }
                     let response = Response::builder()
                         .status(code)
                         .body(Body::from(
@@ -469,7 +479,7 @@ impl Harness {
             stores,
             Arc::new(Metrics::new()),
             Arc::new(clock),
-            Settings::default(),
+            fixture.settings,
             Reporter {
                 controller: "sluice".to_owned(),
                 instance: Some("test".to_owned()),
@@ -1166,6 +1176,7 @@ fn served_examples() -> (sluice::model::Inventory, Fixture) {
         served,
         control_namespaces: vec!["logging".to_owned()],
         real_cores: true,
+        settings: Settings::default(),
     };
     (inventory, fixture)
 }
@@ -1435,4 +1446,189 @@ async fn certificates_due_for_renewal_are_reissued_and_announced() {
     harness.settle().await;
     let calls = harness.reconcile().await;
     assert!(calls.iter().all(|c| !c.is_write()), "{:#?}", lines(&calls));
+}
+
+// ---------------------------------------------------------------------------------------
+// Nothing about one object's references can fail a Logging's reconcile: a Secret that cannot
+// be read degrades the Output referencing it, and another team's edit is still applied.
+
+fn team_object(kind: &str, namespace: &str, name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "logging.sluice.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
+                     "generation": 1, "resourceVersion": "20"},
+        "spec": spec
+    })
+}
+
+/// Team b's Flow, with a grep pattern that shows up in the rendered configuration.
+fn team_b_flow(marker: &str) -> Value {
+    team_object(
+        "Flow",
+        "team-b",
+        "app",
+        json!({"filters": [{"grep": {"regexp": [{"key": "message", "pattern": marker}]}}],
+               "localOutputRefs": ["store"]}),
+    )
+}
+
+/// Team a's Output refers to Secret `secret`; team b has a Flow and Output of its own.
+fn isolation_harness(secret: &str, settings: Settings) -> Harness {
+    let namespace =
+        |name: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    Harness::start(Fixture {
+        loggings: vec![logging_json(None)],
+        flows: vec![
+            team_object(
+                "Flow",
+                "team-a",
+                "app",
+                json!({"localOutputRefs": ["store"]}),
+            ),
+            team_b_flow("first-edit"),
+        ],
+        outputs: vec![
+            team_object(
+                "Output",
+                "team-a",
+                "store",
+                json!({"http": {"endpoint": "https://logs.example.com",
+                    "basicAuth": {"username": "u", "passwordSecretRef": {"name": secret, "key": "password"}}}}),
+            ),
+            team_object("Output", "team-b", "store", json!({"stdout": {}})),
+        ],
+        namespaces: vec![namespace("team-a"), namespace("team-b")],
+        control_namespaces: vec![CONTROL.to_owned()],
+        real_cores: true,
+        settings,
+        ..Fixture::default()
+    })
+}
+
+/// The decoded aggregator configuration applied by these calls, if any.
+fn applied_aggregator_config(calls: &[Call]) -> Option<String> {
+    use base64::Engine;
+    let path = format!(
+        "/api/v1/namespaces/{CONTROL}/secrets/{}",
+        names().aggregator_config_secret(0)
+    );
+    let call = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path == path)?;
+    let data = call.body["data"].as_object()?;
+    let mut text = String::new();
+    for value in data.values() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap_or_default())
+            .unwrap_or_default();
+        text.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    Some(text)
+}
+
+/// Reconciles (which must succeed), checks team a's Output is Degraded for `reason` and team
+/// b's Flow is applied; then team b edits its Flow and the edit reaches the config Secret.
+async fn assert_only_the_output_degrades(mut harness: Harness, reason: &str) -> Vec<Call> {
+    let calls = harness.reconcile().await;
+    let status = &find(
+        &calls,
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/outputs/store/status",
+    )
+    .body["status"];
+    assert_eq!(condition(status, "Degraded")["status"], "True", "{status}");
+    assert_eq!(condition(status, "Degraded")["reason"], reason, "{status}");
+    let team_b = &find(
+        &calls,
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/namespaces/team-b/flows/app/status",
+    )
+    .body["status"];
+    assert_eq!(condition(team_b, "Ready")["status"], "True", "{team_b}");
+    let config =
+        applied_aggregator_config(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert!(config.contains("first-edit"));
+    harness.observe(&calls);
+
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Apply(guard(team_b_flow("second-edit"))));
+    let edited = harness.reconcile().await;
+    let config =
+        applied_aggregator_config(&edited).unwrap_or_else(|| panic!("{:#?}", lines(&edited)));
+    assert!(config.contains("second-edit"), "team b's edit is applied");
+    calls
+}
+
+const TEAM_A_SECRET: &str = "/api/v1/namespaces/team-a/secrets/creds";
+
+#[tokio::test]
+async fn a_forbidden_secret_degrades_only_its_output() {
+    let harness = isolation_harness("creds", Settings::default());
+    for _ in 0..2 {
+        harness.respond_once(
+            "GET",
+            TEAM_A_SECRET,
+            403,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                   "code": 403, "message": "secrets \"creds\" is forbidden"}),
+        );
+    }
+    let calls = assert_only_the_output_degrades(harness, "SecretUnreadable").await;
+    find(&calls, "GET", TEAM_A_SECRET);
+    assert!(
+        team_a_problems(&calls).contains("is forbidden"),
+        "{}",
+        team_a_problems(&calls)
+    );
+}
+
+/// The problems written into team a's Output status, as one string.
+fn team_a_problems(calls: &[Call]) -> String {
+    find(
+        calls,
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/outputs/store/status",
+    )
+    .body["status"]["problems"]
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_missing_secret_degrades_only_its_output() {
+    let harness = isolation_harness("creds", Settings::default());
+    let calls = assert_only_the_output_degrades(harness, "SecretNotFound").await;
+    find(&calls, "GET", TEAM_A_SECRET);
+}
+
+#[tokio::test]
+async fn a_secret_name_the_api_cannot_take_is_never_requested() {
+    let harness = isolation_harness("a b", Settings::default());
+    let calls = assert_only_the_output_degrades(harness, "InvalidSecretName").await;
+    assert!(
+        calls.iter().all(|c| !c.path.contains("/secrets/a")),
+        "{:#?}",
+        lines(&calls)
+    );
+}
+
+#[tokio::test]
+async fn a_secret_read_that_never_answers_times_out_and_degrades_only_its_output() {
+    let settings = Settings {
+        secret_read_timeout: Duration::from_millis(200),
+        ..Settings::default()
+    };
+    let harness = isolation_harness("creds", settings);
+    for _ in 0..2 {
+        harness.respond_once("GET", TEAM_A_SECRET, NO_ANSWER, Value::Null);
+    }
+    let calls = assert_only_the_output_degrades(harness, "SecretUnreadable").await;
+    find(&calls, "GET", TEAM_A_SECRET);
+    assert!(
+        team_a_problems(&calls).contains("no answer within 200ms"),
+        "{}",
+        team_a_problems(&calls)
+    );
 }

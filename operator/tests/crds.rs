@@ -325,3 +325,42 @@ fn api_reference_matches_the_schemas() {
         "docs/api.md is stale: run `cargo run -p sluice -- crds --out-dir crds --api-docs docs/api.md`"
     );
 }
+
+/// Every `…SecretRef.name` in every CRD, with its schema.
+fn secret_ref_names(value: &Value, path: &str, found: &mut Vec<(String, Value)>) {
+    if let Some(properties) = value.get("properties").and_then(Value::as_object) {
+        for (key, child) in properties {
+            let at = format!("{path}.{key}");
+            if key.ends_with("SecretRef") {
+                found.push((at.clone(), child["properties"]["name"].clone()));
+            }
+            secret_ref_names(child, &at, found);
+        }
+    }
+    if let Some(items) = value.get("items") {
+        secret_ref_names(items, &format!("{path}[]"), found);
+    }
+}
+
+#[test]
+fn secret_names_are_names_the_api_server_accepts() {
+    let mut found = Vec::new();
+    for file in [OUTPUTS, CLUSTER_OUTPUTS, LOGGINGS] {
+        secret_ref_names(&schema(file), file, &mut found);
+    }
+    assert!(found.len() > 10, "{found:?}");
+    for (path, name) in found {
+        assert_eq!(name["maxLength"], 253, "{path}");
+        let pattern = name["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: no pattern"));
+        let regex = regex::Regex::new(pattern).unwrap();
+        for good in ["creds", "a.b-c", "0"] {
+            assert!(regex.is_match(good), "{path}: {good}");
+        }
+        // A space is what made every Logging's reconcile fail (`invalid uri character`).
+        for bad in ["a b", "Creds", "-a", "a.", "a/b", ""] {
+            assert!(!regex.is_match(bad), "{path}: {bad}");
+        }
+    }
+}

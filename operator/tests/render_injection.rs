@@ -340,3 +340,36 @@ fn hostile_param_keys_are_skipped() {
         .expect("record section");
     assert_eq!(record.params.len(), 1);
 }
+
+#[test]
+fn file_outputs_of_different_tenants_never_share_a_path() {
+    let spec = || output_spec(json!({"file": {"path": "/buffers/../shared/app.log"}}));
+    let keys = [
+        ObjectKey::namespaced(Kind::Output, "team-a", "archive"),
+        ObjectKey::namespaced(Kind::Output, "team-b", "archive"),
+        ObjectKey::cluster(Kind::ClusterOutput, "archive"),
+    ];
+    let paths: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            let snippet =
+                sluice::render::fluentd::output_snippet(&output_plan(key.clone(), spec()));
+            let root = parse_fluentd(&snippet, &Default::default()).unwrap();
+            root.walk()
+                .into_iter()
+                .find_map(|e| {
+                    (e.param_text("@type").as_deref() == Some("file")).then(|| e.param_text("path"))
+                })
+                .flatten()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/buffers/files/team-a/archive/buffers/_/shared/app.log",
+            "/buffers/files/team-b/archive/buffers/_/shared/app.log",
+            "/buffers/files/_cluster/archive/buffers/_/shared/app.log",
+        ]
+    );
+}

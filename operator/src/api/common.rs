@@ -5,12 +5,22 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A key inside a Secret. Sluice never accepts a secret value inline in a spec.
+/// Outputs and ClusterOutputs can never name a Secret Sluice manages (its CA, TLS, shared-key,
+/// config and credentials Secrets, or those a Logging names for its TLS). Whoever may create
+/// an Output in a namespace can send that namespace's Secrets to an endpoint of their choice:
+/// grant that only to those who may read them. A Secret that cannot be read degrades only
+/// the object naming it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret. For namespaced kinds it lives in the object's own namespace;
     /// for cluster-scoped kinds and the Logging it lives in the Logging's `controlNamespace`.
-    #[schemars(length(min = 1, max = 253))]
+    /// A Kubernetes object name (DNS subdomain: lowercase letters, digits, `-` and `.`).
+    /// Outputs and ClusterOutputs can never name a Secret Sluice manages.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Key inside the Secret's `data`.
     #[schemars(length(min = 1, max = 253))]

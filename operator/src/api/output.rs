@@ -9,7 +9,11 @@ use super::{ObjectStatus, SecretKeyRef};
 /// The CEL rule that makes the output kinds a one-of. Kept next to [`OutputSpec::KINDS`].
 const ONE_OUTPUT_KIND: &str = "[has(self.file), has(self.nullOutput), has(self.stdout), has(self.forward), has(self.http), has(self.elasticsearch), has(self.opensearch), has(self.loki), has(self.s3), has(self.kafka), has(self.splunkHec)].filter(x, x).size() == 1";
 
-/// A destination for the records of Flows in the same namespace.
+/// A destination for the records of Flows in the same namespace. It can only ever degrade
+/// itself: what fluentd would refuse (patterns, record accessors, path placeholders) and
+/// Secrets it cannot use (missing, unreadable, another namespace's, Sluice's own) leave it out
+/// with a Degraded condition. Creating one lets you send this namespace's Secrets to an
+/// endpoint you choose: grant it only to those who may read them.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "logging.sluice.dev",
@@ -123,7 +127,9 @@ pub struct ClusterOutputSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileOutput {
-    /// Path prefix of the files, under the aggregator's buffer volume (`/buffers`).
+    /// Path prefix of the files, relative to the output's own directory on the buffer volume
+    /// (`/buffers/files/<namespace>/<name>/`). fluentd appends the hour; `%Y`, `%m`, `%d`, `%H`
+    /// (all four or none), `%M`, `%S` and `*` place it; `${tag}` and other `${…}` are refused.
     #[schemars(length(min = 1, max = 512))]
     pub path: String,
     /// Append to one file per chunk key instead of one file per chunk. Default: false.

@@ -35,13 +35,6 @@ pub enum Error {
         #[source]
         source: Box<kube::Error>,
     },
-    #[error("reading Secret {namespace}/{name}: {source}")]
-    ReadSecret {
-        namespace: String,
-        name: String,
-        #[source]
-        source: Box<kube::Error>,
-    },
     #[error("patching status of {key}: {source}")]
     Status {
         key: ObjectKey,
@@ -62,7 +55,6 @@ impl Error {
         match self {
             Error::Apply { .. } => "ApplyFailed",
             Error::Delete { .. } => "DeleteFailed",
-            Error::ReadSecret { .. } => "SecretReadFailed",
             Error::Status { .. } => "StatusPatchFailed",
             Error::InvalidChild(_) => "InvalidChild",
             Error::Build(_) => "BuildFailed",
@@ -133,6 +125,9 @@ pub struct Settings {
     /// Bounds of the per-Logging error backoff.
     pub error_backoff_min: Duration,
     pub error_backoff_max: Duration,
+    /// How long one read of a referenced user Secret may take; past it the Secret counts as
+    /// unreadable and only the objects referencing it are degraded.
+    pub secret_read_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -141,6 +136,7 @@ impl Default for Settings {
             resync: Duration::from_secs(600),
             error_backoff_min: Duration::from_secs(5),
             error_backoff_max: Duration::from_secs(300),
+            secret_read_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -14,10 +14,11 @@ use kube::api::{Api, DynamicObject};
 use kube::core::DeserializeGuard;
 use kube::{Resource, ResourceExt};
 
-use super::context::{Context, Error};
+use super::context::Context;
 use crate::api::Logging;
 use crate::build::ChildKind;
 use crate::model::{Inventory, Kind};
+use crate::render::escape::is_dns_subdomain;
 
 /// A Secret by namespace and name.
 pub type SecretName = (String, String);
@@ -80,6 +81,7 @@ pub fn from_stores(ctx: &Context) -> Inventory {
         cluster_outputs: valid(&ctx.stores.cluster_outputs.state()),
         secrets: owned_secrets(ctx),
         namespaces,
+        secret_errors: BTreeMap::new(),
     }
 }
 
@@ -170,16 +172,16 @@ pub fn referenced_secrets(inventory: &Inventory) -> BTreeSet<SecretName> {
             &logging_secret_names(logging),
         );
     }
+    // A name the API server cannot take is never asked for (it would fail the request, or
+    // name another path); the model reports it on the objects that use it.
+    names.retain(|(_, name)| is_dns_subdomain(name));
     names
 }
 
 /// Secrets a Logging names in its TLS settings and filters.
 fn logging_secret_names(logging: &Logging) -> BTreeSet<String> {
     let mut names = secret_ref_names(&logging.spec);
-    if let Some(existing) = logging.spec.tls.as_ref().and_then(|t| t.existing.as_ref()) {
-        names.insert(existing.server_secret_name.clone());
-        names.insert(existing.client_secret_name.clone());
-    }
+    names.extend(crate::model::logging_secret_names(logging));
     names
 }
 
@@ -209,22 +211,30 @@ fn secret_ref_names(spec: &impl serde::Serialize) -> BTreeSet<String> {
     names
 }
 
+/// User Secrets read by name, and the ones that could not be read with why.
+#[derive(Debug, Default)]
+pub struct UserSecrets {
+    pub secrets: Vec<Secret>,
+    pub errors: BTreeMap<SecretName, String>,
+}
+
 /// The referenced user Secrets that are not Sluice's own. A Secret read less than
 /// `resync` ago is reused, so reconciles triggered by unrelated changes cost no reads.
-/// Missing ones are simply absent: `model::resolve` reports them on the objects that
-/// reference them.
+/// Missing ones are simply absent and unreadable ones (forbidden, timed out, any error)
+/// are listed in `errors`: `model::resolve` reports both on the objects that reference
+/// them, so one bad reference never stops a Logging's reconcile.
 pub async fn read_user_secrets(
     ctx: &Context,
     wanted: &BTreeSet<SecretName>,
     already: &[Secret],
     now: jiff::Timestamp,
-) -> Result<Vec<Secret>, Error> {
+) -> UserSecrets {
     let have: BTreeSet<SecretName> = already
         .iter()
         .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
         .collect();
     let fresh_for = jiff::SignedDuration::try_from(ctx.settings.resync).unwrap_or_default();
-    let mut secrets = Vec::new();
+    let mut read = UserSecrets::default();
     for id in wanted.difference(&have) {
         let cached = ctx
             .memory()
@@ -233,32 +243,44 @@ pub async fn read_user_secrets(
             .filter(|(read_at, _)| *read_at + fresh_for > now)
             .map(|(_, secret)| secret.clone());
         if let Some(secret) = cached {
-            secrets.push(secret);
+            read.secrets.push(secret);
             continue;
         }
         let (namespace, name) = id;
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-        match api.get_opt(name).await {
-            Ok(Some(mut secret)) => {
+        let result =
+            tokio::time::timeout(ctx.settings.secret_read_timeout, api.get_opt(name)).await;
+        match result {
+            Ok(Ok(Some(mut secret))) => {
                 secret.meta_mut().managed_fields = None;
                 ctx.memory()
                     .user_secrets
                     .insert(id.clone(), (now, secret.clone()));
-                secrets.push(secret);
+                read.secrets.push(secret);
             }
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 ctx.memory().user_secrets.remove(id);
             }
-            Err(source) => {
-                return Err(Error::ReadSecret {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    source: Box::new(source),
-                });
+            Ok(Err(error)) => {
+                ctx.memory().user_secrets.remove(id);
+                read.errors.insert(id.clone(), error.to_string());
+            }
+            Err(_) => {
+                ctx.memory().user_secrets.remove(id);
+                read.errors.insert(
+                    id.clone(),
+                    format!(
+                        "no answer within {}",
+                        humantime::format_duration(ctx.settings.secret_read_timeout)
+                    ),
+                );
             }
         }
     }
-    Ok(secrets)
+    for ((namespace, name), error) in &read.errors {
+        tracing::warn!(%namespace, %name, %error, "referenced Secret unreadable");
+    }
+    read
 }
 
 /// Forgets cached user Secrets no object references any more.

@@ -105,9 +105,10 @@ async fn reconcile_logging(
     let now = (ctx.clock)();
     let mut inventory = inventory::from_stores(ctx);
     let wanted = inventory::referenced_secrets(&inventory);
-    let user_secrets = inventory::read_user_secrets(ctx, &wanted, &inventory.secrets, now).await?;
+    let user_secrets = inventory::read_user_secrets(ctx, &wanted, &inventory.secrets, now).await;
     inventory::forget_unreferenced(ctx, &wanted);
-    inventory.secrets.extend(user_secrets);
+    inventory.secrets.extend(user_secrets.secrets);
+    inventory.secret_errors = user_secrets.errors;
     let resolution = (ctx.cores.resolve)(&inventory);
     let key = ObjectKey::cluster(Kind::Logging, &name);
     let mut problems = resolution.problems.get(&key).cloned().unwrap_or_default();

@@ -113,9 +113,10 @@ pub(crate) fn secret(
 
 /// Whether a client certificate's common name is accepted: `cn` must match `pattern` as a
 /// whole (`\A(?:pattern)\z`), the rule the aggregator's fluentd `cert_verifier` applies after
-/// the chain check. An invalid pattern accepts nobody.
+/// the chain check, compiled as Ruby compiles it. An invalid pattern accepts nobody.
 pub fn client_name_allowed(pattern: &str, cn: &str) -> bool {
-    regex::Regex::new(&format!(r"\A(?:{pattern})\z")).is_ok_and(|regex| regex.is_match(cn))
+    use crate::model::validate::regex::{client_names_regexp, matches};
+    client_names_regexp(pattern).is_ok_and(|regex| matches(&regex, cn))
 }
 
 /// Where both pods read the shared key from.

@@ -512,6 +512,9 @@ mod tests {
             secret_files: Default::default(),
         };
         let text = output_snippet(&plan);
-        assert!(text.contains("path \"/buffers/_/_/etc/passwd\""), "{text}");
+        assert!(
+            text.contains("path \"/buffers/files/a/f/_/_/etc/passwd\""),
+            "{text}"
+        );
     }
 }

@@ -8,8 +8,8 @@ use regex::Regex;
 
 use crate::api::{BasicAuth, BufferSpec, OutputKind, OutputTls, OverflowAction, SecretKeyRef};
 use crate::layout;
-use crate::model::OutputPlan;
 use crate::model::limits;
+use crate::model::{ObjectKey, OutputPlan};
 
 use super::escape::{
     checked, comment_text, fluentd_hash, fluentd_string, is_param_key, is_secret_file_name,
@@ -135,15 +135,7 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
     let mut buffered = true;
     match kind {
         OutputKind::File(file) => {
-            // Stay inside the buffer volume whatever the path says: no `..`, no absolute path.
-            let relative: Vec<&str> = file
-                .path
-                .split('/')
-                .filter(|part| !part.is_empty() && *part != ".")
-                .map(|part| if part == ".." { "_" } else { part })
-                .collect();
-            let path = format!("{}/{}", layout::AGGREGATOR_BUFFER_DIR, relative.join("/"));
-            w.param_str("path", &path);
+            w.param_str("path", &file_output_path(&plan.key, &file.path));
             w.param("append", bool_str(file.append.unwrap_or(false)));
             time_chunks = true;
         }
@@ -390,6 +382,25 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
     if buffered {
         write_buffer(w, plan.spec.buffer.as_ref(), buffer_path, time_chunks);
     }
+}
+
+/// Where a `file` output writes: below a directory of its own on the buffer volume
+/// (`files/<namespace>/<name>`, ClusterOutputs under `files/_cluster/<name>`, a name no
+/// namespace can have), so no two outputs, and no two tenants, share a file. The user's path
+/// is relative to it whatever it says: no `..`, no absolute path.
+fn file_output_path(key: &ObjectKey, path: &str) -> String {
+    let relative: Vec<&str> = path
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .map(|part| if part == ".." { "_" } else { part })
+        .collect();
+    format!(
+        "{}/files/{}/{}/{}",
+        layout::AGGREGATOR_BUFFER_DIR,
+        key.namespace.as_deref().unwrap_or("_cluster"),
+        key.name,
+        relative.join("/")
+    )
 }
 
 /// The `<buffer>` section: always files on the buffer volume, at a path of its own.
