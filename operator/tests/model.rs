@@ -62,7 +62,7 @@ fn the_examples_resolve_without_problems() {
     assert!(
         pipeline
             .output_secret_data
-            .contains_key("logging_siem-hec_token")
+            .contains_key("sluice-system_siem-hec_token")
     );
 }
 
