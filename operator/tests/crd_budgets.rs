@@ -111,10 +111,8 @@ fn rules() -> Vec<Rule> {
 /// Lists, maps and strings under `node` (itself included) that declare no size bound.
 fn unbounded_descendants(node: &Value, path: &str, out: &mut Vec<String>) {
     match node["type"].as_str() {
-        Some("string") => {
-            if node.get("maxLength").is_none() && node.get("enum").is_none() {
-                out.push(format!("{path} (string without maxLength)"));
-            }
+        Some("string") if node.get("maxLength").is_none() && node.get("enum").is_none() => {
+            out.push(format!("{path} (string without maxLength)"));
         }
         Some("array") => {
             if node.get("maxItems").is_none() {
@@ -226,14 +224,14 @@ fn cost_bound(rule: &Rule) -> Result<u64, String> {
         }
     }
     let macro_re = regex::Regex::new(r"\.(all|exists_one|exists|filter|map)\(").unwrap();
+    let trailing_path = regex::Regex::new(r"self(?:\.[A-Za-z_][A-Za-z0-9_]*)*$").unwrap();
     let mut repeat = 1u64;
     for m in macro_re.find_iter(&rule.rule) {
         let receiver = rule.rule[..m.start()].trim_end();
         let range = if receiver.ends_with(']') {
             list_literal_len(receiver).ok_or("unbalanced list literal")?
         } else {
-            let path = regex::Regex::new(r"self(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
-                .unwrap()
+            let path = trailing_path
                 .find(receiver)
                 .ok_or_else(|| format!("cannot size the range of {}", m.as_str()))?
                 .as_str();
