@@ -28,7 +28,7 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "logging.sluice.dev/v1alpha1";
 
 /// Declares a string-to-string map's size: API servers price CEL rules by the declared sizes
-/// of everything a rule can reach, and refuse rules over unbounded data (tests/crd_budgets.rs).
+/// of everything a rule can reach, and refuse rules over unbounded data (operator/tests/crd_budgets.rs).
 pub fn bounded_map<const ENTRIES: u64, const VALUE_LENGTH: u64>(schema: &mut schemars::Schema) {
     schema.insert("maxProperties".to_owned(), ENTRIES.into());
     if let Some(values) = schema
