@@ -29,7 +29,7 @@ use sluice::api::{Flow, Logging};
 use sluice::controller::{Options, Settings};
 
 const MANAGER: &str = "sluice-e2e";
-const CONTROL: &str = "logging";
+const CONTROL: &str = "sluice-system";
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 fn repo(path: &str) -> PathBuf {

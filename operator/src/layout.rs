@@ -57,11 +57,11 @@ pub fn aggregator_shard_dir(index: usize) -> String {
     }
 }
 /// Default agent image (docs/dataplane.md): fluent-bit 5.1 re-reads rotated certificates
-/// on each new TLS session.
-pub const DEFAULT_AGENT_IMAGE: &str = "cr.fluentbit.io/fluent/fluent-bit:5.1.0";
-/// Default aggregator image, built from `images/aggregator/Dockerfile` (fluentd 1.18 plus
-/// every plugin the output kinds, the router and the filters need; docs/dataplane.md).
-pub const DEFAULT_AGGREGATOR_IMAGE: &str = "ghcr.io/sluice-dev/sluice-aggregator:1.18.0-sluice.1";
+/// on each new TLS session; 5.1.1 is the newest 5.1 patch release.
+pub const DEFAULT_AGENT_IMAGE: &str = "cr.fluentbit.io/fluent/fluent-bit:5.1.1";
+/// Default aggregator image: kube-logging's public fluentd 1.17 "full" image, which carries
+/// every plugin the router, the filters and the output kinds need (docs/dataplane.md).
+pub const DEFAULT_AGGREGATOR_IMAGE: &str = "ghcr.io/kube-logging/fluentd:v1.17-5.0-full";
 /// Where output credentials copied by Sluice are mounted in the aggregator, one file each.
 pub const AGGREGATOR_SECRETS_DIR: &str = "/fluentd/secrets";
 /// Mount point of the aggregator's buffer volume.

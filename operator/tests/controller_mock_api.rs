@@ -1174,7 +1174,7 @@ fn served_examples() -> (sluice::model::Inventory, Fixture) {
         cluster_outputs: values(&mut inventory.cluster_outputs),
         namespaces: values(&mut inventory.namespaces),
         served,
-        control_namespaces: vec!["logging".to_owned()],
+        control_namespaces: vec!["sluice-system".to_owned()],
         real_cores: true,
         settings: Settings::default(),
     };
@@ -1425,16 +1425,16 @@ async fn certificates_due_for_renewal_are_reissued_and_announced() {
     // Past two thirds of the default 90-day leaf lifetime.
     harness.advance(61 * 24 * 3600);
     let calls = harness.reconcile().await;
-    let names = Names::new("main", "logging");
+    let names = Names::new("main", "sluice-system");
     for secret in [names.agent_tls_secret(), names.aggregator_tls_secret()] {
-        let path = format!("/api/v1/namespaces/logging/secrets/{secret}");
+        let path = format!("/api/v1/namespaces/sluice-system/secrets/{secret}");
         find(&calls, "PATCH", &path);
     }
     // The pods roll: the workloads' TLS hash annotation changed.
     find(
         &calls,
         "PATCH",
-        "/apis/apps/v1/namespaces/logging/daemonsets/main-agent",
+        "/apis/apps/v1/namespaces/sluice-system/daemonsets/main-agent",
     );
     let rotated = calls
         .iter()

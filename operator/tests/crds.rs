@@ -206,24 +206,56 @@ fn a_regexp_parser_needs_an_expression() {
     );
 }
 
+/// How many branches of the spec's `oneOf` the object's spec satisfies. The branches hold
+/// nothing but `required` (checked here), so presence of the named fields decides.
+fn one_of_branches_matched(file: &str, object: &Value) -> usize {
+    let branches = schema(file)["properties"]["spec"]["oneOf"].clone();
+    let branches = branches.as_array().expect("spec has a oneOf");
+    branches
+        .iter()
+        .filter(|branch| {
+            let keys: Vec<&String> = branch.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["required"], "{branch}");
+            branch["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|name| object["spec"].get(name.as_str().unwrap()).is_some())
+        })
+        .count()
+}
+
 #[test]
 fn an_output_sets_exactly_one_kind() {
-    let message = "exactly one output kind";
     for (file, kind) in [(OUTPUTS, "Output"), (CLUSTER_OUTPUTS, "ClusterOutput")] {
-        assert_accepts(file, output(kind, json!({"nullOutput": {}})));
-        assert_accepts(
-            file,
-            output(
-                kind,
-                json!({"stdout": {}, "buffer": {"flushInterval": "5s"}}),
-            ),
-        );
-        assert_rejects(
-            file,
-            output(kind, json!({"nullOutput": {}, "stdout": {}})),
-            message,
-        );
-        assert_rejects(file, output(kind, json!({"buffer": {}})), message);
+        let branches = schema(file)["properties"]["spec"]["oneOf"].clone();
+        let required: Vec<&str> = branches
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["required"].as_array().unwrap())
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(required, sluice::api::OutputSpec::KINDS, "{file}");
+        for one in [
+            json!({"nullOutput": {}}),
+            json!({"stdout": {}, "buffer": {"flushInterval": "5s"}}),
+            json!({"file": {"path": "/buffers/x"}, "loggingRef": "main"}),
+        ] {
+            let object = output(kind, one);
+            assert_eq!(one_of_branches_matched(file, &object), 1, "{object}");
+            assert_accepts(file, object);
+        }
+        for wrong in [
+            json!({"nullOutput": {}, "stdout": {}}),
+            json!({"buffer": {}}),
+        ] {
+            assert_ne!(
+                one_of_branches_matched(file, &output(kind, wrong.clone())),
+                1,
+                "{wrong}"
+            );
+        }
     }
 }
 

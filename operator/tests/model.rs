@@ -62,7 +62,7 @@ fn the_examples_resolve_without_problems() {
     assert!(
         pipeline
             .output_secret_data
-            .contains_key("logging_siem-hec_token")
+            .contains_key("sluice-system_siem-hec_token")
     );
 }
 
@@ -635,7 +635,7 @@ fn an_unreadable_secret_of_the_logging_is_reported_and_the_pipeline_still_built(
         key: "key".to_owned(),
     });
     inventory.secret_errors.insert(
-        ("logging".to_owned(), "custom-key".to_owned()),
+        ("sluice-system".to_owned(), "custom-key".to_owned()),
         "secrets \"custom-key\" is forbidden".to_owned(),
     );
     let resolution = model::resolve(&inventory);

@@ -54,7 +54,7 @@ fn rendered_output_holds_every_object_the_operator_creates() {
     for expected in [
         "ClusterRoleBinding sluice-main-agent",
         "DaemonSet main-agent",
-        "Namespace logging",
+        "Namespace sluice-system",
         "PodDisruptionBudget main-aggregator",
         "Secret main-agent-config",
         "Secret main-agent-tls",

@@ -33,9 +33,11 @@ pub struct SecretKeyRef {
 pub struct NamespaceSelector {
     /// Every listed label must be present with exactly this value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<64, 63>)]
     pub match_labels: BTreeMap<String, String>,
     /// Every expression must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
@@ -44,11 +46,13 @@ pub struct NamespaceSelector {
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelectorRequirement {
     /// The label key.
+    #[schemars(length(min = 1, max = 317))]
     pub key: String,
     /// How the label's value is compared with `values`.
     pub operator: LabelSelectorOperator,
     /// Values for `In` and `NotIn`; must be empty for `Exists` and `DoesNotExist`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
     pub values: Vec<String>,
 }
 
@@ -84,9 +88,11 @@ pub struct ObjectStatus {
 pub struct PodScheduling {
     /// Node labels the pods must match.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<64, 63>)]
     pub node_selector: BTreeMap<String, String>,
     /// Tolerations added to the pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
     /// A Kubernetes `Affinity`, passed through unchanged. Its schema is not embedded to keep
     /// the CRD small; the API server validates it when the workload is applied.
@@ -112,8 +118,10 @@ pub fn raw_object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema 
 pub struct Resources {
     /// Minimum resources, e.g. `{cpu: 100m, memory: 64Mi}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<16, 64>)]
     pub requests: BTreeMap<String, String>,
     /// Maximum resources, e.g. `{memory: 256Mi}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<16, 64>)]
     pub limits: BTreeMap<String, String>,
 }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// One filter: exactly one kind is set.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("[has(self.grep), has(self.recordTransformer), has(self.parser), has(self.dedot)].filter(x, x).size() == 1").message("a filter sets exactly one of grep, recordTransformer, parser or dedot"))]
+// Summing presence tests is the cheapest one-of in CEL: no list, no comprehension. The rule
+// runs once per filter of the enclosing lists, so its price is multiplied by their maxItems.
+#[x_kube(validation = kube::core::Rule::new("(has(self.grep) ? 1 : 0) + (has(self.recordTransformer) ? 1 : 0) + (has(self.parser) ? 1 : 0) + (has(self.dedot) ? 1 : 0) == 1").message("a filter sets exactly one of grep, recordTransformer, parser or dedot"))]
 pub struct Filter {
     /// Keep or drop records by regular expressions on record keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,9 +30,11 @@ pub struct Filter {
 pub struct GrepFilter {
     /// Keep a record only if every pattern matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub regexp: Vec<GrepPattern>,
     /// Drop a record if any pattern matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub exclude: Vec<GrepPattern>,
 }
 
@@ -51,9 +55,11 @@ pub struct GrepPattern {
 pub struct RecordTransformerFilter {
     /// Keys to set, with literal string values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<64, 4096>)]
     pub records: BTreeMap<String, String>,
     /// Keys to remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 256)))]
     pub remove_keys: Vec<String>,
 }
 
@@ -69,6 +75,7 @@ pub struct ParserFilter {
     pub format: ParserFormat,
     /// Regular expression with named captures (Ruby syntax), for format `regexp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
     pub expression: Option<String>,
     /// Keep the original keys next to the parsed ones. Default: false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,6 +98,6 @@ pub enum ParserFormat {
 pub struct DedotFilter {
     /// Replacement for `.`. Default: `_`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,4}$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,4}$"), length(max = 4))]
     pub separator: Option<String>,
 }

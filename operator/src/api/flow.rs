@@ -42,15 +42,19 @@ pub struct FlowSpec {
     /// Ordered rules; the first rule that matches a record decides whether the flow takes it.
     /// No rule matching means the flow does not take it; an empty list takes everything.
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub match_rules: Vec<FlowMatch>,
     /// Filters applied in order to the records this flow takes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub filters: Vec<Filter>,
     /// Outputs in this namespace receiving the records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 253)))]
     pub local_output_refs: Vec<String>,
     /// ClusterOutputs (not `protected` ones) receiving the records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 253)))]
     pub global_output_refs: Vec<String>,
 }
 
@@ -73,12 +77,15 @@ pub struct FlowMatch {
 pub struct FlowSelector {
     /// Pod labels; every listed pair must be present.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<64, 63>)]
     pub labels: BTreeMap<String, String>,
     /// Node names; any one must equal the record's node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 253)))]
     pub hosts: Vec<String>,
     /// Container names; any one must equal the record's container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
     pub container_names: Vec<String>,
 }
 
@@ -117,12 +124,15 @@ pub struct ClusterFlowSpec {
     /// Ordered rules; the first rule that matches a record decides whether the flow takes it.
     /// No rule matching means the flow does not take it; an empty list takes everything.
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub match_rules: Vec<ClusterFlowMatch>,
     /// Filters applied in order to the records this flow takes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub filters: Vec<Filter>,
     /// ClusterOutputs receiving the records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 253)))]
     pub global_output_refs: Vec<String>,
 }
 
@@ -144,17 +154,22 @@ pub struct ClusterFlowMatch {
 pub struct ClusterFlowSelector {
     /// Namespaces; any one must equal the record's namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 63)))]
     pub namespaces: Vec<String>,
     /// Namespace labels; every listed pair must be present on the record's namespace.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<64, 63>)]
     pub namespace_labels: BTreeMap<String, String>,
     /// Pod labels; every listed pair must be present.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<64, 63>)]
     pub labels: BTreeMap<String, String>,
     /// Node names; any one must equal the record's node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 253)))]
     pub hosts: Vec<String>,
     /// Container names; any one must equal the record's container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
     pub container_names: Vec<String>,
 }

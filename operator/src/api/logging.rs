@@ -57,6 +57,7 @@ pub struct LoggingSpec {
     /// Namespaces whose logs this Logging collects. Together with
     /// `watchNamespaceSelector` the union is watched; both empty means every namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(max = 63)))]
     pub watch_namespaces: Vec<String>,
     /// Namespaces, chosen by their labels, whose logs this Logging collects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +81,7 @@ pub struct LoggingSpec {
     /// Filters applied in the aggregator to every record, first in each flow (and the default
     /// flow), after routing: so routing always sees the original Kubernetes metadata.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub global_filters: Vec<Filter>,
     /// What namespaced Outputs and pods may claim of the shared aggregator and agents.
     /// ClusterOutputs are the admin's own and are not capped. See docs/dataplane.md.
@@ -143,6 +145,7 @@ pub struct AgentSpec {
     /// Default: `/var/log` (containerd and CRI-O). Add `/var/lib/docker/containers` on nodes
     /// that still run Docker.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 1024)))]
     pub log_path_roots: Vec<String>,
     /// Host directory for tail positions and filesystem buffers, so a restarted agent resumes
     /// where it stopped. Default: `/var/lib/sluice/<logging name>`.
@@ -237,9 +240,11 @@ pub struct BufferVolumeSpec {
 pub struct PersistentBufferSpec {
     /// Requested size, a Kubernetes quantity. Default: `10Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub size: Option<String>,
     /// StorageClass; unset uses the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub storage_class_name: Option<String>,
 }
 
@@ -249,6 +254,7 @@ pub struct PersistentBufferSpec {
 pub struct EmptyDirBufferSpec {
     /// Size limit, a Kubernetes quantity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub size_limit: Option<String>,
 }
 
@@ -279,11 +285,11 @@ pub struct TlsSpec {
     pub key_algorithm: Option<KeyAlgorithm>,
     /// Lifetime of a minted CA, e.g. `43800h`. Default: `43800h` (5 years).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"), length(max = 32))]
     pub ca_validity: Option<String>,
     /// Lifetime of minted server and client certificates, e.g. `2160h`. Default: `2160h` (90 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"), length(max = 32))]
     pub leaf_validity: Option<String>,
     /// Percentage of a certificate's lifetime after which it is renewed. Default: 66.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -297,7 +303,10 @@ pub struct TlsSpec {
     pub max_version: Option<TlsVersion>,
     /// Common name of the agents' client certificate. Default: `fluent-bit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$"))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$"),
+        length(max = 63)
+    )]
     pub client_common_name: Option<String>,
     /// Regular expression a client certificate's common name must fully match for the
     /// aggregator to accept it. Default: the exact `clientCommonName`.
@@ -364,9 +373,11 @@ pub enum TlsVersion {
 pub struct ExistingTlsSecrets {
     /// Secret with the aggregator's server certificate (`tls.crt`, `tls.key`) and the CA
     /// bundle that client certificates must chain to (`ca.crt`).
+    #[schemars(length(min = 1, max = 253))]
     pub server_secret_name: String,
     /// Secret with the agents' client certificate (`tls.crt`, `tls.key`) and the CA bundle
     /// that the server certificate must chain to (`ca.crt`).
+    #[schemars(length(min = 1, max = 253))]
     pub client_secret_name: String,
 }
 
@@ -376,9 +387,11 @@ pub struct ExistingTlsSecrets {
 pub struct DefaultFlowSpec {
     /// Filters applied in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub filters: Vec<Filter>,
     /// ClusterOutputs receiving the records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 253)))]
     pub global_output_refs: Vec<String>,
 }
 

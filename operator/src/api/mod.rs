@@ -27,6 +27,18 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests.
 pub const API_VERSION: &str = "logging.sluice.dev/v1alpha1";
 
+/// Declares a string-to-string map's size: API servers price CEL rules by the declared sizes
+/// of everything a rule can reach, and refuse rules over unbounded data (operator/tests/crd_budgets.rs).
+pub fn bounded_map<const ENTRIES: u64, const VALUE_LENGTH: u64>(schema: &mut schemars::Schema) {
+    schema.insert("maxProperties".to_owned(), ENTRIES.into());
+    if let Some(values) = schema
+        .get_mut("additionalProperties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        values.insert("maxLength".to_owned(), VALUE_LENGTH.into());
+    }
+}
+
 /// Every CRD Sluice serves, in a stable order (the order `sluice crds` writes them).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![

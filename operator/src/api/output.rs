@@ -1,20 +1,30 @@
 use std::collections::BTreeMap;
 
-use kube::{CustomResource, KubeSchema};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ObjectStatus, SecretKeyRef};
 
-/// The CEL rule that makes the output kinds a one-of. Kept next to [`OutputSpec::KINDS`].
-const ONE_OUTPUT_KIND: &str = "[has(self.file), has(self.nullOutput), has(self.stdout), has(self.forward), has(self.http), has(self.elasticsearch), has(self.opensearch), has(self.loki), has(self.s3), has(self.kafka), has(self.splunkHec)].filter(x, x).size() == 1";
+/// Makes the output kinds a one-of with a structural `oneOf` of `required` branches, built
+/// from [`OutputSpec::KINDS`]. Not a CEL rule: API servers before 1.29 fail every rule that
+/// calls `has()` on an object declared without properties (`nullOutput: {}`, `stdout: {}`)
+/// with "invalid object type", and a `oneOf` of `required` is allowed in structural schemas
+/// and costs nothing of the CEL budget.
+fn one_output_kind(schema: &mut schemars::Schema) {
+    let branches: Vec<serde_json::Value> = OutputSpec::KINDS
+        .iter()
+        .map(|kind| serde_json::json!({ "required": [kind] }))
+        .collect();
+    schema.insert("oneOf".to_owned(), branches.into());
+}
 
 /// A destination for the records of Flows in the same namespace. It can only ever degrade
 /// itself: what fluentd would refuse (patterns, record accessors, path placeholders) and
 /// Secrets it cannot use (missing, unreadable, another namespace's, Sluice's own) leave it out
 /// with a Degraded condition. Creating one lets you send this namespace's Secrets to an
 /// endpoint you choose: grant it only to those who may read them.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "logging.sluice.dev",
     version = "v1alpha1",
@@ -41,7 +51,7 @@ const ONE_OUTPUT_KIND: &str = "[has(self.file), has(self.nullOutput), has(self.s
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = kube::core::Rule::new(ONE_OUTPUT_KIND).message("an output sets exactly one output kind"))]
+#[schemars(transform = one_output_kind)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputSpec {
     /// Name of the Logging this output belongs to. Unset: every Logging that watches this namespace.
@@ -86,7 +96,7 @@ pub struct OutputSpec {
 }
 
 /// A destination for records of ClusterFlows, the default flow, and (unless `protected`) Flows.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "logging.sluice.dev",
     version = "v1alpha1",
@@ -150,7 +160,7 @@ pub struct StdoutOutput {}
 #[serde(rename_all = "camelCase")]
 pub struct ForwardOutput {
     /// Receivers; records are balanced across them.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 32))]
     pub servers: Vec<ForwardServer>,
     /// TLS towards the receivers. Unset: plain text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +223,7 @@ pub struct HttpOutput {
     pub endpoint: String,
     /// Extra request headers with literal values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<32, 4096>)]
     pub headers: BTreeMap<String, String>,
     /// Basic authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,7 +238,7 @@ pub struct HttpOutput {
 #[serde(rename_all = "camelCase")]
 pub struct SearchOutput {
     /// Cluster URLs such as `https://es.example:9200`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 2048)))]
     pub hosts: Vec<String>,
     /// Index name. Default: `fluentd`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -256,6 +267,7 @@ pub struct LokiOutput {
     pub url: String,
     /// Loki stream labels: label name → record key path such as `$.kubernetes.namespace_name`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::api::bounded_map::<32, 512>)]
     pub labels: BTreeMap<String, String>,
     /// Tenant (`X-Scope-OrgID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -300,7 +312,7 @@ pub struct S3Output {
 #[serde(rename_all = "camelCase")]
 pub struct KafkaOutput {
     /// Bootstrap brokers as `host:port`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 261)))]
     pub brokers: Vec<String>,
     /// Topic records are produced to.
     #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]

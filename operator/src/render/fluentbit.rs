@@ -23,6 +23,30 @@ pub const CONTAINER_LOG_DIR: &str = "/var/log/containers";
 /// Name of the tag parser the kubernetes filter uses.
 const TAG_PARSER: &str = "sluice-kube-tag";
 
+/// The tail input's multiline parsers, fluent-bit's built-in `docker` and `cri`.
+const MULTILINE_PARSERS: &str = "docker, cri";
+/// Keys those parsers write (fluent-bit src/multiline/flb_ml_parser_{docker,cri}.c: the log
+/// line, the stream, and `time`, which both keep; `cri` also keeps its partial flag `_p`).
+const PARSER_KEYS: [&str; 4] = ["log", "stream", "time", "_p"];
+/// Where the kubernetes filter puts a log line that parsed as JSON. With `keep_log off` the
+/// line's `log` key is then dropped; a line that is not JSON keeps `log`.
+pub const MERGE_LOG_KEY: &str = "log_processed";
+/// The kubernetes filter's metadata keys (plugins/filter_kubernetes/kubernetes.c).
+const KUBERNETES_KEY: &str = "kubernetes";
+const KUBERNETES_NAMESPACE_KEY: &str = "kubernetes_namespace";
+
+/// Every top-level record key the rendered agent can send: what filters in the aggregator
+/// may name. Built from the same constants as the configuration.
+pub fn emitted_record_keys(pipeline: &Pipeline) -> BTreeSet<&'static str> {
+    let mut keys: BTreeSet<&'static str> = PARSER_KEYS.into_iter().collect();
+    keys.insert(MERGE_LOG_KEY);
+    keys.insert(KUBERNETES_KEY);
+    if uses_namespace_labels(pipeline) {
+        keys.insert(KUBERNETES_NAMESPACE_KEY);
+    }
+    keys
+}
+
 static BUFFER_SIZE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9]+[KMG]?$").unwrap_or_else(|_| unreachable!()));
 static DURATION: LazyLock<Regex> =
@@ -231,7 +255,7 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
                 "tag_regex",
                 r"^/var/log/containers/(?<pod_name>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)_(?<namespace_name>[^_]+)_(?<container_name>.+)-(?<docker_id>[a-z0-9]{64})\.log$",
             )
-            .set("multiline.parser", "docker, cri")
+            .set("multiline.parser", MULTILINE_PARSERS)
             .set("db", format!("{state}/containers.db"))
             .set("db.locking", "true")
             .set("skip_long_lines", "on")
@@ -249,7 +273,7 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
             // Parsed JSON goes under its own key, so an application cannot overwrite the
             // `kubernetes` metadata the aggregator routes on.
             .set("merge_log", "on")
-            .set("merge_log_key", "log_processed")
+            .set("merge_log_key", MERGE_LOG_KEY)
             .set("keep_log", "off")
             .set("labels", "on")
             .set("annotations", on_off(metadata.annotations.unwrap_or(false)))
