@@ -420,3 +420,33 @@ fn the_json_logs_component_switches_the_log_format() {
     let args = strings(&op.deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert!(args.contains(&"--log-format=json".to_owned()), "{args:?}");
 }
+
+/// The release builds the image deploy/ names, with the toolchain and lockfile CI tests.
+#[test]
+fn the_operator_image_is_built_as_deploy_expects() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let rust_version = workspace
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    assert!(dockerfile.contains(&format!("/rust:{rust_version}-")));
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    // Numeric, so the kubelet can check runAsNonRoot without reading /etc/passwd.
+    assert!(dockerfile.lines().any(|l| l == "USER 65532:65532"));
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l == r#"ENTRYPOINT ["/usr/local/bin/sluice", "run"]"#)
+    );
+    // Every directory the build reads (include_str! of examples) is copied in.
+    for dir in ["operator", "e2e", "examples"] {
+        assert!(dockerfile.contains(&format!("COPY {dir} {dir}")), "{dir}");
+    }
+    let release = std::fs::read_to_string(root.join(".github/workflows/release.yaml")).unwrap();
+    assert!(release.contains("tags: [\"v*\"]"));
+    assert!(release.contains("file: Dockerfile"));
+    assert!(release.contains("/sluice:${{ steps.version.outputs.version }}"));
+}
