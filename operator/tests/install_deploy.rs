@@ -247,7 +247,7 @@ fn every_control_namespace_grants_the_secret_verbs_the_operator_uses() {
             ControlNamespaces::Only(namespaces) => {
                 if dir == deploy_dir() {
                     // The default install needs no Secret access beyond its own namespace.
-                    assert_eq!(namespaces, &[op.namespace.clone()]);
+                    assert_eq!(namespaces, std::slice::from_ref(&op.namespace));
                 } else if namespaces.len() > 1 {
                     widened = true;
                 }
