@@ -155,20 +155,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: RunArgs,
-    }
-
-    fn parse(args: &[&str]) -> RunArgs {
-        Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .run
+    fn options_of(args: &[&str], pod_namespace: &str) -> Result<Options, String> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        container_options(&args, pod_namespace)
     }
 
     fn names(list: &[&str]) -> ControlNamespaces {
@@ -177,12 +168,11 @@ mod tests {
 
     #[test]
     fn default_control_and_lease_namespace_is_the_operators_own() {
-        let options = options(parse(&["--namespace", "ops", "--leader-elect"]))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let options = options_of(&["--leader-elect"], "ops").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(options.control_namespaces, names(&["ops"]));
         assert_eq!(options.lease.map(|l| l.namespace).as_deref(), Some("ops"));
         // Deployments set the pod's namespace through the downward API.
-        let command = <Cli as clap::CommandFactory>::command();
+        let command = <RunArgs as clap::Args>::augment_args(clap::Command::new("run"));
         let namespace = command
             .get_arguments()
             .find(|a| a.get_id() == "namespace")
@@ -203,28 +193,29 @@ mod tests {
 
     #[test]
     fn control_namespaces_widen_explicitly() {
-        let args = parse(&["--control-namespaces", "b,a,b", "--namespace", "ops"]);
+        let widened = options_of(&["--control-namespaces", "b,a,b"], "ops");
         assert_eq!(
-            control_namespaces(&args.control_namespaces, &args.namespace),
+            widened.map(|o| o.control_namespaces),
             Ok(names(&["a", "b"]))
         );
-        let args = parse(&["--control-namespaces", "*"]);
+        let all = options_of(&["--control-namespaces=*"], "ops");
         assert_eq!(
-            control_namespaces(&args.control_namespaces, &args.namespace),
+            all.map(|o| o.control_namespaces),
             Ok(ControlNamespaces::All)
         );
-        let args = parse(&["--control-namespaces", "*,a"]);
-        assert!(control_namespaces(&args.control_namespaces, &args.namespace).is_err());
+        assert!(options_of(&["--control-namespaces", "*,a"], "ops").is_err());
     }
 
     #[test]
     fn lease_namespace_overrides() {
-        let options = options(parse(&["--leader-elect", "--lease-namespace", "leases"]))
+        let options = options_of(&["--leader-elect", "--lease-namespace", "leases"], "ops")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             options.lease.map(|l| l.namespace).as_deref(),
             Some("leases")
         );
-        assert_eq!(options.control_namespaces, names(&["sluice-system"]));
+        assert_eq!(options.control_namespaces, names(&["ops"]));
+        let explicit = options_of(&["--namespace=other"], "ops").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(explicit.control_namespaces, names(&["other"]));
     }
 }
