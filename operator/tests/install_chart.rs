@@ -285,3 +285,41 @@ fn default_flags_agree_with_the_default_rbac() {
     ));
     assert!(rbac.contains("{{- if has \"*\" $namespaces }}"));
 }
+
+#[test]
+fn default_pod_settings_equal_deploys() {
+    let deployment: Value =
+        serde_saphyr::from_str(&read(root().join("deploy/operator/deployment.yaml"))).unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let values = values();
+    assert_eq!(values["podSecurityContext"], pod["securityContext"]);
+    assert_eq!(values["securityContext"], container["securityContext"]);
+    assert_eq!(values["resources"], container["resources"]);
+    assert_eq!(values["replicas"], deployment["spec"]["replicas"]);
+    assert_eq!(
+        format!(
+            "{}:{}",
+            values["image"]["repository"].as_str().unwrap(),
+            env!("CARGO_PKG_VERSION")
+        ),
+        container["image"].as_str().unwrap()
+    );
+    // Both run the same flags with the default values.
+    let deploy_args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let ours = sluice::cli::run::container_options(&deploy_args, "sluice-system").unwrap();
+    let chart =
+        sluice::cli::run::container_options(&default_args("sluice-system"), "sluice-system")
+            .unwrap();
+    assert_eq!(ours.control_namespaces, chart.control_namespaces);
+    assert_eq!(ours.listen, chart.listen);
+    assert_eq!(
+        ours.lease.map(|l| (l.namespace, l.name)),
+        chart.lease.map(|l| (l.namespace, l.name))
+    );
+}
