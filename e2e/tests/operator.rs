@@ -26,7 +26,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use sluice::api::{Flow, Logging};
-use sluice::controller::{Options, Settings};
+use sluice::controller::{ControlNamespaces, Options, Settings};
 
 const MANAGER: &str = "sluice-e2e";
 const CONTROL: &str = "sluice-system";
@@ -173,7 +173,7 @@ fn start_operator(
         listen: ([127, 0, 0, 1], 0).into(),
         lease: None,
         identity: "e2e".to_owned(),
-        control_namespaces: vec![CONTROL.to_owned()],
+        control_namespaces: ControlNamespaces::Only(vec![CONTROL.to_owned()]),
         concurrency: 4,
         debounce: Duration::from_millis(500),
         settings: Settings::default(),

@@ -24,7 +24,7 @@ use sluice::build::{Child, ChildKind};
 use sluice::controller::apply::api_resource;
 use sluice::controller::context::{Cores, Stores};
 use sluice::controller::metrics::Metrics;
-use sluice::controller::{Context, Settings, reconcile};
+use sluice::controller::{Context, ControlNamespaces, Settings, reconcile};
 use sluice::layout::Names;
 use sluice::model::{Kind, ObjectKey, Pipeline, Problem, Resolution};
 use sluice::pki::PkiPlan;
@@ -463,7 +463,7 @@ impl Harness {
             cluster_outputs: cluster_outputs_store,
             namespaces: namespaces_store,
             children: children_stores,
-            control_namespaces: fixture.control_namespaces,
+            control_namespaces: ControlNamespaces::Only(fixture.control_namespaces),
         };
         let elapsed: Arc<std::sync::atomic::AtomicI64> = Arc::default();
         let clock = {

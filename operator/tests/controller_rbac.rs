@@ -1,5 +1,6 @@
 //! deploy/rbac/operator.yaml grants exactly what the controller needs: every kind it applies,
-//! prunes and watches, and never a cluster-wide Secret list or watch.
+//! prunes and watches, never a cluster-wide Secret list or watch, and the Lease requests
+//! leader election really makes.
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use sluice::build::ChildKind;
@@ -91,4 +92,128 @@ fn sluice_kinds_are_read_only_except_status() {
             "patch"
         ));
     }
+}
+
+/// Rules of the Role `name` in deploy/rbac/operator.yaml.
+fn namespaced_role(name: &str) -> Vec<PolicyRule> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/rbac/operator.yaml");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let roles: Vec<k8s_openapi::api::rbac::v1::Role> = text
+        .split("\n---\n")
+        .filter(|doc| doc.lines().any(|line| line == "kind: Role"))
+        .map(|doc| serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{e}\n{doc}")))
+        .collect();
+    roles
+        .into_iter()
+        .find(|r| r.metadata.name.as_deref() == Some(name))
+        .and_then(|r| r.rules)
+        .unwrap_or_else(|| panic!("no Role {name}"))
+}
+
+/// Leader election against a scripted API server: every request it really makes (acquire,
+/// renew, release) is allowed by the leader-election Role, by resource name where the Role
+/// names one.
+#[tokio::test]
+async fn leader_election_needs_only_the_lease_role() {
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use sluice::controller::leader::{LeaseSettings, elect};
+
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let server = {
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            let mut stored: Option<Value> = None;
+            while let Some((request, send)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect_bytes().await.unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let method = parts.method.to_string();
+                requests
+                    .lock()
+                    .unwrap()
+                    .push((method.clone(), parts.uri.path().to_owned()));
+                let (code, answer) = match (method.as_str(), &mut stored) {
+                    ("GET", Some(lease)) => (200, lease.clone()),
+                    ("GET", None) => (
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "NotFound", "code": 404, "message": "not found"}),
+                    ),
+                    ("POST", _) => {
+                        let mut lease = body.clone();
+                        lease["metadata"]["namespace"] = json!("sluice-system");
+                        lease["metadata"]["resourceVersion"] = json!("1");
+                        stored = Some(lease.clone());
+                        (201, lease)
+                    }
+                    ("PATCH", Some(lease)) => {
+                        for (key, value) in body["spec"].as_object().into_iter().flatten() {
+                            lease["spec"][key] = value.clone();
+                        }
+                        (200, lease.clone())
+                    }
+                    _ => (405, Value::Null),
+                };
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                        .unwrap(),
+                );
+            }
+        })
+    };
+
+    let settings = LeaseSettings {
+        namespace: "sluice-system".to_owned(),
+        name: "sluice-operator".to_owned(),
+        identity: "pod-a".to_owned(),
+    };
+    let (mut leading, holder) = elect(client, &settings).await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        leading.wait_for(|lead| *lead),
+    )
+    .await
+    .expect("became leader")
+    .unwrap();
+    drop(leading);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), holder).await;
+    server.abort();
+
+    let rules = namespaced_role("sluice-operator-leader-election");
+    let requests = requests.lock().unwrap().clone();
+    let collection = "/apis/coordination.k8s.io/v1/namespaces/sluice-system/leases";
+    let mut verbs = Vec::new();
+    for (method, path) in &requests {
+        let (verb, name) = match method.as_str() {
+            "POST" if path == collection => ("create", None),
+            "GET" => ("get", path.strip_prefix(&format!("{collection}/"))),
+            "PATCH" => ("patch", path.strip_prefix(&format!("{collection}/"))),
+            _ => panic!("unexpected {method} {path}"),
+        };
+        let allowed = rules.iter().any(|rule| {
+            rule.api_groups
+                .iter()
+                .flatten()
+                .any(|g| g == "coordination.k8s.io")
+                && rule.resources.iter().flatten().any(|r| r == "leases")
+                && rule.verbs.iter().any(|v| v == verb)
+                && rule
+                    .resource_names
+                    .as_ref()
+                    .is_none_or(|names| name.is_some_and(|n| names.iter().any(|x| x == n)))
+        });
+        assert!(allowed, "{method} {path} is not allowed by the Lease Role");
+        verbs.push(verb);
+    }
+    // Acquired (create, patch) and released (patch) through the scripted server.
+    assert!(
+        verbs.contains(&"create") && verbs.contains(&"patch"),
+        "{requests:?}"
+    );
 }

@@ -12,7 +12,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use sluice::controller::{Options, Settings, run_with};
+use sluice::controller::{ControlNamespaces, Options, Settings, run_with};
 
 #[derive(Clone, Default)]
 struct Fake {
@@ -135,7 +135,7 @@ async fn run_caches_reconciles_serves_and_stops() {
         listen: ([127, 0, 0, 1], port).into(),
         lease: None,
         identity: "test".to_owned(),
-        control_namespaces: vec!["logging".to_owned()],
+        control_namespaces: ControlNamespaces::Only(vec!["logging".to_owned()]),
         concurrency: 2,
         debounce: Duration::from_millis(100),
         settings: Settings::default(),

@@ -24,6 +24,12 @@ fn schema(file: &str) -> Value {
 fn committed_crds_match_the_code() {
     let crds = sluice::api::crds();
     let mut expected_files: Vec<String> = crds.iter().map(sluice::cli::crd_file_name).collect();
+    expected_files.push("Kustomization".to_owned());
+    let kustomization = std::fs::read_to_string(crds_dir().join("Kustomization"));
+    assert!(
+        kustomization.is_ok_and(|text| text == sluice::cli::crds_kustomization(&crds)),
+        "crds/Kustomization is stale: run `cargo run -p sluice -- crds --out-dir crds --api-docs docs/api.md`"
+    );
     for crd in &crds {
         let file = sluice::cli::crd_file_name(crd);
         let on_disk = std::fs::read_to_string(crds_dir().join(&file)).unwrap_or_default();

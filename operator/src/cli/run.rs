@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::controller::{self, Options, Settings, leader::LeaseSettings};
+use crate::controller::{self, ControlNamespaces, Options, Settings, leader::LeaseSettings};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -28,9 +28,13 @@ pub struct RunArgs {
     /// Compete for a Lease and reconcile only while holding it (run two replicas with this).
     #[arg(long, env = "SLUICE_LEADER_ELECT")]
     pub leader_elect: bool,
-    /// Namespace of the Lease. Default: the pod's namespace (`POD_NAMESPACE`).
+    /// The namespace the operator runs in; the default of `--lease-namespace` and
+    /// `--control-namespaces`. Set from the pod's namespace (`POD_NAMESPACE`, downward API).
     #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
-    pub lease_namespace: String,
+    pub namespace: String,
+    /// Namespace of the Lease. Default: `--namespace`.
+    #[arg(long)]
+    pub lease_namespace: Option<String>,
     /// Name of the Lease.
     #[arg(long, default_value = "sluice-operator")]
     pub lease_name: String,
@@ -38,8 +42,9 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Namespaces Loggings may name as `controlNamespace` (comma-separated). Sluice watches
-    /// and writes Secrets only there, so its RBAC needs no cluster-wide Secret list/watch.
-    /// Empty: any namespace, which needs the cluster-wide Secret binding.
+    /// and writes Secrets only there (each needs a RoleBinding), so its RBAC needs no
+    /// cluster-wide Secret list/watch. Default: `--namespace`. `*`: any namespace, which
+    /// needs the Secret ClusterRole bound cluster-wide.
     #[arg(long, env = "SLUICE_CONTROL_NAMESPACES", value_delimiter = ',')]
     pub control_namespaces: Vec<String>,
     /// Loggings reconciled at the same time.
@@ -64,30 +69,81 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-pub fn run(args: RunArgs) -> Result<(), String> {
-    init_tracing(args.log_format);
+/// What `--control-namespaces` means: nothing given is the operator's own namespace, the
+/// only one a default install grants Secret access in; `*` alone is any namespace.
+pub fn control_namespaces(given: &[String], own: &str) -> Result<ControlNamespaces, String> {
+    let mut names: Vec<String> = given
+        .iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.iter().any(|n| n == "*") {
+        return if names.len() == 1 {
+            Ok(ControlNamespaces::All)
+        } else {
+            Err("--control-namespaces: `*` (any namespace) cannot be combined with names".into())
+        };
+    }
+    if names.is_empty() {
+        names.push(own.to_owned());
+    }
+    names.sort();
+    names.dedup();
+    Ok(ControlNamespaces::Only(names))
+}
+
+/// The controller's options from the flags, defaults resolved.
+fn options(args: RunArgs) -> Result<Options, String> {
+    let control_namespaces = control_namespaces(&args.control_namespaces, &args.namespace)?;
     let identity = args
         .identity
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "sluice".to_owned());
-    let options = Options {
+    Ok(Options {
         kubeconfig: args.kubeconfig,
         listen: args.listen,
         lease: args.leader_elect.then(|| LeaseSettings {
-            namespace: args.lease_namespace,
+            namespace: args.lease_namespace.unwrap_or(args.namespace),
             name: args.lease_name,
             identity: identity.clone(),
         }),
         identity,
-        control_namespaces: args.control_namespaces,
+        control_namespaces,
         concurrency: args.concurrency,
         debounce: args.debounce,
         settings: Settings {
             resync: args.resync_interval,
             ..Settings::default()
         },
-    };
+    })
+}
+
+/// The options of a container running `sluice run ARGS` in `pod_namespace` (its
+/// `POD_NAMESPACE`), through the real flag parser: lets install manifests be checked
+/// against what the operator will do with them.
+pub fn container_options(args: &[String], pod_namespace: &str) -> Result<Options, String> {
+    #[derive(clap::Parser)]
+    struct Container {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let namespace_given = args
+        .iter()
+        .any(|a| a == "--namespace" || a.starts_with("--namespace="));
+    let mut argv = vec!["sluice".to_owned()];
+    if !namespace_given {
+        argv.push(format!("--namespace={pod_namespace}"));
+    }
+    argv.extend(args.iter().cloned());
+    let parsed = <Container as clap::Parser>::try_parse_from(argv).map_err(|e| e.to_string())?;
+    options(parsed.run)
+}
+
+pub fn run(args: RunArgs) -> Result<(), String> {
+    init_tracing(args.log_format);
+    let options = options(args)?;
+    tracing::info!(control_namespaces = %options.control_namespaces, "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,4 +151,71 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     runtime
         .block_on(controller::run(options))
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options_of(args: &[&str], pod_namespace: &str) -> Result<Options, String> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        container_options(&args, pod_namespace)
+    }
+
+    fn names(list: &[&str]) -> ControlNamespaces {
+        ControlNamespaces::Only(list.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    #[test]
+    fn default_control_and_lease_namespace_is_the_operators_own() {
+        let options = options_of(&["--leader-elect"], "ops").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(options.control_namespaces, names(&["ops"]));
+        assert_eq!(options.lease.map(|l| l.namespace).as_deref(), Some("ops"));
+        // Deployments set the pod's namespace through the downward API.
+        let command = <RunArgs as clap::Args>::augment_args(clap::Command::new("run"));
+        let namespace = command
+            .get_arguments()
+            .find(|a| a.get_id() == "namespace")
+            .unwrap_or_else(|| panic!("no --namespace"));
+        assert_eq!(
+            namespace.get_env().and_then(|e| e.to_str()),
+            Some("POD_NAMESPACE")
+        );
+        assert_eq!(
+            namespace
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+            ["sluice-system"]
+        );
+    }
+
+    #[test]
+    fn control_namespaces_widen_explicitly() {
+        let widened = options_of(&["--control-namespaces", "b,a,b"], "ops");
+        assert_eq!(
+            widened.map(|o| o.control_namespaces),
+            Ok(names(&["a", "b"]))
+        );
+        let all = options_of(&["--control-namespaces=*"], "ops");
+        assert_eq!(
+            all.map(|o| o.control_namespaces),
+            Ok(ControlNamespaces::All)
+        );
+        assert!(options_of(&["--control-namespaces", "*,a"], "ops").is_err());
+    }
+
+    #[test]
+    fn lease_namespace_overrides() {
+        let options = options_of(&["--leader-elect", "--lease-namespace", "leases"], "ops")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            options.lease.map(|l| l.namespace).as_deref(),
+            Some("leases")
+        );
+        assert_eq!(options.control_namespaces, names(&["ops"]));
+        let explicit = options_of(&["--namespace=other"], "ops").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(explicit.control_namespaces, names(&["other"]));
+    }
 }

@@ -76,8 +76,38 @@ pub struct Stores {
     /// Objects Sluice created, by kind, selected by label. Secrets are cached per control
     /// namespace (one store each), and only Sluice's own.
     pub children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>>,
-    /// The namespaces Sluice may write Secrets in; empty means any.
-    pub control_namespaces: Vec<String>,
+    /// The namespaces Sluice may write Secrets in.
+    pub control_namespaces: ControlNamespaces,
+}
+
+/// Where Loggings may put their control namespace, and so where Sluice watches and writes
+/// Secrets. Explicit, because "any" needs cluster-wide Secret `list`/`watch` RBAC that a
+/// default install does not grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlNamespaces {
+    /// These namespaces only, one Secret watch each (a RoleBinding each).
+    Only(Vec<String>),
+    /// Any namespace: one cluster-wide Secret watch (a ClusterRoleBinding).
+    All,
+}
+
+impl ControlNamespaces {
+    /// Whether a Logging may use `namespace` as its control namespace.
+    pub fn allows(&self, namespace: &str) -> bool {
+        match self {
+            Self::Only(namespaces) => namespaces.iter().any(|n| n == namespace),
+            Self::All => true,
+        }
+    }
+}
+
+impl std::fmt::Display for ControlNamespaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Only(namespaces) => f.write_str(&namespaces.join(", ")),
+            Self::All => f.write_str("*"),
+        }
+    }
 }
 
 impl Stores {
@@ -91,7 +121,7 @@ impl Stores {
 
     /// Whether a Logging may use `namespace` as its control namespace.
     pub fn control_namespace_allowed(&self, namespace: &str) -> bool {
-        self.control_namespaces.is_empty() || self.control_namespaces.iter().any(|n| n == namespace)
+        self.control_namespaces.allows(namespace)
     }
 }
 

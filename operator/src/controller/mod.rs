@@ -30,7 +30,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Client, Config};
 use tokio::sync::watch;
 
-pub use context::{Context, Error, Settings};
+pub use context::{Context, ControlNamespaces, Error, Settings};
 
 use crate::api::Logging;
 
@@ -46,8 +46,8 @@ pub struct Options {
     /// Identity in Events and the Lease.
     pub identity: String,
     /// Namespaces Loggings may use as `controlNamespace`; Sluice watches and writes Secrets
-    /// only there. Empty: any namespace (needs cluster-wide Secret `list`/`watch`).
-    pub control_namespaces: Vec<String>,
+    /// only there.
+    pub control_namespaces: ControlNamespaces,
     pub concurrency: u16,
     pub debounce: Duration,
     pub settings: Settings,

@@ -130,8 +130,7 @@ async fn reconcile_logging(
             field: "spec.controlNamespace".to_owned(),
             message: format!(
                 "{} is not one of the operator's --control-namespaces ({}); nothing is applied",
-                logging.spec.control_namespace,
-                ctx.stores.control_namespaces.join(", ")
+                logging.spec.control_namespace, ctx.stores.control_namespaces
             ),
         });
     }

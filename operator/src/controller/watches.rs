@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::apply::{MANAGED_BY_LABEL, api_resource};
-use super::context::Stores;
+use super::context::{ControlNamespaces, Stores};
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
 use crate::build::ChildKind;
 use crate::layout::{LOGGING_LABEL, MANAGED_BY};
@@ -131,9 +131,10 @@ where
 }
 
 /// Starts nothing yet: returns the caches and the futures to spawn. Secrets are watched
-/// only in `control_namespaces` (one watch each), so the operator needs no cluster-wide
-/// Secret `list`/`watch`; an empty list watches labelled Secrets cluster-wide.
-pub fn watches(client: &Client, control_namespaces: &[String]) -> Watches {
+/// only in the control namespaces (one watch each), so the operator needs no cluster-wide
+/// Secret `list`/`watch`; only [`ControlNamespaces::All`] watches labelled Secrets
+/// cluster-wide.
+pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watches {
     let (sender, receiver) = watch::channel(0u64);
     let trigger: Trigger = Arc::new(sender);
     let mut tasks = Vec::new();
@@ -168,15 +169,13 @@ pub fn watches(client: &Client, control_namespaces: &[String]) -> Watches {
             continue;
         }
         let (resource, _) = api_resource(kind);
-        let apis: Vec<Api<DynamicObject>> =
-            if kind == ChildKind::Secret && !control_namespaces.is_empty() {
-                control_namespaces
-                    .iter()
-                    .map(|ns| Api::namespaced_with(client.clone(), ns, &resource))
-                    .collect()
-            } else {
-                vec![Api::all_with(client.clone(), &resource)]
-            };
+        let apis: Vec<Api<DynamicObject>> = match control_namespaces {
+            ControlNamespaces::Only(namespaces) if kind == ChildKind::Secret => namespaces
+                .iter()
+                .map(|ns| Api::namespaced_with(client.clone(), ns, &resource))
+                .collect(),
+            _ => vec![Api::all_with(client.clone(), &resource)],
+        };
         for api in apis {
             let writer = reflector::store::Writer::new(resource.clone());
             children.entry(kind).or_default().push(writer.as_reader());
@@ -199,7 +198,7 @@ pub fn watches(client: &Client, control_namespaces: &[String]) -> Watches {
         cluster_outputs,
         namespaces,
         children,
-        control_namespaces: control_namespaces.to_vec(),
+        control_namespaces: control_namespaces.clone(),
     };
     let ready = {
         let stores = stores.clone();
@@ -296,6 +295,55 @@ mod tests {
         let cached = store.state();
         assert_eq!(cached.len(), 1);
         assert!(cached[0].meta().managed_fields.is_none());
+    }
+
+    /// The first request of every watch: one per task, each waiting for its answer.
+    async fn first_requests(control_namespaces: &ControlNamespaces) -> Vec<String> {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let watches = watches(&Client::new(service, "default"), control_namespaces);
+        let expected = watches.tasks.len();
+        let handles: Vec<_> = watches.tasks.into_iter().map(tokio::spawn).collect();
+        let mut paths = Vec::new();
+        // Unanswered, so every watch sends exactly its initial list.
+        let mut pending = Vec::new();
+        while paths.len() < expected {
+            let next = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
+            let Ok(Some((request, send))) = next else {
+                panic!(
+                    "only {} of {expected} watches started: {paths:?}",
+                    paths.len()
+                );
+            };
+            paths.push(request.uri().path().to_owned());
+            pending.push(send);
+        }
+        for task in handles {
+            task.abort();
+        }
+        paths.sort();
+        paths
+    }
+
+    #[tokio::test]
+    async fn secrets_are_watched_only_in_control_namespaces() {
+        let only = ControlNamespaces::Only(vec!["a".to_owned(), "sluice-system".to_owned()]);
+        let paths = first_requests(&only).await;
+        let secrets: Vec<&String> = paths.iter().filter(|p| p.ends_with("/secrets")).collect();
+        assert_eq!(
+            secrets,
+            [
+                "/api/v1/namespaces/a/secrets",
+                "/api/v1/namespaces/sluice-system/secrets"
+            ]
+        );
+        // Every other kind is watched cluster-wide (the ClusterRole grants those).
+        assert!(paths.contains(&"/apis/apps/v1/daemonsets".to_owned()));
+
+        let paths = first_requests(&ControlNamespaces::All).await;
+        let secrets: Vec<&String> = paths.iter().filter(|p| p.ends_with("/secrets")).collect();
+        assert_eq!(secrets, ["/api/v1/secrets"]);
     }
 
     #[tokio::test]
