@@ -65,12 +65,7 @@ fn ten_thousand_flows_are_sharded_into_secrets() {
         assert!(size <= SHARD_BUDGET, "shard {index} holds {size} bytes");
     }
     let root = parse_aggregator(&shards);
-    let routes = router(&root)
-        .children
-        .iter()
-        .filter(|c| c.name == "route")
-        .count();
-    assert_eq!(routes, 10_000);
+    assert_eq!(dispatch(&root).len(), 10_000);
     let labels: BTreeSet<&str> = root
         .children
         .iter()
