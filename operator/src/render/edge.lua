@@ -86,7 +86,7 @@ local function rule_matches(rule, namespace, namespace_labels, labels, host, con
     and (rule.nl == nil or has_pairs(rule.nl, namespace_labels))
 end
 
--- A flow: r = its route, e = whether it takes a record no rule matched; its array part is
+-- A flow: r = its route, e = true if it takes a record no rule matched; its array part is
 -- the ordered rules, the first matching one decides.
 local function flow_takes(flow, namespace, namespace_labels, labels, host, container)
   for i = 1, #flow do

@@ -120,15 +120,13 @@ fn write_rule(out: &mut String, action: Action, s: &Selector) {
     out.push('}');
 }
 
-/// One flow on one line: `{r=<route>,e=<takes unmatched>,<rules in order>}`. The scope is
-/// the table slot the flow sits in.
+/// One flow on one line: `{r=<route>[,e=true],<rules in order>}`, `e` when the flow takes
+/// records none of its rules matched. The scope is the table slot the flow sits in.
 fn write_flow(out: &mut String, route: &str, matcher: &FlowMatcher) {
-    let _ = write!(
-        out,
-        "{{r={},e={}",
-        lua_string(route),
-        matcher.takes_unmatched()
-    );
+    let _ = write!(out, "{{r={}", lua_string(route));
+    if matcher.takes_unmatched() {
+        out.push_str(",e=true");
+    }
     for rule in &matcher.rules {
         out.push(',');
         write_rule(out, rule.action, &rule.selector);
