@@ -135,10 +135,12 @@ function sluice_route(tag, timestamp, record)
   local host = kubernetes.host
   local container = kubernetes.container_name
 
-  -- Most records are taken by at most one flow: keep the first route in a local and only
-  -- build a list for the second.
+  -- Most records are taken by at most one flow: keep the first route in a local and build
+  -- the list of records only for a second. The original record serves as the first copy, so
+  -- a record k flows take costs k - 1 new tables plus the list (garbage the collector would
+  -- otherwise chase through the whole routing table).
   local first = nil
-  local more = nil
+  local out = nil
   for pass = 1, 2 do
     local flows
     if pass == 1 then
@@ -152,10 +154,10 @@ function sluice_route(tag, timestamp, record)
         if flow_takes(flow, namespace, namespace_labels, labels, host, container) then
           if first == nil then
             first = flow.r
-          elseif more == nil then
-            more = { flow.r }
+          elseif out == nil then
+            out = { record, copy_with_route(record, flow.r) }
           else
-            more[#more + 1] = flow.r
+            out[#out + 1] = copy_with_route(record, flow.r)
           end
         end
       end
@@ -168,13 +170,9 @@ function sluice_route(tag, timestamp, record)
     end
     first = current.d
   end
-  if more == nil then
-    record[ROUTE_KEY] = first
+  record[ROUTE_KEY] = first
+  if out == nil then
     return 2, timestamp, record
-  end
-  local out = { copy_with_route(record, first) }
-  for i = 1, #more do
-    out[i + 1] = copy_with_route(record, more[i])
   end
   return 2, timestamp, out
 end
