@@ -377,6 +377,10 @@ fn the_filter_rereads_a_changed_table_every_few_seconds() {
     router.write_table("-- sluice-routes hostile\nreturn os.exit(1)");
     router.set_time(15);
     assert_eq!(router.routes(&db).len(), 1);
+    // And one that is not shaped like a routing table.
+    router.write_table("-- sluice-routes odd\nreturn {w=true}");
+    router.set_time(20);
+    assert_eq!(router.routes(&db).len(), 1);
 }
 
 #[test]

@@ -40,8 +40,12 @@ local function load_routes()
   end
   setfenv(chunk, {})
   local ok, loaded = pcall(chunk)
-  if not ok or type(loaded) ~= "table" then
+  if not ok then
     return false, tostring(loaded)
+  end
+  if type(loaded) ~= "table" or type(loaded.c) ~= "table" or type(loaded.n) ~= "table"
+    or (loaded.w ~= true and type(loaded.w) ~= "table") then
+    return false, "not a routing table"
   end
   routes = loaded
   -- A table swapped in between the two reads is newer than `line`; the next check then
@@ -116,7 +120,8 @@ end
 
 function sluice_route(tag, timestamp, record)
   local now = os.time()
-  if now - checked_at >= CHECK_SECONDS then
+  -- `now < checked_at`: the clock went back; check now rather than wait for it.
+  if now - checked_at >= CHECK_SECONDS or now < checked_at then
     checked_at = now
     local ok, err = load_routes()
     if not ok then
