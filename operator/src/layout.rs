@@ -38,6 +38,13 @@ pub const AGENT_TLS_DIR: &str = "/fluent-bit/tls";
 pub const AGENT_CONFIG_DIR: &str = "/fluent-bit/etc/sluice";
 /// Name of the agent's main config file inside [`AGENT_CONFIG_DIR`].
 pub const AGENT_CONFIG_FILE: &str = "fluent-bit.yaml";
+/// The agent's routing filter (Lua), next to [`AGENT_CONFIG_FILE`].
+pub const AGENT_ROUTER_SCRIPT: &str = "sluice-router.lua";
+/// Where the agent's routing table Secret is mounted: its own Secret, outside the pod
+/// template's config hash, so routing changes reach running agents without a restart.
+pub const AGENT_ROUTES_DIR: &str = "/fluent-bit/routes";
+/// Name of the routing table file inside [`AGENT_ROUTES_DIR`].
+pub const AGENT_ROUTES_FILE: &str = "routes.lua";
 /// Where the agent keeps positions DBs and filesystem buffers (a hostPath).
 pub const AGENT_STATE_DIR: &str = "/var/lib/sluice-agent";
 /// Where the aggregator's TLS Secret is mounted.
@@ -113,6 +120,10 @@ impl Names {
     }
     pub fn agent_config_secret(&self) -> String {
         self.prefixed("agent-config")
+    }
+    /// The agent's routing table (not hashed into the pod template).
+    pub fn agent_routes_secret(&self) -> String {
+        self.prefixed("agent-routes")
     }
     pub fn aggregator(&self) -> String {
         self.prefixed("aggregator")

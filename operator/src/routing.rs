@@ -115,6 +115,12 @@ fn contains_all(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>
 }
 
 impl FlowMatcher {
+    /// Whether the flow takes a record in scope that none of its rules matched (rule 4 of
+    /// docs/routing.md): yes with no rules or only exclude rules.
+    pub fn takes_unmatched(&self) -> bool {
+        self.rules.iter().all(|rule| rule.action == Action::Exclude)
+    }
+
     /// Applies the contract: scope first, then the first matching rule decides.
     pub fn decide(&self, record: &Record) -> Decision {
         if let Scope::Namespace(namespace) = &self.scope
@@ -133,7 +139,7 @@ impl FlowMatcher {
                 };
             }
         }
-        if self.rules.iter().all(|rule| rule.action == Action::Exclude) {
+        if self.takes_unmatched() {
             Decision::SelectedByExcludeOnly
         } else {
             Decision::NoRuleMatched
@@ -173,4 +179,105 @@ pub enum Routed {
     Flows(Vec<usize>),
     /// No flow took it; the default flow gets it (or it is dropped if there is none).
     Default,
+}
+
+/// The flows that can take a record of a given namespace, by index: the ClusterFlows (and
+/// any other cluster-scoped matcher) plus that namespace's Flows. Every other flow decides
+/// `OutOfScope`, so [`route`] over the candidates gives the same answer as over all flows;
+/// the agent's routing table is laid out this way so a record costs its namespace's flows,
+/// not the cluster's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Candidates {
+    pub cluster: Vec<usize>,
+    pub by_namespace: BTreeMap<String, Vec<usize>>,
+}
+
+impl Candidates {
+    pub fn new<'a>(flows: impl IntoIterator<Item = &'a FlowMatcher>) -> Self {
+        let mut candidates = Candidates::default();
+        for (index, flow) in flows.into_iter().enumerate() {
+            match &flow.scope {
+                Scope::Cluster => candidates.cluster.push(index),
+                Scope::Namespace(namespace) => candidates
+                    .by_namespace
+                    .entry(namespace.clone())
+                    .or_default()
+                    .push(index),
+            }
+        }
+        candidates
+    }
+
+    /// Indices of the flows a record of `namespace` must be evaluated against, ascending.
+    pub fn for_namespace(&self, namespace: &str) -> Vec<usize> {
+        let mut indices = self.cluster.clone();
+        if let Some(local) = self.by_namespace.get(namespace) {
+            indices.extend(local);
+        }
+        indices.sort_unstable();
+        indices
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(scope: Scope, action: Action) -> FlowMatcher {
+        FlowMatcher {
+            scope,
+            rules: vec![Rule {
+                action,
+                selector: Selector::default(),
+            }],
+        }
+    }
+
+    #[test]
+    fn candidates_hold_every_flow_that_can_take_a_namespace() {
+        let flows = [
+            flow(Scope::Namespace("a".into()), Action::Select),
+            flow(Scope::Cluster, Action::Select),
+            flow(Scope::Namespace("b".into()), Action::Select),
+            flow(Scope::Namespace("a".into()), Action::Exclude),
+        ];
+        let candidates = Candidates::new(&flows);
+        assert_eq!(candidates.for_namespace("a"), vec![0, 1, 3]);
+        assert_eq!(candidates.for_namespace("c"), vec![1]);
+        for namespace in ["a", "b", "c"] {
+            let record = Record {
+                namespace: namespace.into(),
+                ..Record::default()
+            };
+            let narrowed: Vec<&FlowMatcher> = candidates
+                .for_namespace(namespace)
+                .into_iter()
+                .map(|i| &flows[i])
+                .collect();
+            let takers = |routed| match routed {
+                Routed::Flows(indices) => indices,
+                _ => Vec::new(),
+            };
+            let all = takers(route(&flows, &Watched::All, &record));
+            let narrowed: Vec<usize> =
+                takers(route(narrowed.iter().copied(), &Watched::All, &record))
+                    .into_iter()
+                    .map(|i| candidates.for_namespace(namespace)[i])
+                    .collect();
+            assert_eq!(all, narrowed, "namespace {namespace}");
+        }
+    }
+
+    #[test]
+    fn takes_unmatched_only_without_select_rules() {
+        assert!(
+            FlowMatcher {
+                scope: Scope::Cluster,
+                rules: vec![]
+            }
+            .takes_unmatched()
+        );
+        assert!(flow(Scope::Cluster, Action::Exclude).takes_unmatched());
+        assert!(!flow(Scope::Cluster, Action::Select).takes_unmatched());
+    }
 }

@@ -129,6 +129,71 @@ fn any_config_or_certificate_change_rolls_the_pods() {
 }
 
 #[test]
+fn a_routing_change_updates_the_agents_table_without_rolling_them() {
+    let pipeline = examples_pipeline();
+    let config_hash = |children: &[Child]| -> String {
+        find(children, ChildKind::DaemonSet, "main-agent")["spec"]["template"]["metadata"]
+            ["annotations"]["logging.sluice.dev/config-hash"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let table = |children: &[Child]| find(children, ChildKind::Secret, "main-agent-routes").clone();
+    let before = build::objects(&pipeline, &pki()).unwrap();
+    // A label selector edit: the most common Flow change. (Edits that change which files the
+    // agent tails, its edge pruning, are agent config and do roll it.)
+    let mut changed = pipeline.clone();
+    let rule = changed
+        .flows
+        .iter_mut()
+        .flat_map(|f| f.matcher.rules.iter_mut())
+        .find(|r| !r.selector.labels.is_empty())
+        .expect("the examples select by label");
+    for value in rule.selector.labels.values_mut() {
+        *value = "changed".to_owned();
+    }
+    let after = build::objects(&changed, &pki()).unwrap();
+    assert_ne!(
+        table(&before),
+        table(&after),
+        "the table Secret carries the change"
+    );
+    assert_eq!(
+        config_hash(&before),
+        config_hash(&after),
+        "a Flow edit must not restart every agent"
+    );
+
+    // The table is mounted as a directory (never subPath), so kubelet updates reach the pod.
+    let daemon_set = find(&after, ChildKind::DaemonSet, "main-agent");
+    let pod = &daemon_set["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "main-agent-routes")
+        .expect("the table Secret is a volume");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("and mounted");
+    assert_eq!(mount["mountPath"], sluice::layout::AGENT_ROUTES_DIR);
+    assert!(mount.get("subPath").is_none());
+
+    // The Lua code and fluent-bit.yaml stay hashed: a new agent config still rolls agents.
+    let mut agent_changed = pipeline.clone();
+    agent_changed
+        .spec
+        .agent
+        .get_or_insert_default()
+        .metrics_port = Some(2021);
+    let rolled = build::objects(&agent_changed, &pki()).unwrap();
+    assert_ne!(config_hash(&before), config_hash(&rolled));
+}
+
+#[test]
 fn unset_replicas_are_left_to_an_autoscaler() {
     let mut pipeline = examples_pipeline();
     pipeline.spec.aggregator.as_mut().unwrap().replicas = None;

@@ -18,7 +18,8 @@ fn examples() -> Vec<Pipeline> {
 #[test]
 fn examples_agent_config() {
     for p in examples() {
-        let files = sluice::render::agent(&p);
+        let mut files = sluice::render::agent(&p);
+        files.push(sluice::render::agent_routes(&p));
         for file in files {
             insta::assert_snapshot!(
                 format!("examples_{}_agent_{}", p.logging, file.name),
@@ -39,15 +40,13 @@ fn examples_aggregator_config() {
                 file.content
             );
         }
-        // Every flow of the examples has a route, and the rendered routes agree with the
-        // contract for a record from each watched namespace.
+        // Every flow of the examples (and the default flow) is dispatched to.
         let root = support::parse_aggregator(&shards);
-        let routes = support::router(&root)
-            .children
-            .iter()
-            .filter(|c| c.name == "route")
-            .count();
-        assert_eq!(routes, p.flows.len());
+        let dispatched = support::dispatch(&root).len();
+        assert_eq!(
+            dispatched,
+            p.flows.len() + usize::from(p.default_flow.is_some())
+        );
     }
 }
 

@@ -11,7 +11,9 @@ use proptest::prelude::*;
 use serde_json::json;
 use sluice::api::Filter;
 use sluice::model::{Kind, ObjectKey, Pipeline};
-use sluice::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched};
+use sluice::render::edge;
+use sluice::render::fluentd::flow_label;
+use sluice::routing::{Action, FlowMatcher, Record, Routed, Rule, Scope, Selector, Watched};
 use support::*;
 
 fn secret(s: &str) -> serde_json::Value {
@@ -247,12 +249,31 @@ fn check(s: &str) {
         .filter_map(|e| e.param_text("index_name"))
         .next();
     assert_eq!(index.as_deref(), Some(s));
-    let route_labels = router(&evil_root)
-        .walk()
-        .into_iter()
-        .filter_map(|e| e.param("labels").cloned())
-        .next();
-    assert_eq!(route_labels, Some(Value::Json(json!({s: s}))));
+    // Selectors reach the agent's routing table intact: the filter, under LuaJIT, routes
+    // records carrying the hostile string exactly as the contract does.
+    let router = EdgeRouter::new(&evil);
+    for container in [s, "x"] {
+        let record = Record {
+            namespace: s.to_owned(),
+            namespace_labels: [(s.to_owned(), s.to_owned())].into(),
+            labels: [(s.to_owned(), s.to_owned())].into(),
+            host: s.to_owned(),
+            container: container.to_owned(),
+        };
+        let expected: Vec<String> = match sluice::routing::route(
+            evil.flows.iter().map(|f| &f.matcher),
+            &evil.watched,
+            &record,
+        ) {
+            Routed::Flows(indices) => indices
+                .iter()
+                .map(|&i| edge::flow_route(&flow_label(&evil.flows[i].key)).to_owned())
+                .collect(),
+            Routed::Default => vec![edge::DEFAULT_ROUTE.to_owned()],
+            Routed::Unwatched => Vec::new(),
+        };
+        assert_eq!(router.routes(&record), expected, "container {container:?}");
+    }
 
     let verifier = evil_shards[0]
         .iter()

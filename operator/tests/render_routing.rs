@@ -1,6 +1,7 @@
 //! The rendered configuration routes exactly as the routing contract says: for generated
-//! flows and records, the fluentd config read back with label-router's documented semantics
-//! (and the agent's tail globs) agrees with `routing::route`.
+//! flows and records, the agent's Lua filter running under a real LuaJIT, the agent's
+//! rewrite_tag rule and the aggregator's dispatch together deliver a record to exactly the
+//! flows `routing::route` names (and the agent's tail globs never prune one of them).
 
 mod support;
 
@@ -8,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use sluice::model::{Kind, ObjectKey};
-use sluice::render::fluentd::flow_label;
+use sluice::render::edge;
+use sluice::render::fluentd::{DEFAULT_FLOW_LABEL, flow_label};
 use sluice::routing::{Action, FlowMatcher, Record, Routed, Rule, Scope, Selector, Watched};
 use support::*;
 
@@ -131,54 +133,86 @@ fn build(matchers: &[FlowMatcher], default: bool, watched: Watched) -> sluice::m
     p
 }
 
-/// What the rendered aggregator does with the record, read back from its text.
-fn rendered_route(p: &sluice::model::Pipeline, record: &Record) -> Routed {
+/// The rewrite_tag rule of the rendered agent: (record key, regex, tag template).
+fn rewrite_rule(p: &sluice::model::Pipeline) -> (String, regex::Regex, String) {
+    let files = sluice::render::agent(p);
+    let yaml: serde_json::Value = serde_saphyr::from_str(&files[0].content).unwrap();
+    let filters = yaml["pipeline"]["filters"].as_array().unwrap();
+    let names: Vec<&str> = filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    // The router runs after the metadata is attached and before the re-tagging.
+    assert_eq!(
+        names,
+        ["kubernetes", "lua", "rewrite_tag", "record_modifier"]
+    );
+    let rule = filters[2]["rule"].as_str().unwrap();
+    let parts: Vec<&str> = rule.split(' ').collect();
+    assert_eq!(parts.len(), 4, "{rule}");
+    assert_eq!(parts[3], "false", "the untagged original is dropped");
+    let key = parts[0].strip_prefix('$').unwrap().to_owned();
+    (
+        key,
+        regex::Regex::new(parts[1]).unwrap(),
+        parts[2].to_owned(),
+    )
+}
+
+/// What the rendered agent and aggregator do with the record: the Lua filter's routes,
+/// turned into tags by the rewrite_tag rule, dispatched by the aggregator to labels, mapped
+/// back to the flows owning those labels.
+fn rendered_route(
+    p: &sluice::model::Pipeline,
+    router: &support::EdgeRouter,
+    record: &Record,
+) -> Option<Routed> {
+    let routes = router.routes(record);
+    let (key, pattern, template) = rewrite_rule(p);
+    assert_eq!(key, edge::ROUTE_KEY);
     let root = parse_aggregator(&sluice::render::aggregator(p));
-    if let Some(grep) = root
+    let dispatch = dispatch(&root);
+    let labels: BTreeSet<&str> = root
         .children
         .iter()
-        .find(|e| e.param_text("@id").as_deref() == Some("sluice-watched-namespaces"))
-    {
-        let regexp = &grep.children[0];
-        assert_eq!(
-            regexp.param_text("key").as_deref(),
-            Some("$.kubernetes.namespace_name")
-        );
-        let pattern = regexp.param_text("pattern").unwrap();
-        let re = regex::Regex::new(&pattern).unwrap();
-        if !re.is_match(&record.namespace) {
-            return Routed::Unwatched;
-        }
-    }
-    let router = router(&root);
-    let md = Metadata {
-        namespace: &record.namespace,
-        namespace_labels: &record.namespace_labels,
-        labels: &record.labels,
-        host: &record.host,
-        container: &record.container,
-    };
+        .filter(|e| e.name == "label")
+        .map(|e| e.arg.as_str())
+        .collect();
     let mut takers = Vec::new();
-    for route in router.children.iter().filter(|c| c.name == "route") {
-        if route_takes(route, &md) {
-            let label = route.param_text("@label").unwrap();
+    let mut default = false;
+    for route in &routes {
+        let captures = pattern
+            .captures(route)
+            .expect("rewrite_tag accepts every route");
+        let tag = template.replace("$1", &captures[1]);
+        let label = dispatch
+            .get(&tag)
+            .unwrap_or_else(|| panic!("no dispatch for {tag}"));
+        assert!(
+            labels.contains(label.as_str()),
+            "{label} is dispatched to but not defined"
+        );
+        if label == DEFAULT_FLOW_LABEL {
+            default = true;
+        } else {
             let index = p
                 .flows
                 .iter()
-                .position(|f| flow_label(&f.key) == label)
-                .expect("route label names a flow");
+                .position(|f| flow_label(&f.key) == *label)
+                .expect("dispatch label names a flow");
             takers.push(index);
         }
     }
     takers.sort();
-    if takers.is_empty() {
-        assert_eq!(
-            router.param("default_route").is_some(),
-            p.default_flow.is_some()
-        );
-        Routed::Default
-    } else {
-        Routed::Flows(takers)
+    assert!(
+        takers.windows(2).all(|w| w[0] != w[1]),
+        "one copy per flow: {takers:?}"
+    );
+    match (takers.is_empty(), default) {
+        (true, false) => None,
+        (true, true) => Some(Routed::Default),
+        (false, false) => Some(Routed::Flows(takers)),
+        (false, true) => panic!("the default flow took a record a flow took"),
     }
 }
 
@@ -211,23 +245,26 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn rendered_routing_agrees_with_contract(
+    fn edge_routing_agrees_with_contract(
         matchers in proptest::collection::vec(matcher(), 0..5),
         default in any::<bool>(),
         watched in watched_strategy(),
         records in proptest::collection::vec(record(), 1..6),
     ) {
         let p = build(&matchers, default, watched);
+        let router = support::EdgeRouter::new(&p);
         for record in &records {
             let expected = sluice::routing::route(p.flows.iter().map(|f| &f.matcher), &p.watched, record);
-            prop_assert_eq!(&rendered_route(&p, record), &expected, "record {:?}", record);
-            let received = match &expected {
-                Routed::Unwatched => false,
-                Routed::Flows(_) => true,
-                Routed::Default => p.default_flow.is_some(),
+            // What leaves the node: nothing for unwatched records and for records only a
+            // missing default flow would take.
+            let leaves = match &expected {
+                Routed::Unwatched => None,
+                Routed::Default if p.default_flow.is_none() => None,
+                other => Some(other.clone()),
             };
+            prop_assert_eq!(&rendered_route(&p, &router, record), &leaves, "record {:?}", record);
             let tailed = agent_tails(&p, record);
-            if received {
+            if leaves.is_some() {
                 prop_assert!(tailed, "agent prunes a record that {:?} receives: {:?}", expected, record);
             }
             if expected == Routed::Unwatched {
@@ -250,6 +287,7 @@ fn exclude_only_flow_takes_everything_else() {
         }],
     };
     let p = build(&[m], false, Watched::All);
+    let router = support::EdgeRouter::new(&p);
     let web = Record {
         namespace: "a".into(),
         container: "web".into(),
@@ -259,9 +297,131 @@ fn exclude_only_flow_takes_everything_else() {
         container: "db".into(),
         ..web.clone()
     };
-    assert_eq!(rendered_route(&p, &web), Routed::Flows(vec![0]));
-    assert_eq!(rendered_route(&p, &db), Routed::Default);
+    assert_eq!(
+        rendered_route(&p, &router, &web),
+        Some(Routed::Flows(vec![0]))
+    );
+    // Nobody takes `db`: dropped on the node.
+    assert_eq!(rendered_route(&p, &router, &db), None);
     // No flow can take `db` and there is no default flow: the agent does not even read it.
     assert!(agent_tails(&p, &web));
     assert!(!agent_tails(&p, &db));
+}
+
+#[test]
+fn a_record_two_flows_take_leaves_as_two_tagged_copies() {
+    let all = FlowMatcher {
+        scope: Scope::Cluster,
+        rules: vec![],
+    };
+    let local = FlowMatcher {
+        scope: Scope::Namespace("a".into()),
+        rules: vec![],
+    };
+    let p = build(&[all, local], true, Watched::All);
+    let router = support::EdgeRouter::new(&p);
+    let record = Record {
+        namespace: "a".into(),
+        ..Default::default()
+    };
+    let routes = router.routes(&record);
+    assert_eq!(routes.len(), 2);
+    assert_eq!(
+        rendered_route(&p, &router, &record),
+        Some(Routed::Flows(vec![0, 1]))
+    );
+}
+
+fn one_flow_table(container: &str) -> String {
+    let m = FlowMatcher {
+        scope: Scope::Cluster,
+        rules: vec![Rule {
+            action: Action::Select,
+            selector: Selector {
+                container_names: BTreeSet::from([container.to_owned()]),
+                ..Default::default()
+            },
+        }],
+    };
+    sluice::render::agent_routes(&build(&[m], false, Watched::All)).content
+}
+
+#[test]
+fn the_filter_rereads_a_changed_table_every_few_seconds() {
+    let router = support::EdgeRouter::with_table(&one_flow_table("web")).unwrap();
+    let web = Record {
+        namespace: "a".into(),
+        container: "web".into(),
+        ..Default::default()
+    };
+    let db = Record {
+        container: "db".into(),
+        ..web.clone()
+    };
+    assert_eq!(router.routes(&web).len(), 1);
+    assert!(router.routes(&db).is_empty());
+
+    router.write_table(&one_flow_table("db"));
+    // Within the check interval the loaded table still holds.
+    router.set_time(4);
+    assert_eq!(router.routes(&web).len(), 1);
+    router.set_time(5);
+    assert!(router.routes(&web).is_empty());
+    assert_eq!(router.routes(&db).len(), 1);
+
+    // A broken table is reported and the last good one kept.
+    router.write_table("-- sluice-routes broken\nreturn {");
+    router.set_time(10);
+    assert_eq!(router.routes(&db).len(), 1);
+    // So is one that tries to reach outside its empty environment.
+    router.write_table("-- sluice-routes hostile\nreturn os.exit(1)");
+    router.set_time(15);
+    assert_eq!(router.routes(&db).len(), 1);
+    // And one that is not shaped like a routing table.
+    router.write_table("-- sluice-routes odd\nreturn {w=true}");
+    router.set_time(20);
+    assert_eq!(router.routes(&db).len(), 1);
+}
+
+#[test]
+fn the_filter_refuses_to_start_without_a_table() {
+    let error = support::EdgeRouter::with_table("")
+        .err()
+        .expect("start-up fails");
+    assert!(error.to_string().contains("no routing table"), "{error}");
+}
+
+#[test]
+fn the_agent_runs_the_rendered_script() {
+    let p = build(&[], true, Watched::All);
+    let files = sluice::render::agent(&p);
+    let script = files
+        .iter()
+        .find(|f| f.name == sluice::layout::AGENT_ROUTER_SCRIPT)
+        .expect("the script ships with the agent config");
+    let path = format!(
+        "{}/{}",
+        sluice::layout::AGENT_ROUTES_DIR,
+        sluice::layout::AGENT_ROUTES_FILE
+    );
+    assert_eq!(script.content, edge::filter_script(&path));
+    let yaml: serde_json::Value = serde_saphyr::from_str(&files[0].content).unwrap();
+    let lua = &yaml["pipeline"]["filters"][1];
+    assert_eq!(
+        lua["script"],
+        format!(
+            "{}/{}",
+            sluice::layout::AGENT_CONFIG_DIR,
+            sluice::layout::AGENT_ROUTER_SCRIPT
+        )
+        .as_str()
+    );
+    assert_eq!(lua["call"], edge::LUA_FUNCTION);
+    // Only routed records are forwarded, and without the route key.
+    assert_eq!(yaml["pipeline"]["outputs"][0]["match"], "sluice.*");
+    assert_eq!(yaml["pipeline"]["filters"][3]["match"], "sluice.*");
+    assert_eq!(
+        yaml["pipeline"]["filters"][3]["remove_key"],
+        edge::ROUTE_KEY
+    );
 }

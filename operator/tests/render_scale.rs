@@ -55,6 +55,42 @@ fn simple_flow_costs_at_most_one_kilobyte() {
     assert!(per_flow <= 1024, "{per_flow} bytes per simple flow");
 }
 
+/// What a flow costs the aggregator besides its outputs: its dispatch `<match>` and its
+/// `<label>`. The routing rules live in the agent's table, not here.
+#[test]
+fn a_flow_costs_the_aggregator_at_most_300_bytes_besides_its_outputs() {
+    let without_outputs = |n| {
+        let mut p = simple_flows(n);
+        for flow in &mut p.flows {
+            flow.outputs.clear();
+        }
+        total(&sluice::render::aggregator(&p))
+    };
+    let per_flow = (without_outputs(100) - without_outputs(0)) / 100;
+    eprintln!("{per_flow} bytes per flow besides outputs");
+    assert!(per_flow <= 300, "{per_flow} bytes per flow");
+}
+
+/// The agent's table for 10,000 flows fits one Secret and loads in LuaJIT.
+#[test]
+fn ten_thousand_flows_fit_the_agents_routing_table() {
+    let p = simple_flows(10_000);
+    let table = sluice::render::agent_routes(&p);
+    eprintln!("{} bytes of routing table", table.content.len());
+    assert!(
+        table.content.len() < 1024 * 1024,
+        "{} bytes",
+        table.content.len()
+    );
+    let router = EdgeRouter::new(&p);
+    let record = sluice::routing::Record {
+        namespace: "team-9999".into(),
+        labels: [("app".to_owned(), "web".to_owned())].into(),
+        ..Default::default()
+    };
+    assert_eq!(router.routes(&record).len(), 1);
+}
+
 #[test]
 fn ten_thousand_flows_are_sharded_into_secrets() {
     let p = simple_flows(10_000);
@@ -65,12 +101,7 @@ fn ten_thousand_flows_are_sharded_into_secrets() {
         assert!(size <= SHARD_BUDGET, "shard {index} holds {size} bytes");
     }
     let root = parse_aggregator(&shards);
-    let routes = router(&root)
-        .children
-        .iter()
-        .filter(|c| c.name == "route")
-        .count();
-    assert_eq!(routes, 10_000);
+    assert_eq!(dispatch(&root).len(), 10_000);
     let labels: BTreeSet<&str> = root
         .children
         .iter()

@@ -287,9 +287,47 @@ fn typical_cluster_aggregator() {
 
 #[test]
 fn typical_cluster_agent() {
-    let files = sluice::render::agent(&typical());
-    assert_eq!(files.len(), 1);
+    let p = typical();
+    let files = sluice::render::agent(&p);
+    assert_eq!(files.len(), 2, "fluent-bit.yaml and the routing filter");
     insta::assert_snapshot!("typical_agent", files[0].content);
+    insta::assert_snapshot!(
+        "typical_agent_routes",
+        sluice::render::agent_routes(&p).content
+    );
+}
+
+/// The aggregator routes by tag only: no label_router, no Ruby run per record, fluentd's own
+/// events captured before they could reach a flow, and any other tag dropped.
+#[test]
+fn aggregator_dispatches_by_tag_without_per_record_ruby() {
+    let p = typical();
+    let shards = sluice::render::aggregator(&p);
+    let root = parse_aggregator(&shards);
+    for element in root.walk() {
+        assert_ne!(element.param_text("@type").as_deref(), Some("label_router"));
+        assert_ne!(element.param_text("enable_ruby").as_deref(), Some("true"));
+    }
+    let top: Vec<(&str, &str)> = root
+        .children
+        .iter()
+        .filter(|e| e.name == "filter" || e.name == "match")
+        .map(|e| (e.name.as_str(), e.arg.as_str()))
+        .collect();
+    assert!(
+        top.iter().all(|(name, _)| *name == "match"),
+        "no top-level filter: {top:?}"
+    );
+    // Every flow plus the default flow, then the catch-all last.
+    assert_eq!(top.len(), p.flows.len() + 2);
+    assert_eq!(top.last(), Some(&("match", "**")));
+    assert_eq!(dispatch(&root).len(), p.flows.len() + 1);
+    let fluent_log = root
+        .children
+        .iter()
+        .find(|e| e.name == "label" && e.arg == "@FLUENT_LOG")
+        .expect("fluentd's own events have their label");
+    assert_eq!(fluent_log.children[0].arg, "fluent.**");
 }
 
 #[test]
@@ -332,7 +370,7 @@ fn global_filters_run_after_routing_in_every_flow() {
     let labels: Vec<_> = root
         .children
         .iter()
-        .filter(|e| e.name == "label" && e.arg != "@ERROR")
+        .filter(|e| e.name == "label" && e.arg != "@ERROR" && e.arg != "@FLUENT_LOG")
         .collect();
     assert_eq!(labels.len(), p.flows.len() + 1);
     for label in labels {

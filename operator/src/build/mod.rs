@@ -79,6 +79,9 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
     let names = &pipeline.names;
     let owner = owner_reference(pipeline);
     let agent_config = render::agent(pipeline);
+    // Deliberately not in any hash: agents re-read the table, so a Flow edit must not roll
+    // every agent (docs/routing.md, "Routing data, not restarts").
+    let agent_routes = render::agent_routes(pipeline);
     let aggregator_shards = render::aggregator(pipeline);
     let hashes = Hashes {
         agent_config: hash_files(agent_config.iter()),
@@ -117,6 +120,16 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
             names.agent_config_secret(),
             workloads::AGENT,
             &agent_config,
+            &owner,
+        )),
+    )?;
+    push(
+        ChildKind::Secret,
+        serde_json::to_value(config_secret(
+            names,
+            names.agent_routes_secret(),
+            workloads::AGENT,
+            std::slice::from_ref(&agent_routes),
             &owner,
         )),
     )?;

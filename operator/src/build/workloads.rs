@@ -192,6 +192,8 @@ pub(crate) fn agent_daemon_set(
     mounts.push(mount("state", layout::AGENT_STATE_DIR, false));
     volumes.push(secret_volume("config", names.agent_config_secret()));
     mounts.push(mount("config", layout::AGENT_CONFIG_DIR, true));
+    volumes.push(secret_volume("routes", names.agent_routes_secret()));
+    mounts.push(mount("routes", layout::AGENT_ROUTES_DIR, true));
     if tls_enabled(pipeline) {
         volumes.push(secret_volume(
             "tls",

@@ -1,5 +1,6 @@
 //! The fluent-bit agent configuration (YAML format): tail container logs of the namespaces
-//! some flow can take, attach Kubernetes metadata, forward over mutual TLS to the aggregator.
+//! some flow can take, attach Kubernetes metadata, route each record at the edge (the Lua
+//! filter of [`super::edge`], then `rewrite_tag`), forward over mutual TLS to the aggregator.
 //! Serialised with serde-saphyr, so no value can add YAML structure; the only user strings
 //! are namespace and container names, which must be RFC 1123 labels to be used at all.
 
@@ -15,8 +16,8 @@ use crate::model::Pipeline;
 use crate::routing::{Action, Scope, Watched};
 
 use super::ConfigFile;
+use super::edge;
 use super::escape::{checked, is_dns_label};
-use super::fluentd::uses_namespace_labels;
 
 /// Where the kubelet links container logs: `<pod>_<namespace>_<container>-<id>.log`.
 pub const CONTAINER_LOG_DIR: &str = "/var/log/containers";
@@ -125,6 +126,16 @@ fn reachable_namespaces(pipeline: &Pipeline) -> Option<BTreeSet<String>> {
         }
     }
     Some(namespaces)
+}
+
+/// Whether any flow routes on namespace labels (then the agent must attach them).
+pub fn uses_namespace_labels(pipeline: &Pipeline) -> bool {
+    pipeline
+        .flows
+        .iter()
+        .chain(pipeline.default_flow.iter())
+        .flat_map(|flow| &flow.matcher.rules)
+        .any(|rule| !rule.selector.namespace_labels.is_empty())
 }
 
 /// Container names every flow rejects before any other rule: each flow starts with exclude
@@ -289,6 +300,44 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
                 checked(metadata.cache_ttl.as_deref(), &DURATION, "10m"),
             )
             .set("buffer_size", "256k"),
+        // The routing contract, applied here: records no flow takes end; a record k flows
+        // take becomes k records, each with its route under `edge::ROUTE_KEY`.
+        Section::default()
+            .set("name", "lua")
+            .set("alias", "sluice-router")
+            .set("match", "kube.*")
+            .set(
+                "script",
+                format!(
+                    "{}/{}",
+                    layout::AGENT_CONFIG_DIR,
+                    layout::AGENT_ROUTER_SCRIPT
+                ),
+            )
+            .set("call", edge::LUA_FUNCTION),
+        // Re-tag each routed record `sluice.<route>`; `false` drops the `kube.*` original.
+        // The emitter keeps its chunks on disk like the tail input, so a slow aggregator
+        // backs up to the filesystem buffer instead of losing records held in memory.
+        Section::default()
+            .set("name", "rewrite_tag")
+            .set("alias", "sluice-dispatch")
+            .set("match", "kube.*")
+            .set(
+                "rule",
+                format!(
+                    "${} {} {}$1 false",
+                    edge::ROUTE_KEY,
+                    edge::ROUTE_PATTERN,
+                    edge::TAG_PREFIX
+                ),
+            )
+            .set("emitter_name", "sluice-routed")
+            .set("emitter_storage.type", "filesystem"),
+        Section::default()
+            .set("name", "record_modifier")
+            .set("alias", "sluice-route-key")
+            .set("match", format!("{}*", edge::TAG_PREFIX))
+            .set("remove_key", edge::ROUTE_KEY),
     ];
 
     let host = pipeline.names.aggregator_host();
@@ -300,7 +349,9 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
     let mut forward = Section::default()
         .set("name", "forward")
         .set("alias", "aggregator")
-        .set("match", "kube.*")
+        // Only routed records leave the node; a `kube.*` record the router did not re-tag
+        // (a Lua error keeps a chunk as it was) matches no output and is dropped.
+        .set("match", format!("{}*", edge::TAG_PREFIX))
         .set("host", host.clone())
         .set("port", port.to_string());
     if tls.mode.unwrap_or_default() == TlsMode::Disabled {
@@ -360,8 +411,11 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
         "# Rendered by Sluice for Logging {}. Generated; edits are overwritten.\n{body}",
         super::escape::comment_text(&pipeline.logging)
     );
-    vec![ConfigFile {
-        name: layout::AGENT_CONFIG_FILE.to_owned(),
-        content,
-    }]
+    vec![
+        ConfigFile {
+            name: layout::AGENT_CONFIG_FILE.to_owned(),
+            content,
+        },
+        edge::agent_script(),
+    ]
 }

@@ -1,20 +1,17 @@
-//! The fluentd aggregator configuration: a TLS forward input, global filters, routing with
-//! fluent-plugin-label-router, then one `<label>` per flow holding its filters and outputs.
+//! The fluentd aggregator configuration: a TLS forward input, dispatch by the tag the agents
+//! routed each record with (one `relabel` per flow), then one `<label>` per flow holding the
+//! global filters, its filters and outputs.
 //! See docs/dataplane.md for how to read it and docs/routing.md for the routing contract.
-
-use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 
 use crate::api::{TlsMode, TlsVersion};
 use crate::layout;
 use crate::model::{FlowPlan, ObjectKey, Pipeline};
-use crate::routing::{Action, FlowMatcher, Scope, Selector, Watched};
 
 use super::ConfigFile;
-use super::escape::{
-    comment_text, fluentd_array, fluentd_hash, fluentd_string, is_dns_label, ruby_regex_literal,
-};
+use super::edge;
+use super::escape::{comment_text, fluentd_string};
 use super::filters::write_filters;
 use super::outputs::write_output;
 use super::writer::Writer;
@@ -26,7 +23,9 @@ pub const SHARD_BUDGET: usize = 512 * 1024;
 pub const DEFAULT_FLOW_LABEL: &str = "@sluice-default-flow";
 /// File holding the client certificate check, next to the main file.
 pub const CERT_VERIFIER_FILE: &str = "cert-verifier.rb";
-/// In shards 1.., the router's `<route>` blocks and the flows' `<label>` blocks.
+/// Label receiving fluentd's own log events (fluentd's `Fluent::Log::LOG_EVENT_LABEL`).
+pub const FLUENT_LOG_LABEL: &str = "@FLUENT_LOG";
+/// In shards 1.., the flows' dispatch `<match>` blocks and their `<label>` blocks.
 pub const SHARD_ROUTES_FILE: &str = "routes.conf";
 pub const SHARD_FLOWS_FILE: &str = "flows.conf";
 
@@ -59,84 +58,18 @@ pub fn buffer_path(flow_label: &str, output: &ObjectKey) -> String {
     )
 }
 
-/// One `<match>` of a label-router `<route>`: the plugin's semantics are "the first
-/// `<match>` whose fields all match decides; `negate` turns it into a rejection; none
-/// matching rejects".
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteMatch {
-    pub negate: bool,
-    pub selector: Selector,
-}
-
-/// Translates a flow's scope and rules into label-router matches with the same meaning as
-/// [`FlowMatcher::decide`]: the scope is folded into every match, exclude rules become
-/// `negate`, and a flow with no rules or only exclude rules ends with a match-everything
-/// entry (the plugin alone would reject those records, the incumbent's issue #464).
-pub fn route_matches(matcher: &FlowMatcher) -> Vec<RouteMatch> {
-    let scope_namespace = match &matcher.scope {
-        Scope::Namespace(ns) => Some(ns),
-        Scope::Cluster => None,
-    };
-    let mut matches = Vec::with_capacity(matcher.rules.len() + 1);
-    for rule in &matcher.rules {
-        let mut selector = rule.selector.clone();
-        if let Some(ns) = scope_namespace {
-            if !selector.namespaces.is_empty() && !selector.namespaces.contains(ns) {
-                // Can never match inside the flow's scope.
-                continue;
-            }
-            selector.namespaces = BTreeSet::from([ns.clone()]);
-        }
-        matches.push(RouteMatch {
-            negate: rule.action == Action::Exclude,
-            selector,
-        });
+/// The dispatch of one flow: the agents tag each record a flow takes `sluice.<route>`
+/// (docs/routing.md), and this hands those records to the flow's `<label>`. fluentd caches
+/// which `<match>` a tag goes to, so a record's cost does not grow with the number of flows,
+/// and nothing here runs per record or polls.
+fn write_dispatch(w: &mut Writer, key: Option<&ObjectKey>, route: &str, label: &str) {
+    if let Some(key) = key {
+        w.comment(&comment_text(&key_text(key)));
     }
-    if matcher
-        .rules
-        .iter()
-        .all(|rule| rule.action == Action::Exclude)
-    {
-        let mut everything = Selector::default();
-        if let Some(ns) = scope_namespace {
-            everything.namespaces = BTreeSet::from([ns.clone()]);
-        }
-        matches.push(RouteMatch {
-            negate: false,
-            selector: everything,
-        });
-    }
-    matches
-}
-
-fn write_route(w: &mut Writer, flow: &FlowPlan, label: &str) {
-    w.comment(&comment_text(&key_text(&flow.key)));
-    w.open("route", None);
+    w.open("match", Some(&edge::route_tag(route)));
+    w.param("@type", "relabel");
     w.param("@label", label);
-    for m in route_matches(&flow.matcher) {
-        w.open("match", None);
-        if m.negate {
-            w.param("negate", "true");
-        }
-        let s = &m.selector;
-        if !s.namespaces.is_empty() {
-            w.param("namespaces", &fluentd_array(s.namespaces.iter()));
-        }
-        if !s.namespace_labels.is_empty() {
-            w.param("namespace_labels", &fluentd_hash(&s.namespace_labels));
-        }
-        if !s.labels.is_empty() {
-            w.param("labels", &fluentd_hash(&s.labels));
-        }
-        if !s.hosts.is_empty() {
-            w.param("hosts", &fluentd_array(s.hosts.iter()));
-        }
-        if !s.container_names.is_empty() {
-            w.param("container_names", &fluentd_array(s.container_names.iter()));
-        }
-        w.close("match");
-    }
-    w.close("route");
+    w.close("match");
 }
 
 fn write_flow_label(w: &mut Writer, pipeline: &Pipeline, flow: &FlowPlan, label: &str) {
@@ -184,9 +117,13 @@ struct FlowText {
 
 fn flow_text(pipeline: &Pipeline, flow: &FlowPlan) -> FlowText {
     let label = flow_label(&flow.key);
-    // Routes sit inside the router's `<match>`, one level deep.
-    let mut route = Writer::at_depth(1);
-    write_route(&mut route, flow, &label);
+    let mut route = Writer::new();
+    write_dispatch(
+        &mut route,
+        Some(&flow.key),
+        edge::flow_route(&label),
+        &label,
+    );
     let mut body = Writer::new();
     write_flow_label(&mut body, pipeline, flow, &label);
     FlowText {
@@ -303,47 +240,14 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
     w.close("source");
     w.blank();
 
-    if let Watched::Only(namespaces) = &pipeline.watched {
-        // Agents only tail watched namespaces; this drops anything else that arrives anyway.
-        let alternatives: Vec<String> = namespaces
-            .iter()
-            .filter(|ns| is_dns_label(ns))
-            .map(|ns| ruby_regex_literal(ns))
-            .collect();
-        w.open("filter", Some("**"));
-        w.param("@type", "grep");
-        w.param("@id", "sluice-watched-namespaces");
-        w.open("regexp", None);
-        w.param("key", "$.kubernetes.namespace_name");
-        w.param_str("pattern", &format!("\\A(?:{})\\z", alternatives.join("|")));
-        w.close("regexp");
-        w.close("filter");
-    }
-    if uses_namespace_labels(pipeline) {
-        // fluent-bit stores namespace labels under `kubernetes_namespace`; the router reads
-        // them from `kubernetes.namespace_labels`. The Ruby here is Sluice's own, no user text.
-        w.open("filter", Some("**"));
-        w.param("@type", "record_transformer");
-        w.param("@id", "sluice-namespace-labels");
-        w.param("enable_ruby", "true");
-        w.open("record", None);
-        w.param(
-            "kubernetes",
-            "${(record[\"kubernetes\"] || {}).merge(\"namespace_labels\" => ((record[\"kubernetes_namespace\"] || {})[\"labels\"] || {}))}",
-        );
-        w.close("record");
-        w.close("filter");
-    }
-}
-
-/// Whether any flow routes on namespace labels (then the agent must attach them).
-pub fn uses_namespace_labels(pipeline: &Pipeline) -> bool {
-    pipeline
-        .flows
-        .iter()
-        .chain(pipeline.default_flow.iter())
-        .flat_map(|flow| &flow.matcher.rules)
-        .any(|rule| !rule.selector.namespace_labels.is_empty())
+    // fluentd's own events (`fluent.*`) never reach the dispatch below or a tenant's
+    // output: the logger already prints them on the pod's stdout, so the label discards the
+    // event copies (without it fluentd would route them like records, and warns about it).
+    w.open("label", Some(FLUENT_LOG_LABEL));
+    w.open("match", Some("fluent.**"));
+    w.param("@type", "null");
+    w.close("match");
+    w.close("label");
 }
 
 fn write_error_label(w: &mut Writer, pipeline: &Pipeline) {
@@ -413,17 +317,9 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
     let mut main = Writer::new();
     main.block(&header);
     main.blank();
-    main.comment("Routing: every flow whose route matches gets its own copy (docs/routing.md)");
-    main.open("match", Some("**"));
-    main.param("@type", "label_router");
-    main.param("@id", "sluice-router");
-    // `record` hands each flow its own (shallow) copy; sticky tags would freeze a tag's
-    // first routing decision even after pod or namespace labels change.
-    main.param("emit_mode", "record");
-    main.param("sticky_tags", "false");
-    if pipeline.default_flow.is_some() {
-        main.param("default_route", DEFAULT_FLOW_LABEL);
-    }
+    main.comment(
+        "Dispatch: agents tag each record for the flow that takes it, sluice.<route> (docs/routing.md)",
+    );
     for flow in &shards[0] {
         main.raw(&flow.route);
     }
@@ -433,6 +329,13 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
             layout::aggregator_shard_dir(index)
         ));
     }
+    if pipeline.default_flow.is_some() {
+        main.comment("The default flow: records of watched namespaces no flow took");
+        write_dispatch(&mut main, None, edge::DEFAULT_ROUTE, DEFAULT_FLOW_LABEL);
+    }
+    main.comment("Any other tag is not routed");
+    main.open("match", Some("**"));
+    main.param("@type", "null");
     main.close("match");
     main.blank();
     for flow in &shards[0] {

@@ -1,6 +1,7 @@
 //! Renders fluent-bit (YAML) and fluentd configuration text from a [`Pipeline`].
 //! Deterministic, and every user string is validated or escaped (see [`escape`]).
 
+pub mod edge;
 pub mod escape;
 pub mod filters;
 pub mod fluentbit;
@@ -21,6 +22,12 @@ pub struct ConfigFile {
 /// The agent's configuration files (placed in one Secret mounted at `layout::AGENT_CONFIG_DIR`).
 pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
     fluentbit::agent(pipeline)
+}
+
+/// The agent's routing table (placed in its own Secret mounted at `layout::AGENT_ROUTES_DIR`,
+/// which agents re-read without restarting).
+pub fn agent_routes(pipeline: &Pipeline) -> ConfigFile {
+    edge::routes_table(pipeline)
 }
 
 /// The aggregator's configuration, as shards: each inner `Vec` becomes one Secret, shard 0

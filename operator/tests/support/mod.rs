@@ -1,5 +1,5 @@
 //! Shared by the render_* tests: hand-built pipelines, an independent reader of fluentd's
-//! config syntax, label-router's documented match semantics, and a glob matcher.
+//! config syntax, the agent's routing filter under LuaJIT, and a glob matcher.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -313,61 +313,140 @@ pub fn parse_aggregator(shards: &[Vec<sluice::render::ConfigFile>]) -> Element {
 }
 
 // ---------------------------------------------------------------------------------------
-// label-router semantics, from the plugin's documentation of `match?`: matches are
-// evaluated in order; the first whose fields all hold decides, `negate` rejecting; none
-// holding rejects. Lists need one equal value, hashes need every pair.
 
-pub struct Metadata<'a> {
-    pub namespace: &'a str,
-    pub namespace_labels: &'a BTreeMap<String, String>,
-    pub labels: &'a BTreeMap<String, String>,
-    pub host: &'a str,
-    pub container: &'a str,
-}
-
-fn list_holds(m: &Element, key: &str, actual: &str) -> bool {
-    match m.param(key) {
-        None => true,
-        Some(Value::Json(serde_json::Value::Array(items))) => {
-            items.is_empty() || items.iter().any(|i| i.as_str() == Some(actual))
-        }
-        Some(other) => panic!("{key} should be a JSON array, got {other:?}"),
-    }
-}
-
-fn hash_holds(m: &Element, key: &str, actual: &BTreeMap<String, String>) -> bool {
-    match m.param(key) {
-        None => true,
-        Some(Value::Json(serde_json::Value::Object(map))) => map
-            .iter()
-            .all(|(k, v)| actual.get(k).map(String::as_str) == v.as_str()),
-        Some(other) => panic!("{key} should be a JSON object, got {other:?}"),
-    }
-}
-
-pub fn route_takes(route: &Element, md: &Metadata<'_>) -> bool {
-    for m in route.children.iter().filter(|c| c.name == "match") {
-        let holds = list_holds(m, "hosts", md.host)
-            && list_holds(m, "container_names", md.container)
-            && list_holds(m, "namespaces", md.namespace)
-            && hash_holds(m, "namespace_labels", md.namespace_labels)
-            && hash_holds(m, "labels", md.labels);
-        if holds {
-            return m.param_text("negate").as_deref() != Some("true");
-        }
-    }
-    false
-}
-
-/// The label_router directive of a parsed aggregator config.
-pub fn router(root: &Element) -> &Element {
+/// The aggregator's dispatch: every top-level `<match TAG> @type relabel`, tag → `@label`.
+pub fn dispatch(root: &Element) -> BTreeMap<String, String> {
     root.children
         .iter()
-        .find(|e| e.name == "match" && e.param_text("@type").as_deref() == Some("label_router"))
-        .expect("a label_router match")
+        .filter(|e| e.name == "match" && e.param_text("@type").as_deref() == Some("relabel"))
+        .map(|e| {
+            (
+                e.arg.clone(),
+                e.param_text("@label").expect("relabel has a @label"),
+            )
+        })
+        .collect()
 }
 
-// ---------------------------------------------------------------------------------------
+/// The agent's routing filter running in a real LuaJIT, reading the routing table of a
+/// pipeline from a temporary directory, with a clock the test sets.
+pub struct EdgeRouter {
+    pub lua: mlua::Lua,
+    pub dir: tempfile::TempDir,
+}
+
+impl EdgeRouter {
+    pub fn new(p: &Pipeline) -> Self {
+        Self::with_table(&sluice::render::agent_routes(p).content).expect("the filter loads")
+    }
+
+    /// Loads the filter against `table` (the content of the routes file).
+    pub fn with_table(table: &str) -> mlua::Result<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let router = EdgeRouter {
+            lua: mlua::Lua::new(),
+            dir,
+        };
+        if !table.is_empty() {
+            router.write_table(table);
+        }
+        router
+            .lua
+            .load("os.time = function() return now or 0 end")
+            .exec()?;
+        let script = sluice::render::edge::filter_script(router.table_path().to_str().unwrap());
+        router
+            .lua
+            .load(&script)
+            .set_name("sluice-router.lua")
+            .exec()?;
+        Ok(router)
+    }
+
+    pub fn table_path(&self) -> std::path::PathBuf {
+        self.dir.path().join(sluice::layout::AGENT_ROUTES_FILE)
+    }
+
+    /// Replaces the table the way kubelet updates a Secret volume: a new file moved in place.
+    pub fn write_table(&self, table: &str) {
+        let staged = self.dir.path().join("..staged");
+        std::fs::write(&staged, table).unwrap();
+        std::fs::rename(&staged, self.table_path()).unwrap();
+    }
+
+    pub fn set_time(&self, seconds: i64) {
+        self.lua.globals().set("now", seconds).unwrap();
+    }
+
+    /// Runs the filter on a record with this metadata, as fluent-bit's kubernetes filter
+    /// attaches it. Returns the routes of the records that leave the filter, in order.
+    pub fn routes(&self, record: &sluice::routing::Record) -> Vec<String> {
+        let lua = &self.lua;
+        let table = |map: &BTreeMap<String, String>| {
+            let t = lua.create_table().unwrap();
+            for (k, v) in map {
+                t.set(k.as_str(), v.as_str()).unwrap();
+            }
+            t
+        };
+        let kubernetes = lua.create_table().unwrap();
+        kubernetes
+            .set("namespace_name", record.namespace.as_str())
+            .unwrap();
+        kubernetes.set("pod_name", "pod-1").unwrap();
+        kubernetes
+            .set("container_name", record.container.as_str())
+            .unwrap();
+        kubernetes.set("host", record.host.as_str()).unwrap();
+        kubernetes.set("labels", table(&record.labels)).unwrap();
+        let namespace = lua.create_table().unwrap();
+        namespace.set("name", record.namespace.as_str()).unwrap();
+        namespace
+            .set("labels", table(&record.namespace_labels))
+            .unwrap();
+        let body = lua.create_table().unwrap();
+        body.set("log", "hello").unwrap();
+        body.set("kubernetes", kubernetes).unwrap();
+        body.set("kubernetes_namespace", namespace).unwrap();
+
+        let function: mlua::Function = lua
+            .globals()
+            .get(sluice::render::edge::LUA_FUNCTION)
+            .unwrap();
+        let tag = format!(
+            "kube.{}.pod-1.{}.{}",
+            record.namespace,
+            record.container,
+            "0".repeat(64)
+        );
+        let (code, timestamp, out): (i64, f64, mlua::Table) =
+            function.call((tag, 1.5, body)).expect("the filter runs");
+        assert_eq!(timestamp, 1.5);
+        let key = sluice::render::edge::ROUTE_KEY;
+        match code {
+            -1 => Vec::new(),
+            2 => {
+                // fluent-bit packs a table with only keys 1..n as an array of records.
+                let records: Vec<mlua::Table> = if out.raw_len() > 0 {
+                    out.sequence_values().map(|r| r.unwrap()).collect()
+                } else {
+                    vec![out]
+                };
+                records
+                    .iter()
+                    .map(|r| {
+                        // Each copy is the whole record plus its route.
+                        assert_eq!(r.get::<String>("log").unwrap(), "hello");
+                        let k: mlua::Table = r.get("kubernetes").unwrap();
+                        assert_eq!(k.get::<String>("namespace_name").unwrap(), record.namespace);
+                        r.get::<String>(key).unwrap()
+                    })
+                    .collect()
+            }
+            other => panic!("unexpected return code {other}"),
+        }
+    }
+}
 
 /// Shell glob with `*` and `?` (what fluent-bit's tail uses for `path`/`exclude_path`).
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
