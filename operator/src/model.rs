@@ -735,7 +735,24 @@ impl<'a> Resolver<'a> {
             self.report(key, p);
         }
         for (field, reference) in secret_refs(kinds[0]) {
-            match self.secret_value(secret_namespace, reference) {
+            let checked = self
+                .secret_value(secret_namespace, reference)
+                .and_then(|value| {
+                    validate::credentials::Role::of_field(&field)
+                        .map_or(Ok(()), |role| {
+                            validate::credentials::check(kinds[0], role, &value)
+                        })
+                        .map_err(|reason| {
+                            let name = &reference.name;
+                            let message = format!(
+                                "key {:?} of Secret {secret_namespace}/{name} is {reason}",
+                                reference.key
+                            );
+                            ("InvalidCredential", message)
+                        })?;
+                    Ok(value)
+                });
+            match checked {
                 Ok(value) => {
                     let file = secret_file_name(secret_namespace, reference);
                     secret_data.insert(file.clone(), value);

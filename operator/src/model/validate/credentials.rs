@@ -1,0 +1,166 @@
+//! TLS material an output's Secrets hold, read the way the pinned plugins read it. Several
+//! load it when fluentd starts and raise on what they cannot use, which stops the shared
+//! aggregator: grafana-loki 1.2.20 (`configure`: `OpenSSL::PKey.read`, then anything but RSA
+//! or DSA raises "Unsupported private key type"), splunk-hec 1.3.3 (`start`:
+//! `OpenSSL::PKey::RSA.new`, so any other key raises), kafka2 through ruby-kafka (`start`
+//! builds the SSL context: `X509::Certificate.new` for the CA and the client certificate,
+//! `PKey.read` for the key). The others read the files on each connection, where the same
+//! value fails every flush; it is refused as well, so a credential that can never work is
+//! reported on its object instead of in the aggregator's log.
+
+use x509_parser::der_parser::parse_der;
+use x509_parser::pem::Pem;
+
+use crate::api::OutputKind;
+use crate::pki::inspect;
+
+/// What a referenced Secret value is used as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Ca,
+    Cert,
+    Key,
+}
+
+impl Role {
+    /// The role of an output's TLS Secret reference, by its field path (see
+    /// `model::secret_refs`); `None` for passwords, tokens and keys of other kinds.
+    pub fn of_field(field: &str) -> Option<Role> {
+        if field.ends_with(".tls.caSecretRef") {
+            Some(Role::Ca)
+        } else if field.ends_with(".tls.certSecretRef") {
+            Some(Role::Cert)
+        } else if field.ends_with(".tls.keySecretRef") {
+            Some(Role::Key)
+        } else {
+            None
+        }
+    }
+}
+
+/// Private key algorithms, as OpenSSL tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyType {
+    Rsa,
+    Dsa,
+    Ec,
+    Other(&'static str),
+}
+
+impl KeyType {
+    fn name(self) -> &'static str {
+        match self {
+            KeyType::Rsa => "RSA",
+            KeyType::Dsa => "DSA",
+            KeyType::Ec => "EC",
+            KeyType::Other(name) => name,
+        }
+    }
+}
+
+/// Checks a Secret value used as `role` by an output of `kind`.
+pub fn check(kind: OutputKind<'_>, role: Role, value: &[u8]) -> Result<(), String> {
+    match role {
+        Role::Ca | Role::Cert => inspect::certificates(value)
+            .map(|_| ())
+            .map_err(|error| format!("not a PEM certificate OpenSSL reads: {error}")),
+        Role::Key => {
+            let key = private_key(value)?;
+            let allowed: &[KeyType] = match kind {
+                OutputKind::Loki(_) => &[KeyType::Rsa, KeyType::Dsa],
+                OutputKind::SplunkHec(_) => &[KeyType::Rsa],
+                _ => &[
+                    KeyType::Rsa,
+                    KeyType::Dsa,
+                    KeyType::Ec,
+                    KeyType::Other("Ed25519"),
+                ],
+            };
+            if allowed.contains(&key) {
+                Ok(())
+            } else {
+                let names: Vec<&str> = allowed.iter().map(|k| k.name()).collect();
+                Err(format!(
+                    "a private key of type {}, and this output's plugin accepts only {} keys (it raises otherwise)",
+                    key.name(),
+                    names.join(" or ")
+                ))
+            }
+        }
+    }
+}
+
+/// The type of the first PEM private key in `value`.
+fn private_key(value: &[u8]) -> Result<KeyType, String> {
+    for block in Pem::iter_from_buffer(value) {
+        let block = block.map_err(|error| format!("not a PEM private key: {error}"))?;
+        let der = block.contents.as_slice();
+        let sequence = || {
+            parse_der(der)
+                .ok()
+                .filter(|(rest, _)| rest.is_empty())
+                .map(|_| ())
+                .ok_or_else(|| format!("the {} block is not DER", block.label))
+        };
+        return match block.label.as_str() {
+            "RSA PRIVATE KEY" => rsa::pkcs1::RsaPrivateKey::try_from(der)
+                .map(|_| KeyType::Rsa)
+                .map_err(|error| format!("not an RSA private key: {error}")),
+            "DSA PRIVATE KEY" => sequence().map(|()| KeyType::Dsa),
+            "EC PRIVATE KEY" => sequence().map(|()| KeyType::Ec),
+            "ENCRYPTED PRIVATE KEY" => {
+                Err("the key is encrypted, and fluentd is given no passphrase for it".to_owned())
+            }
+            "PRIVATE KEY" => pkcs8(der),
+            _ => continue,
+        };
+    }
+    Err("no PEM private key (-----BEGIN PRIVATE KEY-----) in it".to_owned())
+}
+
+/// The algorithm of a PKCS#8 key, by its OID; an RSA key must also hold an RSA key.
+fn pkcs8(der: &[u8]) -> Result<KeyType, String> {
+    let info = rsa::pkcs8::PrivateKeyInfo::try_from(der)
+        .map_err(|error| format!("not a PKCS#8 private key: {error}"))?;
+    let key = match info.algorithm.oid.to_string().as_str() {
+        "1.2.840.113549.1.1.1" => {
+            rsa::pkcs1::RsaPrivateKey::try_from(info.private_key)
+                .map_err(|error| format!("not an RSA private key: {error}"))?;
+            KeyType::Rsa
+        }
+        "1.2.840.10040.4.1" => KeyType::Dsa,
+        "1.2.840.10045.2.1" => KeyType::Ec,
+        "1.3.101.112" => KeyType::Other("Ed25519"),
+        "1.3.101.113" => KeyType::Other("Ed448"),
+        "1.2.840.113549.1.1.10" => KeyType::Other("RSA-PSS"),
+        _ => KeyType::Other("unknown"),
+    };
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeyType, private_key};
+    use crate::api::KeyAlgorithm;
+    use crate::pki::mint::generate_key;
+
+    #[test]
+    fn key_types_are_told_apart() {
+        for (algorithm, expected) in [
+            (KeyAlgorithm::Rsa2048, KeyType::Rsa),
+            (KeyAlgorithm::EcdsaP256, KeyType::Ec),
+            (KeyAlgorithm::Ed25519, KeyType::Other("Ed25519")),
+        ] {
+            let pem = generate_key(algorithm)
+                .map(|k| k.serialize_pem())
+                .unwrap_or_default();
+            assert_eq!(private_key(pem.as_bytes()), Ok(expected), "{algorithm:?}");
+        }
+        assert!(private_key(b"garbage").is_err());
+        let truncated = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert!(private_key(truncated.as_bytes()).is_err());
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(private_key(encrypted.as_bytes()).is_err());
+    }
+}
