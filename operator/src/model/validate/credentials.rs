@@ -4,9 +4,11 @@
 //! or DSA raises "Unsupported private key type"), splunk-hec 1.3.3 (`start`:
 //! `OpenSSL::PKey::RSA.new`, so any other key raises), kafka2 through ruby-kafka (`start`
 //! builds the SSL context: `X509::Certificate.new` for the CA and the client certificate,
-//! `PKey.read` for the key). The others read the files on each connection, where the same
-//! value fails every flush; it is refused as well, so a credential that can never work is
-//! reported on its object instead of in the aggregator's log.
+//! `PKey.read` for the key), out_http (`configure`: the first PEM certificate of the file,
+//! `PKey.read` for the key). forward and elasticsearch/opensearch read the client certificate
+//! and key on each connection, where a bad one fails every flush: refused as well, so a
+//! credential that can never work is reported on its object. CA bundles are checked for
+//! kafka only (see `check`).
 
 use x509_parser::der_parser::parse_der;
 use x509_parser::pem::Pem;
@@ -61,6 +63,9 @@ impl KeyType {
 /// Checks a Secret value used as `role` by an output of `kind`.
 pub fn check(kind: OutputKind<'_>, role: Role, value: &[u8]) -> Result<(), String> {
     match role {
+        // Only ruby-kafka reads the CA when fluentd starts; elsewhere a bad bundle fails the
+        // connections of its own output, which then backs up its own buffer only.
+        Role::Ca if !matches!(kind, OutputKind::Kafka(_)) => Ok(()),
         Role::Ca | Role::Cert => inspect::certificates(value)
             .map(|_| ())
             .map_err(|error| format!("not a PEM certificate OpenSSL reads: {error}")),
