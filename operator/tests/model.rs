@@ -828,3 +828,29 @@ fn urls_ruby_refuses_are_left_out() {
         assert!(problems.is_empty(), "{spec}: {problems:?}");
     }
 }
+
+#[test]
+fn http_headers_that_cannot_be_sent_are_left_out() {
+    for (headers, field) in [
+        (r#"{"X Team": a}"#, "spec.http.headers.X Team"),
+        (r#"{"X-Team:": a}"#, "spec.http.headers.X-Team:"),
+        (
+            r#"{X-Team: "a\r\nX-Injected: b"}"#,
+            "spec.http.headers.X-Team",
+        ),
+    ] {
+        assert_output_left_out(
+            &format!(r#"{{http: {{endpoint: "https://logs.example", headers: {headers}}}}}"#),
+            "InvalidHeader",
+            field,
+        );
+    }
+    let fine = payments_output(
+        r#"{http: {endpoint: "https://logs.example", headers: {X-Team: "payments; v=1"}}}"#,
+    );
+    assert!(
+        model::resolve(&load_with(&fine).inventory)
+            .problems
+            .is_empty()
+    );
+}

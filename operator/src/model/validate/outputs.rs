@@ -46,6 +46,17 @@ pub fn validate_kind(kind: OutputKind<'_>) -> Vec<Problem> {
         ));
     }
     problems.extend(url_problems(kind));
+    if let OutputKind::Http(http) = kind {
+        for (name, value) in &http.headers {
+            if let Err(reason) = header(name, value) {
+                problems.push(problem(
+                    "InvalidHeader",
+                    format!("spec.http.headers.{name}"),
+                    reason,
+                ));
+            }
+        }
+    }
     if let OutputKind::Kafka(kafka) = kind
         && let Some(tls) = &kafka.tls
         && tls.cert_secret_ref.is_some() != tls.key_secret_ref.is_some()
@@ -194,6 +205,22 @@ fn kafka_broker(broker: &str) -> Result<(), String> {
         return Err("it names no host".to_owned());
     }
     uri::check_port(parsed.port)
+}
+
+/// One of out_http's `headers`, set on every request: Ruby's net/http raises on CR or LF in a
+/// value, and a name that is not an HTTP token (RFC 9110: no space, `:` or control character)
+/// makes a request the server refuses, so the output could never send.
+fn header(name: &str, value: &str) -> Result<(), String> {
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(tchar) {
+        return Err(format!(
+            "{name:?} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"
+        ));
+    }
+    if value.contains(['\r', '\n', '\0']) {
+        return Err("a header value cannot hold CR, LF or NUL: Ruby's net/http raises".to_owned());
+    }
+    Ok(())
 }
 
 /// fluent-plugin-s3 1.8.4 (`reject_s3_endpoint?` in out_s3.rb) refuses an endpoint of AWS S3
