@@ -692,6 +692,7 @@ fn assert_client_keys(
     extra: &str,
     accepted: &[KeyAlgorithm],
     refused: &[KeyAlgorithm],
+    plugin_reason: &str,
 ) {
     let spec = format!("{{{kind}: {{{extra}tls: {CLIENT_TLS}}}}}");
     for algorithm in accepted {
@@ -711,6 +712,7 @@ fn assert_client_keys(
         );
         let message = &resolution.problems[&extra_output()][0].message;
         assert!(message.contains("payments/client"), "{message}");
+        assert!(message.contains(plugin_reason), "{message}");
     }
 }
 
@@ -721,6 +723,7 @@ fn a_loki_client_key_that_is_not_rsa_or_dsa_is_left_out() {
         r#"url: "https://loki.example", "#,
         &[KeyAlgorithm::Rsa2048],
         &[KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519],
+        "Unsupported private key type",
     );
 }
 
@@ -731,6 +734,7 @@ fn a_splunk_client_key_that_is_not_rsa_is_left_out() {
         "host: splunk.example, tokenSecretRef: {name: client, key: tls.crt}, ",
         &[KeyAlgorithm::Rsa2048],
         &[KeyAlgorithm::EcdsaP256],
+        "OpenSSL::PKey::RSA.new",
     );
 }
 
@@ -784,6 +788,7 @@ fn urls_ruby_refuses_are_left_out() {
     for (spec, field) in [
         (r#"{loki: {url: "http://[bad"}}"#, "spec.loki.url"),
         (r#"{loki: {url: "https://a@b@loki"}}"#, "spec.loki.url"),
+        (r#"{loki: {url: "https://loki?org=1"}}"#, "spec.loki.url"),
         (
             r#"{http: {endpoint: "https://logs.example/{x}"}}"#,
             "spec.http.endpoint",

@@ -40,6 +40,8 @@ impl Role {
     }
 }
 
+const UNKNOWN: &str = "unknown";
+
 /// Private key algorithms, as OpenSSL tells them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KeyType {
@@ -71,25 +73,18 @@ pub fn check(kind: OutputKind<'_>, role: Role, value: &[u8]) -> Result<(), Strin
             .map_err(|error| format!("not a PEM certificate OpenSSL reads: {error}")),
         Role::Key => {
             let key = private_key(value)?;
-            let allowed: &[KeyType] = match kind {
-                OutputKind::Loki(_) => &[KeyType::Rsa, KeyType::Dsa],
-                OutputKind::SplunkHec(_) => &[KeyType::Rsa],
-                _ => &[
-                    KeyType::Rsa,
-                    KeyType::Dsa,
-                    KeyType::Ec,
-                    KeyType::Other("Ed25519"),
-                ],
-            };
-            if allowed.contains(&key) {
-                Ok(())
-            } else {
-                let names: Vec<&str> = allowed.iter().map(|k| k.name()).collect();
-                Err(format!(
-                    "a private key of type {}, and this output's plugin accepts only {} keys (it raises otherwise)",
-                    key.name(),
-                    names.join(" or ")
-                ))
+            let name = key.name();
+            match kind {
+                OutputKind::Loki(_) if !matches!(key, KeyType::Rsa | KeyType::Dsa) => Err(format!(
+                    "a {name} key; fluentd refuses it: grafana-loki's configure raises \"Unsupported private key type\" for any key but RSA or DSA"
+                )),
+                OutputKind::SplunkHec(_) if key != KeyType::Rsa => Err(format!(
+                    "a {name} key; fluentd refuses it: splunk_hec's start loads the key with OpenSSL::PKey::RSA.new, which raises for any key but RSA"
+                )),
+                _ if key == KeyType::Other(UNKNOWN) => {
+                    Err("a private key of an algorithm OpenSSL does not know".to_owned())
+                }
+                _ => Ok(()),
             }
         }
     }
@@ -138,7 +133,7 @@ fn pkcs8(der: &[u8]) -> Result<KeyType, String> {
         "1.3.101.112" => KeyType::Other("Ed25519"),
         "1.3.101.113" => KeyType::Other("Ed448"),
         "1.2.840.113549.1.1.10" => KeyType::Other("RSA-PSS"),
-        _ => KeyType::Other("unknown"),
+        _ => KeyType::Other(UNKNOWN),
     };
     Ok(key)
 }

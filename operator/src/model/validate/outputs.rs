@@ -91,10 +91,18 @@ fn url_problems(kind: OutputKind<'_>) -> Vec<Problem> {
     match kind {
         // out_loki's `configure` parses the URL with the push path appended and raises unless
         // it is HTTP(S).
-        OutputKind::Loki(loki) => checks.push((
-            "spec.loki.url".to_owned(),
-            uri::http_url(&format!("{}/loki/api/v1/push", loki.url)).map(|_| ()),
-        )),
+        OutputKind::Loki(loki) => {
+            let result = if loki.url.contains(['?', '#']) {
+                // The push path would land in the query or fragment: every push misses.
+                Err(
+                    "a base URL without '?' or '#': the plugin appends /loki/api/v1/push"
+                        .to_owned(),
+                )
+            } else {
+                uri::http_url(&format!("{}/loki/api/v1/push", loki.url)).map(|_| ())
+            };
+            checks.push(("spec.loki.url".to_owned(), result));
+        }
         // out_http parses the endpoint on every request: a value Ruby refuses never sends.
         OutputKind::Http(http) => checks.push((
             "spec.http.endpoint".to_owned(),
