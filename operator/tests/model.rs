@@ -764,13 +764,17 @@ fn client_certificates_and_keys_that_are_not_pem_are_left_out() {
 }
 
 #[test]
-fn a_kafka_ca_that_is_not_pem_or_a_certificate_without_its_key_is_left_out() {
+fn a_kafka_ca_that_is_not_pem_is_left_out() {
     let ca = "{brokers: [kafka.example:9093], topic: logs, tls: {caSecretRef: {name: client, key: tls.crt}}}";
     assert_extra_output_left_out(
         &with_client_secret(&format!("{{kafka: {ca}}}"), "garbage", "unused"),
         "InvalidCredential",
         "spec.kafka.tls.caSecretRef",
     );
+}
+
+#[test]
+fn a_kafka_client_certificate_without_its_key_is_left_out() {
     let (cert, key) = client_pair(KeyAlgorithm::EcdsaP256);
     assert_extra_output_left_out(
         &with_client_secret(
@@ -783,55 +787,102 @@ fn a_kafka_ca_that_is_not_pem_or_a_certificate_without_its_key_is_left_out() {
     );
 }
 
-#[test]
-fn urls_ruby_refuses_are_left_out() {
-    for (spec, field) in [
-        (r#"{loki: {url: "http://[bad"}}"#, "spec.loki.url"),
-        (r#"{loki: {url: "https://a@b@loki"}}"#, "spec.loki.url"),
-        (r#"{loki: {url: "https://loki?org=1"}}"#, "spec.loki.url"),
-        (
-            r#"{http: {endpoint: "https://logs.example/{x}"}}"#,
-            "spec.http.endpoint",
-        ),
-        (
-            r#"{http: {endpoint: "https://logs.example:99999"}}"#,
-            "spec.http.endpoint",
-        ),
-        (
-            r#"{s3: {bucket: logs, region: eu-west-1, endpoint: "https://minio:9000%"}}"#,
-            "spec.s3.endpoint",
-        ),
-        (
-            r#"{elasticsearch: {hosts: ["https://es.example:92x0"]}}"#,
-            "spec.elasticsearch.hosts[0]",
-        ),
-        (
-            r#"{opensearch: {hosts: ["os.example", "os/x"]}}"#,
-            "spec.opensearch.hosts[1]",
-        ),
-        (
-            r#"{kafka: {brokers: ["http://kafka:9092"], topic: logs}}"#,
-            "spec.kafka.brokers[0]",
-        ),
-        (
-            r#"{kafka: {brokers: ["kafka:90 92"], topic: logs}}"#,
-            "spec.kafka.brokers[0]",
-        ),
-        (
-            r#"{splunkHec: {host: "splunk/x", tokenSecretRef: {name: payments-es, key: password}}}"#,
-            "spec.splunkHec.host",
-        ),
-    ] {
+/// Each spec is left out with `InvalidUrl` on `field`; each of `fine` resolves cleanly.
+fn assert_urls(refused: &[(&str, &str)], fine: &[&str]) {
+    for (spec, field) in refused {
         assert_output_left_out(spec, "InvalidUrl", field);
     }
-    for spec in [
-        r#"{loki: {url: "http://[::1]:3100/prefix"}}"#,
-        r#"{elasticsearch: {hosts: ["es.example:9200", "https://%{u s}:%{p@ss}@es.example/p", "::1"]}}"#,
-        r#"{kafka: {brokers: ["kafka:9092", "kafka+ssl://kafka:9093"], topic: logs}}"#,
-    ] {
+    for spec in fine {
         let problems = model::resolve(&load_with(&payments_output(spec)).inventory).problems;
         assert!(problems.is_empty(), "{spec}: {problems:?}");
     }
+}
+
+#[test]
+fn a_loki_url_ruby_refuses_is_left_out() {
+    assert_urls(
+        &[
+            (r#"{loki: {url: "http://[bad"}}"#, "spec.loki.url"),
+            (r#"{loki: {url: "https://a@b@loki"}}"#, "spec.loki.url"),
+            (r#"{loki: {url: "https://loki?org=1"}}"#, "spec.loki.url"),
+        ],
+        &[r#"{loki: {url: "http://[::1]:3100/prefix"}}"#],
+    );
+}
+
+#[test]
+fn an_http_endpoint_ruby_refuses_is_left_out() {
+    assert_urls(
+        &[
+            (
+                r#"{http: {endpoint: "https://logs.example/{x}"}}"#,
+                "spec.http.endpoint",
+            ),
+            (
+                r#"{http: {endpoint: "https://logs.example:99999"}}"#,
+                "spec.http.endpoint",
+            ),
+        ],
+        &[r#"{http: {endpoint: "https://u:p@logs.example:8443/in?x=a|b"}}"#],
+    );
+}
+
+#[test]
+fn an_s3_endpoint_ruby_refuses_is_left_out() {
+    assert_urls(
+        &[(
+            r#"{s3: {bucket: logs, region: eu-west-1, endpoint: "https://minio:9000%"}}"#,
+            "spec.s3.endpoint",
+        )],
+        &[],
+    );
+}
+
+#[test]
+fn search_hosts_the_plugin_cannot_read_are_left_out() {
+    assert_urls(
+        &[
+            (
+                r#"{elasticsearch: {hosts: ["https://es.example:92x0"]}}"#,
+                "spec.elasticsearch.hosts[0]",
+            ),
+            (
+                r#"{opensearch: {hosts: ["os.example", "os/x"]}}"#,
+                "spec.opensearch.hosts[1]",
+            ),
+        ],
+        &[
+            r#"{elasticsearch: {hosts: ["es.example:9200", "https://%{u s}:%{p@ss}@es.example/p", "::1"]}}"#,
+        ],
+    );
+}
+
+#[test]
+fn kafka_brokers_ruby_kafka_refuses_are_left_out() {
+    assert_urls(
+        &[
+            (
+                r#"{kafka: {brokers: ["http://kafka:9092"], topic: logs}}"#,
+                "spec.kafka.brokers[0]",
+            ),
+            (
+                r#"{kafka: {brokers: ["kafka:90 92"], topic: logs}}"#,
+                "spec.kafka.brokers[0]",
+            ),
+        ],
+        &[r#"{kafka: {brokers: ["kafka:9092", "kafka+ssl://kafka:9093"], topic: logs}}"#],
+    );
+}
+
+#[test]
+fn a_splunk_host_ruby_refuses_is_left_out() {
+    assert_urls(
+        &[(
+            r#"{splunkHec: {host: "splunk/x", tokenSecretRef: {name: payments-es, key: password}}}"#,
+            "spec.splunkHec.host",
+        )],
+        &[r#"{splunkHec: {host: "[::1]", tokenSecretRef: {name: payments-es, key: password}}}"#],
+    );
 }
 
 #[test]
