@@ -738,19 +738,13 @@ impl<'a> Resolver<'a> {
             let checked = self
                 .secret_value(secret_namespace, reference)
                 .and_then(|value| {
-                    validate::credentials::Role::of_field(&field)
-                        .map_or(Ok(()), |role| {
-                            validate::credentials::check(kinds[0], role, &value)
-                        })
-                        .map_err(|reason| {
-                            let name = &reference.name;
-                            let message = format!(
-                                "key {:?} of Secret {secret_namespace}/{name} is {reason}",
-                                reference.key
-                            );
-                            ("InvalidCredential", message)
-                        })?;
-                    Ok(value)
+                    validate::credentials::usable(
+                        kinds[0],
+                        &field,
+                        secret_namespace,
+                        reference,
+                        value,
+                    )
                 });
             match checked {
                 Ok(value) => {

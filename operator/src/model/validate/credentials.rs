@@ -13,7 +13,7 @@
 use x509_parser::der_parser::parse_der;
 use x509_parser::pem::Pem;
 
-use crate::api::OutputKind;
+use crate::api::{OutputKind, SecretKeyRef};
 use crate::pki::inspect;
 
 /// What a referenced Secret value is used as.
@@ -59,6 +59,31 @@ impl KeyType {
             KeyType::Ec => "EC",
             KeyType::Other(name) => name,
         }
+    }
+}
+
+/// The value of an output's Secret reference at `field` (a path below `spec`, see
+/// `model::secret_refs`) if it is TLS material the plugin can load, or the reason and
+/// message of the problem.
+pub fn usable(
+    kind: OutputKind<'_>,
+    field: &str,
+    namespace: &str,
+    reference: &SecretKeyRef,
+    value: Vec<u8>,
+) -> Result<Vec<u8>, (&'static str, String)> {
+    let Some(role) = Role::of_field(field) else {
+        return Ok(value);
+    };
+    match check(kind, role, &value) {
+        Ok(()) => Ok(value),
+        Err(reason) => Err((
+            "InvalidCredential",
+            format!(
+                "key {:?} of Secret {namespace}/{} is {reason}",
+                reference.key, reference.name
+            ),
+        )),
     }
 }
 
