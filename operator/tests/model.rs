@@ -731,7 +731,7 @@ fn a_loki_client_key_that_is_not_rsa_or_dsa_is_left_out() {
 fn a_splunk_client_key_that_is_not_rsa_is_left_out() {
     assert_client_keys(
         "splunkHec",
-        "host: splunk.example, tokenSecretRef: {name: client, key: tls.crt}, ",
+        "host: splunk.example, tokenSecretRef: {name: payments-es, key: password}, ",
         &[KeyAlgorithm::Rsa2048],
         &[KeyAlgorithm::EcdsaP256],
         "OpenSSL::PKey::RSA.new",
@@ -909,4 +909,25 @@ fn http_headers_that_cannot_be_sent_are_left_out() {
             .problems
             .is_empty()
     );
+}
+
+#[test]
+fn a_loki_tenant_that_cannot_be_a_header_is_left_out() {
+    assert_output_left_out(
+        r#"{loki: {url: "https://loki.example", tenant: "a\r\nX-Scope-OrgID: other"}}"#,
+        "InvalidHeader",
+        "spec.loki.tenant",
+    );
+}
+
+#[test]
+fn a_splunk_token_that_cannot_be_a_header_is_left_out() {
+    let spec = "{splunkHec: {host: splunk.example, tokenSecretRef: {name: client, key: tls.crt}}}";
+    assert_extra_output_left_out(
+        &with_client_secret(spec, "token\n\nX-Other: 1", "unused"),
+        "InvalidCredential",
+        "spec.splunkHec.tokenSecretRef",
+    );
+    // One trailing line break is what `chomp` removes.
+    assert_eq!(problems_with_client(spec, "token", "unused"), []);
 }

@@ -72,10 +72,15 @@ pub fn usable(
     reference: &SecretKeyRef,
     value: Vec<u8>,
 ) -> Result<Vec<u8>, (&'static str, String)> {
-    let Some(role) = Role::of_field(field) else {
-        return Ok(value);
+    let result = match Role::of_field(field) {
+        Some(role) => check(kind, role, &value),
+        // The token goes into every request's Authorization header.
+        None if field == "splunkHec.tokenSecretRef" => {
+            super::outputs::header_value(&String::from_utf8_lossy(chomp(&value)))
+        }
+        None => Ok(()),
     };
-    match check(kind, role, &value) {
+    match result {
         Ok(()) => Ok(value),
         Err(reason) => Err((
             "InvalidCredential",
@@ -85,6 +90,16 @@ pub fn usable(
             ),
         )),
     }
+}
+
+/// What Ruby's `String#chomp` leaves: one trailing `\r\n`, `\n` or `\r` removed (the renderer
+/// reads value Secrets with `File.read(…).chomp`).
+fn chomp(value: &[u8]) -> &[u8] {
+    value
+        .strip_suffix(b"\r\n")
+        .or_else(|| value.strip_suffix(b"\n"))
+        .or_else(|| value.strip_suffix(b"\r"))
+        .unwrap_or(value)
 }
 
 /// Checks a Secret value used as `role` by an output of `kind`.

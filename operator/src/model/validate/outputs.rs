@@ -57,6 +57,13 @@ pub fn validate_kind(kind: OutputKind<'_>) -> Vec<Problem> {
             }
         }
     }
+    if let OutputKind::Loki(loki) = kind
+        && let Some(tenant) = &loki.tenant
+        && let Err(reason) = header_value(tenant)
+    {
+        // Sent as X-Scope-OrgID on every push.
+        problems.push(problem("InvalidHeader", "spec.loki.tenant", reason));
+    }
     if let OutputKind::Kafka(kafka) = kind
         && let Some(tls) = &kafka.tls
         && tls.cert_secret_ref.is_some() != tls.key_secret_ref.is_some()
@@ -225,6 +232,11 @@ fn header(name: &str, value: &str) -> Result<(), String> {
             "{name:?} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"
         ));
     }
+    header_value(value)
+}
+
+/// A value Ruby's net/http sends as a header: it raises on CR or LF (and NUL ends it early).
+pub fn header_value(value: &str) -> Result<(), String> {
     if value.contains(['\r', '\n', '\0']) {
         return Err("a header value cannot hold CR, LF or NUL: Ruby's net/http raises".to_owned());
     }
