@@ -735,7 +735,18 @@ impl<'a> Resolver<'a> {
             self.report(key, p);
         }
         for (field, reference) in secret_refs(kinds[0]) {
-            match self.secret_value(secret_namespace, reference) {
+            let checked = self
+                .secret_value(secret_namespace, reference)
+                .and_then(|value| {
+                    validate::credentials::usable(
+                        kinds[0],
+                        &field,
+                        secret_namespace,
+                        reference,
+                        value,
+                    )
+                });
+            match checked {
                 Ok(value) => {
                     let file = secret_file_name(secret_namespace, reference);
                     secret_data.insert(file.clone(), value);

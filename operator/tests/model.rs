@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use sluice::api::KeyAlgorithm;
 use sluice::cli::input;
 use sluice::model::{self, Kind, ObjectKey};
 use sluice::routing::Watched;
@@ -370,7 +371,12 @@ fn extra_output() -> ObjectKey {
 
 /// The output is left out and its flow reports that, while everything else runs.
 fn assert_output_left_out(spec: &str, reason: &str, field: &str) -> model::Resolution {
-    let resolution = model::resolve(&load_with(&payments_output(spec)).inventory);
+    assert_extra_output_left_out(&payments_output(spec), reason, field)
+}
+
+/// `assert_output_left_out` for objects that come with more than the output and its flow.
+fn assert_extra_output_left_out(extra: &str, reason: &str, field: &str) -> model::Resolution {
+    let resolution = model::resolve(&load_with(extra).inventory);
     let found = reasons(&resolution, &extra_output());
     assert!(
         found.iter().any(|(r, f)| *r == reason && f == field),
@@ -646,4 +652,282 @@ fn an_unreadable_secret_of_the_logging_is_reported_and_the_pipeline_still_built(
     );
     assert_eq!(resolution.problems.len(), 1);
     assert_eq!(resolution.pipelines[0].flows.len(), 7);
+}
+
+// ---------------------------------------------------------------------------------------
+// Credentials and addresses as the pinned plugins read them.
+
+/// A self-signed certificate and its key, of `algorithm`, as PEM.
+fn client_pair(algorithm: sluice::api::KeyAlgorithm) -> (String, String) {
+    let key = sluice::pki::mint::generate_key(algorithm).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// `payments_output(spec)` plus Secret `payments/client` with keys `tls.crt`, `tls.key`.
+fn with_client_secret(spec: &str, cert: &str, key: &str) -> String {
+    let indent = |pem: &str| pem.replace('\n', "\n    ");
+    format!(
+        "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: client, namespace: payments}}\nstringData:\n  tls.crt: |\n    {}\n  tls.key: |\n    {}\n",
+        payments_output(spec),
+        indent(cert),
+        indent(key)
+    )
+}
+
+const CLIENT_TLS: &str =
+    "{certSecretRef: {name: client, key: tls.crt}, keySecretRef: {name: client, key: tls.key}}";
+
+fn problems_with_client(spec: &str, cert: &str, key: &str) -> Vec<(&'static str, String)> {
+    let resolution = model::resolve(&load_with(&with_client_secret(spec, cert, key)).inventory);
+    reasons(&resolution, &extra_output())
+}
+
+/// The client key of `kind` must be one of `accepted`; `refused` leaves the output out.
+fn assert_client_keys(
+    kind: &str,
+    extra: &str,
+    accepted: &[KeyAlgorithm],
+    refused: &[KeyAlgorithm],
+    plugin_reason: &str,
+) {
+    let spec = format!("{{{kind}: {{{extra}tls: {CLIENT_TLS}}}}}");
+    for algorithm in accepted {
+        let (cert, key) = client_pair(*algorithm);
+        assert_eq!(
+            problems_with_client(&spec, &cert, &key),
+            [],
+            "{kind} {algorithm:?}"
+        );
+    }
+    for algorithm in refused {
+        let (cert, key) = client_pair(*algorithm);
+        let resolution = assert_extra_output_left_out(
+            &with_client_secret(&spec, &cert, &key),
+            "InvalidCredential",
+            &format!("spec.{kind}.tls.keySecretRef"),
+        );
+        let message = &resolution.problems[&extra_output()][0].message;
+        assert!(message.contains("payments/client"), "{message}");
+        assert!(message.contains(plugin_reason), "{message}");
+    }
+}
+
+#[test]
+fn a_loki_client_key_that_is_not_rsa_or_dsa_is_left_out() {
+    assert_client_keys(
+        "loki",
+        r#"url: "https://loki.example", "#,
+        &[KeyAlgorithm::Rsa2048],
+        &[KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519],
+        "Unsupported private key type",
+    );
+}
+
+#[test]
+fn a_splunk_client_key_that_is_not_rsa_is_left_out() {
+    assert_client_keys(
+        "splunkHec",
+        "host: splunk.example, tokenSecretRef: {name: payments-es, key: password}, ",
+        &[KeyAlgorithm::Rsa2048],
+        &[KeyAlgorithm::EcdsaP256],
+        "OpenSSL::PKey::RSA.new",
+    );
+}
+
+#[test]
+fn client_certificates_and_keys_that_are_not_pem_are_left_out() {
+    let (cert, key) = client_pair(KeyAlgorithm::EcdsaP256);
+    for kind in ["forward", "http", "elasticsearch", "kafka"] {
+        let extra = match kind {
+            "forward" => "servers: [{host: fwd.example}], ",
+            "http" => "endpoint: https://logs.example, ",
+            "elasticsearch" => "hosts: [https://es.example:9200], ",
+            _ => "brokers: [kafka.example:9093], topic: logs, ",
+        };
+        let spec = format!("{{{kind}: {{{extra}tls: {CLIENT_TLS}}}}}");
+        assert_eq!(problems_with_client(&spec, &cert, &key), [], "{kind}");
+        for (cert, key, field) in [
+            ("garbage", key.as_str(), "certSecretRef"),
+            (cert.as_str(), "garbage", "keySecretRef"),
+        ] {
+            assert_extra_output_left_out(
+                &with_client_secret(&spec, cert, key),
+                "InvalidCredential",
+                &format!("spec.{kind}.tls.{field}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_kafka_ca_that_is_not_pem_is_left_out() {
+    let ca = "{brokers: [kafka.example:9093], topic: logs, tls: {caSecretRef: {name: client, key: tls.crt}}}";
+    assert_extra_output_left_out(
+        &with_client_secret(&format!("{{kafka: {ca}}}"), "garbage", "unused"),
+        "InvalidCredential",
+        "spec.kafka.tls.caSecretRef",
+    );
+}
+
+#[test]
+fn a_kafka_client_certificate_without_its_key_is_left_out() {
+    let (cert, key) = client_pair(KeyAlgorithm::EcdsaP256);
+    assert_extra_output_left_out(
+        &with_client_secret(
+            "{kafka: {brokers: [kafka.example:9093], topic: logs, tls: {certSecretRef: {name: client, key: tls.crt}}}}",
+            &cert,
+            &key,
+        ),
+        "InvalidCredential",
+        "spec.kafka.tls",
+    );
+}
+
+/// Each spec is left out with `InvalidUrl` on `field`; each of `fine` resolves cleanly.
+fn assert_urls(refused: &[(&str, &str)], fine: &[&str]) {
+    for (spec, field) in refused {
+        assert_output_left_out(spec, "InvalidUrl", field);
+    }
+    for spec in fine {
+        let problems = model::resolve(&load_with(&payments_output(spec)).inventory).problems;
+        assert!(problems.is_empty(), "{spec}: {problems:?}");
+    }
+}
+
+#[test]
+fn a_loki_url_ruby_refuses_is_left_out() {
+    assert_urls(
+        &[
+            (r#"{loki: {url: "http://[bad"}}"#, "spec.loki.url"),
+            (r#"{loki: {url: "https://a@b@loki"}}"#, "spec.loki.url"),
+            (r#"{loki: {url: "https://loki?org=1"}}"#, "spec.loki.url"),
+        ],
+        &[r#"{loki: {url: "http://[::1]:3100/prefix"}}"#],
+    );
+}
+
+#[test]
+fn an_http_endpoint_ruby_refuses_is_left_out() {
+    assert_urls(
+        &[
+            (
+                r#"{http: {endpoint: "https://logs.example/{x}"}}"#,
+                "spec.http.endpoint",
+            ),
+            (
+                r#"{http: {endpoint: "https://logs.example:99999"}}"#,
+                "spec.http.endpoint",
+            ),
+        ],
+        &[r#"{http: {endpoint: "https://u:p@logs.example:8443/in?x=a|b"}}"#],
+    );
+}
+
+#[test]
+fn an_s3_endpoint_ruby_refuses_is_left_out() {
+    assert_urls(
+        &[(
+            r#"{s3: {bucket: logs, region: eu-west-1, endpoint: "https://minio:9000%"}}"#,
+            "spec.s3.endpoint",
+        )],
+        &[],
+    );
+}
+
+#[test]
+fn search_hosts_the_plugin_cannot_read_are_left_out() {
+    assert_urls(
+        &[
+            (
+                r#"{elasticsearch: {hosts: ["https://es.example:92x0"]}}"#,
+                "spec.elasticsearch.hosts[0]",
+            ),
+            (
+                r#"{opensearch: {hosts: ["os.example", "os/x"]}}"#,
+                "spec.opensearch.hosts[1]",
+            ),
+        ],
+        &[
+            r#"{elasticsearch: {hosts: ["es.example:9200", "https://%{u s}:%{p@ss}@es.example/p", "::1"]}}"#,
+        ],
+    );
+}
+
+#[test]
+fn kafka_brokers_ruby_kafka_refuses_are_left_out() {
+    assert_urls(
+        &[
+            (
+                r#"{kafka: {brokers: ["http://kafka:9092"], topic: logs}}"#,
+                "spec.kafka.brokers[0]",
+            ),
+            (
+                r#"{kafka: {brokers: ["kafka:90 92"], topic: logs}}"#,
+                "spec.kafka.brokers[0]",
+            ),
+        ],
+        &[r#"{kafka: {brokers: ["kafka:9092", "kafka+ssl://kafka:9093"], topic: logs}}"#],
+    );
+}
+
+#[test]
+fn a_splunk_host_ruby_refuses_is_left_out() {
+    assert_urls(
+        &[(
+            r#"{splunkHec: {host: "splunk/x", tokenSecretRef: {name: payments-es, key: password}}}"#,
+            "spec.splunkHec.host",
+        )],
+        &[r#"{splunkHec: {host: "[::1]", tokenSecretRef: {name: payments-es, key: password}}}"#],
+    );
+}
+
+#[test]
+fn http_headers_that_cannot_be_sent_are_left_out() {
+    for (headers, field) in [
+        (r#"{"X Team": a}"#, "spec.http.headers.X Team"),
+        (r#"{"X-Team:": a}"#, "spec.http.headers.X-Team:"),
+        (
+            r#"{X-Team: "a\r\nX-Injected: b"}"#,
+            "spec.http.headers.X-Team",
+        ),
+    ] {
+        assert_output_left_out(
+            &format!(r#"{{http: {{endpoint: "https://logs.example", headers: {headers}}}}}"#),
+            "InvalidHeader",
+            field,
+        );
+    }
+    let fine = payments_output(
+        r#"{http: {endpoint: "https://logs.example", headers: {X-Team: "payments; v=1"}}}"#,
+    );
+    assert!(
+        model::resolve(&load_with(&fine).inventory)
+            .problems
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_loki_tenant_that_cannot_be_a_header_is_left_out() {
+    assert_output_left_out(
+        r#"{loki: {url: "https://loki.example", tenant: "a\r\nX-Scope-OrgID: other"}}"#,
+        "InvalidHeader",
+        "spec.loki.tenant",
+    );
+}
+
+#[test]
+fn a_splunk_token_that_cannot_be_a_header_is_left_out() {
+    let spec = "{splunkHec: {host: splunk.example, tokenSecretRef: {name: client, key: tls.crt}}}";
+    assert_extra_output_left_out(
+        &with_client_secret(spec, "token\n\nX-Other: 1", "unused"),
+        "InvalidCredential",
+        "spec.splunkHec.tokenSecretRef",
+    );
+    // One trailing line break is what `chomp` removes.
+    assert_eq!(problems_with_client(spec, "token", "unused"), []);
 }

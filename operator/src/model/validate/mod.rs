@@ -2,8 +2,10 @@
 //! its plugins compile them, so an object fluentd would refuse at startup is left out with a
 //! problem instead of stopping the aggregator for every flow. One module per concern.
 
+pub mod credentials;
 pub mod filters;
 pub mod logging;
 pub mod outputs;
 pub mod record_accessor;
 pub mod regex;
+pub mod uri;
