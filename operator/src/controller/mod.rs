@@ -179,14 +179,17 @@ pub async fn run_with(
         instance: Some(options.identity.clone()),
     };
     let clock: context::Clock = Arc::new(jiff::Timestamp::now);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        watches.stores,
-        metrics,
-        clock,
-        options.settings.clone(),
-        reporter,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            watches.stores,
+            metrics,
+            clock,
+            options.settings.clone(),
+            reporter,
+        )
+        .with_trigger(watches.trigger.clone()),
+    );
     let (leading, holder) = match &options.lease {
         Some(lease) => {
             let (leading, holder) = leader::elect(client.clone(), lease).await?;
@@ -226,7 +229,7 @@ pub async fn run_with(
                 .concurrency(options.concurrency)
                 .debounce(options.debounce),
         )
-        .reconcile_all_on(watches::changes(watches.trigger.clone()))
+        .reconcile_all_on(watches::changes(watches.trigger.subscribe()))
         .graceful_shutdown_on(stop)
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| {

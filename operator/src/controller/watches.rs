@@ -29,7 +29,53 @@ use crate::layout::{LOGGING_LABEL, MANAGED_BY};
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Bumped on every relevant change; the controller reconciles all Loggings when it moves.
-pub type Trigger = Arc<watch::Sender<u64>>;
+pub type Trigger = Arc<Signal>;
+
+/// The change counter, and when the oldest change no reconcile has picked up yet arrived
+/// (the start of the edit-to-config latency).
+#[derive(Debug)]
+pub struct Signal {
+    sender: watch::Sender<u64>,
+    oldest: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Self {
+            sender: watch::Sender::new(0),
+            oldest: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Signal {
+    /// Records a change seen by a watch.
+    pub fn bump(&self) {
+        self.oldest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_or_insert_with(std::time::Instant::now);
+        self.sender.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// How many changes have been seen.
+    pub fn count(&self) -> u64 {
+        *self.sender.borrow()
+    }
+
+    /// When the oldest change not yet taken arrived; the reconcile that takes it reports
+    /// the latency.
+    pub fn take_oldest(&self) -> Option<std::time::Instant> {
+        self.oldest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.sender.subscribe()
+    }
+}
 
 /// Label selector of everything Sluice creates.
 pub fn children_selector() -> String {
@@ -40,7 +86,7 @@ pub fn children_selector() -> String {
 pub struct Watches {
     pub stores: Stores,
     pub tasks: Vec<Task>,
-    pub trigger: watch::Receiver<u64>,
+    pub trigger: Trigger,
     pub ready: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -103,7 +149,7 @@ where
                     }
                 };
                 if changed {
-                    trigger.send_modify(|n| *n = n.wrapping_add(1));
+                    trigger.bump();
                 }
                 futures::future::ready(())
             }),
@@ -135,8 +181,7 @@ where
 /// Secret `list`/`watch`; only [`ControlNamespaces::All`] watches labelled Secrets
 /// cluster-wide.
 pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watches {
-    let (sender, receiver) = watch::channel(0u64);
-    let trigger: Trigger = Arc::new(sender);
+    let trigger = Trigger::default();
     let mut tasks = Vec::new();
 
     let (loggings, task) = guarded::<Logging>(client, "Logging", &trigger);
@@ -219,7 +264,7 @@ pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watch
     Watches {
         stores,
         tasks,
-        trigger: receiver,
+        trigger,
         ready,
     }
 }
@@ -254,8 +299,8 @@ mod tests {
 
     #[tokio::test]
     async fn only_spec_changes_deletions_and_sync_signal() {
-        let (sender, receiver) = watch::channel(0u64);
-        let trigger: Trigger = Arc::new(sender);
+        let trigger = Trigger::default();
+        let receiver = trigger.subscribe();
         let (store, writer) = reflector::store::<DeserializeGuard<Flow>>();
         let events = vec![
             Ok(watcher::Event::Init),
@@ -272,24 +317,26 @@ mod tests {
             futures::stream::iter(events),
             writer,
             generation::<DeserializeGuard<Flow>>,
-            trigger,
+            trigger.clone(),
         )
         .await;
         // InitApply, InitDone, the spec change and the deletion.
         assert_eq!(*receiver.borrow(), 4);
+        assert_eq!(trigger.count(), 4);
+        assert!(trigger.take_oldest().is_some());
+        assert!(trigger.take_oldest().is_none(), "taken once");
         assert!(store.state().is_empty());
     }
 
     #[tokio::test]
     async fn cached_objects_have_no_managed_fields() {
-        let (sender, _receiver) = watch::channel(0u64);
         let (store, writer) = reflector::store::<DeserializeGuard<Flow>>();
         drive(
             "Flow",
             futures::stream::iter(vec![Ok(watcher::Event::Apply(flow(1, None)))]),
             writer,
             generation::<DeserializeGuard<Flow>>,
-            Arc::new(sender),
+            Trigger::default(),
         )
         .await;
         let cached = store.state();
