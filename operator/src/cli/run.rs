@@ -50,8 +50,10 @@ pub struct RunArgs {
     /// Loggings reconciled at the same time.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
-    /// Quiet period after a change before reconciling, so a burst of edits is handled once.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    /// Adaptive debounce: a change after this long without changes is reconciled at once;
+    /// changes closer together than this are a burst, reconciled once they pause this long
+    /// (at most 8 times this after the burst resumed).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub debounce: Duration,
     /// Reconcile every Logging at least this often, to pick up changed user Secrets (which
     /// are read, not watched).

@@ -224,12 +224,13 @@ pub async fn run_with(
             Api::<DeserializeGuard<Logging>>::all(client.clone()),
             watcher::Config::default().any_semantic(),
         )
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(options.concurrency)
-                .debounce(options.debounce),
-        )
-        .reconcile_all_on(watches::changes(watches.trigger.subscribe()))
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
+        // The debounce is adaptive (immediate for a single edit), so it is done here
+        // rather than by kube-runtime's fixed one.
+        .reconcile_all_on(watches::changes(
+            watches.trigger.subscribe(),
+            options.debounce,
+        ))
         .graceful_shutdown_on(stop)
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| {

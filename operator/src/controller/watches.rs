@@ -269,14 +269,42 @@ pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watch
     }
 }
 
-/// A stream yielding once per (coalesced) change signal.
-pub fn changes(mut receiver: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send + 'static {
+/// A stream yielding once per (coalesced) change signal, adaptively: a change after a
+/// quiet period of at least `quiet` yields at once (a single edit waits for nothing); a
+/// change within `quiet` of the previous one is part of a burst, and yields once the
+/// changes stop for `quiet`, or at the latest [`BURST_LIMIT`] × `quiet` after the burst
+/// resumed, so a steady stream of changes cannot postpone reconciles forever.
+pub fn changes(
+    mut receiver: watch::Receiver<u64>,
+    quiet: std::time::Duration,
+) -> impl Stream<Item = ()> + Send + 'static {
+    use tokio::time::Instant;
     receiver.mark_unchanged();
-    futures::stream::unfold(receiver, |mut receiver| async move {
+    let last: Option<Instant> = None;
+    futures::stream::unfold((receiver, last), move |(mut receiver, last)| async move {
         receiver.changed().await.ok()?;
-        Some(((), receiver))
+        let mut latest = Instant::now();
+        let burst = last.is_some_and(|last| latest.duration_since(last) < quiet);
+        if burst {
+            let deadline = latest + quiet.saturating_mul(BURST_LIMIT);
+            loop {
+                let until = (latest + quiet).min(deadline);
+                match tokio::time::timeout_at(until, receiver.changed()).await {
+                    Ok(Ok(())) => latest = Instant::now(),
+                    Ok(Err(_)) => return None,
+                    Err(_) => break,
+                }
+                if latest >= deadline {
+                    break;
+                }
+            }
+        }
+        Some(((), (receiver, Some(latest))))
     })
 }
+
+/// How many quiet periods a burst may postpone a reconcile.
+pub const BURST_LIMIT: u32 = 8;
 
 #[cfg(test)]
 mod tests {
@@ -396,12 +424,63 @@ mod tests {
     #[tokio::test]
     async fn a_burst_of_changes_is_one_signal() {
         let (sender, receiver) = watch::channel(0u64);
-        let mut signals = Box::pin(changes(receiver));
+        let mut signals = Box::pin(changes(receiver, Duration::from_millis(200)));
         for _ in 0..1000 {
             sender.send_modify(|n| *n += 1);
         }
         assert!(signals.next().await.is_some());
         let more = tokio::time::timeout(Duration::from_millis(20), signals.next()).await;
         assert!(more.is_err(), "a second signal for the same burst");
+    }
+
+    /// When each signal comes, in milliseconds of a paused clock, for changes at `at`.
+    async fn signal_times(at: &[u64], quiet: Duration) -> Vec<u64> {
+        let trigger = Trigger::default();
+        let start = tokio::time::Instant::now();
+        let signals = changes(trigger.subscribe(), quiet);
+        let collect = tokio::spawn(async move {
+            signals
+                .map(move |()| u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX))
+                .collect::<Vec<_>>()
+                .await
+        });
+        for &ms in at {
+            tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
+            trigger.bump();
+        }
+        tokio::time::sleep_until(start + Duration::from_secs(60)).await;
+        drop(trigger);
+        collect.await.unwrap_or_default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_edit_is_signalled_at_once() {
+        let quiet = Duration::from_millis(500);
+        assert_eq!(signal_times(&[1_000], quiet).await, [1_000]);
+        // Edits further apart than the quiet period: each at once.
+        assert_eq!(
+            signal_times(&[1_000, 2_000, 2_600], quiet).await,
+            [1_000, 2_000, 2_600]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_bursts_are_coalesced_and_never_postponed_forever() {
+        let quiet = Duration::from_millis(500);
+        // The first change of a burst goes at once; the rest wait for a quiet period.
+        let burst: Vec<u64> = (0..50).map(|i| 1_000 + i * 10).collect();
+        assert_eq!(signal_times(&burst, quiet).await, [1_000, 1_990]);
+        // A change every 100 ms for 10 s: a signal at least every BURST_LIMIT quiet periods.
+        let steady: Vec<u64> = (0..100).map(|i| 1_000 + i * 100).collect();
+        let times = signal_times(&steady, quiet).await;
+        assert_eq!(times.first(), Some(&1_000));
+        let limit = u64::from(BURST_LIMIT) * 500;
+        assert!(
+            times.windows(2).all(|w| w[1] - w[0] <= limit + 100),
+            "{times:?}"
+        );
+        assert!(times.len() >= 3, "{times:?}");
+        // And once the changes stop, a last signal covers them.
+        assert_eq!(times.last(), Some(&(1_000 + 99 * 100 + 500)));
     }
 }
