@@ -534,6 +534,34 @@ impl Harness {
         self.ctx = Arc::new(ctx);
     }
 
+    /// A new generation of a cached Flow, as its watch delivers it: the stored status stays.
+    fn edit_flow(&mut self, name: &str, generation: i64) {
+        let current = self
+            .ctx
+            .stores
+            .flows
+            .state()
+            .into_iter()
+            .find(|f| f.name_any() == name)
+            .unwrap_or_else(|| panic!("no Flow {name}"));
+        let status = serde_json::to_value(
+            current
+                .0
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .status
+                .clone(),
+        )
+        .unwrap_or_default();
+        self.writers
+            .flows
+            .apply_watcher_event(&watcher::Event::Apply(guard(flow_json(
+                name,
+                generation,
+                Some(status),
+            ))));
+    }
+
     fn advance(&self, seconds: i64) {
         self.elapsed
             .fetch_add(seconds, std::sync::atomic::Ordering::Relaxed);
@@ -992,31 +1020,7 @@ async fn status_is_written_only_when_it_differs() {
     let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
     harness.settle().await;
     // A new generation of the Flow: its status must say it observed it, nothing else moves.
-    let current = harness
-        .ctx
-        .stores
-        .flows
-        .state()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("no Flow"));
-    let status = serde_json::to_value(
-        current
-            .0
-            .as_ref()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .status
-            .clone(),
-    )
-    .unwrap_or_default();
-    harness
-        .writers
-        .flows
-        .apply_watcher_event(&watcher::Event::Apply(guard(flow_json(
-            "app",
-            2,
-            Some(status),
-        ))));
+    harness.edit_flow("app", 2);
     harness.advance(3600);
     let calls = harness.reconcile().await;
     assert_eq!(
@@ -1807,31 +1811,7 @@ async fn one_flow_edit_at_steady_state_is_one_config_write_and_one_status_write(
     let mut harness = many_flows_harness(50, Settings::default());
     harness.settle().await;
     // The edit: generation 2 of one Flow (as its watch delivers it) changes the config.
-    let current = harness
-        .ctx
-        .stores
-        .flows
-        .state()
-        .into_iter()
-        .find(|f| f.name_any() == "app-017")
-        .unwrap_or_else(|| panic!("no Flow"));
-    let status = serde_json::to_value(
-        current
-            .0
-            .as_ref()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .status
-            .clone(),
-    )
-    .unwrap_or_default();
-    harness
-        .writers
-        .flows
-        .apply_watcher_event(&watcher::Event::Apply(guard(flow_json(
-            "app-017",
-            2,
-            Some(status),
-        ))));
+    harness.edit_flow("app-017", 2);
     harness.ctx.trigger.bump();
     harness
         .canned
