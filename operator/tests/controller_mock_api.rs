@@ -1862,3 +1862,21 @@ async fn one_flow_edit_at_steady_state_is_one_config_write_and_one_status_write(
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn changes_of_sluices_own_children_do_not_preempt_status_writes() {
+    let settings = Settings {
+        status_concurrency: 4,
+        ..Settings::default()
+    };
+    let harness = many_flows_harness(60, settings);
+    // The watch seeing our own config Secret or a workload rollout while statuses are written.
+    let trigger = harness.ctx.trigger.clone();
+    *harness.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move |call| {
+        if is_object_status(call) {
+            trigger.bump_other();
+        }
+    }));
+    let calls = harness.reconcile().await;
+    assert_eq!(calls.iter().filter(|c| is_object_status(c)).count(), 61);
+}

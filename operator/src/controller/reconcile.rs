@@ -150,7 +150,7 @@ async fn reconcile_logging(
 ) -> Result<(Action, Summary), Error> {
     // Taken before the caches are read: a change after this point preempts status writes
     // and triggers a reconcile of its own.
-    let seen = ctx.trigger.count();
+    let seen = ctx.trigger.inputs();
     let change_arrived = ctx.trigger.take_oldest();
     let mut summary = Summary::default();
     let logging = match &guard.0 {
@@ -573,7 +573,8 @@ async fn update_object_statuses(
 }
 
 /// Writes `pending` at most `status_concurrency` at a time. Once the first batch is under
-/// way, a change seen by the watches stops further writes from starting: the reconcile that
+/// way, a change of a configuration input seen by the watches stops further writes from
+/// starting: the reconcile that
 /// change triggers recomputes them, so the configuration it needs is never queued behind
 /// thousands of status writes. The first batch always goes, so status progresses even while
 /// changes keep arriving. Every failure is waited out, then the first is returned (backoff).
@@ -588,7 +589,7 @@ async fn write_statuses(
     let results: Vec<Result<(), Error>> = futures::stream::iter(pending)
         .enumerate()
         .take_while(|(index, _)| {
-            futures::future::ready(*index < bound || ctx.trigger.count() == seen)
+            futures::future::ready(*index < bound || ctx.trigger.inputs() == seen)
         })
         .map(|(_, item)| write_status(ctx, item))
         .buffer_unordered(bound)

@@ -31,11 +31,15 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Bumped on every relevant change; the controller reconciles all Loggings when it moves.
 pub type Trigger = Arc<Signal>;
 
-/// The change counter, and when the oldest change no reconcile has picked up yet arrived
-/// (the start of the edit-to-config latency).
+/// The change counter, and, for changes of the configuration's inputs (the Sluice kinds and
+/// namespace labels, not Sluice's own children), their own counter and when the oldest one
+/// no reconcile has picked up yet arrived (the start of the edit-to-config latency).
+/// Sluice's own applies and workload rollouts trigger reconciles but neither preempt status
+/// writes nor count as edits.
 #[derive(Debug)]
 pub struct Signal {
     sender: watch::Sender<u64>,
+    inputs: std::sync::atomic::AtomicU64,
     oldest: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
@@ -43,24 +47,37 @@ impl Default for Signal {
     fn default() -> Self {
         Self {
             sender: watch::Sender::new(0),
+            inputs: std::sync::atomic::AtomicU64::new(0),
             oldest: std::sync::Mutex::new(None),
         }
     }
 }
 
 impl Signal {
-    /// Records a change seen by a watch.
+    /// Records a change of a configuration input seen by a watch.
     pub fn bump(&self) {
         self.oldest
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get_or_insert_with(std::time::Instant::now);
+        self.inputs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.bump_other();
+    }
+
+    /// Records a change of one of Sluice's own children: reconcile, nothing more.
+    pub fn bump_other(&self) {
         self.sender.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// How many changes have been seen.
     pub fn count(&self) -> u64 {
         *self.sender.borrow()
+    }
+
+    /// How many changes of configuration inputs have been seen.
+    pub fn inputs(&self) -> u64 {
+        self.inputs.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// When the oldest change not yet taken arrived; the reconcile that takes it reports
@@ -112,13 +129,15 @@ fn resource_version<K: Resource>(object: &K) -> String {
 }
 
 /// Reflects `stream` into `writer` and bumps `trigger` when an object's signature changes,
-/// an object goes away, or the initial list completes.
+/// an object goes away, or the initial list completes; `input` says whether the kind is an
+/// input of the configuration (see [`Signal`]).
 fn drive<K>(
     what: &'static str,
     stream: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
     writer: reflector::store::Writer<K>,
     signature: Signature<K>,
     trigger: Trigger,
+    input: bool,
 ) -> Task
 where
     K: Resource + Clone + Debug + Send + Sync + 'static,
@@ -148,8 +167,10 @@ where
                         false
                     }
                 };
-                if changed {
-                    trigger.bump();
+                match (changed, input) {
+                    (true, true) => trigger.bump(),
+                    (true, false) => trigger.bump_other(),
+                    (false, _) => {}
                 }
                 futures::future::ready(())
             }),
@@ -172,6 +193,7 @@ where
         writer,
         generation::<DeserializeGuard<K>>,
         trigger.clone(),
+        true,
     );
     (store, task)
 }
@@ -205,6 +227,7 @@ pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watch
         writer,
         labels::<PartialObjectMeta<Namespace>>,
         trigger.clone(),
+        true,
     ));
 
     let mut children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>> = BTreeMap::new();
@@ -231,6 +254,7 @@ pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watch
                 // Workload status feeds the Logging's conditions: every change counts.
                 resource_version::<DynamicObject>,
                 trigger.clone(),
+                false,
             ));
         }
     }
@@ -346,11 +370,13 @@ mod tests {
             writer,
             generation::<DeserializeGuard<Flow>>,
             trigger.clone(),
+            true,
         )
         .await;
         // InitApply, InitDone, the spec change and the deletion.
         assert_eq!(*receiver.borrow(), 4);
         assert_eq!(trigger.count(), 4);
+        assert_eq!(trigger.inputs(), 4);
         assert!(trigger.take_oldest().is_some());
         assert!(trigger.take_oldest().is_none(), "taken once");
         assert!(store.state().is_empty());
@@ -365,6 +391,7 @@ mod tests {
             writer,
             generation::<DeserializeGuard<Flow>>,
             Trigger::default(),
+            true,
         )
         .await;
         let cached = store.state();
@@ -482,5 +509,34 @@ mod tests {
         assert!(times.len() >= 3, "{times:?}");
         // And once the changes stop, a last signal covers them.
         assert_eq!(times.last(), Some(&(1_000 + 99 * 100 + 500)));
+    }
+
+    #[tokio::test]
+    async fn sluices_own_children_reconcile_but_are_no_edits() {
+        let trigger = Trigger::default();
+        let secret = |version: &str| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "main-agent-config", "namespace": "s", "uid": "s1",
+                             "resourceVersion": version}
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (resource, _) = api_resource(ChildKind::Secret);
+        drive(
+            "child",
+            futures::stream::iter(vec![
+                Ok(watcher::Event::Apply(secret("1"))),
+                Ok(watcher::Event::Apply(secret("2"))),
+            ]),
+            reflector::store::Writer::new(resource),
+            resource_version::<DynamicObject>,
+            trigger.clone(),
+            false,
+        )
+        .await;
+        assert_eq!(trigger.count(), 2);
+        assert_eq!(trigger.inputs(), 0);
+        assert!(trigger.take_oldest().is_none());
     }
 }
