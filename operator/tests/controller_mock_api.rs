@@ -64,6 +64,9 @@ const NO_ANSWER: u16 = 0;
 /// Responses to give instead of the default, once each: (method, path, code, body).
 type Scripted = Arc<Mutex<VecDeque<(String, String, u16, Value)>>>;
 
+/// Called with every request as it arrives, before it is answered.
+type Hook = Arc<Mutex<Option<Box<dyn FnMut(&Call) + Send>>>>;
+
 struct Writers {
     loggings: Writer<DeserializeGuard<Logging>>,
     flows: Writer<DeserializeGuard<Flow>>,
@@ -128,6 +131,7 @@ struct Harness {
     calls: Arc<Mutex<Vec<Call>>>,
     /// Responses to give instead of the default, once each, for (method, path).
     failures: Scripted,
+    hook: Hook,
     canned: Canned,
     now: jiff::Timestamp,
     /// Seconds added to `now` by the injected clock.
@@ -330,9 +334,11 @@ impl Harness {
         let client = Client::new(service, "default");
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let failures: Scripted = Arc::default();
+        let hook: Hook = Arc::default();
         {
             let calls = calls.clone();
             let failures = failures.clone();
+            let hook = hook.clone();
             let served = fixture.served.clone();
             tokio::spawn(async move {
                 // Requests scripted to get no answer, kept open until the test ends.
@@ -356,12 +362,16 @@ impl Harness {
                         (None, Some(object)) if method == "GET" => (200, object.clone()),
                         (None, _) => default_response(&method, &path, &body),
                     };
-                    calls.lock().unwrap_or_else(|p| p.into_inner()).push(Call {
+                    let call = Call {
                         method,
                         path,
                         query,
                         body,
-                    });
+                    };
+                    if let Some(hook) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                        hook(&call);
+                    }
+                    calls.lock().unwrap_or_else(|p| p.into_inner()).push(call);
                     if code == NO_ANSWER {
                         unanswered.push(send);
                         continue;
@@ -499,6 +509,7 @@ impl Harness {
             },
             calls,
             failures,
+            hook,
             canned,
             now,
             elapsed,
@@ -521,6 +532,34 @@ impl Harness {
         )
         .with_cores(old.cores.clone());
         self.ctx = Arc::new(ctx);
+    }
+
+    /// A new generation of a cached Flow, as its watch delivers it: the stored status stays.
+    fn edit_flow(&mut self, name: &str, generation: i64) {
+        let current = self
+            .ctx
+            .stores
+            .flows
+            .state()
+            .into_iter()
+            .find(|f| f.name_any() == name)
+            .unwrap_or_else(|| panic!("no Flow {name}"));
+        let status = serde_json::to_value(
+            current
+                .0
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .status
+                .clone(),
+        )
+        .unwrap_or_default();
+        self.writers
+            .flows
+            .apply_watcher_event(&watcher::Event::Apply(guard(flow_json(
+                name,
+                generation,
+                Some(status),
+            ))));
     }
 
     fn advance(&self, seconds: i64) {
@@ -981,31 +1020,7 @@ async fn status_is_written_only_when_it_differs() {
     let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
     harness.settle().await;
     // A new generation of the Flow: its status must say it observed it, nothing else moves.
-    let current = harness
-        .ctx
-        .stores
-        .flows
-        .state()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("no Flow"));
-    let status = serde_json::to_value(
-        current
-            .0
-            .as_ref()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .status
-            .clone(),
-    )
-    .unwrap_or_default();
-    harness
-        .writers
-        .flows
-        .apply_watcher_event(&watcher::Event::Apply(guard(flow_json(
-            "app",
-            2,
-            Some(status),
-        ))));
+    harness.edit_flow("app", 2);
     harness.advance(3600);
     let calls = harness.reconcile().await;
     assert_eq!(
@@ -1631,4 +1646,237 @@ async fn a_secret_read_that_never_answers_times_out_and_degrades_only_its_output
         "{}",
         team_a_problems(&calls)
     );
+}
+
+fn many_flows_harness(flows: usize, settings: Settings) -> Harness {
+    Harness::start(Fixture {
+        loggings: vec![logging_json(None)],
+        flows: (0..flows)
+            .map(|i| flow_json(&format!("app-{i:03}"), 1, None))
+            .collect(),
+        outputs: vec![output_json()],
+        namespaces: vec![json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "team-a", "labels": {"team": "a"}}
+        })],
+        control_namespaces: vec![CONTROL.to_owned()],
+        settings,
+        ..Fixture::default()
+    })
+}
+
+fn is_object_status(call: &Call) -> bool {
+    call.path.ends_with("/status") && call.path != LOGGING_STATUS
+}
+
+#[tokio::test]
+async fn the_config_goes_first_and_a_newer_change_preempts_pending_status_writes() {
+    let settings = Settings {
+        status_concurrency: 4,
+        ..Settings::default()
+    };
+    let mut harness = many_flows_harness(60, settings);
+    // A change arrives on a watch as soon as the first object status is being written.
+    let trigger = harness.ctx.trigger.clone();
+    *harness.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move |call| {
+        if is_object_status(call) {
+            trigger.bump();
+        }
+    }));
+    let calls = harness.reconcile().await;
+    let writes: Vec<&Call> = calls.iter().filter(|c| c.is_write()).collect();
+    let config = writes
+        .iter()
+        .position(|c| c.path == SECRET_PATH)
+        .unwrap_or_else(|| panic!("no config write in {:#?}", lines(&calls)));
+    let first_status = writes
+        .iter()
+        .position(|c| c.path.ends_with("/status"))
+        .unwrap_or_else(|| panic!("no status write in {:#?}", lines(&calls)));
+    assert!(config < first_status, "{:#?}", lines(&calls));
+    // Only the batch already under way when the change came was written: 4 of 61.
+    let statuses: Vec<&&Call> = writes.iter().filter(|c| is_object_status(c)).collect();
+    assert_eq!(statuses.len(), 4, "{:#?}", lines(&calls));
+    let text = harness.ctx.metrics.encode();
+    assert!(text.contains("sluice_status_writes_pending 57"), "{text}");
+
+    // The reconcile that change triggers writes the rest, each once; the workloads became
+    // ready meanwhile, so the Logging's status changes too. No config is written again.
+    *harness.hook.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    harness.observe(&calls);
+    let rest: Vec<Call> = harness
+        .reconcile()
+        .await
+        .into_iter()
+        .filter(|c| c.path != LOGGING_STATUS)
+        .collect();
+    assert!(rest.iter().all(is_object_status), "{:#?}", lines(&rest));
+    assert_eq!(rest.len(), 57);
+    let mut paths: Vec<&str> = statuses
+        .iter()
+        .map(|c| c.path.as_str())
+        .chain(rest.iter().map(|c| c.path.as_str()))
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), 61);
+    assert!(paths.contains(&OUTPUT_STATUS));
+    let text = harness.ctx.metrics.encode();
+    assert!(text.contains("sluice_status_writes_pending 0"), "{text}");
+}
+
+#[tokio::test]
+async fn status_writes_run_concurrently_up_to_the_bound() {
+    let settings = Settings {
+        status_concurrency: 8,
+        ..Settings::default()
+    };
+    let harness = many_flows_harness(20, settings);
+    // No answer to any status write: the first batch is all that can be in flight.
+    for i in 0..20 {
+        harness.respond_once(
+            "PATCH",
+            &format!("/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/app-{i:03}/status"),
+            NO_ANSWER,
+            Value::Null,
+        );
+    }
+    let ctx = harness.ctx.clone();
+    let logging = harness.logging();
+    let running = tokio::spawn(reconcile::reconcile(logging, ctx));
+    let in_flight = || {
+        harness
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| is_object_status(c))
+            .count()
+    };
+    for _ in 0..100 {
+        if in_flight() >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(in_flight(), 8);
+    // Counted while it runs, not only when it ends.
+    assert!(!running.is_finished());
+    let text = harness.ctx.metrics.encode();
+    assert!(
+        text.contains("sluice_reconciles_total{kind=\"Logging\"} 1"),
+        "{text}"
+    );
+    running.abort();
+}
+
+#[tokio::test]
+async fn a_status_write_that_never_answers_times_out_and_the_reconcile_backs_off() {
+    let settings = Settings {
+        status_write_timeout: Duration::from_millis(200),
+        ..Settings::default()
+    };
+    let harness = many_flows_harness(1, settings);
+    harness.respond_once(
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/app-000/status",
+        NO_ANSWER,
+        Value::Null,
+    );
+    let result = reconcile::reconcile(harness.logging(), harness.ctx.clone()).await;
+    let error = result
+        .err()
+        .unwrap_or_else(|| panic!("the reconcile succeeded"));
+    assert_eq!(error.category(), "StatusPatchTimeout");
+    // The other status was still written.
+    let calls = harness
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    find(&calls, "PATCH", OUTPUT_STATUS);
+    let text = harness.ctx.metrics.encode();
+    assert!(
+        text.contains(
+            "sluice_reconcile_duration_seconds_count{kind=\"Logging\",outcome=\"error\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("sluice_status_writes_pending 1"), "{text}");
+}
+
+#[tokio::test]
+async fn one_flow_edit_at_steady_state_is_one_config_write_and_one_status_write() {
+    let mut harness = many_flows_harness(50, Settings::default());
+    harness.settle().await;
+    // The edit: generation 2 of one Flow (as its watch delivers it) changes the config.
+    harness.edit_flow("app-017", 2);
+    harness.ctx.trigger.bump();
+    harness
+        .canned
+        .children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())[0] = config_secret("pipeline: {edited: true}\n");
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        lines(&calls),
+        vec![
+            format!("PATCH {SECRET_PATH}?{APPLY_QUERY}"),
+            format!(
+                "PATCH /apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/app-017/status?{APPLY_QUERY}"
+            ),
+        ]
+    );
+    let text = harness.ctx.metrics.encode();
+    // The edit's latency was measured once, when its config was applied.
+    assert!(
+        text.contains("sluice_edit_to_config_seconds_count 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "sluice_reconcile_duration_seconds_count{kind=\"Logging\",outcome=\"changed\"}"
+        ),
+        "{text}"
+    );
+    let unchanged = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(
+                    "sluice_reconcile_duration_seconds_count{kind=\"Logging\",outcome=\"unchanged\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = unchanged(&text);
+    harness.observe(&calls);
+    let calls = harness.reconcile().await;
+    assert_eq!(lines(&calls), Vec::<String>::new());
+    let text = harness.ctx.metrics.encode();
+    assert_eq!(unchanged(&text), before + 1, "{text}");
+    assert!(
+        text.contains("sluice_edit_to_config_seconds_count 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn changes_of_sluices_own_children_do_not_preempt_status_writes() {
+    let settings = Settings {
+        status_concurrency: 4,
+        ..Settings::default()
+    };
+    let harness = many_flows_harness(60, settings);
+    // The watch seeing our own config Secret or a workload rollout while statuses are written.
+    let trigger = harness.ctx.trigger.clone();
+    *harness.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move |call| {
+        if is_object_status(call) {
+            trigger.bump_other();
+        }
+    }));
+    let calls = harness.reconcile().await;
+    assert_eq!(calls.iter().filter(|c| is_object_status(c)).count(), 61);
 }

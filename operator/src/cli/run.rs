@@ -50,23 +50,52 @@ pub struct RunArgs {
     /// Loggings reconciled at the same time.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
-    /// Quiet period after a change before reconciling, so a burst of edits is handled once.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    /// Adaptive debounce: a change after this long without changes is reconciled at once;
+    /// changes closer together than this are a burst, reconciled once they pause this long
+    /// (at most 8 times this after the burst resumed).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub debounce: Duration,
     /// Reconcile every Logging at least this often, to pick up changed user Secrets (which
     /// are read, not watched).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
     pub resync_interval: Duration,
+    /// Object status writes in flight at once. They run after the configuration is applied
+    /// and yield to any newer change.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub status_concurrency: u16,
+    /// How long one status write may take before the reconcile fails and backs off.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub status_write_timeout: Duration,
+}
+
+/// The log subscriber. Colour codes only when `ansi` (stdout is a terminal): in a file or a
+/// log collector they are noise.
+fn subscriber<W>(
+    format: LogFormat,
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Plain => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
+    }
 }
 
 fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Plain => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    let ansi = std::io::stdout().is_terminal();
+    let _ = subscriber(format, filter, std::io::stdout, ansi).try_init();
 }
 
 /// What `--control-namespaces` means: nothing given is the operator's own namespace, the
@@ -114,6 +143,8 @@ fn options(args: RunArgs) -> Result<Options, String> {
         debounce: args.debounce,
         settings: Settings {
             resync: args.resync_interval,
+            status_concurrency: usize::from(args.status_concurrency),
+            status_write_timeout: args.status_write_timeout,
             ..Settings::default()
         },
     })
@@ -156,6 +187,77 @@ pub fn run(args: RunArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a log line looks like, from the same subscriber `sluice run` installs.
+    fn logged(format: LogFormat, ansi: bool) -> String {
+        let buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = std::sync::Arc::default();
+        let sink = buffer.clone();
+        let writer = move || Sink(sink.clone());
+        let subscriber = subscriber(
+            format,
+            tracing_subscriber::EnvFilter::new("info"),
+            writer,
+            ansi,
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("reconcile", kind = "Logging", name = "main").in_scope(|| {
+                tracing::info!(applied = 1, millis = 12, "reconciled");
+                tracing::debug!("reconciled; nothing changed");
+            });
+        });
+        let bytes = buffer.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(data);
+            }
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn plain_logs_have_no_colour_codes_off_a_terminal() {
+        let plain = logged(LogFormat::Plain, false);
+        assert!(plain.contains("reconciled"), "{plain}");
+        assert!(plain.contains("applied=1"), "{plain}");
+        assert!(!plain.contains('\u{1b}'), "{plain:?}");
+        // Debug lines (no-op reconciles) stay out at the default level.
+        assert!(!plain.contains("nothing changed"), "{plain}");
+        // What a terminal gets, so the check above can fail.
+        assert!(logged(LogFormat::Plain, true).contains('\u{1b}'));
+        let json = logged(LogFormat::Json, false);
+        assert!(!json.contains('\u{1b}'), "{json:?}");
+        assert!(json.contains("\"applied\":1"), "{json}");
+    }
+
+    #[test]
+    fn status_writes_are_bounded_and_timed_out_from_flags() {
+        let options = options_of(&[], "ops").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(options.settings.status_concurrency, 16);
+        assert_eq!(
+            options.settings.status_write_timeout,
+            Duration::from_secs(10)
+        );
+        let options = options_of(
+            &["--status-concurrency", "4", "--status-write-timeout", "2s"],
+            "ops",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(options.settings.status_concurrency, 4);
+        assert_eq!(
+            options.settings.status_write_timeout,
+            Duration::from_secs(2)
+        );
+        assert!(options_of(&["--status-concurrency", "0"], "ops").is_err());
+    }
 
     fn options_of(args: &[&str], pod_namespace: &str) -> Result<Options, String> {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();

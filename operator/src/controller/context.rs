@@ -41,6 +41,8 @@ pub enum Error {
         #[source]
         source: Box<kube::Error>,
     },
+    #[error("patching status of {key}: no answer within {after:?}")]
+    StatusTimeout { key: ObjectKey, after: Duration },
     #[error("a built object cannot be applied: {0}")]
     InvalidChild(String),
     #[error(transparent)]
@@ -56,6 +58,7 @@ impl Error {
             Error::Apply { .. } => "ApplyFailed",
             Error::Delete { .. } => "DeleteFailed",
             Error::Status { .. } => "StatusPatchFailed",
+            Error::StatusTimeout { .. } => "StatusPatchTimeout",
             Error::InvalidChild(_) => "InvalidChild",
             Error::Build(_) => "BuildFailed",
             Error::Pki(_) => "PkiFailed",
@@ -158,6 +161,10 @@ pub struct Settings {
     /// How long one read of a referenced user Secret may take; past it the Secret counts as
     /// unreadable and only the objects referencing it are degraded.
     pub secret_read_timeout: Duration,
+    /// Object status writes in flight at once, after the configuration is applied.
+    pub status_concurrency: usize,
+    /// How long one status write may take; past it the reconcile fails and backs off.
+    pub status_write_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -167,6 +174,8 @@ impl Default for Settings {
             error_backoff_min: Duration::from_secs(5),
             error_backoff_max: Duration::from_secs(300),
             secret_read_timeout: Duration::from_secs(10),
+            status_concurrency: 16,
+            status_write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -207,6 +216,9 @@ pub struct Context {
     pub settings: Settings,
     pub cores: Cores,
     pub memory: Mutex<Memory>,
+    /// The watches' change signal: a change arriving while object statuses are written
+    /// preempts the rest of them, and its arrival time starts the edit-to-config clock.
+    pub trigger: super::watches::Trigger,
     /// Serialises status writes of Flows, Outputs and their cluster variants, which every
     /// Logging's reconcile computes.
     pub status_lock: tokio::sync::Mutex<()>,
@@ -230,6 +242,7 @@ impl Context {
             settings,
             cores: Cores::default(),
             memory: Mutex::new(Memory::default()),
+            trigger: super::watches::Trigger::default(),
             status_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -237,6 +250,12 @@ impl Context {
     /// Replaces the pure steps (tests).
     pub fn with_cores(mut self, cores: Cores) -> Self {
         self.cores = cores;
+        self
+    }
+
+    /// Shares the watches' change signal (`sluice run`; tests bump their own).
+    pub fn with_trigger(mut self, trigger: super::watches::Trigger) -> Self {
+        self.trigger = trigger;
         self
     }
 

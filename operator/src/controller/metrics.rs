@@ -28,6 +28,8 @@ pub struct Metrics {
     certificate_not_after: Family<Labels, Gauge>,
     config_bytes: Family<Labels, Gauge>,
     config_shards: Family<Labels, Gauge>,
+    edit_to_config: Histogram,
+    status_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -48,10 +50,17 @@ impl Metrics {
         let certificate_not_after = Family::<Labels, Gauge>::default();
         let config_bytes = Family::<Labels, Gauge>::default();
         let config_shards = Family::<Labels, Gauge>::default();
-        registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
+        // 5 ms .. ~82 s: the latency budget is 0.5 s, a burst at 10,000 flows takes longer.
+        let edit_to_config = Histogram::new(exponential_buckets(0.005, 2.0, 15));
+        let status_pending = Gauge::default();
+        registry.register(
+            "reconciles",
+            "Reconciles started, by kind",
+            reconciles.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
-            "Duration of reconciles, by kind",
+            "Duration of finished reconciles, by kind and outcome (changed, unchanged, error)",
             reconcile_duration.clone(),
         );
         registry.register(
@@ -79,6 +88,16 @@ impl Metrics {
             "Number of aggregator configuration Secrets of a Logging",
             config_shards.clone(),
         );
+        registry.register(
+            "edit_to_config_seconds",
+            "From a change arriving on a watch to the configuration applied by the reconcile that picked it up",
+            edit_to_config.clone(),
+        );
+        registry.register(
+            "status_writes_pending",
+            "Object statuses known to differ and not yet written",
+            status_pending.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -88,15 +107,35 @@ impl Metrics {
             certificate_not_after,
             config_bytes,
             config_shards,
+            edit_to_config,
+            status_pending,
         }
     }
 
-    pub fn reconciled(&self, kind: &str, duration: Duration) {
-        let l = labels(&[("kind", kind)]);
-        self.reconciles.get_or_create(&l).inc();
+    pub fn reconcile_started(&self, kind: &str) {
+        self.reconciles
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+
+    /// `outcome` is one of a fixed few words (changed, unchanged, error).
+    pub fn reconciled(&self, kind: &str, outcome: &'static str, duration: Duration) {
         self.reconcile_duration
-            .get_or_create(&l)
+            .get_or_create(&labels(&[("kind", kind), ("outcome", outcome)]))
             .observe(duration.as_secs_f64());
+    }
+
+    pub fn edit_to_config(&self, latency: Duration) {
+        self.edit_to_config.observe(latency.as_secs_f64());
+    }
+
+    pub fn status_pending(&self, pending: usize) {
+        self.status_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    pub fn status_written(&self) {
+        self.status_pending.dec();
     }
 
     pub fn failed(&self, kind: &str, category: &str) {
@@ -149,11 +188,26 @@ mod tests {
     #[test]
     fn exposes_reconciles_and_errors() {
         let metrics = Metrics::new();
-        metrics.reconciled("Logging", Duration::from_millis(20));
+        metrics.reconcile_started("Logging");
+        metrics.reconcile_started("Logging");
+        metrics.reconciled("Logging", "changed", Duration::from_millis(20));
+        metrics.reconciled("Logging", "error", Duration::from_millis(20));
         metrics.failed("Logging", "ApplyFailed");
         let text = metrics.encode();
         assert!(
-            text.contains("sluice_reconciles_total{kind=\"Logging\"} 1"),
+            text.contains("sluice_reconciles_total{kind=\"Logging\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_reconcile_duration_seconds_count{kind=\"Logging\",outcome=\"changed\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_reconcile_duration_seconds_count{kind=\"Logging\",outcome=\"error\"} 1"
+            ),
             "{text}"
         );
         assert!(
@@ -162,5 +216,33 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn exposes_edit_to_config_latency_and_pending_status_writes() {
+        let metrics = Metrics::new();
+        metrics.edit_to_config(Duration::from_millis(30));
+        metrics.edit_to_config(Duration::from_millis(300));
+        metrics.status_pending(5);
+        metrics.status_written();
+        let text = metrics.encode();
+        assert!(
+            text.contains("sluice_edit_to_config_seconds_count 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_edit_to_config_seconds_bucket{le=\"0.32\"} 2"),
+            "{text}"
+        );
+        // 30 ms is past the 20 ms bucket, inside the 40 ms one.
+        assert!(
+            text.contains("sluice_edit_to_config_seconds_bucket{le=\"0.02\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_edit_to_config_seconds_bucket{le=\"0.04\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("sluice_status_writes_pending 4"), "{text}");
     }
 }

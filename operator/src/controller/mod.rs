@@ -179,14 +179,17 @@ pub async fn run_with(
         instance: Some(options.identity.clone()),
     };
     let clock: context::Clock = Arc::new(jiff::Timestamp::now);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        watches.stores,
-        metrics,
-        clock,
-        options.settings.clone(),
-        reporter,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            watches.stores,
+            metrics,
+            clock,
+            options.settings.clone(),
+            reporter,
+        )
+        .with_trigger(watches.trigger.clone()),
+    );
     let (leading, holder) = match &options.lease {
         Some(lease) => {
             let (leading, holder) = leader::elect(client.clone(), lease).await?;
@@ -221,12 +224,13 @@ pub async fn run_with(
             Api::<DeserializeGuard<Logging>>::all(client.clone()),
             watcher::Config::default().any_semantic(),
         )
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(options.concurrency)
-                .debounce(options.debounce),
-        )
-        .reconcile_all_on(watches::changes(watches.trigger.clone()))
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
+        // The debounce is adaptive (immediate for a single edit), so it is done here
+        // rather than by kube-runtime's fixed one.
+        .reconcile_all_on(watches::changes(
+            watches.trigger.subscribe(),
+            options.debounce,
+        ))
         .graceful_shutdown_on(stop)
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| {

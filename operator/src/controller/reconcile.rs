@@ -1,11 +1,17 @@
 //! One reconcile of one Logging: resolve → plan TLS → build → apply → delete orphans →
 //! status, then the status of every Flow, ClusterFlow, Output and ClusterOutput.
+//!
+//! The configuration never waits for object statuses: they are written last, a bounded
+//! number at a time, only where they changed, and a change seen by the watches meanwhile
+//! preempts the rest (the reconcile returns and the next one, which that change triggers
+//! anyway, computes them afresh).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use kube::api::DynamicObject;
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -16,7 +22,7 @@ use super::context::{Context, Error};
 use super::events::reference;
 use super::inventory;
 use super::status::{self, LoggingFacts};
-use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
+use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, ObjectStatus, Output};
 use crate::build::{Child, ChildKind};
 use crate::model::{Kind, ObjectKey, Pipeline, Problem, Resolution};
 use crate::pki::{PkiPlan, PkiRequest, Rollout};
@@ -30,17 +36,47 @@ pub async fn reconcile(
     let name = logging.name_any();
     let span = tracing::info_span!("reconcile", kind = "Logging", name = %name);
     let started = Instant::now();
+    // Counted when it starts, so a long reconcile shows in the metrics while it runs.
+    ctx.metrics.reconcile_started("Logging");
     let result = reconcile_logging(&logging, &ctx)
         .instrument(span.clone())
         .await;
-    ctx.metrics.reconciled("Logging", started.elapsed());
+    let elapsed = started.elapsed();
     let uid = logging.uid().unwrap_or_default();
-    match &result {
-        Ok(action) => {
+    let result = match result {
+        Ok((action, summary)) => {
             ctx.memory().failures.remove(&uid);
-            span.in_scope(|| tracing::debug!(?action, "reconciled"));
+            let outcome = if summary.changed() {
+                "changed"
+            } else {
+                "unchanged"
+            };
+            ctx.metrics.reconciled("Logging", outcome, elapsed);
+            let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            // At rest nothing is logged at info: only reconciles that wrote something.
+            span.in_scope(|| {
+                if summary.changed() {
+                    tracing::info!(
+                        applied = summary.applied,
+                        deleted = summary.deleted,
+                        logging_status = summary.logging_status,
+                        statuses = summary.statuses,
+                        statuses_deferred = summary.deferred,
+                        millis,
+                        "reconciled"
+                    );
+                } else {
+                    tracing::debug!(?action, millis, "reconciled; nothing changed");
+                }
+            });
+            Ok(action)
         }
+        Err(error) => Err(error),
+    };
+    match &result {
+        Ok(_) => {}
         Err(error) => {
+            ctx.metrics.reconciled("Logging", "error", elapsed);
             ctx.metrics.failed("Logging", error.category());
             span.in_scope(
                 || tracing::warn!(%error, category = error.category(), "reconcile failed"),
@@ -89,16 +125,40 @@ fn until(next: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
     Duration::from_secs(u64::try_from(seconds).unwrap_or(1))
 }
 
+/// What one reconcile wrote, for its log line and outcome label.
+#[derive(Clone, Copy, Debug, Default)]
+struct Summary {
+    /// Children created, updated or re-created.
+    applied: usize,
+    deleted: usize,
+    logging_status: bool,
+    /// Object statuses written.
+    statuses: usize,
+    /// Object statuses left to the next reconcile because a newer change arrived.
+    deferred: usize,
+}
+
+impl Summary {
+    fn changed(&self) -> bool {
+        self.applied > 0 || self.deleted > 0 || self.logging_status || self.statuses > 0
+    }
+}
+
 async fn reconcile_logging(
     guard: &DeserializeGuard<Logging>,
     ctx: &Context,
-) -> Result<Action, Error> {
+) -> Result<(Action, Summary), Error> {
+    // Taken before the caches are read: a change after this point preempts status writes
+    // and triggers a reconcile of its own.
+    let seen = ctx.trigger.inputs();
+    let change_arrived = ctx.trigger.take_oldest();
+    let mut summary = Summary::default();
     let logging = match &guard.0 {
         Ok(logging) => logging,
         Err(invalid) => {
             // The schema should make this impossible; if it happens, say so and wait for an edit.
             tracing::warn!(error = %invalid.error, "Logging does not match the schema; skipped");
-            return Ok(Action::await_change());
+            return Ok((Action::await_change(), summary));
         }
     };
     let name = logging.name_any();
@@ -159,6 +219,11 @@ async fn reconcile_logging(
             });
         }
         let deleted = apply::delete_orphans(ctx, &name, &children).await?;
+        if let Some(arrived) = change_arrived {
+            ctx.metrics.edit_to_config(arrived.elapsed());
+        }
+        summary.applied = applied.created.len() + applied.updated.len() + applied.recreated.len();
+        summary.deleted = deleted.len();
         record_config_metrics(ctx, pipeline, &children);
         announce_changes(ctx, logging, &applied, &deleted).await;
         certificates_changed = serials_changed(logging, &plan);
@@ -218,9 +283,12 @@ async fn reconcile_logging(
             })?;
         ctx.metrics.wrote("status", "Logging");
         remember_written(ctx, logging.uid(), &computed);
+        summary.logging_status = true;
     }
-    update_object_statuses(ctx, &resolution, now).await?;
-    Ok(Action::requeue(requeue))
+    let written = update_object_statuses(ctx, &resolution, now, seen).await?;
+    summary.statuses = written.written;
+    summary.deferred = written.deferred;
+    Ok((Action::requeue(requeue), summary))
 }
 
 /// Runs the PKI planner on a blocking thread: key generation can take a while.
@@ -417,13 +485,33 @@ fn remember_written(ctx: &Context, uid: Option<String>, status: &impl serde::Ser
     }
 }
 
+/// An object status that differs from the stored one.
+struct PendingStatus {
+    key: ObjectKey,
+    resource: ApiResource,
+    namespace: Option<String>,
+    name: String,
+    uid: Option<String>,
+    status: ObjectStatus,
+}
+
+/// What the object-status phase did.
+#[derive(Clone, Copy, Debug, Default)]
+struct StatusWrites {
+    written: usize,
+    /// Left for the next reconcile: preempted by a newer change.
+    deferred: usize,
+}
+
 /// Writes the status of every Flow, ClusterFlow, Output and ClusterOutput whose computed
-/// status differs from the stored one, and announces new problems.
+/// status differs from the stored one, and announces new problems. `seen` is the change
+/// count the reconcile started from.
 async fn update_object_statuses(
     ctx: &Context,
     resolution: &Resolution,
     now: jiff::Timestamp,
-) -> Result<(), Error> {
+    seen: u64,
+) -> Result<StatusWrites, Error> {
     let _serialised = ctx.status_lock.lock().await;
     for (kind, invalid) in inventory::malformed(ctx) {
         let name = invalid.metadata.name.clone().unwrap_or_default();
@@ -443,31 +531,107 @@ async fn update_object_statuses(
             .problems(&key, invalid.metadata.uid.clone(), &[problem], &[])
             .await;
     }
-    update_kind::<Flow>(ctx, Kind::Flow, &ctx.stores.flows.state(), resolution, now).await?;
-    update_kind::<ClusterFlow>(
+    let mut pending = Vec::new();
+    let stores = &ctx.stores;
+    pending_kind::<Flow>(
+        ctx,
+        Kind::Flow,
+        &stores.flows.state(),
+        resolution,
+        now,
+        &mut pending,
+    )
+    .await;
+    pending_kind::<ClusterFlow>(
         ctx,
         Kind::ClusterFlow,
-        &ctx.stores.cluster_flows.state(),
+        &stores.cluster_flows.state(),
         resolution,
         now,
+        &mut pending,
     )
-    .await?;
-    update_kind::<Output>(
+    .await;
+    pending_kind::<Output>(
         ctx,
         Kind::Output,
-        &ctx.stores.outputs.state(),
+        &stores.outputs.state(),
         resolution,
         now,
+        &mut pending,
     )
-    .await?;
-    update_kind::<ClusterOutput>(
+    .await;
+    pending_kind::<ClusterOutput>(
         ctx,
         Kind::ClusterOutput,
-        &ctx.stores.cluster_outputs.state(),
+        &stores.cluster_outputs.state(),
         resolution,
         now,
+        &mut pending,
     )
-    .await
+    .await;
+    write_statuses(ctx, pending, seen).await
+}
+
+/// Writes `pending` at most `status_concurrency` at a time. Once the first batch is under
+/// way, a change of a configuration input seen by the watches stops further writes from
+/// starting: the reconcile that
+/// change triggers recomputes them, so the configuration it needs is never queued behind
+/// thousands of status writes. The first batch always goes, so status progresses even while
+/// changes keep arriving. Every failure is waited out, then the first is returned (backoff).
+async fn write_statuses(
+    ctx: &Context,
+    pending: Vec<PendingStatus>,
+    seen: u64,
+) -> Result<StatusWrites, Error> {
+    let total = pending.len();
+    let bound = ctx.settings.status_concurrency.max(1);
+    ctx.metrics.status_pending(total);
+    let results: Vec<Result<(), Error>> = futures::stream::iter(pending)
+        .enumerate()
+        .take_while(|(index, _)| {
+            futures::future::ready(*index < bound || ctx.trigger.inputs() == seen)
+        })
+        .map(|(_, item)| write_status(ctx, item))
+        .buffer_unordered(bound)
+        .collect()
+        .await;
+    let written = results.iter().filter(|r| r.is_ok()).count();
+    ctx.metrics.status_pending(total - written);
+    let attempted = results.len();
+    if let Some(error) = results.into_iter().find_map(Result::err) {
+        return Err(error);
+    }
+    Ok(StatusWrites {
+        written,
+        deferred: total - attempted,
+    })
+}
+
+async fn write_status(ctx: &Context, item: PendingStatus) -> Result<(), Error> {
+    let timeout = ctx.settings.status_write_timeout;
+    let write = status::write_erased(
+        &ctx.client,
+        &item.resource,
+        item.namespace.as_deref(),
+        &item.name,
+        &item.status,
+    );
+    match tokio::time::timeout(timeout, write).await {
+        Err(_) => Err(Error::StatusTimeout {
+            key: item.key,
+            after: timeout,
+        }),
+        Ok(Err(source)) => Err(Error::Status {
+            key: item.key,
+            source: Box::new(source),
+        }),
+        Ok(Ok(())) => {
+            ctx.metrics.wrote("status", item.key.kind.as_str());
+            ctx.metrics.status_written();
+            remember_written(ctx, item.uid, &item.status);
+            Ok(())
+        }
+    }
 }
 
 /// The Loggings whose rendered configuration includes the object, comma-separated.
@@ -512,20 +676,22 @@ macro_rules! has_object_status {
 }
 has_object_status!(Flow, ClusterFlow, Output, ClusterOutput);
 
-async fn update_kind<K>(
+/// Announces new problems of every object of a kind and queues the statuses that changed.
+async fn pending_kind<K>(
     ctx: &Context,
     kind: Kind,
     objects: &[Arc<DeserializeGuard<K>>],
     resolution: &Resolution,
     now: jiff::Timestamp,
-) -> Result<(), Error>
-where
+    pending: &mut Vec<PendingStatus>,
+) where
     K: Resource<DynamicType = ()>
         + HasObjectStatus
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
+    let resource = ApiResource::erase::<K>(&());
     let mut objects: Vec<&K> = objects.iter().filter_map(|g| g.0.as_ref().ok()).collect();
     objects.sort_by_key(|o| (o.namespace(), o.name_any()));
     for object in objects {
@@ -564,14 +730,13 @@ where
         {
             continue;
         }
-        status::write::<K>(&ctx.client, object.namespace().as_deref(), &name, &computed)
-            .await
-            .map_err(|source| Error::Status {
-                key: key.clone(),
-                source: Box::new(source),
-            })?;
-        ctx.metrics.wrote("status", kind.as_str());
-        remember_written(ctx, object.uid(), &computed);
+        pending.push(PendingStatus {
+            key,
+            resource: resource.clone(),
+            namespace: object.namespace(),
+            name,
+            uid: object.uid(),
+            status: computed,
+        });
     }
-    Ok(())
 }

@@ -325,10 +325,27 @@ pub async fn write<K>(
 where
     K: kube::Resource<DynamicType = ()>,
 {
-    let resource = ApiResource::erase::<K>(&());
+    write_erased(
+        client,
+        &ApiResource::erase::<K>(&()),
+        namespace,
+        name,
+        status,
+    )
+    .await
+}
+
+/// [`write`] for a kind known only at run time.
+pub async fn write_erased(
+    client: &kube::Client,
+    resource: &ApiResource,
+    namespace: Option<&str>,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> kube::Result<()> {
     let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
     };
     let body = serde_json::json!({
         "apiVersion": resource.api_version,

@@ -29,7 +29,70 @@ use crate::layout::{LOGGING_LABEL, MANAGED_BY};
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Bumped on every relevant change; the controller reconciles all Loggings when it moves.
-pub type Trigger = Arc<watch::Sender<u64>>;
+pub type Trigger = Arc<Signal>;
+
+/// The change counter, and, for changes of the configuration's inputs (the Sluice kinds and
+/// namespace labels, not Sluice's own children), their own counter and when the oldest one
+/// no reconcile has picked up yet arrived (the start of the edit-to-config latency).
+/// Sluice's own applies and workload rollouts trigger reconciles but neither preempt status
+/// writes nor count as edits.
+#[derive(Debug)]
+pub struct Signal {
+    sender: watch::Sender<u64>,
+    inputs: std::sync::atomic::AtomicU64,
+    oldest: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Self {
+            sender: watch::Sender::new(0),
+            inputs: std::sync::atomic::AtomicU64::new(0),
+            oldest: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Signal {
+    /// Records a change of a configuration input seen by a watch.
+    pub fn bump(&self) {
+        self.oldest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_or_insert_with(std::time::Instant::now);
+        self.inputs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.bump_other();
+    }
+
+    /// Records a change of one of Sluice's own children: reconcile, nothing more.
+    pub fn bump_other(&self) {
+        self.sender.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// How many changes have been seen.
+    pub fn count(&self) -> u64 {
+        *self.sender.borrow()
+    }
+
+    /// How many changes of configuration inputs have been seen.
+    pub fn inputs(&self) -> u64 {
+        self.inputs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// When the oldest change not yet taken arrived; the reconcile that takes it reports
+    /// the latency.
+    pub fn take_oldest(&self) -> Option<std::time::Instant> {
+        self.oldest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.sender.subscribe()
+    }
+}
 
 /// Label selector of everything Sluice creates.
 pub fn children_selector() -> String {
@@ -40,7 +103,7 @@ pub fn children_selector() -> String {
 pub struct Watches {
     pub stores: Stores,
     pub tasks: Vec<Task>,
-    pub trigger: watch::Receiver<u64>,
+    pub trigger: Trigger,
     pub ready: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -66,13 +129,15 @@ fn resource_version<K: Resource>(object: &K) -> String {
 }
 
 /// Reflects `stream` into `writer` and bumps `trigger` when an object's signature changes,
-/// an object goes away, or the initial list completes.
+/// an object goes away, or the initial list completes; `input` says whether the kind is an
+/// input of the configuration (see [`Signal`]).
 fn drive<K>(
     what: &'static str,
     stream: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
     writer: reflector::store::Writer<K>,
     signature: Signature<K>,
     trigger: Trigger,
+    input: bool,
 ) -> Task
 where
     K: Resource + Clone + Debug + Send + Sync + 'static,
@@ -102,8 +167,10 @@ where
                         false
                     }
                 };
-                if changed {
-                    trigger.send_modify(|n| *n = n.wrapping_add(1));
+                match (changed, input) {
+                    (true, true) => trigger.bump(),
+                    (true, false) => trigger.bump_other(),
+                    (false, _) => {}
                 }
                 futures::future::ready(())
             }),
@@ -126,6 +193,7 @@ where
         writer,
         generation::<DeserializeGuard<K>>,
         trigger.clone(),
+        true,
     );
     (store, task)
 }
@@ -135,8 +203,7 @@ where
 /// Secret `list`/`watch`; only [`ControlNamespaces::All`] watches labelled Secrets
 /// cluster-wide.
 pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watches {
-    let (sender, receiver) = watch::channel(0u64);
-    let trigger: Trigger = Arc::new(sender);
+    let trigger = Trigger::default();
     let mut tasks = Vec::new();
 
     let (loggings, task) = guarded::<Logging>(client, "Logging", &trigger);
@@ -160,6 +227,7 @@ pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watch
         writer,
         labels::<PartialObjectMeta<Namespace>>,
         trigger.clone(),
+        true,
     ));
 
     let mut children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>> = BTreeMap::new();
@@ -186,6 +254,7 @@ pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watch
                 // Workload status feeds the Logging's conditions: every change counts.
                 resource_version::<DynamicObject>,
                 trigger.clone(),
+                false,
             ));
         }
     }
@@ -219,19 +288,47 @@ pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watch
     Watches {
         stores,
         tasks,
-        trigger: receiver,
+        trigger,
         ready,
     }
 }
 
-/// A stream yielding once per (coalesced) change signal.
-pub fn changes(mut receiver: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send + 'static {
+/// A stream yielding once per (coalesced) change signal, adaptively: a change after a
+/// quiet period of at least `quiet` yields at once (a single edit waits for nothing); a
+/// change within `quiet` of the previous one is part of a burst, and yields once the
+/// changes stop for `quiet`, or at the latest [`BURST_LIMIT`] × `quiet` after the burst
+/// resumed, so a steady stream of changes cannot postpone reconciles forever.
+pub fn changes(
+    mut receiver: watch::Receiver<u64>,
+    quiet: std::time::Duration,
+) -> impl Stream<Item = ()> + Send + 'static {
+    use tokio::time::Instant;
     receiver.mark_unchanged();
-    futures::stream::unfold(receiver, |mut receiver| async move {
+    let last: Option<Instant> = None;
+    futures::stream::unfold((receiver, last), move |(mut receiver, last)| async move {
         receiver.changed().await.ok()?;
-        Some(((), receiver))
+        let mut latest = Instant::now();
+        let burst = last.is_some_and(|last| latest.duration_since(last) < quiet);
+        if burst {
+            let deadline = latest + quiet.saturating_mul(BURST_LIMIT);
+            loop {
+                let until = (latest + quiet).min(deadline);
+                match tokio::time::timeout_at(until, receiver.changed()).await {
+                    Ok(Ok(())) => latest = Instant::now(),
+                    Ok(Err(_)) => return None,
+                    Err(_) => break,
+                }
+                if latest >= deadline {
+                    break;
+                }
+            }
+        }
+        Some(((), (receiver, Some(latest))))
     })
 }
+
+/// How many quiet periods a burst may postpone a reconcile.
+pub const BURST_LIMIT: u32 = 8;
 
 #[cfg(test)]
 mod tests {
@@ -254,8 +351,8 @@ mod tests {
 
     #[tokio::test]
     async fn only_spec_changes_deletions_and_sync_signal() {
-        let (sender, receiver) = watch::channel(0u64);
-        let trigger: Trigger = Arc::new(sender);
+        let trigger = Trigger::default();
+        let receiver = trigger.subscribe();
         let (store, writer) = reflector::store::<DeserializeGuard<Flow>>();
         let events = vec![
             Ok(watcher::Event::Init),
@@ -272,24 +369,29 @@ mod tests {
             futures::stream::iter(events),
             writer,
             generation::<DeserializeGuard<Flow>>,
-            trigger,
+            trigger.clone(),
+            true,
         )
         .await;
         // InitApply, InitDone, the spec change and the deletion.
         assert_eq!(*receiver.borrow(), 4);
+        assert_eq!(trigger.count(), 4);
+        assert_eq!(trigger.inputs(), 4);
+        assert!(trigger.take_oldest().is_some());
+        assert!(trigger.take_oldest().is_none(), "taken once");
         assert!(store.state().is_empty());
     }
 
     #[tokio::test]
     async fn cached_objects_have_no_managed_fields() {
-        let (sender, _receiver) = watch::channel(0u64);
         let (store, writer) = reflector::store::<DeserializeGuard<Flow>>();
         drive(
             "Flow",
             futures::stream::iter(vec![Ok(watcher::Event::Apply(flow(1, None)))]),
             writer,
             generation::<DeserializeGuard<Flow>>,
-            Arc::new(sender),
+            Trigger::default(),
+            true,
         )
         .await;
         let cached = store.state();
@@ -349,12 +451,92 @@ mod tests {
     #[tokio::test]
     async fn a_burst_of_changes_is_one_signal() {
         let (sender, receiver) = watch::channel(0u64);
-        let mut signals = Box::pin(changes(receiver));
+        let mut signals = Box::pin(changes(receiver, Duration::from_millis(200)));
         for _ in 0..1000 {
             sender.send_modify(|n| *n += 1);
         }
         assert!(signals.next().await.is_some());
         let more = tokio::time::timeout(Duration::from_millis(20), signals.next()).await;
         assert!(more.is_err(), "a second signal for the same burst");
+    }
+
+    /// When each signal comes, in milliseconds of a paused clock, for changes at `at`.
+    async fn signal_times(at: &[u64], quiet: Duration) -> Vec<u64> {
+        let trigger = Trigger::default();
+        let start = tokio::time::Instant::now();
+        let signals = changes(trigger.subscribe(), quiet);
+        let collect = tokio::spawn(async move {
+            signals
+                .map(move |()| u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX))
+                .collect::<Vec<_>>()
+                .await
+        });
+        for &ms in at {
+            tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
+            trigger.bump();
+        }
+        tokio::time::sleep_until(start + Duration::from_secs(60)).await;
+        drop(trigger);
+        collect.await.unwrap_or_default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_edit_is_signalled_at_once() {
+        let quiet = Duration::from_millis(500);
+        assert_eq!(signal_times(&[1_000], quiet).await, [1_000]);
+        // Edits further apart than the quiet period: each at once.
+        assert_eq!(
+            signal_times(&[1_000, 2_000, 2_600], quiet).await,
+            [1_000, 2_000, 2_600]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_bursts_are_coalesced_and_never_postponed_forever() {
+        let quiet = Duration::from_millis(500);
+        // The first change of a burst goes at once; the rest wait for a quiet period.
+        let burst: Vec<u64> = (0..50).map(|i| 1_000 + i * 10).collect();
+        assert_eq!(signal_times(&burst, quiet).await, [1_000, 1_990]);
+        // A change every 100 ms for 10 s: a signal at least every BURST_LIMIT quiet periods.
+        let steady: Vec<u64> = (0..100).map(|i| 1_000 + i * 100).collect();
+        let times = signal_times(&steady, quiet).await;
+        assert_eq!(times.first(), Some(&1_000));
+        let limit = u64::from(BURST_LIMIT) * 500;
+        assert!(
+            times.windows(2).all(|w| w[1] - w[0] <= limit + 100),
+            "{times:?}"
+        );
+        assert!(times.len() >= 3, "{times:?}");
+        // And once the changes stop, a last signal covers them.
+        assert_eq!(times.last(), Some(&(1_000 + 99 * 100 + 500)));
+    }
+
+    #[tokio::test]
+    async fn sluices_own_children_reconcile_but_are_no_edits() {
+        let trigger = Trigger::default();
+        let secret = |version: &str| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "main-agent-config", "namespace": "s", "uid": "s1",
+                             "resourceVersion": version}
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (resource, _) = api_resource(ChildKind::Secret);
+        drive(
+            "child",
+            futures::stream::iter(vec![
+                Ok(watcher::Event::Apply(secret("1"))),
+                Ok(watcher::Event::Apply(secret("2"))),
+            ]),
+            reflector::store::Writer::new(resource),
+            resource_version::<DynamicObject>,
+            trigger.clone(),
+            false,
+        )
+        .await;
+        assert_eq!(trigger.count(), 2);
+        assert_eq!(trigger.inputs(), 0);
+        assert!(trigger.take_oldest().is_none());
     }
 }
