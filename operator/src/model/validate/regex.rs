@@ -210,4 +210,12 @@ mod tests {
         assert!(!matches(&wrapped, "xagent-1"));
         assert!(client_names_regexp("(?P<n>a)").is_err());
     }
+
+    #[test]
+    fn patterns_too_deep_or_calling_before_any_group_are_refused_without_a_panic() {
+        assert!(config_regexp(r"(?<=\g<-3>)(a)(b)(c)").is_err());
+        let deep = format!("{}a{}", "(".repeat(150), ")".repeat(150));
+        assert!(config_regexp(&deep).is_err());
+        assert!(config_regexp(&format!("{}a{}", "(".repeat(50), ")".repeat(50))).is_ok());
+    }
 }

@@ -72,8 +72,13 @@ pub fn check(source: &str, extended: bool) -> Result<(), String> {
         at: 0,
         extended,
         captures: Vec::new(),
+        depth: 0,
+        too_deep: false,
     };
     let tree = parser.alternation();
+    if parser.too_deep {
+        return Err(format!("groups nested deeper than {MAX_DEPTH}"));
+    }
     let context = Context {
         named_only: parser.captures.iter().any(|(name, _)| name.is_some()),
         captures: parser.captures,
@@ -85,7 +90,14 @@ pub fn check(source: &str, extended: bool) -> Result<(), String> {
     }
 }
 
+/// Nesting the check follows before it gives up (recursion depth: Oniguruma itself allows
+/// 4096 levels, more than a worker thread's stack takes here). No real pattern comes close.
+const MAX_DEPTH: usize = 100;
+
 struct Parser {
+    /// Current group nesting; past [`MAX_DEPTH`] parsing stops and sets `too_deep`.
+    depth: usize,
+    too_deep: bool,
     chars: Vec<char>,
     at: usize,
     extended: bool,
@@ -346,6 +358,20 @@ impl Parser {
 
     /// After `(`; consumes up to and including the matching `)`.
     fn group(&mut self) -> Atom {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            // `check` refuses the pattern; skip the rest without recursing.
+            self.too_deep = true;
+            self.depth -= 1;
+            self.at = self.chars.len();
+            return Atom::Nothing;
+        }
+        let atom = self.group_body();
+        self.depth -= 1;
+        atom
+    }
+
+    fn group_body(&mut self) -> Atom {
         let saved_extended = self.extended;
         let node = if self.eat("?#") {
             while let Some(c) = self.next() {
@@ -624,7 +650,8 @@ impl Context {
                 let Some(number) = number.filter(|number| !calling.contains(number)) else {
                     return Err(Width::Variable);
                 };
-                let Some((_, body)) = self.captures.get(number - 1) else {
+                let Some((_, body)) = number.checked_sub(1).and_then(|i| self.captures.get(i))
+                else {
                     return Err(Width::Variable);
                 };
                 calling.push(number);
