@@ -53,6 +53,9 @@ pub const AGGREGATOR_TLS_DIR: &str = "/fluentd/tls";
 pub const AGGREGATOR_CONFIG_DIR: &str = "/fluentd/etc";
 /// Name of the aggregator's main config file inside [`AGGREGATOR_CONFIG_DIR`].
 pub const AGGREGATOR_CONFIG_FILE: &str = "fluent.conf";
+/// Ruby file in config shard 0 that fluentd loads with `-r` before it reads its config: it
+/// bounds every regex match (render::fluentd::regexp_timeout_script).
+pub const AGGREGATOR_REGEXP_TIMEOUT_FILE: &str = "regexp-timeout.rb";
 /// Where aggregator config shard `index` is mounted: shard 0 at [`AGGREGATOR_CONFIG_DIR`],
 /// the others side by side outside it (a mount point cannot be created inside a read-only
 /// Secret volume), included from shard 0.

@@ -270,3 +270,27 @@ fn the_agent_cluster_roles_the_builder_binds_are_shipped() {
         ]
     );
 }
+
+#[test]
+fn the_aggregator_bounds_every_regex_match() {
+    let children = build::objects(&examples_pipeline(), &pki()).unwrap();
+    let statefulset = find(&children, ChildKind::StatefulSet, "main-aggregator");
+    let args = &statefulset["spec"]["template"]["spec"]["containers"][0]["args"];
+    let args: Vec<&str> = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    // Loaded by fluentd's `-r` from shard 0's mount, which carries the file.
+    let at = args.iter().position(|a| *a == "-r").unwrap();
+    assert_eq!(args[at + 1], "/fluentd/etc/regexp-timeout.rb");
+    let secret = find(&children, ChildKind::Secret, "main-aggregator-config");
+    use base64::Engine;
+    let encoded = secret["data"]["regexp-timeout.rb"].as_str().unwrap();
+    let script = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    let script = String::from_utf8(script).unwrap();
+    assert!(script.contains("Regexp.timeout = 1.0"), "{script}");
+}

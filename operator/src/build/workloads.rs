@@ -425,6 +425,14 @@ pub(crate) fn aggregator_stateful_set(
                 layout::AGGREGATOR_CONFIG_DIR,
                 layout::AGGREGATOR_CONFIG_FILE
             ),
+            // fluentd's own "load library" option: passed on to the workers with the rest
+            // of the command line, and independent of the image's entrypoint.
+            "-r".to_owned(),
+            format!(
+                "{}/{}",
+                layout::AGGREGATOR_CONFIG_DIR,
+                layout::AGGREGATOR_REGEXP_TIMEOUT_FILE
+            ),
         ]),
         env: Some(vec![shared_key_env(names, pipeline)]),
         ports: Some(vec![

@@ -23,6 +23,10 @@ pub const SHARD_BUDGET: usize = 512 * 1024;
 pub const DEFAULT_FLOW_LABEL: &str = "@sluice-default-flow";
 /// File holding the client certificate check, next to the main file.
 pub const CERT_VERIFIER_FILE: &str = "cert-verifier.rb";
+/// Longest time one regex match may take in the aggregator, in seconds. Tenant patterns
+/// (grep, parser expressions) run on the worker every tenant shares; a backtracking pattern
+/// must not stall it. Ruby >= 3.2 raises `Regexp::TimeoutError` once a match runs longer.
+pub const REGEXP_TIMEOUT_SECONDS: f64 = 1.0;
 /// Label receiving fluentd's own log events (fluentd's `Fluent::Log::LOG_EVENT_LABEL`).
 pub const FLUENT_LOG_LABEL: &str = "@FLUENT_LOG";
 /// In shards 1.., the flows' dispatch `<match>` blocks and their `<label>` blocks.
@@ -137,6 +141,16 @@ fn tls_version(version: TlsVersion) -> &'static str {
         TlsVersion::Tls12 => "TLS1_2",
         TlsVersion::Tls13 => "TLS1_3",
     }
+}
+
+/// The Ruby file fluentd's `-r` loads in the supervisor and, through the same command line,
+/// in every worker (docs/dataplane.md). `Regexp.timeout` is process-wide; an image with a
+/// Ruby older than 3.2 has no such setting and starts without it instead of failing.
+pub fn regexp_timeout_script() -> String {
+    format!(
+        "# Written by Sluice: bounds every regex match of this process (docs/dataplane.md).\n\
+         Regexp.timeout = {REGEXP_TIMEOUT_SECONDS:?} if Regexp.respond_to?(:timeout=)\n"
+    )
 }
 
 /// The Ruby file `cert_verifier` loads. It ANDs OpenSSL's own verdict (`ok`) and checks
@@ -358,6 +372,10 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<Con
             name: CERT_VERIFIER_FILE.to_owned(),
             content: verifier,
         },
+        ConfigFile {
+            name: layout::AGGREGATOR_REGEXP_TIMEOUT_FILE.to_owned(),
+            content: regexp_timeout_script(),
+        },
     ]];
     for shard in shards.iter().skip(1) {
         let mut routes = String::new();
@@ -403,6 +421,15 @@ mod tests {
     use super::*;
     use crate::api::OutputSpec;
     use crate::model::{Kind, OutputPlan};
+
+    #[test]
+    fn the_regexp_timeout_script_sets_a_global_bound_where_ruby_has_one() {
+        assert_eq!(
+            regexp_timeout_script(),
+            "# Written by Sluice: bounds every regex match of this process (docs/dataplane.md).\n\
+             Regexp.timeout = 1.0 if Regexp.respond_to?(:timeout=)\n"
+        );
+    }
 
     #[test]
     fn file_output_stays_inside_the_buffer_volume() {
