@@ -515,7 +515,7 @@ impl<'a> Resolver<'a> {
         let (buffers, buffer_problems) = limits::allocate(
             &logging_key,
             spec,
-            &flows,
+            &mut flows,
             default_flow.as_ref(),
             error_output.as_ref(),
             &mut self.outputs,

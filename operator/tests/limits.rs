@@ -87,8 +87,8 @@ fn the_examples_buffers_fit_their_volume() {
     let status = main.buffers.status();
     assert_eq!(status.buffers, 20);
     assert_eq!(status.volume, "20Gi");
-    assert_eq!(status.per_output_default, "767Mi");
-    assert_eq!(status.allocated, "18416Mi");
+    assert_eq!(status.per_output_default, "796Mi");
+    assert_eq!(status.allocated, "17856Mi");
     assert!(main.buffers.allocated <= main.buffers.volume);
     // What the status reports is what the rendered buffers add up to.
     let mut sum = 0u64;
@@ -103,7 +103,7 @@ fn the_examples_buffers_fit_their_volume() {
     }
     assert_eq!(sum, main.buffers.allocated);
     let conf = sluice::render::aggregator(main)[0][0].content.clone();
-    assert!(conf.contains("total_limit_size 767m\n"), "{conf}");
+    assert!(conf.contains("total_limit_size 796m\n"), "{conf}");
 }
 
 #[test]
@@ -282,5 +282,220 @@ fn an_unreadable_volume_size_is_a_problem_and_the_budget_assumes_the_default() {
     assert_eq!(
         logging[0].field,
         "spec.aggregator.bufferVolume.persistentVolumeClaim.size"
+    );
+}
+
+/// `count` Flows named `<prefix>-<i>` in `namespace`, each sending to ClusterOutput `output`.
+fn flows_to(namespace: &str, prefix: &str, count: usize, output: &str) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "---\napiVersion: logging.sluice.dev/v1alpha1\nkind: Flow\nmetadata: {{name: {prefix}-{i:02}, namespace: {namespace}}}\nspec: {{globalOutputRefs: [{output}]}}\n"
+            )
+        })
+        .collect()
+}
+
+fn flow(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey::namespaced(Kind::Flow, namespace, name)
+}
+
+fn reasons<'a>(resolution: &'a Resolution, key: &ObjectKey) -> Vec<&'a str> {
+    problems(resolution, key).iter().map(|p| p.reason).collect()
+}
+
+#[test]
+fn tenant_flows_to_a_cluster_output_cannot_overcommit_the_volume() {
+    // cluster-archive sets totalLimitSize 2g: each Flow sending to it asks 2g × 2 workers.
+    let resolution = resolve_examples_with(&flows_to("data", "copy", 12, "cluster-archive"));
+    let main = pipeline(&resolution, "main");
+    let logging = ObjectKey::cluster(Kind::Logging, "main");
+    assert_eq!(problems(&resolution, &logging), Vec::<&Problem>::new());
+    assert!(main.buffers.allocated <= main.buffers.volume / 10 * 9);
+    let archive = ObjectKey::cluster(Kind::ClusterOutput, "cluster-archive");
+    let mut placed = 0;
+    for i in 0..12 {
+        let key = flow("data", &format!("copy-{i:02}"));
+        let plan = main.flows.iter().find(|f| f.key == key).unwrap();
+        if plan.outputs.contains(&archive) {
+            placed += 1;
+            assert_eq!(reasons(&resolution, &key), Vec::<&str>::new());
+        } else {
+            let found = problems(&resolution, &key);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].reason, "BufferBudgetExhausted");
+            assert_eq!(found[0].field, "spec.globalOutputRefs");
+            assert!(found[0].message.contains("cluster-archive"), "{found:?}");
+        }
+    }
+    assert!(placed < 12, "{placed}");
+    // The admin's own pairs and the other teams' keep their buffers.
+    let payments = flow("payments", "api");
+    assert_eq!(reasons(&resolution, &payments), Vec::<&str>::new());
+    assert!(
+        main.flows
+            .iter()
+            .any(|f| f.key == payments && !f.outputs.is_empty())
+    );
+    // What the status reports is what the rendered, placed pairs add up to.
+    let mut sum = 0u64;
+    for key in main
+        .flows
+        .iter()
+        .chain(main.default_flow.iter())
+        .flat_map(|f| f.outputs.iter())
+        .chain(main.error_output.iter())
+    {
+        if let Some(total) = total_limit(main, key) {
+            sum += model::limits::fluentd_size_bytes(&total).unwrap() * 2;
+        }
+    }
+    assert_eq!(sum, main.buffers.allocated);
+}
+
+const BIG_CLUSTER_OUTPUT: &str = r#"
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: ClusterOutput
+metadata: {name: big}
+spec:
+  http: {endpoint: "https://logs.example"}
+  buffer: {totalLimitSize: 1g}
+"#;
+
+#[test]
+fn a_namespace_with_many_flows_cannot_starve_one_with_a_single_flow() {
+    // 3686Mi of budget (4Gi, one worker): team-a's Flow `all` gets the default (3686Mi / 12
+    // pairs = 307Mi), then three 1g pairs fit: team-z's only one (the first of its
+    // namespace), team-a's a-00 and a-01. team-a's Flows sort first yet cannot take team-z's
+    // place.
+    let logging = team_x("{}", HTTP_SPEC)
+        .replace(
+            "watchNamespaces: [team-x]",
+            "watchNamespaces: [team-a, team-z]",
+        )
+        .replace("namespace: team-x", "namespace: team-a");
+    let extra = format!(
+        "{logging}{BIG_CLUSTER_OUTPUT}{}{}",
+        flows_to("team-a", "a", 10, "big"),
+        flows_to("team-z", "z", 1, "big")
+    );
+    let resolution = resolve_examples_with(&extra);
+    let other = pipeline(&resolution, "other");
+    let big = ObjectKey::cluster(Kind::ClusterOutput, "big");
+    let sends = |key: &ObjectKey| {
+        other
+            .flows
+            .iter()
+            .any(|f| &f.key == key && f.outputs.contains(&big))
+    };
+    assert!(sends(&flow("team-z", "z-00")));
+    assert_eq!(
+        reasons(&resolution, &flow("team-z", "z-00")),
+        Vec::<&str>::new()
+    );
+    assert!(sends(&flow("team-a", "a-00")));
+    assert!(sends(&flow("team-a", "a-01")));
+    assert!(!sends(&flow("team-a", "a-02")));
+    assert_eq!(
+        reasons(&resolution, &flow("team-a", "a-02")),
+        ["BufferBudgetExhausted"]
+    );
+    assert!(
+        !resolution
+            .problems
+            .contains_key(&ObjectKey::cluster(Kind::Logging, "other"))
+    );
+
+    // The admin may cap a namespace's pairs outright: team-a keeps its first pair by flow
+    // name (a-00 sorts before all).
+    let capped = extra.replace(
+        "tenantLimits: {}",
+        "tenantLimits: {maxFlowOutputPairsPerNamespace: 1}",
+    );
+    let resolution = resolve_examples_with(&capped);
+    let other = pipeline(&resolution, "other");
+    let all = other
+        .flows
+        .iter()
+        .find(|f| f.key == flow("team-a", "all"))
+        .unwrap();
+    assert!(!all.outputs.contains(&out_a()));
+    assert_eq!(
+        reasons(&resolution, &flow("team-a", "all")),
+        ["TooManyFlowOutputPairs"]
+    );
+    assert_eq!(
+        reasons(&resolution, &flow("team-a", "a-00")),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        reasons(&resolution, &flow("team-a", "a-01")),
+        ["TooManyFlowOutputPairs"]
+    );
+    assert_eq!(
+        reasons(&resolution, &flow("team-z", "z-00")),
+        Vec::<&str>::new()
+    );
+}
+
+fn out_a() -> ObjectKey {
+    ObjectKey::namespaced(Kind::Output, "team-a", "out")
+}
+
+#[test]
+fn a_tenant_asking_for_more_cannot_shrink_the_default_of_others() {
+    // Two pairs in team-x: `out` asks 3g (allowed up to 3g), `small` asks nothing.
+    let spec = format!("{{{HTTP}, buffer: {{totalLimitSize: 3g}}}}");
+    let extra = format!(
+        "{}---\napiVersion: logging.sluice.dev/v1alpha1\nkind: Flow\nmetadata: {{name: second, namespace: team-x}}\nspec: {{localOutputRefs: [small]}}\n---\napiVersion: logging.sluice.dev/v1alpha1\nkind: Output\nmetadata: {{name: small, namespace: team-x}}\nspec: {HTTP_SPEC}\n",
+        team_x("{maxTotalLimitSize: 3g}", &spec)
+    );
+    let resolution = resolve_examples_with(&extra);
+    let other = pipeline(&resolution, "other");
+    let small = ObjectKey::namespaced(Kind::Output, "team-x", "small");
+    // Half of the 3686Mi budget each, whatever `out` asks; `out`'s 3g no longer fits.
+    assert_eq!(other.buffers.status().per_output_default, "1843Mi");
+    assert_eq!(total_limit(other, &small).as_deref(), Some("1843m"));
+    assert_eq!(
+        reasons(&resolution, &flow("team-x", "second")),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        reasons(&resolution, &flow("team-x", "all")),
+        ["BufferBudgetExhausted"]
+    );
+    assert!(other.buffers.allocated <= 3686 * 1024 * 1024);
+}
+
+#[test]
+fn tenant_file_and_stdout_outputs_need_the_admins_consent() {
+    for (spec, reason, allow) in [
+        (
+            "{file: {path: logs}}",
+            "FileOutputNotAllowed",
+            "allowFileOutputs",
+        ),
+        (
+            "{stdout: {}}",
+            "StdoutOutputNotAllowed",
+            "allowStdoutOutputs",
+        ),
+    ] {
+        let resolution = resolve_examples_with(&team_x("{}", spec));
+        assert!(!pipeline(&resolution, "other").outputs.contains_key(&out()));
+        assert_eq!(reasons(&resolution, &out()), [reason]);
+        let resolution = resolve_examples_with(&team_x(&format!("{{{allow}: true}}"), spec));
+        assert!(pipeline(&resolution, "other").outputs.contains_key(&out()));
+        assert_eq!(reasons(&resolution, &out()), Vec::<&str>::new());
+    }
+    // ClusterOutputs are the admin's: the examples' file ClusterOutput `dead-letters` is used
+    // without any allowance (the_examples_buffers_fit_their_volume checks for no problems).
+    let resolution = resolve_examples_with("");
+    let dead_letters = ObjectKey::cluster(Kind::ClusterOutput, "dead-letters");
+    assert!(
+        pipeline(&resolution, "main")
+            .outputs
+            .contains_key(&dead_letters)
     );
 }

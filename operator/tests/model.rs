@@ -415,12 +415,12 @@ fn a_file_path_fluentd_refuses_is_left_out() {
             "{path}"
         );
     }
+    // The path is fine; a tenant file output still needs the admin's allowFileOutputs.
     let complete = payments_output(r#"{file: {path: "logs/%Y/%m/%d/%H/app"}}"#);
-    assert!(
-        model::resolve(&load_with(&complete).inventory)
-            .problems
-            .is_empty()
-    );
+    let resolution = model::resolve(&load_with(&complete).inventory);
+    let found = reasons(&resolution, &extra_output());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "FileOutputNotAllowed");
 }
 
 #[test]

@@ -89,15 +89,17 @@ pub struct LoggingSpec {
     pub tenant_limits: Option<TenantLimits>,
 }
 
-/// Limits the Logging's admin sets on what tenants (namespaced Outputs, pods) may use of
-/// shared resources. Sizes beyond a cap are lowered to the cap and reported on the Output;
-/// choices not allowed leave the Output out.
+/// Limits the Logging's admin sets on what tenants (namespaced Flows and Outputs, pods) may
+/// use of shared resources. Sizes beyond a cap are lowered to the cap and reported on the
+/// Output; choices not allowed leave the Output out; a Flow's pairs that do not fit the buffer
+/// budget are left out of that Flow.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantLimits {
     /// Largest `buffer.totalLimitSize` of an Output, a fluentd size such as `1g`; larger
     /// values are lowered to it. Default: the per-output default the buffer volume allows
-    /// (`status.buffers.perOutputDefault`).
+    /// (`status.buffers.perOutputDefault`). Above that default, a pair of such an Output gets
+    /// its buffer only after every pair of default size, while the budget still holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{1,15}[kmgtKMGT]?$"))]
     pub max_total_limit_size: Option<String>,
@@ -122,6 +124,23 @@ pub struct TenantLimits {
     /// Output is left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_ambient_credentials: Option<bool>,
+    /// Most flow-output pairs (a Flow sending to one buffered output, Output or ClusterOutput)
+    /// of one namespace that get a buffer: a namespace's pairs beyond it, in flow-name order,
+    /// are left out (`TooManyFlowOutputPairs` on the Flow). With `maxFlushThreadCount` it also
+    /// bounds the flush threads a namespace adds to each worker. Default: 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_flow_output_pairs_per_namespace: Option<i32>,
+    /// Whether an Output may be of kind `file`. Its files are written to the buffer volume
+    /// outside the buffer budget and never rotated, so one busy Output can fill the disk every
+    /// buffer shares. Default: false, and such an Output is left out. ClusterOutputs may always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_file_outputs: Option<bool>,
+    /// Whether an Output may be of kind `stdout`, which writes every record to the aggregator's
+    /// log on the node (and back into the pipeline when the control namespace is watched).
+    /// Default: false, and such an Output is left out. ClusterOutputs may always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_stdout_outputs: Option<bool>,
     /// Whether a pod annotated `fluentbit.io/exclude: "true"` is skipped by the agent, hiding
     /// its logs from every flow including the admin's ClusterFlows. Default: false.
     #[serde(default, skip_serializing_if = "Option::is_none")]

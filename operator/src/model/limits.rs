@@ -3,7 +3,7 @@
 //! how the buffer volume is shared among every buffer of an aggregator pod. The contract and
 //! the defaults are in docs/dataplane.md, "Tenant limits and the buffer budget".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -37,11 +37,13 @@ pub const DEFAULT_OVERFLOW_ACTIONS: [OverflowAction; 2] = [
     OverflowAction::ThrowException,
     OverflowAction::DropOldestChunk,
 ];
+/// Flow-output pairs a namespace gets buffers for unless the admin sets another number.
+pub const DEFAULT_MAX_PAIRS_PER_NAMESPACE: i32 = 32;
 /// Share of the volume handed out to buffers; the rest covers file-system overhead, the
 /// buffers' metadata files and chunks still being written when the oldest one is dropped.
 const USABLE_PERCENT: u64 = 90;
-/// Smallest default, so a crowded volume still gets working buffers (and an overcommit
-/// problem) rather than buffers smaller than a chunk.
+/// Smallest default, so a crowded volume gets fewer working buffers (the tenant pairs that no
+/// longer fit are left out) rather than buffers smaller than a chunk.
 const MIN_DEFAULT_TOTAL: u64 = 4 * DEFAULT_CHUNK_LIMIT;
 
 static FLUENTD_SIZE: LazyLock<Regex> = LazyLock::new(|| {
@@ -201,6 +203,23 @@ pub fn forbidden_choices(
             ),
         ));
     }
+    match spec.kinds().first() {
+        Some(OutputKind::File(_)) if limits.allow_file_outputs != Some(true) => {
+            problems.push(problem(
+                "FileOutputNotAllowed",
+                "spec.file",
+                "a file output writes to the aggregator's buffer volume outside the buffer budget and never rotates, so it could fill the disk every buffer shares; the Logging's spec.tenantLimits.allowFileOutputs does not allow it",
+            ));
+        }
+        Some(OutputKind::Stdout) if limits.allow_stdout_outputs != Some(true) => {
+            problems.push(problem(
+                "StdoutOutputNotAllowed",
+                "spec.stdout",
+                "a stdout output writes every record to the aggregator's log on the node, which the Logging's spec.tenantLimits.allowStdoutOutputs does not allow",
+            ));
+        }
+        _ => {}
+    }
     if let Some(OutputKind::S3(s3)) = spec.kinds().first()
         && (s3.access_key_id_secret_ref.is_none() || s3.secret_access_key_secret_ref.is_none())
         && limits.allow_ambient_credentials != Some(true)
@@ -274,14 +293,38 @@ fn lowered(field: &str, asked: &str, cap: &str, because: &str) -> Problem {
     )
 }
 
-/// Sizes every buffer so that all of them fit the buffer volume, applies the tenant caps, and
-/// writes the resulting `totalLimitSize`, `chunkLimitSize` and `flushThreadCount` into each
-/// output's `spec.buffer` (what the renderer writes). Returns the budget and the problems,
-/// each with the object it belongs to.
+/// Bytes a tenant Output may ask for without a `maxTotalLimitSize`, and the phrase naming it.
+const FAIR_SHARE: &str = "this output's share of the buffer volume (the Logging's status.buffers; its admin may raise spec.tenantLimits.maxTotalLimitSize)";
+
+/// One flow-output pair of a namespaced Flow, in the order the budget considers it.
+struct TenantPair {
+    /// Index into the flows.
+    flow: usize,
+    output: ObjectKey,
+    /// The pair's position among its namespace's pairs (flows by name, outputs as referenced).
+    rank: usize,
+}
+
+fn pair_left_out(output: &ObjectKey, reason: &'static str, message: String) -> Problem {
+    let field = if output.kind == Kind::ClusterOutput {
+        "spec.globalOutputRefs"
+    } else {
+        "spec.localOutputRefs"
+    };
+    problem(reason, field, message)
+}
+
+/// Sizes every buffer, applies the tenant caps, and writes the resulting `totalLimitSize`,
+/// `chunkLimitSize` and `flushThreadCount` into each output's `spec.buffer` (what the
+/// renderer writes). The admin's pairs (ClusterFlows, the default flow, the error output) are
+/// placed first, as the admin sized them; then the namespaced Flows' pairs, round-robin across
+/// namespaces, each only while the budget still holds it: a pair that does not fit is removed
+/// from its Flow, which gets the Problem, never the Logging. Returns the budget and the
+/// problems, each with the object it belongs to.
 pub fn allocate(
     logging: &ObjectKey,
     spec: &LoggingSpec,
-    flows: &[FlowPlan],
+    flows: &mut [FlowPlan],
     default_flow: Option<&FlowPlan>,
     error_output: Option<&ObjectKey>,
     outputs: &mut BTreeMap<ObjectKey, OutputPlan>,
@@ -293,32 +336,72 @@ pub fn allocate(
     }
     let workers = workers(spec);
     let limits = limits(spec);
+    let is_buffered = |key: &ObjectKey| outputs.get(key).is_some_and(|plan| buffered(&plan.spec));
 
-    // Buffers per output in one pod: one per flow using it (and the error label) per worker.
-    let mut pairs: BTreeMap<ObjectKey, u64> = BTreeMap::new();
+    // Buffers per output of the admin's own pairs, in one pod: one per flow using it (and
+    // the error label) per worker.
+    let mut admin: BTreeMap<ObjectKey, u64> = BTreeMap::new();
     for key in flows
         .iter()
+        .filter(|flow| flow.key.kind != Kind::Flow)
         .chain(default_flow)
         .flat_map(|flow| &flow.outputs)
         .chain(error_output)
+        .filter(|key| is_buffered(key))
     {
-        if outputs.get(key).is_some_and(|plan| buffered(&plan.spec)) {
-            *pairs.entry(key.clone()).or_default() += workers;
+        *admin.entry(key.clone()).or_default() += workers;
+    }
+    // The tenants' pairs, ranked within their namespace by flow name (flows are sorted by
+    // key) and then in the order the flow references its outputs.
+    let mut tenant: Vec<TenantPair> = Vec::new();
+    let mut per_namespace: BTreeMap<Option<String>, usize> = BTreeMap::new();
+    for (index, flow) in flows.iter().enumerate() {
+        if flow.key.kind != Kind::Flow {
+            continue;
+        }
+        for output in flow.outputs.iter().filter(|key| is_buffered(key)) {
+            let rank = per_namespace.entry(flow.key.namespace.clone()).or_default();
+            tenant.push(TenantPair {
+                flow: index,
+                output: output.clone(),
+                rank: *rank,
+            });
+            *rank += 1;
         }
     }
-    let buffers: u64 = pairs.values().sum();
-    let usable = volume / 100 * USABLE_PERCENT;
-    let whole_mib = |bytes: u64| (bytes / MI * MI).max(MIN_DEFAULT_TOTAL);
-    let fair_share = whole_mib(usable / buffers.max(1));
+
+    let asked = |key: &ObjectKey| {
+        outputs
+            .get(key)
+            .and_then(|plan| plan.spec.buffer.as_ref())
+            .and_then(|b| b.total_limit_size.as_deref())
+            .and_then(|text| fluentd_size_bytes(text).map(|bytes| (text.to_owned(), bytes)))
+    };
+    // The default: what the admin's explicit sizes leave, shared by the admin's other
+    // buffers and every tenant buffer alike, so nothing a tenant writes can shrink it.
+    // Whole MiB, so the budget reads as a quantity.
+    let usable = volume / 100 * USABLE_PERCENT / MI * MI;
+    let mut admin_explicit = 0u64;
+    let mut default_buffers = u64::try_from(tenant.len())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(workers);
+    for (key, count) in &admin {
+        match asked(key) {
+            Some((_, bytes)) => {
+                admin_explicit = admin_explicit.saturating_add(bytes.saturating_mul(*count));
+            }
+            None => default_buffers = default_buffers.saturating_add(*count),
+        }
+    }
+    let per_output_default =
+        (usable.saturating_sub(admin_explicit) / default_buffers.max(1)) / MI * MI;
+    let per_output_default = per_output_default.max(MIN_DEFAULT_TOTAL);
     let total_cap = limits
         .max_total_limit_size
         .as_deref()
         .and_then(fluentd_size_bytes)
         .map(|cap| (cap, "the Logging's spec.tenantLimits.maxTotalLimitSize"))
-        .unwrap_or((
-            fair_share,
-            "this output's share of the buffer volume (the Logging's status.buffers; its admin may raise spec.tenantLimits.maxTotalLimitSize)",
-        ));
+        .unwrap_or((per_output_default, FAIR_SHARE));
     let chunk_cap = limits
         .max_chunk_limit_size
         .as_deref()
@@ -329,61 +412,132 @@ pub fn allocate(
         .unwrap_or(DEFAULT_MAX_FLUSH_THREADS)
         .clamp(1, 64);
 
-    // Explicit sizes first (tenant ones capped); the defaults share what is left.
-    let mut explicit: BTreeMap<ObjectKey, u64> = BTreeMap::new();
-    let mut explicit_sum = 0u64;
-    let mut default_buffers = 0u64;
-    for (key, count) in &pairs {
-        let tenant = key.kind == Kind::Output;
-        let asked = outputs
-            .get(key)
-            .and_then(|plan| plan.spec.buffer.as_ref())
-            .and_then(|b| b.total_limit_size.as_deref())
-            .and_then(|text| fluentd_size_bytes(text).map(|bytes| (text, bytes)));
-        match asked {
-            Some((text, bytes)) => {
-                let size = if tenant && bytes > total_cap.0 {
-                    problems.push((
-                        key.clone(),
-                        lowered(
-                            "totalLimitSize",
-                            text,
-                            &fluentd_size(total_cap.0),
-                            total_cap.1,
-                        ),
-                    ));
-                    total_cap.0
-                } else {
-                    bytes
-                };
-                explicit.insert(key.clone(), size);
-                explicit_sum = explicit_sum.saturating_add(size.saturating_mul(*count));
+    // One size per output (fluentd's buffer is the output's): ClusterOutputs as the admin
+    // wrote them, tenant Outputs capped.
+    let used: BTreeSet<&ObjectKey> = admin
+        .keys()
+        .chain(tenant.iter().map(|pair| &pair.output))
+        .collect();
+    let mut sizes: BTreeMap<ObjectKey, u64> = BTreeMap::new();
+    for key in used {
+        let is_tenant = key.kind == Kind::Output;
+        let size = match asked(key) {
+            Some((text, bytes)) if is_tenant && bytes > total_cap.0 => {
+                problems.push((
+                    key.clone(),
+                    lowered(
+                        "totalLimitSize",
+                        &text,
+                        &fluentd_size(total_cap.0),
+                        total_cap.1,
+                    ),
+                ));
+                total_cap.0
             }
-            None => default_buffers += count,
-        }
+            Some((_, bytes)) => bytes,
+            None if is_tenant => per_output_default.min(total_cap.0),
+            None => per_output_default,
+        };
+        sizes.insert(key.clone(), size);
     }
-    let per_output_default =
-        whole_mib(usable.saturating_sub(explicit_sum) / default_buffers.max(1));
 
     let mut allocated = 0u64;
-    for (key, count) in &pairs {
-        let tenant = key.kind == Kind::Output;
+    let mut buffers = 0u64;
+    for (key, count) in &admin {
+        allocated = allocated.saturating_add(sizes[key].saturating_mul(*count));
+        buffers += count;
+    }
+    if allocated > volume {
+        // Only the admin's own sizes can get here: tenants' pairs are placed below.
+        problems.push((
+            logging.clone(),
+            problem(
+                "BufferOvercommitted",
+                "spec.aggregator.bufferVolume",
+                format!(
+                    "the {buffers} buffers of the admin's own flows in an aggregator pod ({} flow-output pairs × {workers} workers) may grow to {}, more than the {} buffer volume, and leave no room for any namespace's Flow; lower the totalLimitSize of ClusterOutputs or enlarge the volume",
+                    buffers / workers,
+                    quantity(allocated),
+                    quantity(volume)
+                ),
+            ),
+        ));
+    }
+
+    // Tenant pairs: every namespace's first pair, then every namespace's second, …; pairs
+    // larger than the default only after every default-sized one, so asking for more (where
+    // the admin allows it) never displaces another namespace's fair share.
+    let pair_cap = usize::try_from(
+        limits
+            .max_flow_output_pairs_per_namespace
+            .unwrap_or(DEFAULT_MAX_PAIRS_PER_NAMESPACE)
+            .clamp(1, 1000),
+    )
+    .unwrap_or(1);
+    tenant.sort_by_key(|pair| {
+        (
+            sizes[&pair.output] > per_output_default,
+            pair.rank,
+            flows[pair.flow].key.namespace.clone(),
+        )
+    });
+    let mut left_out: Vec<(usize, ObjectKey)> = Vec::new();
+    for pair in &tenant {
+        let flow = &flows[pair.flow].key;
+        let namespace = flow.namespace.as_deref().unwrap_or_default();
+        let cost = sizes[&pair.output].saturating_mul(workers);
+        let refused = if pair.rank >= pair_cap {
+            Some(pair_left_out(
+                &pair.output,
+                "TooManyFlowOutputPairs",
+                format!(
+                    "output {} gets no buffer: namespace {namespace} already has {pair_cap} flow-output pairs (the Logging's spec.tenantLimits.maxFlowOutputPairsPerNamespace), counted by flow name",
+                    pair.output.name
+                ),
+            ))
+        } else if allocated.saturating_add(cost) > usable {
+            Some(pair_left_out(
+                &pair.output,
+                "BufferBudgetExhausted",
+                format!(
+                    "output {} gets no buffer: its {} × {workers} workers do not fit what is left of the Logging's buffer budget ({} of {} placed; see its status.buffers), so this flow does not send to it",
+                    pair.output.name,
+                    fluentd_size(sizes[&pair.output]),
+                    quantity(allocated),
+                    quantity(usable)
+                ),
+            ))
+        } else {
+            None
+        };
+        match refused {
+            Some(p) => {
+                problems.push((flow.clone(), p));
+                left_out.push((pair.flow, pair.output.clone()));
+            }
+            None => {
+                allocated = allocated.saturating_add(cost);
+                buffers += workers;
+            }
+        }
+    }
+    for (flow, output) in &left_out {
+        flows[*flow].outputs.retain(|key| key != output);
+    }
+
+    for (key, total) in &sizes {
+        let is_tenant = key.kind == Kind::Output;
         let Some(plan) = outputs.get_mut(key) else {
             continue;
         };
-        let total = match explicit.get(key) {
-            Some(size) => *size,
-            None if tenant => per_output_default.min(total_cap.0),
-            None => per_output_default,
-        };
-        allocated = allocated.saturating_add(total.saturating_mul(*count));
+        let total = *total;
         let buffer = plan.spec.buffer.get_or_insert_with(Default::default);
         let asked_chunk = buffer
             .chunk_limit_size
             .as_deref()
             .and_then(|text| fluentd_size_bytes(text).map(|bytes| (text.to_owned(), bytes)));
         let mut chunk = match &asked_chunk {
-            Some((text, bytes)) if tenant && *bytes > chunk_cap => {
+            Some((text, bytes)) if is_tenant && *bytes > chunk_cap => {
                 problems.push((
                     key.clone(),
                     lowered(
@@ -403,7 +557,7 @@ pub fn allocate(
             chunk = total;
         }
         let threads = match buffer.flush_thread_count {
-            Some(asked) if tenant && asked > thread_cap => {
+            Some(asked) if is_tenant && asked > thread_cap => {
                 problems.push((
                     key.clone(),
                     lowered(
@@ -423,21 +577,6 @@ pub fn allocate(
         buffer.flush_thread_count = Some(threads);
     }
 
-    if allocated > volume {
-        problems.push((
-            logging.clone(),
-            problem(
-                "BufferOvercommitted",
-                "spec.aggregator.bufferVolume",
-                format!(
-                    "the {buffers} output buffers of an aggregator pod ({} flow-output pairs × {workers} workers) may grow to {}, more than the {} buffer volume; lower the totalLimitSize of ClusterOutputs or spec.tenantLimits.maxTotalLimitSize, or enlarge the volume",
-                    buffers / workers,
-                    quantity(allocated),
-                    quantity(volume)
-                ),
-            ),
-        ));
-    }
     let budget = BufferBudget {
         volume,
         allocated,
