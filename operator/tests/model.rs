@@ -409,9 +409,9 @@ fn a_file_path_fluentd_refuses_is_left_out() {
             "spec.file.path",
         );
         assert!(
-            resolution.problems[&extra_output()][0]
-                .message
-                .contains("fluentd refuses it"),
+            resolution.problems[&extra_output()]
+                .iter()
+                .any(|p| p.reason == "InvalidPath" && p.message.contains("fluentd refuses it")),
             "{path}"
         );
     }
