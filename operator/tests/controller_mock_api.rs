@@ -1104,6 +1104,49 @@ async fn referenced_user_secrets_are_read_by_name_never_listed() {
     assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
 }
 
+/// The default RBAC grants no Namespace writes: an existing control namespace (always the
+/// case for a listed one) is never applied, even by a fresh process; a missing one is.
+#[tokio::test]
+async fn an_existing_control_namespace_is_never_written() {
+    let namespace = || Child {
+        kind: ChildKind::Namespace,
+        object: serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROL}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+    };
+    let namespace_path = format!("/api/v1/namespaces/{CONTROL}");
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness
+        .canned
+        .children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(0, namespace());
+
+    // Missing (only `--control-namespaces=*` may meet this): created.
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        calls[0].line(),
+        format!("PATCH {namespace_path}?{APPLY_QUERY}")
+    );
+    harness.observe(&calls);
+
+    // Existing: never sent again, also not by a restarted operator with empty memory.
+    for restart in [false, true] {
+        if restart {
+            harness.restart();
+        }
+        let calls = harness.reconcile().await;
+        assert!(
+            calls.iter().all(|c| c.path != namespace_path),
+            "{:#?}",
+            lines(&calls)
+        );
+        harness.observe(&calls);
+    }
+}
+
 #[tokio::test]
 async fn a_control_namespace_outside_the_allowed_list_applies_nothing() {
     let mut logging = logging_json(None);
