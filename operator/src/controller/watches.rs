@@ -340,7 +340,11 @@ mod tests {
         );
         // Every namespaced child kind likewise: the per-namespace Role grants those.
         for plural in ["daemonsets", "statefulsets"] {
-            let watched: Vec<&String> = paths.iter().filter(|p| p.ends_with(plural)).collect();
+            let watched: Vec<String> = paths
+                .iter()
+                .filter(|p| p.ends_with(plural))
+                .cloned()
+                .collect();
             assert_eq!(
                 watched,
                 [
