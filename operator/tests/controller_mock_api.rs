@@ -1092,10 +1092,16 @@ async fn referenced_user_secrets_are_read_by_name_never_listed() {
         lines(&calls)
     );
     harness.observe(&calls);
-    // Missing Secrets are asked for again, so creating one takes effect at once.
+    // A missing Secret is not asked for again within the resync interval: references to
+    // missing Secrets cannot multiply the reads of every reconcile.
     let calls = harness.reconcile().await;
-    assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
+    assert!(
+        calls.iter().all(|c| c.method != "GET"),
+        "{:#?}",
+        lines(&calls)
+    );
     harness.observe(&calls);
+    harness.advance(i64::try_from(Settings::default().resync.as_secs()).unwrap_or(600));
 
     // A Secret that exists is reused until the resync interval has passed.
     harness.respond_once(
@@ -1117,6 +1123,109 @@ async fn referenced_user_secrets_are_read_by_name_never_listed() {
     harness.advance(i64::try_from(Settings::default().resync.as_secs()).unwrap_or(600));
     let calls = harness.reconcile().await;
     assert_eq!(lines(&calls)[0], format!("GET {secret_path}?"));
+}
+
+/// The default RBAC grants no Namespace writes: an existing control namespace (always the
+/// case for a listed one) is never applied, even by a fresh process; a missing one is.
+#[tokio::test]
+async fn an_existing_control_namespace_is_never_written() {
+    let namespace = || Child {
+        kind: ChildKind::Namespace,
+        object: serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROL}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+    };
+    let namespace_path = format!("/api/v1/namespaces/{CONTROL}");
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness
+        .canned
+        .children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(0, namespace());
+
+    // Missing (only `--control-namespaces=*` may meet this): created.
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        calls[0].line(),
+        format!("PATCH {namespace_path}?{APPLY_QUERY}")
+    );
+    harness.observe(&calls);
+
+    // Existing: never sent again, also not by a restarted operator with empty memory.
+    for restart in [false, true] {
+        if restart {
+            harness.restart();
+        }
+        let calls = harness.reconcile().await;
+        assert!(
+            calls.iter().all(|c| c.path != namespace_path),
+            "{:#?}",
+            lines(&calls)
+        );
+        harness.observe(&calls);
+    }
+}
+
+/// A tenant referencing many Secrets that never answer: they are read concurrently (one
+/// reconcile costs about one timeout, not one per reference), and neither they nor missing
+/// ones are read again within the resync interval.
+#[tokio::test]
+async fn many_unreadable_secrets_are_read_concurrently_and_remembered() {
+    const REFERENCES: usize = 24;
+    let timeout = Duration::from_millis(300);
+    let mut fixture_outputs = Vec::new();
+    for i in 0..REFERENCES {
+        let mut output = output_json();
+        output["metadata"]["name"] = json!(format!("store-{i}"));
+        output["metadata"]["uid"] = json!(format!("uid-store-{i}"));
+        output["spec"] = json!({"http": {"endpoint": "https://logs.example.com",
+            "basicAuth": {"username": "u", "passwordSecretRef": {"name": format!("gone-{i}"), "key": "p"}}}});
+        fixture_outputs.push(output);
+    }
+    let harness = Harness::start(Fixture {
+        loggings: vec![logging_json(None)],
+        flows: vec![flow_json("app", 1, None)],
+        outputs: fixture_outputs,
+        control_namespaces: vec![CONTROL.to_owned()],
+        settings: Settings {
+            secret_read_timeout: timeout,
+            ..Settings::default()
+        },
+        ..Fixture::default()
+    });
+    // Half never answer, half are missing (the default 404).
+    for i in (0..REFERENCES).step_by(2) {
+        harness.respond_once(
+            "GET",
+            &format!("/api/v1/namespaces/team-a/secrets/gone-{i}"),
+            NO_ANSWER,
+            Value::Null,
+        );
+    }
+    let started = std::time::Instant::now();
+    let calls = harness.reconcile().await;
+    let elapsed = started.elapsed();
+    let gets = calls.iter().filter(|c| c.method == "GET").count();
+    assert_eq!(gets, REFERENCES, "{:#?}", lines(&calls));
+    // Sequential reads would take REFERENCES / 2 timeouts (3.6 s).
+    assert!(
+        elapsed < timeout * 6,
+        "{elapsed:?}: Secret reads are not concurrent"
+    );
+
+    // Within the resync interval nothing is read again, found or not.
+    let calls = harness.reconcile().await;
+    assert!(
+        calls.iter().all(|c| c.method != "GET"),
+        "{:#?}",
+        lines(&calls)
+    );
+    harness.advance(i64::try_from(Settings::default().resync.as_secs()).unwrap_or(600));
+    let calls = harness.reconcile().await;
+    let gets = calls.iter().filter(|c| c.method == "GET").count();
+    assert_eq!(gets, REFERENCES, "re-read after the resync interval");
 }
 
 #[tokio::test]

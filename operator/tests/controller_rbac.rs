@@ -1,5 +1,6 @@
 //! deploy/rbac/operator.yaml grants exactly what the controller needs: every kind it applies,
-//! prunes and watches, never a cluster-wide Secret list or watch, and the Lease requests
+//! prunes and watches, and only in control namespaces for namespaced kinds (never a
+//! cluster-wide write, list or watch of them in the default install), and the Lease requests
 //! leader election really makes.
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
@@ -7,12 +8,20 @@ use sluice::build::ChildKind;
 use sluice::controller::apply::api_resource;
 
 fn cluster_roles() -> Vec<ClusterRole> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/rbac/operator.yaml");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.split("\n---\n")
-        .filter(|doc| doc.lines().any(|line| line == "kind: ClusterRole"))
-        .map(|doc| serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{e}\n{doc}")))
-        .collect()
+    let mut roles = Vec::new();
+    for file in [
+        "rbac/operator.yaml",
+        "components/all-namespaces/clusterrolebinding.yaml",
+    ] {
+        let path = format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        roles.extend(
+            text.split("\n---\n")
+                .filter(|doc| doc.lines().any(|line| line == "kind: ClusterRole"))
+                .map(|doc| serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{e}\n{doc}"))),
+        );
+    }
+    roles
 }
 
 fn role(name: &str) -> Vec<PolicyRule> {
@@ -25,34 +34,87 @@ fn role(name: &str) -> Vec<PolicyRule> {
 
 fn allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
     rules.iter().any(|rule| {
-        rule.api_groups.iter().flatten().any(|g| g == group)
-            && rule.resources.iter().flatten().any(|r| r == resource)
-            && rule.verbs.iter().any(|v| v == verb)
+        rule.api_groups
+            .iter()
+            .flatten()
+            .any(|g| g == group || g == "*")
+            && rule
+                .resources
+                .iter()
+                .flatten()
+                .any(|r| r == resource || r == "*")
+            && rule.verbs.iter().any(|v| v == verb || v == "*")
             && rule.resource_names.is_none()
     })
 }
 
+const WRITE_VERBS: [&str; 5] = ["create", "patch", "update", "delete", "deletecollection"];
+
+/// Namespaced children in the per-control-namespace role, cluster-scoped ones (the agents'
+/// ClusterRoleBindings) in the cluster-wide one; Namespaces are read cluster-wide and only
+/// created by the all-namespaces variant.
 #[test]
 fn every_child_kind_can_be_applied_watched_and_pruned() {
     let operator = role("sluice-operator");
     let control = role("sluice-operator-control-namespace");
+    let all_namespaces = role("sluice-operator-all-namespaces");
     for kind in ChildKind::ALL {
-        let (resource, _) = api_resource(kind);
-        let rules = if kind == ChildKind::Secret {
-            &control
-        } else {
-            &operator
-        };
+        let (resource, namespaced) = api_resource(kind);
         let mut verbs = vec!["get", "list", "watch", "create", "patch"];
         if kind.is_pruned() {
             verbs.push("delete");
         }
         for verb in verbs {
+            let rules = match (kind, namespaced, verb) {
+                (ChildKind::Namespace, _, "create" | "patch") => &all_namespaces,
+                (_, true, _) => &control,
+                (_, false, _) => &operator,
+            };
             assert!(
                 allows(rules, &resource.group, &resource.plural, verb),
                 "{kind:?}: {verb} on {}/{} missing",
                 resource.group,
                 resource.plural
+            );
+        }
+    }
+}
+
+/// A compromised operator of a default install cannot create a pod, a ServiceAccount token
+/// or a Secret outside its control namespaces, nor create Namespaces.
+#[test]
+fn default_install_has_no_cluster_wide_writes_on_namespaced_kinds() {
+    let operator = role("sluice-operator");
+    for kind in ChildKind::ALL {
+        let (resource, namespaced) = api_resource(kind);
+        if !namespaced && kind != ChildKind::Namespace {
+            continue;
+        }
+        let mut verbs = WRITE_VERBS.to_vec();
+        if namespaced && kind != ChildKind::Secret {
+            // Watched per control namespace, so not even read cluster-wide.
+            verbs.extend(["get", "list", "watch"]);
+        }
+        for verb in verbs {
+            assert!(
+                !allows(&operator, &resource.group, &resource.plural, verb),
+                "{kind:?}: cluster-wide {verb} on {}/{}",
+                resource.group,
+                resource.plural
+            );
+        }
+    }
+    // Workloads any namespace may hold that Sluice never creates.
+    for (group, resource) in [
+        ("", "pods"),
+        ("apps", "deployments"),
+        ("batch", "jobs"),
+        ("", "serviceaccounts/token"),
+    ] {
+        for verb in WRITE_VERBS {
+            assert!(
+                !allows(&operator, group, resource, verb),
+                "{verb} {resource}"
             );
         }
     }

@@ -402,3 +402,87 @@ fn secret_names_are_names_the_api_server_accepts() {
         }
     }
 }
+
+/// Every property schema whose name satisfies `wanted`, anywhere in a CRD schema.
+fn properties_where(
+    value: &Value,
+    path: &str,
+    wanted: &dyn Fn(&str) -> bool,
+    found: &mut Vec<(String, Value)>,
+) {
+    if let Some(properties) = value.get("properties").and_then(Value::as_object) {
+        for (key, child) in properties {
+            let at = format!("{path}.{key}");
+            if wanted(key) {
+                found.push((at.clone(), child.clone()));
+            }
+            properties_where(child, &at, wanted, found);
+        }
+    }
+    if let Some(items) = value.get("items") {
+        properties_where(items, &format!("{path}[]"), wanted, found);
+    }
+}
+
+/// Asserts `schema` is bounded to 253 characters and its pattern takes `good`, refuses `bad`.
+fn assert_patterned(path: &str, schema: &Value, good: &[&str], bad: &[&str]) {
+    assert_eq!(schema["maxLength"], 253, "{path}");
+    let pattern = schema["pattern"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path}: no pattern"));
+    let regex = regex::Regex::new(pattern).unwrap();
+    for value in good {
+        assert!(regex.is_match(value), "{path}: {value}");
+    }
+    for value in bad {
+        assert!(!regex.is_match(value), "{path}: {value}");
+    }
+}
+
+#[test]
+fn secret_keys_are_keys_the_api_server_accepts() {
+    let mut found = Vec::new();
+    for file in [OUTPUTS, CLUSTER_OUTPUTS, LOGGINGS] {
+        properties_where(
+            &schema(file),
+            file,
+            &|k| k.ends_with("SecretRef"),
+            &mut found,
+        );
+    }
+    assert!(found.len() > 10, "{found:?}");
+    for (path, reference) in found {
+        assert_patterned(
+            &format!("{path}.key"),
+            &reference["properties"]["key"],
+            &["password", "tls.crt", "AWS_KEY-1"],
+            &["a b", "a/b", "", "ключ"],
+        );
+    }
+}
+
+#[test]
+fn existing_tls_secret_names_and_logging_refs_are_object_names() {
+    let mut found = Vec::new();
+    properties_where(
+        &schema(LOGGINGS),
+        LOGGINGS,
+        &|k| k == "serverSecretName" || k == "clientSecretName",
+        &mut found,
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
+    let mut refs = Vec::new();
+    for file in [FLOWS, CLUSTER_FLOWS, OUTPUTS, CLUSTER_OUTPUTS] {
+        let before = refs.len();
+        properties_where(&schema(file), file, &|k| k == "loggingRef", &mut refs);
+        assert_eq!(refs.len(), before + 1, "{file}: loggingRef");
+    }
+    for (path, name) in found.iter().chain(&refs) {
+        assert_patterned(
+            path,
+            name,
+            &["main", "a.b-c", "0"],
+            &["a b", "Main", "-a", "a.", "a/b", ""],
+        );
+    }
+}

@@ -169,10 +169,14 @@ fn templates_are_balanced() {
     }
 }
 
-/// The rules of a Role or ClusterRole of deploy/rbac.
+/// The rules of a Role or ClusterRole of deploy/rbac (or the all-namespaces component).
 fn deploy_rules(kind: &str, name: &str) -> Value {
-    for file in ["operator.yaml", "agent-clusterroles.yaml"] {
-        let text = read(root().join("deploy/rbac").join(file));
+    for file in [
+        "rbac/operator.yaml",
+        "rbac/agent-clusterroles.yaml",
+        "components/all-namespaces/clusterrolebinding.yaml",
+    ] {
+        let text = read(root().join("deploy").join(file));
         let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
         if let Some(role) = documents
             .iter()
@@ -191,6 +195,7 @@ fn chart_rbac_rules_equal_deploys() {
     let expected = json!({
         "operator": deploy_rules("ClusterRole", "sluice-operator"),
         "controlNamespace": deploy_rules("ClusterRole", "sluice-operator-control-namespace"),
+        "allNamespaces": deploy_rules("ClusterRole", "sluice-operator-all-namespaces"),
         "leaderElection": deploy_rules("Role", "sluice-operator-leader-election"),
         "agent": deploy_rules("ClusterRole", sluice::layout::AGENT_CLUSTER_ROLE),
         "agentKubelet": deploy_rules("ClusterRole", sluice::layout::AGENT_KUBELET_CLUSTER_ROLE),

@@ -229,13 +229,26 @@ fn every_install_has_the_objects_an_operator_needs() {
     }
 }
 
+/// Every namespaced child kind with the verbs the operator uses on it.
+fn namespaced_children() -> Vec<(String, String, Vec<&'static str>)> {
+    ChildKind::ALL
+        .into_iter()
+        .filter(|kind| api_resource(*kind).1)
+        .map(|kind| {
+            let (resource, _) = api_resource(kind);
+            let mut verbs = vec!["get", "list", "watch", "create", "patch"];
+            if kind.is_pruned() {
+                verbs.push("delete");
+            }
+            (resource.group, resource.plural, verbs)
+        })
+        .collect()
+}
+
 #[test]
-fn every_control_namespace_grants_the_secret_verbs_the_operator_uses() {
-    let (secrets, _) = api_resource(ChildKind::Secret);
-    let mut verbs = vec!["get", "list", "watch", "create", "patch"];
-    if ChildKind::Secret.is_pruned() {
-        verbs.push("delete");
-    }
+fn every_control_namespace_grants_the_verbs_the_operator_uses() {
+    let children = namespaced_children();
+    assert!(children.iter().any(|(_, plural, _)| plural == "daemonsets"));
     let mut widened = false;
     for dir in installs() {
         let Some(objects) = kustomize(&dir) else {
@@ -243,10 +256,11 @@ fn every_control_namespace_grants_the_secret_verbs_the_operator_uses() {
         };
         let op = operator(&objects);
         let account = (op.namespace.as_str(), op.account.as_str());
+        let cluster = Value::from(granted(&objects, None, account));
         match &op.options.control_namespaces {
             ControlNamespaces::Only(namespaces) => {
                 if dir == deploy_dir() {
-                    // The default install needs no Secret access beyond its own namespace.
+                    // The default install needs no access beyond its own namespace.
                     assert_eq!(namespaces, std::slice::from_ref(&op.namespace));
                 } else if namespaces.len() > 1 {
                     widened = true;
@@ -254,33 +268,48 @@ fn every_control_namespace_grants_the_secret_verbs_the_operator_uses() {
                 for namespace in namespaces {
                     // A RoleBinding needs its namespace; the operator does not create it first.
                     find(&objects, "Namespace", None, namespace);
-                    let rules = granted(&objects, Some(namespace), account);
-                    for verb in &verbs {
-                        assert!(
-                            allows(&Value::from(rules.clone()), "", &secrets.plural, verb, None),
-                            "{dir:?}: no {verb} on Secrets in control namespace {namespace}"
-                        );
+                    let rules = Value::from(granted(&objects, Some(namespace), account));
+                    for (group, plural, verbs) in &children {
+                        for verb in verbs {
+                            assert!(
+                                allows(&rules, group, plural, verb, None),
+                                "{dir:?}: no {verb} on {group}/{plural} in control namespace {namespace}"
+                            );
+                        }
                     }
+                }
+                // Control namespaces exist: no Namespace is ever written.
+                for verb in ["create", "patch", "update", "delete"] {
+                    assert!(!allows(&cluster, "", "namespaces", verb, None), "{dir:?}");
                 }
             }
             ControlNamespaces::All => {
-                let rules = Value::from(granted(&objects, None, account));
-                for verb in &verbs {
-                    assert!(
-                        allows(&rules, "", &secrets.plural, verb, None),
-                        "{dir:?}: --control-namespaces=* without cluster-wide {verb} on Secrets"
-                    );
+                for (group, plural, verbs) in &children {
+                    for verb in verbs {
+                        assert!(
+                            allows(&cluster, group, plural, verb, None),
+                            "{dir:?}: --control-namespaces=* without cluster-wide {verb} on {group}/{plural}"
+                        );
+                    }
+                }
+                // A Logging may name a control namespace that does not exist yet.
+                for verb in ["create", "patch"] {
+                    assert!(allows(&cluster, "", "namespaces", verb, None), "{dir:?}");
                 }
             }
         }
-        // Only the all-namespaces variant may hold Secret list/watch cluster-wide.
-        let cluster = Value::from(granted(&objects, None, account));
-        let everywhere = allows(&cluster, "", "secrets", "list", None);
-        assert_eq!(
-            everywhere,
-            op.options.control_namespaces == ControlNamespaces::All,
-            "{dir:?}"
-        );
+        // Only the all-namespaces variant may hold cluster-wide list/watch/write on anything
+        // the operator creates in a namespace.
+        let all = op.options.control_namespaces == ControlNamespaces::All;
+        for (group, plural, _) in &children {
+            for verb in ["list", "watch", "create", "patch", "delete"] {
+                assert_eq!(
+                    allows(&cluster, group, plural, verb, None),
+                    all,
+                    "{dir:?}: cluster-wide {verb} on {group}/{plural}"
+                );
+            }
+        }
     }
     assert!(widened, "no overlay shows extra control namespaces");
 }

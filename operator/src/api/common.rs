@@ -22,8 +22,9 @@ pub struct SecretKeyRef {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub name: String,
-    /// Key inside the Secret's `data`.
-    #[schemars(length(min = 1, max = 253))]
+    /// Key inside the Secret's `data` (letters, digits, `-`, `_` and `.`, as the API server
+    /// allows for Secret keys).
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
 }
 

@@ -37,7 +37,12 @@ use super::{Filter, ObjectStatus};
 #[serde(rename_all = "camelCase")]
 pub struct FlowSpec {
     /// Name of the Logging this flow belongs to. Unset: every Logging that watches this namespace.
+    /// A Logging's name (DNS subdomain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub logging_ref: Option<String>,
     /// Ordered rules; the first rule that matches a record decides whether the flow takes it.
     /// No rule matching means the flow does not take it; an empty list takes everything.
@@ -119,7 +124,12 @@ pub struct FlowSelector {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterFlowSpec {
     /// Name of the Logging this flow belongs to. Unset: every Logging.
+    /// A Logging's name (DNS subdomain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub logging_ref: Option<String>,
     /// Ordered rules; the first rule that matches a record decides whether the flow takes it.
     /// No rule matching means the flow does not take it; an empty list takes everything.

@@ -392,11 +392,19 @@ pub enum TlsVersion {
 pub struct ExistingTlsSecrets {
     /// Secret with the aggregator's server certificate (`tls.crt`, `tls.key`) and the CA
     /// bundle that client certificates must chain to (`ca.crt`).
-    #[schemars(length(min = 1, max = 253))]
+    /// A Kubernetes object name (DNS subdomain).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub server_secret_name: String,
     /// Secret with the agents' client certificate (`tls.crt`, `tls.key`) and the CA bundle
     /// that the server certificate must chain to (`ca.crt`).
-    #[schemars(length(min = 1, max = 253))]
+    /// A Kubernetes object name (DNS subdomain).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub client_secret_name: String,
 }
 

@@ -55,7 +55,12 @@ fn one_output_kind(schema: &mut schemars::Schema) {
 #[serde(rename_all = "camelCase")]
 pub struct OutputSpec {
     /// Name of the Logging this output belongs to. Unset: every Logging that watches this namespace.
+    /// A Logging's name (DNS subdomain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub logging_ref: Option<String>,
     /// Writes records to files on the aggregator's buffer volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -146,6 +146,13 @@ fn live_object(ctx: &Context, id: &ChildId) -> Option<serde_json::Value> {
 /// Whether a child must be sent: it is skipped only when we applied exactly this desired
 /// object before and the live object still carries every field we set.
 fn needs_apply(ctx: &Context, id: &ChildId, hash: &str, desired: &serde_json::Value) -> bool {
+    if id.0 == ChildKind::Namespace {
+        // The control namespace is built with nothing but its name, so an existing one is
+        // always as built. Applying it anyway would need cluster-wide `patch` on Namespaces,
+        // which only `--control-namespaces=*` grants: a listed control namespace exists
+        // before the operator starts (its RoleBinding lives there).
+        return live_object(ctx, id).is_none();
+    }
     let remembered = ctx.memory().applied.get(id).cloned();
     if remembered.as_deref() != Some(hash) {
         return true;

@@ -142,9 +142,9 @@ pub struct Memory {
     /// not cause a second identical patch.
     pub written_status: HashMap<String, serde_json::Value>,
     /// User Secrets read by name, with when they were read; re-read after `resync`.
-    /// Missing Secrets are not remembered, so creating one takes effect at once.
-    pub user_secrets:
-        HashMap<(String, String), (jiff::Timestamp, k8s_openapi::api::core::v1::Secret)>,
+    /// Missing and unreadable ones are remembered too: otherwise every reconcile would repeat
+    /// one GET (and perhaps one timeout) per bad reference.
+    pub user_secrets: HashMap<(String, String), (jiff::Timestamp, super::inventory::SecretRead)>,
     /// Consecutive reconcile failures by Logging uid, for per-object backoff.
     pub failures: HashMap<String, u32>,
 }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject};
 use kube::core::DeserializeGuard;
@@ -218,11 +219,23 @@ pub struct UserSecrets {
     pub errors: BTreeMap<SecretName, String>,
 }
 
-/// The referenced user Secrets that are not Sluice's own. A Secret read less than
-/// `resync` ago is reused, so reconciles triggered by unrelated changes cost no reads.
-/// Missing ones are simply absent and unreadable ones (forbidden, timed out, any error)
-/// are listed in `errors`: `model::resolve` reports both on the objects that reference
-/// them, so one bad reference never stops a Logging's reconcile.
+/// What reading one user Secret gave: the Secret, `None` when it does not exist, or why it
+/// could not be read.
+pub type SecretRead = Result<Option<Secret>, String>;
+
+/// How many user Secrets one reconcile reads at a time: enough that many references cost
+/// about one round trip (or one timeout), few enough not to flood the API server.
+const CONCURRENT_SECRET_READS: usize = 16;
+
+/// The referenced user Secrets that are not Sluice's own. Every outcome (found, missing,
+/// unreadable) is reused for `resync`, so reconciles triggered by unrelated changes cost no
+/// reads, and references to missing Secrets cannot multiply the reads of every reconcile;
+/// a Secret created (or made readable) later is therefore picked up within `resync`
+/// (`--resync-interval`), like a changed one. Reads run
+/// concurrently, at most [`CONCURRENT_SECRET_READS`] at a time, each bounded by
+/// `secret_read_timeout`. Missing ones are simply absent and unreadable ones (forbidden,
+/// timed out, any error) are listed in `errors`: `model::resolve` reports both on the objects
+/// that reference them, so one bad reference never stops a Logging's reconcile.
 pub async fn read_user_secrets(
     ctx: &Context,
     wanted: &BTreeSet<SecretName>,
@@ -234,53 +247,72 @@ pub async fn read_user_secrets(
         .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
         .collect();
     let fresh_for = jiff::SignedDuration::try_from(ctx.settings.resync).unwrap_or_default();
-    let mut read = UserSecrets::default();
-    for id in wanted.difference(&have) {
-        let cached = ctx
-            .memory()
-            .user_secrets
-            .get(id)
-            .filter(|(read_at, _)| *read_at + fresh_for > now)
-            .map(|(_, secret)| secret.clone());
-        if let Some(secret) = cached {
-            read.secrets.push(secret);
-            continue;
-        }
-        let (namespace, name) = id;
-        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-        let result =
-            tokio::time::timeout(ctx.settings.secret_read_timeout, api.get_opt(name)).await;
-        match result {
-            Ok(Ok(Some(mut secret))) => {
-                secret.meta_mut().managed_fields = None;
-                ctx.memory()
-                    .user_secrets
-                    .insert(id.clone(), (now, secret.clone()));
-                read.secrets.push(secret);
-            }
-            Ok(Ok(None)) => {
-                ctx.memory().user_secrets.remove(id);
-            }
-            Ok(Err(error)) => {
-                ctx.memory().user_secrets.remove(id);
-                read.errors.insert(id.clone(), error.to_string());
-            }
-            Err(_) => {
-                ctx.memory().user_secrets.remove(id);
-                read.errors.insert(
-                    id.clone(),
-                    format!(
-                        "no answer within {}",
-                        humantime::format_duration(ctx.settings.secret_read_timeout)
-                    ),
-                );
+    let mut outcomes: Vec<(SecretName, SecretRead)> = Vec::new();
+    let mut to_read = Vec::new();
+    {
+        let memory = ctx.memory();
+        for id in wanted.difference(&have) {
+            match memory
+                .user_secrets
+                .get(id)
+                .filter(|(read_at, _)| *read_at + fresh_for > now)
+            {
+                Some((_, outcome)) => outcomes.push((id.clone(), outcome.clone())),
+                None => to_read.push(id.clone()),
             }
         }
     }
-    for ((namespace, name), error) in &read.errors {
-        tracing::warn!(%namespace, %name, %error, "referenced Secret unreadable");
+    let fresh: Vec<(SecretName, SecretRead)> = futures::stream::iter(to_read)
+        .map(|id| async move {
+            let outcome = read_secret(ctx, &id).await;
+            (id, outcome)
+        })
+        .buffer_unordered(CONCURRENT_SECRET_READS)
+        .collect()
+        .await;
+    {
+        let mut memory = ctx.memory();
+        for (id, outcome) in &fresh {
+            if let Err(error) = outcome {
+                let (namespace, name) = id;
+                tracing::warn!(%namespace, %name, %error, "referenced Secret unreadable");
+            }
+            memory
+                .user_secrets
+                .insert(id.clone(), (now, outcome.clone()));
+        }
+    }
+    outcomes.extend(fresh);
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut read = UserSecrets::default();
+    for (id, outcome) in outcomes {
+        match outcome {
+            Ok(Some(secret)) => read.secrets.push(secret),
+            Ok(None) => {}
+            Err(error) => {
+                read.errors.insert(id, error);
+            }
+        }
     }
     read
+}
+
+/// One GET, bounded by `secret_read_timeout`.
+async fn read_secret(ctx: &Context, (namespace, name): &SecretName) -> SecretRead {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    match tokio::time::timeout(ctx.settings.secret_read_timeout, api.get_opt(name)).await {
+        Ok(Ok(mut secret)) => {
+            if let Some(secret) = &mut secret {
+                secret.meta_mut().managed_fields = None;
+            }
+            Ok(secret)
+        }
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(ctx.settings.secret_read_timeout)
+        )),
+    }
 }
 
 /// Forgets cached user Secrets no object references any more.

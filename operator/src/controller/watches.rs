@@ -198,10 +198,10 @@ where
     (store, task)
 }
 
-/// Starts nothing yet: returns the caches and the futures to spawn. Secrets are watched
-/// only in the control namespaces (one watch each), so the operator needs no cluster-wide
-/// Secret `list`/`watch`; only [`ControlNamespaces::All`] watches labelled Secrets
-/// cluster-wide.
+/// Starts nothing yet: returns the caches and the futures to spawn. Namespaced children
+/// (Secrets, workloads, Services, ...) live only in control namespaces and are watched there
+/// (one watch per kind and namespace), so the operator needs no cluster-wide access to them
+/// at all; only [`ControlNamespaces::All`] watches them cluster-wide.
 pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watches {
     let trigger = Trigger::default();
     let mut tasks = Vec::new();
@@ -236,9 +236,9 @@ pub fn watches(client: &Client, control_namespaces: &ControlNamespaces) -> Watch
             // Namespaces come from the metadata cache above and are never deleted.
             continue;
         }
-        let (resource, _) = api_resource(kind);
+        let (resource, namespaced) = api_resource(kind);
         let apis: Vec<Api<DynamicObject>> = match control_namespaces {
-            ControlNamespaces::Only(namespaces) if kind == ChildKind::Secret => namespaces
+            ControlNamespaces::Only(namespaces) if namespaced => namespaces
                 .iter()
                 .map(|ns| Api::namespaced_with(client.clone(), ns, &resource))
                 .collect(),
@@ -429,7 +429,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn secrets_are_watched_only_in_control_namespaces() {
+    async fn namespaced_children_are_watched_only_in_control_namespaces() {
         let only = ControlNamespaces::Only(vec!["a".to_owned(), "sluice-system".to_owned()]);
         let paths = first_requests(&only).await;
         let secrets: Vec<&String> = paths.iter().filter(|p| p.ends_with("/secrets")).collect();
@@ -440,12 +440,31 @@ mod tests {
                 "/api/v1/namespaces/sluice-system/secrets"
             ]
         );
-        // Every other kind is watched cluster-wide (the ClusterRole grants those).
-        assert!(paths.contains(&"/apis/apps/v1/daemonsets".to_owned()));
+        // Every namespaced child kind likewise: the per-namespace Role grants those.
+        for plural in ["daemonsets", "statefulsets"] {
+            let watched: Vec<String> = paths
+                .iter()
+                .filter(|p| p.ends_with(plural))
+                .cloned()
+                .collect();
+            assert_eq!(
+                watched,
+                [
+                    format!("/apis/apps/v1/namespaces/a/{plural}"),
+                    format!("/apis/apps/v1/namespaces/sluice-system/{plural}")
+                ]
+            );
+        }
+        for (kind, namespaced) in ChildKind::ALL.map(|k| (k, api_resource(k).1)) {
+            let plural = api_resource(kind).0.plural;
+            let cluster_wide = paths.iter().any(|p| p.ends_with(&format!("1/{plural}")));
+            assert_eq!(cluster_wide, !namespaced, "{kind:?}: {paths:?}");
+        }
 
         let paths = first_requests(&ControlNamespaces::All).await;
         let secrets: Vec<&String> = paths.iter().filter(|p| p.ends_with("/secrets")).collect();
         assert_eq!(secrets, ["/api/v1/secrets"]);
+        assert!(paths.contains(&"/apis/apps/v1/daemonsets".to_owned()));
     }
 
     #[tokio::test]

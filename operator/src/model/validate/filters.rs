@@ -1,6 +1,7 @@
-//! Filters as fluentd 1.18 configures them (lib/fluent/plugin/filter_grep.rb,
-//! filter_parser.rb, parser_regexp.rb, filter_record_transformer.rb): anything their
-//! `configure` would raise on is a problem here, so it never reaches the aggregator.
+//! Filters as fluentd 1.17 (the default aggregator image's) configures them
+//! (lib/fluent/plugin/filter_grep.rb, filter_parser.rb, parser_regexp.rb,
+//! filter_record_transformer.rb): anything their `configure` would raise on is a problem
+//! here, so it never reaches the aggregator.
 
 use std::collections::BTreeSet;
 
