@@ -4,9 +4,13 @@
 //!
 //! Each pipeline is `simple_flows(n)` (one Flow per namespace, `select app=web`) plus two
 //! ClusterFlows every record is checked against: "everything but kube-system and sidecars"
-//! and a namespace-label select. Records cycle over 256 namespaces, half `app=web` (taken
-//! by their Flow and the first ClusterFlow: two copies), half `app=db` (one copy).
-//! `edge_table_reload` measures loading a changed routing table at 1,000 and 10,000 flows.
+//! and a namespace-label select. Records are half `app=web` (taken by their Flow and the
+//! first ClusterFlow: two copies), half `app=db` (one copy). Case names say how many
+//! namespaces the records cycle over: 10 is node-local (an agent sees the few dozen
+//! namespaces of its node's pods) and the same at every size, so only the table grows; 256
+//! is the spread worst case. `_gc_stopped` cases run with LuaJIT's collector stopped, which
+//! isolates what the collector costs. `edge_table_reload` measures loading a changed routing
+//! table at 1,000 and 10,000 flows.
 
 mod common;
 
@@ -110,9 +114,20 @@ fn records(lua: &mlua::Lua, namespaces: usize) -> Vec<mlua::Table> {
 }
 
 fn edge(c: &mut Criterion) {
+    // (flows, namespaces the records cycle over, collector running)
+    let cases: &[(usize, usize, bool)] = &[
+        (10, 10, true),
+        (1_000, 10, true),
+        (10_000, 10, true),
+        (1_000, 256, true),
+        (10_000, 256, true),
+        (10, 10, false),
+        (10_000, 10, false),
+        (10_000, 256, false),
+    ];
     let mut group = c.benchmark_group("edge_filter");
     group.throughput(Throughput::Elements(1));
-    for n in [10, 1_000, 10_000] {
+    for &(n, spread, gc) in cases {
         let p = pipeline(n);
         let filter = load(&p);
         let function: mlua::Function = filter
@@ -120,9 +135,17 @@ fn edge(c: &mut Criterion) {
             .globals()
             .get(sluice::render::edge::LUA_FUNCTION)
             .unwrap();
-        let records = records(&filter.lua, n.min(256));
+        let records = records(&filter.lua, spread);
+        filter.lua.gc_collect().unwrap();
+        if !gc {
+            filter.lua.gc_stop();
+        }
         let mut next = 0;
-        group.bench_function(format!("{n}_flows"), |b| {
+        let name = format!(
+            "{n}_flows_{spread}_ns{}",
+            if gc { "" } else { "_gc_stopped" }
+        );
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let record = &records[next % records.len()];
                 next += 1;
@@ -152,7 +175,7 @@ fn edge(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(30);
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
     targets = edge
 }
 criterion_main!(benches);

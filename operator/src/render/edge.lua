@@ -62,44 +62,74 @@ do
   end
 end
 
-local function has_value(list, value)
-  for i = 1, #list do
-    if list[i] == value then
+-- A flow list is one flat array (render/edge.rs, write_flows): few tables for the collector
+-- to mark on every cycle. A flow is `route, takes-unmatched, end`, then its rules, each
+-- `select, end, fields...`; a field is `kind, count, values` (maps as key, value pairs). An
+-- `end` is the index just past its flow or rule.
+local NAMESPACES, CONTAINERS, HOSTS, LABELS = 1, 2, 3, 4
+
+local function has_value(list, from, to, value)
+  for j = from, to do
+    if list[j] == value then
       return true
     end
   end
   return false
 end
 
-local function has_pairs(want, have)
-  for key, value in pairs(want) do
-    if have[key] ~= value then
+local function has_pairs(list, from, to, have)
+  for j = from, to, 2 do
+    if have[list[j]] ~= list[j + 1] then
       return false
     end
   end
   return true
 end
 
--- Rule fields: s = selects (else excludes), ns/h/c = namespaces/hosts/containers (any one
--- equal), nl/l = namespace labels/labels (every pair present). Absent fields hold.
-local function rule_matches(rule, namespace, namespace_labels, labels, host, container)
-  return (rule.ns == nil or has_value(rule.ns, namespace))
-    and (rule.c == nil or has_value(rule.c, container))
-    and (rule.h == nil or has_value(rule.h, host))
-    and (rule.l == nil or has_pairs(rule.l, labels))
-    and (rule.nl == nil or has_pairs(rule.nl, namespace_labels))
+-- Every field of the rule whose fields run from i to before stop holds: lists need any one
+-- value equal, maps every pair present.
+local function rule_matches(list, i, stop, namespace, namespace_labels, labels, host, container)
+  while i < stop do
+    local kind = list[i]
+    local from = i + 2
+    local to = i + 1 + list[i + 1]
+    local holds
+    if kind == NAMESPACES then
+      holds = has_value(list, from, to, namespace)
+    elseif kind == CONTAINERS then
+      holds = has_value(list, from, to, container)
+    elseif kind == HOSTS then
+      holds = has_value(list, from, to, host)
+    elseif kind == LABELS then
+      holds = has_pairs(list, from, to, labels)
+    else
+      holds = has_pairs(list, from, to, namespace_labels)
+    end
+    if not holds then
+      return false
+    end
+    i = to + 1
+  end
+  return true
 end
 
--- A flow: r = its route, e = true if it takes a record no rule matched; its array part is
--- the ordered rules, the first matching one decides.
-local function flow_takes(flow, namespace, namespace_labels, labels, host, container)
-  for i = 1, #flow do
-    local rule = flow[i]
-    if rule_matches(rule, namespace, namespace_labels, labels, host, container) then
-      return rule.s == true
+-- Whether the flow starting at i takes the record (the first matching rule decides, else
+-- its takes-unmatched flag), and where the next flow starts.
+local function flow_takes(list, i, namespace, namespace_labels, labels, host, container)
+  local stop = list[i + 2]
+  local rule = i + 3
+  while rule < stop do
+    local rule_end = list[rule + 1]
+    if rule_end <= rule then
+      -- Only a damaged table gets here; stepping on guarantees the loops end.
+      return false, stop
     end
+    if rule_matches(list, rule + 2, rule_end, namespace, namespace_labels, labels, host, container) then
+      return list[rule] == true, stop
+    end
+    rule = rule_end
   end
-  return flow.e == true
+  return list[i + 1] == true, stop
 end
 
 local function as_table(value)
@@ -154,17 +184,24 @@ function sluice_route(tag, timestamp, record)
       flows = current.n[namespace]
     end
     if flows ~= nil then
-      for i = 1, #flows do
-        local flow = flows[i]
-        if flow_takes(flow, namespace, namespace_labels, labels, host, container) then
+      local i = 1
+      local size = #flows
+      while i <= size do
+        local route = flows[i]
+        local takes, next_flow = flow_takes(flows, i, namespace, namespace_labels, labels, host, container)
+        if takes then
           if first == nil then
-            first = flow.r
+            first = route
           elseif out == nil then
-            out = { record, copy_with_route(record, flow.r) }
+            out = { record, copy_with_route(record, route) }
           else
-            out[#out + 1] = copy_with_route(record, flow.r)
+            out[#out + 1] = copy_with_route(record, route)
           end
         end
+        if next_flow <= i then
+          break
+        end
+        i = next_flow
       end
     end
   end

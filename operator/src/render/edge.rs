@@ -78,64 +78,75 @@ pub fn agent_script() -> ConfigFile {
     }
 }
 
-fn write_list<'a>(out: &mut String, key: &str, values: impl Iterator<Item = &'a String>) {
-    let _ = write!(out, ",{key}={{");
-    for (i, value) in values.enumerate() {
-        if i > 0 {
-            out.push(',');
+/// Field kinds of a rule in the flat encoding; `edge.lua` reads the same numbers.
+const FIELD_NAMESPACES: u8 = 1;
+const FIELD_CONTAINERS: u8 = 2;
+const FIELD_HOSTS: u8 = 3;
+const FIELD_LABELS: u8 = 4;
+const FIELD_NAMESPACE_LABELS: u8 = 5;
+
+/// One field of a rule: its kind, the number of values that follow, the values (maps as
+/// key, value, key, value ...).
+fn push_field(tokens: &mut Vec<String>, kind: u8, values: Vec<&String>) {
+    if values.is_empty() {
+        return;
+    }
+    tokens.push(kind.to_string());
+    tokens.push(values.len().to_string());
+    tokens.extend(values.into_iter().map(|value| lua_string(value)));
+}
+
+/// A flow list (the ClusterFlows, or one namespace's Flows) as ONE flat Lua array, one flow
+/// per line. Every table in the routing table is an object LuaJIT's collector marks and
+/// sweeps on every cycle (benches/README.md), so a flow costs a few array slots, not a table
+/// per flow, rule and label map. A flow is `route, takes-unmatched, end`, then its rules in
+/// order, each `select, end, fields...`; an `end` is the 1-based index just past the flow or
+/// rule, so the filter skips the rest of a flow once a rule decided.
+fn write_flows<'a>(out: &mut String, flows: impl Iterator<Item = (String, &'a FlowMatcher)>) {
+    let mut tokens: Vec<String> = Vec::new();
+    let mut lines = Vec::new();
+    for (route, matcher) in flows {
+        let start = tokens.len();
+        tokens.push(lua_string(&route));
+        tokens.push(matcher.takes_unmatched().to_string());
+        tokens.push(String::new());
+        for rule in &matcher.rules {
+            let rule_start = tokens.len();
+            tokens.push((rule.action == Action::Select).to_string());
+            tokens.push(String::new());
+            let s: &Selector = &rule.selector;
+            push_field(&mut tokens, FIELD_NAMESPACES, s.namespaces.iter().collect());
+            push_field(
+                &mut tokens,
+                FIELD_CONTAINERS,
+                s.container_names.iter().collect(),
+            );
+            push_field(&mut tokens, FIELD_HOSTS, s.hosts.iter().collect());
+            let pairs = |map: &'a BTreeMap<String, String>| {
+                map.iter().flat_map(|(k, v)| [k, v]).collect::<Vec<_>>()
+            };
+            push_field(&mut tokens, FIELD_LABELS, pairs(&s.labels));
+            push_field(
+                &mut tokens,
+                FIELD_NAMESPACE_LABELS,
+                pairs(&s.namespace_labels),
+            );
+            tokens[rule_start + 1] = (tokens.len() + 1).to_string();
         }
-        out.push_str(&lua_string(value));
+        tokens[start + 2] = (tokens.len() + 1).to_string();
+        lines.push(start..tokens.len());
+    }
+    out.push_str("{\n");
+    for line in lines {
+        out.push_str(&tokens[line].join(","));
+        out.push_str(",\n");
     }
     out.push('}');
-}
-
-fn write_pairs(out: &mut String, key: &str, pairs: &BTreeMap<String, String>) {
-    let _ = write!(out, ",{key}={{");
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "[{}]={}", lua_string(k), lua_string(v));
-    }
-    out.push('}');
-}
-
-fn write_rule(out: &mut String, action: Action, s: &Selector) {
-    let _ = write!(out, "{{s={}", action == Action::Select);
-    if !s.namespaces.is_empty() {
-        write_list(out, "ns", s.namespaces.iter());
-    }
-    if !s.container_names.is_empty() {
-        write_list(out, "c", s.container_names.iter());
-    }
-    if !s.hosts.is_empty() {
-        write_list(out, "h", s.hosts.iter());
-    }
-    if !s.labels.is_empty() {
-        write_pairs(out, "l", &s.labels);
-    }
-    if !s.namespace_labels.is_empty() {
-        write_pairs(out, "nl", &s.namespace_labels);
-    }
-    out.push('}');
-}
-
-/// One flow on one line: `{r=<route>[,e=true],<rules in order>}`, `e` when the flow takes
-/// records none of its rules matched. The scope is the table slot the flow sits in.
-fn write_flow(out: &mut String, route: &str, matcher: &FlowMatcher) {
-    let _ = write!(out, "{{r={}", lua_string(route));
-    if matcher.takes_unmatched() {
-        out.push_str(",e=true");
-    }
-    for rule in &matcher.rules {
-        out.push(',');
-        write_rule(out, rule.action, &rule.selector);
-    }
-    out.push_str("},\n");
 }
 
 /// The routing table: `w` the watched namespaces (`true` = all), `d` the default flow's
-/// route, `c` the ClusterFlows, `n` each namespace's Flows (a record is evaluated against
+/// route, `c` the ClusterFlows, `n` each namespace's Flows, each list one flat array
+/// ([`write_flows`]) (a record is evaluated against
 /// `c` and its own namespace's entry only). Its first line carries a revision, the hash of
 /// the rest, which is all the filter reads to notice a change.
 pub fn routes_table(pipeline: &Pipeline) -> ConfigFile {
@@ -143,7 +154,7 @@ pub fn routes_table(pipeline: &Pipeline) -> ConfigFile {
     let candidates = Candidates::new(flows.iter().map(|flow| &flow.matcher));
     let route_of = |index: usize| {
         let flow = &flows[index];
-        (flow_label(&flow.key), &flow.matcher)
+        (flow_route(&flow_label(&flow.key)).to_owned(), &flow.matcher)
     };
     let mut body = String::from("return {\n");
     match &pipeline.watched {
@@ -159,23 +170,17 @@ pub fn routes_table(pipeline: &Pipeline) -> ConfigFile {
     if pipeline.default_flow.is_some() {
         let _ = writeln!(body, "d={},", lua_string(DEFAULT_ROUTE));
     }
-    body.push_str("c={\n");
-    for &index in &candidates.cluster {
-        let (label, matcher) = route_of(index);
-        write_flow(&mut body, flow_route(&label), matcher);
-    }
-    body.push_str("},\nn={\n");
+    body.push_str("c=");
+    write_flows(&mut body, candidates.cluster.iter().map(|&i| route_of(i)));
+    body.push_str(",\nn={\n");
     for (namespace, indices) in &candidates.by_namespace {
         // Flows of namespaces the Logging does not watch can never take a record.
         if !pipeline.watched.contains(namespace) {
             continue;
         }
-        let _ = writeln!(body, "[{}]={{", lua_string(namespace));
-        for &index in indices {
-            let (label, matcher) = route_of(index);
-            write_flow(&mut body, flow_route(&label), matcher);
-        }
-        body.push_str("},\n");
+        let _ = write!(body, "[{}]=", lua_string(namespace));
+        write_flows(&mut body, indices.iter().map(|&i| route_of(i)));
+        body.push_str(",\n");
     }
     body.push_str("},\n}\n");
     let revision = hex::encode(&Sha256::digest(body.as_bytes())[..8]);
