@@ -243,7 +243,7 @@ pub fn header_value(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// fluent-plugin-s3 1.8.4 (`reject_s3_endpoint?` in out_s3.rb) refuses an endpoint of AWS S3
+/// fluent-plugin-s3 1.8.3, the default image's (`reject_s3_endpoint?` in out_s3.rb; 1.8.4 alike), refuses an endpoint of AWS S3
 /// itself, other than VPC endpoints and FIPS or GovCloud ones: AWS is addressed by region.
 fn is_aws_endpoint(endpoint: &str) -> bool {
     !endpoint.ends_with("vpce.amazonaws.com")
