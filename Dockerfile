@@ -4,7 +4,11 @@
 # locally (docs/install.md). Entrypoint `sluice run`: a Deployment passes only flags.
 
 # The workspace's rust-version (Cargo.toml), so a release builds with the toolchain CI tests.
-FROM docker.io/library/rust:1.89-bookworm AS build
+# Alpine's Rust targets musl and links statically: the same binary also runs as the config
+# reloader inside the data-plane images (fluentd's and fluent-bit's), whatever libc they carry
+# (docs/architecture.md, "Config reload").
+FROM docker.io/library/rust:1.89-alpine AS build
+RUN apk add --no-cache musl-dev
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY operator operator
@@ -17,8 +21,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --package sluice --bin sluice \
  && install -D -m 0755 target/release/sluice /out/sluice
 
-# glibc and CA certificates, no shell, no package manager.
-FROM gcr.io/distroless/cc-debian12:nonroot
+# CA certificates, no libc, no shell, no package manager: the binary is static.
+FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/sluice /usr/local/bin/sluice
 # distroless's nonroot user, numerically, so runAsNonRoot can verify it.
 USER 65532:65532

@@ -22,6 +22,11 @@ pub const AGENT_CLUSTER_ROLE: &str = "sluice-agent";
 /// ClusterRole for agents that read pod metadata from the kubelet (`nodes/proxy`).
 pub const AGENT_KUBELET_CLUSTER_ROLE: &str = "sluice-agent-kubelet";
 
+/// `app.kubernetes.io/component` of the agent DaemonSet and everything it mounts.
+pub const AGENT_COMPONENT: &str = "agent";
+/// `app.kubernetes.io/component` of the aggregator StatefulSet and everything it mounts.
+pub const AGGREGATOR_COMPONENT: &str = "aggregator";
+
 /// Default forward port of the aggregator (the incumbent's, so NetworkPolicies carry over).
 pub const DEFAULT_AGGREGATOR_PORT: i32 = 24240;
 /// fluent-bit's HTTP server (health, metrics).
@@ -80,6 +85,43 @@ pub const AGGREGATOR_BUFFER_DIR: &str = "/buffers";
 pub const SHARED_KEY_ENV: &str = "SLUICE_SHARED_KEY";
 /// Environment variable with the node name in agent pods (fluent-bit's `self_hostname`).
 pub const NODE_NAME_ENV: &str = "NODE_NAME";
+
+/// Config reload (docs/architecture.md, "Config reload"). Every data-plane pod mounts its
+/// config bundle twice, read-only: the newest rendering (candidate) and the newest one its
+/// binary accepted (accepted, promoted by the operator). The reloader installs a checked
+/// bundle into the writable active directory, which the data-plane process reads.
+pub const RELOAD_CANDIDATE_DIR: &str = "/sluice/candidate";
+pub const RELOAD_ACCEPTED_DIR: &str = "/sluice/accepted";
+pub const RELOAD_ACTIVE_DIR: &str = "/sluice/active";
+/// Inside [`RELOAD_ACTIVE_DIR`]: a symlink to the running revision's directory, swapped
+/// atomically; the process's `-c` path goes through it.
+pub const RELOAD_CURRENT_LINK: &str = "/sluice/active/current";
+/// Inside [`RELOAD_ACTIVE_DIR`]: one directory per installed revision.
+pub const RELOAD_REVISIONS_DIR: &str = "/sluice/active/revisions";
+/// Inside [`RELOAD_ACTIVE_DIR`]: the content-addressed shared files of every installed
+/// revision (`bundle::Placement::Shared`); the configuration names them by absolute path.
+pub const RELOAD_SHARED_DIR: &str = "/sluice/active/shared";
+/// Where an init container from the operator's image copies the `sluice` binary, so the
+/// reloader runs inside the data-plane image, next to the binary that checks the config.
+pub const SLUICE_BIN_DIR: &str = "/sluice/bin";
+pub const SLUICE_BINARY: &str = "/sluice/bin/sluice";
+/// The reloader's HTTP port: `/status` (what it runs, accepted and rejected) and `/healthz`.
+pub const RELOADER_PORT: i32 = 8099;
+/// Fixed number of aggregator config slots. A flow's slot depends only on its own key, so
+/// adding or editing a flow rewrites one slot Secret and the pod template never names a
+/// flow-dependent volume.
+pub const AGGREGATOR_CONFIG_SLOTS: usize = 32;
+/// The operator's image, run as the init container that installs the reloader. Its tag is
+/// the operator's own version, so a release's reloader and operator always match.
+pub const DEFAULT_RELOADER_IMAGE: &str =
+    concat!("ghcr.io/sluice-dev/sluice:", env!("CARGO_PKG_VERSION"));
+
+/// Label on the Secrets of a config bundle: [`CONFIG_SET_CANDIDATE`] on what the operator
+/// rendered, [`CONFIG_SET_ACCEPTED`] on the copies it promoted once a data-plane binary
+/// accepted them. Accepted Secrets are never built, so orphan deletion must skip them.
+pub const CONFIG_SET_LABEL: &str = "logging.sluice.dev/config-set";
+pub const CONFIG_SET_CANDIDATE: &str = "candidate";
+pub const CONFIG_SET_ACCEPTED: &str = "accepted";
 
 /// Key names inside the TLS Secrets, in the cert-manager format.
 pub const CA_CERT_KEY: &str = "ca.crt";
@@ -146,6 +188,47 @@ impl Names {
     /// Copies of the credentials referenced by Outputs, mounted into the aggregator.
     pub fn aggregator_output_secret(&self) -> String {
         self.prefixed("aggregator-output-credentials")
+    }
+    /// Aggregator config slot `slot` (1..=[`AGGREGATOR_CONFIG_SLOTS`]) of the candidate bundle.
+    pub fn aggregator_config_slot_secret(&self, slot: usize) -> String {
+        self.prefixed(&format!("aggregator-config-{slot:02}"))
+    }
+    /// Output credentials of the candidate aggregator bundle, content-addressed file names.
+    pub fn aggregator_credentials_secret(&self) -> String {
+        self.prefixed("aggregator-credentials")
+    }
+    /// The Secrets of one component's candidate bundle; the first holds the manifest and is
+    /// applied last, once every file it names is in place.
+    pub fn candidate_bundle_secrets(&self, component: &str) -> Vec<String> {
+        if component == AGGREGATOR_COMPONENT {
+            let mut names: Vec<String> = (1..=AGGREGATOR_CONFIG_SLOTS)
+                .map(|slot| self.aggregator_config_slot_secret(slot))
+                .collect();
+            names.push(self.aggregator_credentials_secret());
+            names.insert(0, self.aggregator_config_secret(0));
+            names
+        } else {
+            vec![self.agent_config_secret()]
+        }
+    }
+    /// The accepted counterpart of a candidate bundle Secret: `-config` becomes `-accepted`,
+    /// `-credentials` becomes `-accepted-credentials`. `None` for any other Secret.
+    pub fn accepted_secret(&self, candidate: &str) -> Option<String> {
+        let rest = candidate.strip_prefix(&format!("{}-", self.logging))?;
+        let accepted = match rest {
+            "agent-config" => "agent-accepted".to_owned(),
+            "aggregator-config" => "aggregator-accepted".to_owned(),
+            "aggregator-credentials" => "aggregator-accepted-credentials".to_owned(),
+            _ => {
+                let slot = rest.strip_prefix("aggregator-config-")?;
+                let number: usize = slot.parse().ok()?;
+                if slot.len() != 2 || !(1..=AGGREGATOR_CONFIG_SLOTS).contains(&number) {
+                    return None;
+                }
+                format!("aggregator-accepted-{slot}")
+            }
+        };
+        Some(self.prefixed(&accepted))
     }
     pub fn ca_secret(&self) -> String {
         self.prefixed("ca")
@@ -218,5 +301,47 @@ impl Names {
             ),
             (LOGGING_LABEL.to_owned(), self.logging.clone()),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_candidate_bundle_secret_has_an_accepted_counterpart() {
+        let names = Names::new("main", "sluice-system");
+        for component in [AGENT_COMPONENT, AGGREGATOR_COMPONENT] {
+            let candidates = names.candidate_bundle_secrets(component);
+            let accepted: Vec<_> = candidates
+                .iter()
+                .map(|c| names.accepted_secret(c).unwrap_or_default())
+                .collect();
+            assert!(
+                accepted.iter().all(|a| a.contains("-accepted")),
+                "{accepted:?}"
+            );
+            let unique: std::collections::BTreeSet<_> =
+                accepted.iter().chain(&candidates).collect();
+            assert_eq!(unique.len(), 2 * candidates.len());
+        }
+        assert_eq!(
+            names.candidate_bundle_secrets(AGGREGATOR_COMPONENT).len(),
+            34
+        );
+        assert_eq!(
+            names
+                .accepted_secret("main-aggregator-config-07")
+                .as_deref(),
+            Some("main-aggregator-accepted-07")
+        );
+        for foreign in [
+            "main-ca",
+            "other-aggregator-config",
+            "main-aggregator-config-33",
+            "main-aggregator-config-7",
+        ] {
+            assert_eq!(names.accepted_secret(foreign), None, "{foreign}");
+        }
     }
 }

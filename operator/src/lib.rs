@@ -1,11 +1,12 @@
 //! Sluice: a Kubernetes operator for secure logging pipelines.
 //!
 //! Pure cores (no I/O): [`api`], [`layout`], [`model`], [`routing`], [`render`], [`pki`],
-//! [`build`]. The thin shell: [`controller`] (the only code that talks to the API server)
+//! [`bundle`], [`build`]. The thin shell: [`controller`] (the only code that talks to the API server)
 //! and [`cli`]. Arrows point from shell to core, never back.
 
 pub mod api;
 pub mod build;
+pub mod bundle;
 pub mod cli;
 pub mod controller;
 pub mod layout;

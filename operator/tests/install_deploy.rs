@@ -465,6 +465,10 @@ fn the_operator_image_is_built_as_deploy_expects() {
     assert!(dockerfile.contains("cargo build --release --locked"));
     // Numeric, so the kubelet can check runAsNonRoot without reading /etc/passwd.
     assert!(dockerfile.lines().any(|l| l == "USER 65532:65532"));
+    // The same binary runs as the reloader inside the fluentd and fluent-bit images, which
+    // carry different C libraries: it must be static (musl), on a base with no libc.
+    assert!(dockerfile.contains("/rust:") && dockerfile.contains("-alpine AS build"));
+    assert!(dockerfile.contains("FROM gcr.io/distroless/static-"));
     assert!(
         dockerfile
             .lines()
