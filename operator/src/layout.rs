@@ -11,8 +11,6 @@ pub const FIELD_MANAGER: &str = "sluice.dev/operator";
 pub const LOGGING_LABEL: &str = "logging.sluice.dev/logging";
 /// `app.kubernetes.io/managed-by` value on everything Sluice creates.
 pub const MANAGED_BY: &str = "sluice";
-/// Pod-template annotation with a hash of the rendered configuration.
-pub const CONFIG_HASH_ANNOTATION: &str = "logging.sluice.dev/config-hash";
 /// Pod-template annotation with a hash of the TLS material and shared key.
 pub const TLS_HASH_ANNOTATION: &str = "logging.sluice.dev/tls-hash";
 
@@ -39,11 +37,9 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// Where the agent's TLS Secret (`ca.crt`, `tls.crt`, `tls.key`) is mounted, as a directory
 /// so that Secret updates propagate (never via subPath).
 pub const AGENT_TLS_DIR: &str = "/fluent-bit/tls";
-/// Where the agent's config Secret is mounted.
-pub const AGENT_CONFIG_DIR: &str = "/fluent-bit/etc/sluice";
-/// Name of the agent's main config file inside [`AGENT_CONFIG_DIR`].
+/// Name of the agent's main config file in its config bundle.
 pub const AGENT_CONFIG_FILE: &str = "fluent-bit.yaml";
-/// The agent's routing filter (Lua), next to [`AGENT_CONFIG_FILE`].
+/// The agent's routing filter (Lua), in its config bundle under a content-addressed name.
 pub const AGENT_ROUTER_SCRIPT: &str = "sluice-router.lua";
 /// Where the agent's routing table Secret is mounted: its own Secret, outside the pod
 /// template's config hash, so routing changes reach running agents without a restart.
@@ -54,31 +50,17 @@ pub const AGENT_ROUTES_FILE: &str = "routes.lua";
 pub const AGENT_STATE_DIR: &str = "/var/lib/sluice-agent";
 /// Where the aggregator's TLS Secret is mounted.
 pub const AGGREGATOR_TLS_DIR: &str = "/fluentd/tls";
-/// Where the aggregator's config Secret(s) are mounted; shards go in sub-directories.
-pub const AGGREGATOR_CONFIG_DIR: &str = "/fluentd/etc";
-/// Name of the aggregator's main config file inside [`AGGREGATOR_CONFIG_DIR`].
+/// Name of the aggregator's main config file in its config bundle.
 pub const AGGREGATOR_CONFIG_FILE: &str = "fluent.conf";
-/// Ruby file in config shard 0 that fluentd loads with `-r` before it reads its config: it
-/// bounds every regex match (render::fluentd::regexp_timeout_script).
+/// Ruby file of the aggregator's config bundle that fluentd loads with `-r` before it reads
+/// its config: it bounds every regex match (render::fluentd::regexp_timeout_script).
 pub const AGGREGATOR_REGEXP_TIMEOUT_FILE: &str = "regexp-timeout.rb";
-/// Where aggregator config shard `index` is mounted: shard 0 at [`AGGREGATOR_CONFIG_DIR`],
-/// the others side by side outside it (a mount point cannot be created inside a read-only
-/// Secret volume), included from shard 0.
-pub fn aggregator_shard_dir(index: usize) -> String {
-    if index == 0 {
-        AGGREGATOR_CONFIG_DIR.to_owned()
-    } else {
-        format!("/fluentd/etc-shards/{index}")
-    }
-}
 /// Default agent image (docs/dataplane.md): fluent-bit 5.1 re-reads rotated certificates
 /// on each new TLS session; 5.1.1 is the newest 5.1 patch release.
 pub const DEFAULT_AGENT_IMAGE: &str = "cr.fluentbit.io/fluent/fluent-bit:5.1.1";
 /// Default aggregator image: kube-logging's public fluentd 1.17 "full" image, which carries
 /// every plugin the router, the filters and the output kinds need (docs/dataplane.md).
 pub const DEFAULT_AGGREGATOR_IMAGE: &str = "ghcr.io/kube-logging/fluentd:v1.17-5.0-full";
-/// Where output credentials copied by Sluice are mounted in the aggregator, one file each.
-pub const AGGREGATOR_SECRETS_DIR: &str = "/fluentd/secrets";
 /// Mount point of the aggregator's buffer volume.
 pub const AGGREGATOR_BUFFER_DIR: &str = "/buffers";
 /// Environment variable holding the shared key in both agent and aggregator pods.
@@ -177,17 +159,9 @@ impl Names {
     pub fn aggregator_headless_service(&self) -> String {
         self.prefixed("aggregator-headless")
     }
-    /// Aggregator config Secret of shard `index` (0 is the main one).
-    pub fn aggregator_config_secret(&self, index: usize) -> String {
-        if index == 0 {
-            self.prefixed("aggregator-config")
-        } else {
-            self.prefixed(&format!("aggregator-config-{index}"))
-        }
-    }
-    /// Copies of the credentials referenced by Outputs, mounted into the aggregator.
-    pub fn aggregator_output_secret(&self) -> String {
-        self.prefixed("aggregator-output-credentials")
+    /// The main Secret of the aggregator's candidate bundle (`fluent.conf`, the manifest).
+    pub fn aggregator_config_secret(&self) -> String {
+        self.prefixed("aggregator-config")
     }
     /// Aggregator config slot `slot` (1..=[`AGGREGATOR_CONFIG_SLOTS`]) of the candidate bundle.
     pub fn aggregator_config_slot_secret(&self, slot: usize) -> String {
@@ -201,11 +175,11 @@ impl Names {
     /// applied last, once every file it names is in place.
     pub fn candidate_bundle_secrets(&self, component: &str) -> Vec<String> {
         if component == AGGREGATOR_COMPONENT {
-            let mut names: Vec<String> = (1..=AGGREGATOR_CONFIG_SLOTS)
-                .map(|slot| self.aggregator_config_slot_secret(slot))
-                .collect();
+            let mut names = vec![self.aggregator_config_secret()];
+            names.extend(
+                (1..=AGGREGATOR_CONFIG_SLOTS).map(|slot| self.aggregator_config_slot_secret(slot)),
+            );
             names.push(self.aggregator_credentials_secret());
-            names.insert(0, self.aggregator_config_secret(0));
             names
         } else {
             vec![self.agent_config_secret()]

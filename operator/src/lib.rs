@@ -1,7 +1,8 @@
 //! Sluice: a Kubernetes operator for secure logging pipelines.
 //!
 //! Pure cores (no I/O): [`api`], [`layout`], [`model`], [`routing`], [`render`], [`pki`],
-//! [`bundle`], [`build`]. The thin shell: [`controller`] (the only code that talks to the API server)
+//! [`bundle`], [`build`]. The thin shell: [`controller`] (the only code that talks to the API server),
+//! [`reload`] (inside data-plane pods: local files, the data-plane binary, loopback HTTP)
 //! and [`cli`]. Arrows point from shell to core, never back.
 
 pub mod api;
@@ -12,5 +13,6 @@ pub mod controller;
 pub mod layout;
 pub mod model;
 pub mod pki;
+pub mod reload;
 pub mod render;
 pub mod routing;

@@ -135,7 +135,8 @@ pub struct OutputPlan {
     /// them for this Logging.
     pub spec: OutputSpec,
     /// For every Secret key the output references: the file name under
-    /// `layout::AGGREGATOR_SECRETS_DIR` holding the value.
+    /// `layout::RELOAD_SHARED_DIR` holding the value (content-addressed, so a new value is a
+    /// new file and a running configuration keeps reading the old one until it reloads).
     pub secret_files: BTreeMap<SecretKeyRef, String>,
 }
 
@@ -748,7 +749,10 @@ impl<'a> Resolver<'a> {
                 });
             match checked {
                 Ok(value) => {
-                    let file = secret_file_name(secret_namespace, reference);
+                    let file = crate::bundle::content_addressed_name(
+                        &secret_file_name(secret_namespace, reference),
+                        &value,
+                    );
                     secret_data.insert(file.clone(), value);
                     secret_files.insert(reference.clone(), file);
                 }

@@ -1,6 +1,7 @@
 //! The objects Sluice builds for the examples: golden, plus the properties that matter when
 //! they are applied (owner references, hash annotations, HPA-friendly replicas, mounts).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use sluice::build::{self, Child, ChildKind};
@@ -86,14 +87,58 @@ fn owner_references_point_at_the_logging_when_it_has_a_uid() {
     }
 }
 
+fn workloads(children: &[Child]) -> Vec<&serde_json::Value> {
+    children
+        .iter()
+        .filter(|c| matches!(c.kind, ChildKind::DaemonSet | ChildKind::StatefulSet))
+        .map(|c| &c.object.data)
+        .collect()
+}
+
+/// Names of the Secrets whose data differ between two builds.
+fn changed_secrets(before: &[Child], after: &[Child]) -> Vec<String> {
+    let data = |children: &[Child]| -> BTreeMap<String, serde_json::Value> {
+        children
+            .iter()
+            .filter(|c| c.kind == ChildKind::Secret)
+            .map(|c| {
+                (
+                    c.object.metadata.name.clone().unwrap_or_default(),
+                    c.object.data.clone(),
+                )
+            })
+            .collect()
+    };
+    let (before, after) = (data(before), data(after));
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| before.get(*name) != after.get(*name))
+        .cloned()
+        .collect()
+}
+
+/// The files of a bundle held by these Secrets, decoded, by name.
+fn bundle_files(children: &[Child], secrets: &[String]) -> BTreeMap<String, Vec<u8>> {
+    use base64::Engine;
+    let mut files = BTreeMap::new();
+    for name in secrets {
+        let secret = find(children, ChildKind::Secret, name);
+        for (key, value) in secret["data"].as_object().into_iter().flatten() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.as_str().unwrap())
+                .unwrap();
+            files.insert(key.clone(), bytes);
+        }
+    }
+    files
+}
+
 #[test]
-fn any_config_or_certificate_change_rolls_the_pods() {
+fn only_a_tls_change_rolls_the_pods() {
     let pipeline = examples_pipeline();
-    let annotation = |children: &[Child], kind, name, key: &str| -> String {
-        find(children, kind, name)["spec"]["template"]["metadata"]["annotations"][key]
-            .as_str()
-            .unwrap()
-            .to_owned()
+    let annotations = |children: &[Child], kind, name| -> serde_json::Value {
+        find(children, kind, name)["spec"]["template"]["metadata"]["annotations"].clone()
     };
     let before = build::objects(&pipeline, &pki()).unwrap();
     let mut rotated = pki();
@@ -103,45 +148,226 @@ fn any_config_or_certificate_change_rolls_the_pods() {
         (ChildKind::DaemonSet, "main-agent"),
         (ChildKind::StatefulSet, "main-aggregator"),
     ] {
-        let tls = "logging.sluice.dev/tls-hash";
-        assert_ne!(
-            annotation(&before, kind, name, tls),
-            annotation(&after, kind, name, tls)
+        let (before, after) = (
+            annotations(&before, kind, name),
+            annotations(&after, kind, name),
         );
+        assert_ne!(
+            before["logging.sluice.dev/tls-hash"],
+            after["logging.sluice.dev/tls-hash"]
+        );
+        // Nothing else is hashed into the pod template: config reaches pods by reload.
+        assert_eq!(before.as_object().unwrap().len(), 1, "{before}");
     }
 
+    // A new credential value is a new content-addressed file: the credentials Secret and the
+    // manifest change, no workload does.
     let mut changed = pipeline.clone();
+    let credential = changed
+        .output_secret_data
+        .keys()
+        .find(|name| name.ends_with("payments_payments-es_password"))
+        .cloned()
+        .expect("the examples reference a password");
+    changed.output_secret_data.remove(&credential);
+    let rotated_name =
+        sluice::bundle::content_addressed_name("payments_payments-es_password", b"rotated");
     changed
         .output_secret_data
-        .insert("payments_payments-es_password".into(), b"rotated".to_vec());
+        .insert(rotated_name.clone(), b"rotated".to_vec());
+    for output in changed.outputs.values_mut() {
+        for file in output.secret_files.values_mut() {
+            if *file == credential {
+                *file = rotated_name.clone();
+            }
+        }
+    }
     let after = build::objects(&changed, &pki()).unwrap();
-    let config = "logging.sluice.dev/config-hash";
-    assert_ne!(
-        annotation(&before, ChildKind::StatefulSet, "main-aggregator", config),
-        annotation(&after, ChildKind::StatefulSet, "main-aggregator", config),
-        "a changed output credential rolls the aggregator"
+    assert_eq!(workloads(&before), workloads(&after));
+    let mut changed_secrets = changed_secrets(&before, &after);
+    changed_secrets.retain(|name| !name.starts_with("main-aggregator-config-"));
+    assert_eq!(
+        changed_secrets,
+        ["main-aggregator-config", "main-aggregator-credentials"]
+    );
+}
+
+#[test]
+fn a_flow_edit_rewrites_one_slot_and_the_manifest_and_no_workload() {
+    let pipeline = examples_pipeline();
+    let before = build::objects(&pipeline, &pki()).unwrap();
+    let mut changed = pipeline.clone();
+    let flow = changed
+        .flows
+        .iter_mut()
+        .find(|f| !f.outputs.is_empty())
+        .expect("the examples have flows with outputs");
+    flow.filters = serde_json::from_value(serde_json::json!([
+        {"recordTransformer": {"records": {"edited": "yes"}}}
+    ]))
+    .unwrap();
+    let slot = sluice::render::fluentd::config_slot(&flow.key);
+    let after = build::objects(&changed, &pki()).unwrap();
+    assert_eq!(
+        workloads(&before),
+        workloads(&after),
+        "no pod template changes"
     );
     assert_eq!(
-        annotation(&before, ChildKind::DaemonSet, "main-agent", config),
-        annotation(&after, ChildKind::DaemonSet, "main-agent", config),
-        "but not the agents"
+        changed_secrets(&before, &after),
+        [
+            "main-aggregator-config".to_owned(),
+            format!("main-aggregator-config-{slot:02}")
+        ]
     );
+}
+
+#[test]
+fn each_bundle_manifest_verifies_against_its_secrets_and_names_every_shared_path() {
+    let pipeline = examples_pipeline();
+    let children = build::objects(&pipeline, &pki()).unwrap();
+    let names = &pipeline.names;
+    for component in [
+        sluice::layout::AGENT_COMPONENT,
+        sluice::layout::AGGREGATOR_COMPONENT,
+    ] {
+        let secrets = names.candidate_bundle_secrets(component);
+        let files = bundle_files(&children, &secrets);
+        let manifest =
+            sluice::bundle::Manifest::from_json(&files[sluice::bundle::MANIFEST_FILE]).unwrap();
+        manifest.verify(|name| files.get(name).cloned()).unwrap();
+        // Every absolute path into the shared directory is a shared file of the same bundle.
+        let prefix = format!("{}/", sluice::layout::RELOAD_SHARED_DIR);
+        for content in files.values() {
+            let text = String::from_utf8_lossy(content);
+            for (at, _) in text.match_indices(&prefix) {
+                let name: String = text[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .collect();
+                assert!(
+                    manifest.shared_files.contains_key(&name),
+                    "{component}: {name} is named but not shipped"
+                );
+            }
+        }
+        // Every candidate Secret is labelled as such, and mounted through the projected volume.
+        for secret in &secrets {
+            let child = children
+                .iter()
+                .find(|c| c.object.metadata.name.as_deref() == Some(secret.as_str()))
+                .unwrap();
+            let labels = child.object.metadata.labels.clone().unwrap_or_default();
+            assert_eq!(labels[sluice::layout::CONFIG_SET_LABEL], "candidate");
+        }
+    }
+    // The manifest is applied after every file it names.
+    let order: Vec<String> = children
+        .iter()
+        .filter(|c| c.kind == ChildKind::Secret)
+        .map(|c| c.object.metadata.name.clone().unwrap_or_default())
+        .collect();
+    let main = order
+        .iter()
+        .position(|n| n == "main-aggregator-config")
+        .unwrap();
+    let last_slot = order
+        .iter()
+        .position(|n| n == "main-aggregator-config-32")
+        .unwrap();
+    let credentials = order
+        .iter()
+        .position(|n| n == "main-aggregator-credentials")
+        .unwrap();
+    assert!(main > last_slot && main > credentials, "{order:?}");
+}
+
+#[test]
+fn pods_read_config_only_through_the_reloader() {
+    let pipeline = examples_pipeline();
+    let children = build::objects(&pipeline, &pki()).unwrap();
+    for (kind, name, component) in [
+        (
+            ChildKind::DaemonSet,
+            "main-agent",
+            sluice::layout::AGENT_COMPONENT,
+        ),
+        (
+            ChildKind::StatefulSet,
+            "main-aggregator",
+            sluice::layout::AGGREGATOR_COMPONENT,
+        ),
+    ] {
+        let pod = &find(&children, kind, name)["spec"]["template"]["spec"];
+        let volumes = pod["volumes"].as_array().unwrap();
+        let projected = |volume: &str| -> Vec<(String, bool)> {
+            volumes.iter().find(|v| v["name"] == volume).unwrap()["projected"]["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["secret"]["name"].as_str().unwrap().to_owned(),
+                        s["secret"]["optional"].as_bool().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let candidates = pipeline.names.candidate_bundle_secrets(component);
+        let candidate = projected("config-candidate");
+        assert_eq!(
+            candidate.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            candidates.iter().collect::<Vec<_>>()
+        );
+        assert!(!candidate[0].1, "the manifest's Secret is required");
+        let accepted = projected("config-accepted");
+        assert!(
+            accepted
+                .iter()
+                .all(|(n, optional)| *optional && n.contains("-accepted"))
+        );
+        assert_eq!(accepted.len(), candidates.len());
+        // No volume of a config Secret other than through those two.
+        for volume in volumes {
+            let secret = volume["secret"]["secretName"].as_str().unwrap_or_default();
+            assert!(
+                !candidates.iter().any(|c| c == secret),
+                "{secret} mounted directly"
+            );
+        }
+        let init: Vec<&str> = pod["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(init, ["install-reloader", "config-init"]);
+        let containers = pod["containers"].as_array().unwrap();
+        assert_eq!(containers[1]["name"], "config-reloader");
+        // The reloader runs in the data-plane image, next to the binary that checks.
+        assert_eq!(containers[1]["image"], containers[0]["image"]);
+        let command: Vec<&str> = containers[1]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(command[..2], [sluice::layout::SLUICE_BINARY, "reload"]);
+        assert!(command.contains(&"--dry-run"), "{command:?}");
+        let data_plane = serde_json::to_string(&containers[0]).unwrap();
+        assert!(
+            data_plane.contains(sluice::layout::RELOAD_CURRENT_LINK),
+            "{data_plane}"
+        );
+    }
 }
 
 #[test]
 fn a_routing_change_updates_the_agents_table_without_rolling_them() {
     let pipeline = examples_pipeline();
-    let config_hash = |children: &[Child]| -> String {
-        find(children, ChildKind::DaemonSet, "main-agent")["spec"]["template"]["metadata"]
-            ["annotations"]["logging.sluice.dev/config-hash"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
     let table = |children: &[Child]| find(children, ChildKind::Secret, "main-agent-routes").clone();
     let before = build::objects(&pipeline, &pki()).unwrap();
-    // A label selector edit: the most common Flow change. (Edits that change which files the
-    // agent tails, its edge pruning, are agent config and do roll it.)
+    // A label selector edit: the most common Flow change.
     let mut changed = pipeline.clone();
     let rule = changed
         .flows
@@ -159,8 +385,8 @@ fn a_routing_change_updates_the_agents_table_without_rolling_them() {
         "the table Secret carries the change"
     );
     assert_eq!(
-        config_hash(&before),
-        config_hash(&after),
+        workloads(&before),
+        workloads(&after),
         "a Flow edit must not restart every agent"
     );
 
@@ -182,15 +408,16 @@ fn a_routing_change_updates_the_agents_table_without_rolling_them() {
     assert_eq!(mount["mountPath"], sluice::layout::AGENT_ROUTES_DIR);
     assert!(mount.get("subPath").is_none());
 
-    // The Lua code and fluent-bit.yaml stay hashed: a new agent config still rolls agents.
+    // A change of what the agent tails is agent config: its bundle Secret, still no restart.
     let mut agent_changed = pipeline.clone();
     agent_changed
         .spec
         .agent
         .get_or_insert_default()
-        .metrics_port = Some(2021);
-    let rolled = build::objects(&agent_changed, &pki()).unwrap();
-    assert_ne!(config_hash(&before), config_hash(&rolled));
+        .filesystem_buffer_limit = Some("5G".to_owned());
+    let reloaded = build::objects(&agent_changed, &pki()).unwrap();
+    assert_eq!(workloads(&before), workloads(&reloaded));
+    assert_eq!(changed_secrets(&before, &reloaded), ["main-agent-config"]);
 }
 
 #[test]
@@ -282,9 +509,9 @@ fn the_aggregator_bounds_every_regex_match() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    // Loaded by fluentd's `-r` from shard 0's mount, which carries the file.
+    // Loaded by fluentd's `-r` from the running revision, which carries the file.
     let at = args.iter().position(|a| *a == "-r").unwrap();
-    assert_eq!(args[at + 1], "/fluentd/etc/regexp-timeout.rb");
+    assert_eq!(args[at + 1], "/sluice/active/current/regexp-timeout.rb");
     let secret = find(&children, ChildKind::Secret, "main-aggregator-config");
     use base64::Engine;
     let encoded = secret["data"]["regexp-timeout.rb"].as_str().unwrap();

@@ -1630,23 +1630,31 @@ fn isolation_harness(secret: &str, settings: Settings) -> Harness {
     })
 }
 
-/// The decoded aggregator configuration applied by these calls, if any.
+/// The decoded aggregator configuration applied by these calls (every Secret of its bundle
+/// they wrote), if any.
 fn applied_aggregator_config(calls: &[Call]) -> Option<String> {
     use base64::Engine;
-    let path = format!(
-        "/api/v1/namespaces/{CONTROL}/secrets/{}",
-        names().aggregator_config_secret(0)
-    );
-    let call = calls
+    let paths: Vec<String> = names()
+        .candidate_bundle_secrets(sluice::layout::AGGREGATOR_COMPONENT)
         .iter()
-        .find(|c| c.method == "PATCH" && c.path == path)?;
-    let data = call.body["data"].as_object()?;
+        .map(|name| format!("/api/v1/namespaces/{CONTROL}/secrets/{name}"))
+        .collect();
     let mut text = String::new();
-    for value in data.values() {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(value.as_str().unwrap_or_default())
-            .unwrap_or_default();
-        text.push_str(&String::from_utf8_lossy(&bytes));
+    let mut found = false;
+    for call in calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && paths.contains(&c.path))
+    {
+        found = true;
+        for value in call.body["data"].as_object()?.values() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.as_str().unwrap_or_default())
+                .unwrap_or_default();
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    if !found {
+        return None;
     }
     Some(text)
 }

@@ -102,7 +102,10 @@ fn the_examples_buffers_fit_their_volume() {
         }
     }
     assert_eq!(sum, main.buffers.allocated);
-    let conf = sluice::render::aggregator(main)[0][0].content.clone();
+    let conf: String = sluice::render::aggregator(main)
+        .all()
+        .map(|f| f.content.as_str())
+        .collect();
     assert!(conf.contains("total_limit_size 796m\n"), "{conf}");
 }
 
@@ -183,7 +186,10 @@ fn an_output_that_sets_no_flush_threads_gets_one() {
     let other = pipeline(&resolution, "other");
     let buffer = other.outputs[&out()].spec.buffer.clone().unwrap();
     assert_eq!(buffer.flush_thread_count, Some(1));
-    let conf = sluice::render::aggregator(other)[0][0].content.clone();
+    let conf: String = sluice::render::aggregator(other)
+        .all()
+        .map(|f| f.content.as_str())
+        .collect();
     assert!(conf.contains("flush_thread_count 1\n"), "{conf}");
 }
 

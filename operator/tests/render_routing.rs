@@ -397,7 +397,10 @@ fn the_agent_runs_the_rendered_script() {
     let files = sluice::render::agent(&p);
     let script = files
         .iter()
-        .find(|f| f.name == sluice::layout::AGENT_ROUTER_SCRIPT)
+        .find(|f| {
+            f.name
+                .ends_with(&format!("-{}", sluice::layout::AGENT_ROUTER_SCRIPT))
+        })
         .expect("the script ships with the agent config");
     let path = format!(
         "{}/{}",
@@ -407,14 +410,10 @@ fn the_agent_runs_the_rendered_script() {
     assert_eq!(script.content, edge::filter_script(&path));
     let yaml: serde_json::Value = serde_saphyr::from_str(&files[0].content).unwrap();
     let lua = &yaml["pipeline"]["filters"][1];
+    // The bundle's shared files are installed under their content-addressed names.
     assert_eq!(
         lua["script"],
-        format!(
-            "{}/{}",
-            sluice::layout::AGENT_CONFIG_DIR,
-            sluice::layout::AGENT_ROUTER_SCRIPT
-        )
-        .as_str()
+        format!("{}/{}", sluice::layout::RELOAD_SHARED_DIR, script.name).as_str()
     );
     assert_eq!(lua["call"], edge::LUA_FUNCTION);
     // Only routed records are forwarded, and without the route key.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use sluice::model::{Kind, ObjectKey, Pipeline};
-use sluice::render::fluentd::{SHARD_BUDGET, aggregator_with_budget};
+use sluice::render::fluentd::{AggregatorFiles, SLOT_BUDGET, aggregator_with_budget, config_slot};
 use sluice::routing::{Action, FlowMatcher, Rule, Scope, Selector};
 use support::*;
 
@@ -42,8 +42,8 @@ pub fn simple_flows(n: usize) -> Pipeline {
     pipeline(logging_spec(json!({})), flows, outputs)
 }
 
-fn total(shards: &[Vec<sluice::render::ConfigFile>]) -> usize {
-    shards.iter().flatten().map(|f| f.content.len()).sum()
+fn total(files: &AggregatorFiles) -> usize {
+    files.all().map(|f| f.content.len()).sum()
 }
 
 #[test]
@@ -92,15 +92,20 @@ fn ten_thousand_flows_fit_the_agents_routing_table() {
 }
 
 #[test]
-fn ten_thousand_flows_are_sharded_into_secrets() {
+fn ten_thousand_flows_fit_the_fixed_slots() {
     let p = simple_flows(10_000);
-    let shards = sluice::render::aggregator(&p);
-    assert!(shards.len() > 1, "expected several shards");
-    for (index, shard) in shards.iter().enumerate() {
-        let size: usize = shard.iter().map(|f| f.content.len()).sum();
-        assert!(size <= SHARD_BUDGET, "shard {index} holds {size} bytes");
+    let files = sluice::render::aggregator(&p);
+    assert_eq!(files.slots.len(), sluice::layout::AGGREGATOR_CONFIG_SLOTS);
+    assert!(files.overflowed.is_empty());
+    for slot in &files.slots {
+        assert!(
+            slot.content.len() <= SLOT_BUDGET,
+            "{} holds {} bytes",
+            slot.name,
+            slot.content.len()
+        );
     }
-    let root = parse_aggregator(&shards);
+    let root = parse_aggregator(&files);
     assert_eq!(dispatch(&root).len(), 10_000);
     let labels: BTreeSet<&str> = root
         .children
@@ -111,26 +116,56 @@ fn ten_thousand_flows_are_sharded_into_secrets() {
     assert_eq!(labels.len(), 10_000);
 }
 
+/// Stable assignment: a flow's slot depends on its key alone, so adding one flow to many
+/// rewrites one slot, and the main file not at all.
 #[test]
-fn sharding_does_not_change_what_fluentd_reads() {
-    let mut p = simple_flows(40);
-    p.default_flow = Some(flow(
-        ObjectKey::cluster(Kind::Logging, "main"),
-        FlowMatcher {
-            scope: Scope::Cluster,
-            rules: vec![],
-        },
-        vec![],
-    ));
-    let whole = aggregator_with_budget(&p, usize::MAX);
-    let split = aggregator_with_budget(&p, 24 * 1024);
-    assert_eq!(whole.len(), 1);
-    assert!(split.len() >= 3, "{} shards", split.len());
-    assert_eq!(parse_aggregator(&whole), parse_aggregator(&split));
-    // Shard 0 holds the main file and the verifier, every other shard routes and flows.
-    assert_eq!(split[0][0].name, sluice::layout::AGGREGATOR_CONFIG_FILE);
-    for shard in &split[1..] {
-        let names: Vec<&str> = shard.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["routes.conf", "flows.conf"]);
+fn adding_a_flow_rewrites_only_its_own_slot() {
+    let before = sluice::render::aggregator(&simple_flows(200));
+    let after = sluice::render::aggregator(&simple_flows(201));
+    assert_eq!(before.main, after.main);
+    let changed: Vec<&str> = before
+        .slots
+        .iter()
+        .zip(&after.slots)
+        .filter(|(b, a)| b != a)
+        .map(|(_, a)| a.name.as_str())
+        .collect();
+    let added = &simple_flows(201).flows[200];
+    assert_eq!(
+        changed,
+        [sluice::render::fluentd::slot_file(config_slot(&added.key))]
+    );
+}
+
+#[test]
+fn slots_spread_flows_evenly_enough() {
+    let p = simple_flows(3_200);
+    let mut counts = vec![0usize; sluice::layout::AGGREGATOR_CONFIG_SLOTS];
+    for flow in &p.flows {
+        counts[config_slot(&flow.key) - 1] += 1;
+    }
+    let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+    assert!(*min > 50 && *max < 150, "{counts:?}");
+}
+
+/// A full slot leaves out its last flows by key, and only them; the rest still renders.
+#[test]
+fn a_full_slot_leaves_out_only_its_last_flows() {
+    let p = simple_flows(400);
+    let files = aggregator_with_budget(&p, 4 * 1024);
+    assert!(!files.overflowed.is_empty());
+    let root = parse_aggregator(&files);
+    let routed = dispatch(&root).len();
+    assert_eq!(routed + files.overflowed.len(), 400);
+    for left_out in &files.overflowed {
+        let slot = config_slot(left_out);
+        // Every flow of the same slot that sorts after a left-out flow is left out too.
+        for flow in p
+            .flows
+            .iter()
+            .filter(|f| config_slot(&f.key) == slot && f.key > *left_out)
+        {
+            assert!(files.overflowed.contains(&flow.key), "{:?}", flow.key);
+        }
     }
 }

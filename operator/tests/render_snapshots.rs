@@ -90,7 +90,7 @@ fn outputs_cannot_take_the_aggregator_down() {
         json!({"forward": {"servers": [{"host": "does-not-resolve.invalid"}], "tls": {"caSecretRef": secret("fwd", "ca.crt")}}}),
         &[
             "ignore_network_errors_at_startup true",
-            "tls_ca_cert_path \"/fluentd/secrets/fwd-ca.crt\"",
+            "tls_ca_cert_path \"/sluice/active/shared/fwd-ca.crt\"",
         ],
     );
     // Version detection retries with sleeps inside `configure` while the server is down.
@@ -278,10 +278,9 @@ pub fn typical() -> Pipeline {
 
 #[test]
 fn typical_cluster_aggregator() {
-    let shards = sluice::render::aggregator(&typical());
-    assert_eq!(shards.len(), 1);
-    for file in &shards[0] {
-        insta::assert_snapshot!(format!("typical_aggregator_{}", file.name), file.content);
+    let files = sluice::render::aggregator(&typical());
+    for (name, content) in support::aggregator_snapshots(&files) {
+        insta::assert_snapshot!(format!("typical_aggregator_{name}"), content);
     }
 }
 
@@ -351,7 +350,7 @@ fn tls_disabled() {
     );
     assert!(!agent.contains("tls.ca_file"));
     assert!(agent.contains("shared_key"));
-    let main = sluice::render::aggregator(&p)[0][0].content.clone();
+    let main = sluice::render::aggregator(&p).main_config().to_owned();
     assert!(!main.contains("<transport tls>"));
     assert!(main.contains("<security>"));
 }

@@ -87,6 +87,22 @@ pub struct LoggingSpec {
     /// ClusterOutputs are the admin's own and are not capped. See docs/dataplane.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_limits: Option<TenantLimits>,
+    /// The config reloader in every agent and aggregator pod (docs/architecture.md,
+    /// "Config reload").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloader: Option<ReloaderSpec>,
+}
+
+/// The config reloader: an init container copies the `sluice` binary from this image into the
+/// pod, and it runs next to fluent-bit and fluentd, inside their images.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloaderSpec {
+    /// Image holding the `sluice` binary. Default: the operator's own image of the same
+    /// version (set it when pulling through a mirror).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
 }
 
 /// Limits the Logging's admin sets on what tenants (namespaced Flows and Outputs, pods) may

@@ -15,9 +15,9 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::DynamicObject;
-use sha2::{Digest, Sha256};
 
 use crate::api::API_VERSION;
+use crate::bundle::{self, BundleFile, Manifest, Placement};
 use crate::layout::{self, Names};
 use crate::model::Pipeline;
 use crate::pki::PkiPlan;
@@ -78,14 +78,13 @@ pub struct BuildError {
 pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildError> {
     let names = &pipeline.names;
     let owner = owner_reference(pipeline);
-    let agent_config = render::agent(pipeline);
-    // Deliberately not in any hash: agents re-read the table, so a Flow edit must not roll
-    // every agent (docs/routing.md, "Routing data, not restarts").
+    // The agent's routing table is data the running filter re-reads, and the config bundles
+    // reach running pods through the reloader (docs/architecture.md, "Config reload"): no
+    // Flow or Output edit changes a pod template. Only the TLS material rolls pods.
     let agent_routes = render::agent_routes(pipeline);
-    let aggregator_shards = render::aggregator(pipeline);
+    let agent_bundle = agent_bundle(pipeline);
+    let aggregator_bundle = aggregator_bundle(pipeline);
     let hashes = Hashes {
-        agent_config: hash_files(agent_config.iter()),
-        aggregator_config: hash_aggregator(&aggregator_shards, &pipeline.output_secret_data),
         tls: pki.material_hash.clone(),
     };
 
@@ -113,16 +112,12 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
     for binding in agent_role_bindings(pipeline, &owner) {
         push(ChildKind::ClusterRoleBinding, serde_json::to_value(binding))?;
     }
-    push(
-        ChildKind::Secret,
-        serde_json::to_value(config_secret(
-            names,
-            names.agent_config_secret(),
-            workloads::AGENT,
-            &agent_config,
-            &owner,
-        )),
-    )?;
+    for (name, component, files) in agent_bundle.into_iter().chain(aggregator_bundle) {
+        push(
+            ChildKind::Secret,
+            serde_json::to_value(bundle_secret(names, name, component, &files, &owner)),
+        )?;
+    }
     push(
         ChildKind::Secret,
         serde_json::to_value(config_secret(
@@ -133,24 +128,6 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
             &owner,
         )),
     )?;
-    for (index, shard) in aggregator_shards.iter().enumerate() {
-        push(
-            ChildKind::Secret,
-            serde_json::to_value(config_secret(
-                names,
-                names.aggregator_config_secret(index),
-                workloads::AGGREGATOR,
-                shard,
-                &owner,
-            )),
-        )?;
-    }
-    if !pipeline.output_secret_data.is_empty() {
-        push(
-            ChildKind::Secret,
-            serde_json::to_value(output_credentials(pipeline, &owner)),
-        )?;
-    }
     for secret in &pki.secrets {
         let mut secret = secret.clone();
         secret.metadata.namespace = Some(names.control_namespace.clone());
@@ -170,21 +147,20 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
     push(
         ChildKind::StatefulSet,
         serde_json::to_value(workloads::aggregator_stateful_set(
-            pipeline,
-            aggregator_shards.len(),
-            &hashes,
-            &owner,
+            pipeline, &hashes, &owner,
         )),
     )?;
 
     children.sort_by(|a, b| {
         (
             a.kind,
+            holds_manifest(a),
             &a.object.metadata.namespace,
             &a.object.metadata.name,
         )
             .cmp(&(
                 b.kind,
+                holds_manifest(b),
                 &b.object.metadata.namespace,
                 &b.object.metadata.name,
             ))
@@ -192,38 +168,123 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
     Ok(children)
 }
 
-/// Hashes put on pod templates so that any change of what the pods read rolls them.
+/// Hashes put on pod templates: what the pods read that no reload can carry (the TLS
+/// material is read when fluentd and fluent-bit start), so a change rolls them.
 pub(crate) struct Hashes {
-    pub agent_config: String,
-    pub aggregator_config: String,
     pub tls: String,
 }
 
-fn hash_files<'a>(files: impl Iterator<Item = &'a ConfigFile>) -> String {
-    let mut hasher = Sha256::new();
-    for file in files {
-        hash_entry(&mut hasher, file.name.as_bytes(), file.content.as_bytes());
-    }
-    hex::encode(hasher.finalize())
+/// A Secret of a config bundle holding the manifest sorts after the others of its kind: the
+/// reloader acts on a manifest only once every file it names is in place, so writing the
+/// manifest last means a pod never waits on a half-written bundle for long.
+fn holds_manifest(child: &Child) -> bool {
+    child.kind == ChildKind::Secret
+        && child
+            .object
+            .data
+            .get("data")
+            .and_then(|data| data.get(bundle::MANIFEST_FILE))
+            .is_some()
 }
 
-fn hash_aggregator(shards: &[Vec<ConfigFile>], credentials: &BTreeMap<String, Vec<u8>>) -> String {
-    let mut hasher = Sha256::new();
-    for file in shards.iter().flatten() {
-        hash_entry(&mut hasher, file.name.as_bytes(), file.content.as_bytes());
+/// A config bundle split into its Secrets: name, component and files (the manifest in the
+/// first).
+type BundleSecrets = Vec<(String, &'static str, Vec<BundleFile>)>;
+
+fn bundle_file(file: &ConfigFile, placement: Placement) -> BundleFile {
+    BundleFile {
+        name: file.name.clone(),
+        content: file.content.as_bytes().to_vec(),
+        placement,
     }
-    for (name, value) in credentials {
-        hash_entry(&mut hasher, name.as_bytes(), value);
-    }
-    hex::encode(hasher.finalize())
 }
 
-/// Length-prefixed, so that moving bytes between a name and its value changes the hash.
-fn hash_entry(hasher: &mut Sha256, name: &[u8], value: &[u8]) {
-    hasher.update((name.len() as u64).to_be_bytes());
-    hasher.update(name);
-    hasher.update((value.len() as u64).to_be_bytes());
-    hasher.update(value);
+fn manifest_file(files: &[BundleFile]) -> BundleFile {
+    BundleFile {
+        name: bundle::MANIFEST_FILE.to_owned(),
+        content: Manifest::of(files).to_json().into_bytes(),
+        placement: Placement::Revision,
+    }
+}
+
+/// The agent's bundle: `fluent-bit.yaml` and the router script, one Secret.
+fn agent_bundle(pipeline: &Pipeline) -> BundleSecrets {
+    let mut files: Vec<BundleFile> = render::agent(pipeline)
+        .iter()
+        .enumerate()
+        .map(|(index, file)| {
+            let placement = if index == 0 {
+                Placement::Revision
+            } else {
+                Placement::Shared
+            };
+            bundle_file(file, placement)
+        })
+        .collect();
+    files.push(manifest_file(&files));
+    vec![(
+        pipeline.names.agent_config_secret(),
+        workloads::AGENT,
+        files,
+    )]
+}
+
+/// The aggregator's bundle: the main Secret (with the manifest), one Secret per slot, and
+/// the output credentials.
+fn aggregator_bundle(pipeline: &Pipeline) -> BundleSecrets {
+    let names = &pipeline.names;
+    let rendered = render::aggregator(pipeline);
+    let mut main: Vec<BundleFile> = rendered
+        .main
+        .iter()
+        .map(|file| bundle_file(file, Placement::Revision))
+        .chain(
+            rendered
+                .shared
+                .iter()
+                .map(|file| bundle_file(file, Placement::Shared)),
+        )
+        .collect();
+    let slots: Vec<BundleFile> = rendered
+        .slots
+        .iter()
+        .map(|file| bundle_file(file, Placement::Revision))
+        .collect();
+    let credentials: Vec<BundleFile> = pipeline
+        .output_secret_data
+        .iter()
+        .map(|(name, value)| BundleFile {
+            name: name.clone(),
+            content: value.clone(),
+            placement: Placement::Shared,
+        })
+        .collect();
+    let everything: Vec<BundleFile> = main
+        .iter()
+        .chain(&slots)
+        .chain(&credentials)
+        .cloned()
+        .collect();
+    main.push(manifest_file(&everything));
+
+    let mut secrets = vec![(
+        names.aggregator_config_secret(),
+        workloads::AGGREGATOR,
+        main,
+    )];
+    for (index, slot) in slots.into_iter().enumerate() {
+        secrets.push((
+            names.aggregator_config_slot_secret(index + 1),
+            workloads::AGGREGATOR,
+            vec![slot],
+        ));
+    }
+    secrets.push((
+        names.aggregator_credentials_secret(),
+        workloads::AGGREGATOR,
+        credentials,
+    ));
+    secrets
 }
 
 /// Owner reference to the Logging; absent offline, where the Logging has no uid yet.
@@ -351,21 +412,26 @@ fn config_secret(
     }
 }
 
-fn output_credentials(pipeline: &Pipeline, owner: &Option<OwnerReference>) -> Secret {
-    let names = &pipeline.names;
+/// One Secret of a candidate config bundle.
+fn bundle_secret(
+    names: &Names,
+    name: String,
+    component: &str,
+    files: &[BundleFile],
+    owner: &Option<OwnerReference>,
+) -> Secret {
+    let mut metadata = metadata(names, name, component, owner);
+    metadata.labels.get_or_insert_with(BTreeMap::new).insert(
+        layout::CONFIG_SET_LABEL.to_owned(),
+        layout::CONFIG_SET_CANDIDATE.to_owned(),
+    );
     Secret {
-        metadata: metadata(
-            names,
-            names.aggregator_output_secret(),
-            workloads::AGGREGATOR,
-            owner,
-        ),
+        metadata,
         type_: Some("Opaque".to_owned()),
         data: Some(
-            pipeline
-                .output_secret_data
+            files
                 .iter()
-                .map(|(file, value)| (file.clone(), ByteString(value.clone())))
+                .map(|file| (file.name.clone(), ByteString(file.content.clone())))
                 .collect(),
         ),
         ..Secret::default()

@@ -8,10 +8,11 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    TCPSocketAction, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+    ExecAction, HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretProjection, SecretVolumeSource, SecurityContext, TCPSocketAction,
+    Toleration, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -22,8 +23,8 @@ use crate::api::{PodScheduling, Resources, TlsMode};
 use crate::layout::{self, Names};
 use crate::model::Pipeline;
 
-pub(crate) const AGENT: &str = "agent";
-pub(crate) const AGGREGATOR: &str = "aggregator";
+pub(crate) const AGENT: &str = layout::AGENT_COMPONENT;
+pub(crate) const AGGREGATOR: &str = layout::AGGREGATOR_COMPONENT;
 
 /// Group given to the aggregator's volumes, so fluentd can write buffers whatever user the
 /// image runs as.
@@ -123,27 +124,215 @@ fn affinity(scheduling: &PodScheduling) -> Option<Affinity> {
         .and_then(|value| serde_json::from_value(value).ok())
 }
 
-fn pod_template(
-    names: &Names,
-    component: &str,
-    hashes: &Hashes,
-    config_hash: &str,
-    spec: PodSpec,
-) -> PodTemplateSpec {
-    let mut annotations = BTreeMap::from([(
-        layout::CONFIG_HASH_ANNOTATION.to_owned(),
-        config_hash.to_owned(),
-    )]);
-    if !hashes.tls.is_empty() {
-        annotations.insert(layout::TLS_HASH_ANNOTATION.to_owned(), hashes.tls.clone());
-    }
+/// No hash of the configuration: it reaches running pods through the reloader. Only the TLS
+/// material, read when the processes start, rolls them.
+fn pod_template(names: &Names, component: &str, hashes: &Hashes, spec: PodSpec) -> PodTemplateSpec {
+    let annotations = (!hashes.tls.is_empty())
+        .then(|| BTreeMap::from([(layout::TLS_HASH_ANNOTATION.to_owned(), hashes.tls.clone())]));
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(names.selector_labels(component)),
-            annotations: Some(annotations),
+            annotations,
             ..ObjectMeta::default()
         }),
         spec: Some(spec),
+    }
+}
+
+/// A projected volume of Secrets. Every source of the accepted bundle is optional (nothing
+/// was accepted yet on a first start); of the candidate, only the main Secret is required.
+fn projected_secrets(name: &str, secrets: &[(String, bool)]) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o440),
+            sources: Some(
+                secrets
+                    .iter()
+                    .map(|(secret, optional)| VolumeProjection {
+                        secret: Some(SecretProjection {
+                            name: secret.clone(),
+                            optional: Some(*optional),
+                            ..SecretProjection::default()
+                        }),
+                        ..VolumeProjection::default()
+                    })
+                    .collect(),
+            ),
+        }),
+        ..Volume::default()
+    }
+}
+
+fn empty_dir(name: &str, memory: bool, size_limit: Option<&str>) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: memory.then(|| "Memory".to_owned()),
+            size_limit: size_limit.map(|size| Quantity(size.to_owned())),
+        }),
+        ..Volume::default()
+    }
+}
+
+/// How one data-plane binary checks and reloads its configuration.
+struct ReloadCommand {
+    /// Entry file of the bundle, inside a revision directory.
+    entry: &'static str,
+    /// The binary's own check, `{dir}` standing for the revision directory.
+    validate: Vec<String>,
+    reload_url: String,
+    reload_method: &'static str,
+    memory_limit: &'static str,
+}
+
+/// Volumes, init containers and the sidecar that deliver config bundles to a data-plane
+/// container (docs/architecture.md, "Config reload"). `data_plane` is the data-plane
+/// container: its image runs the check, its env and mounts are what the check sees.
+struct Reloader {
+    volumes: Vec<Volume>,
+    init_containers: Vec<Container>,
+    sidecar: Container,
+}
+
+fn reloader(
+    pipeline: &Pipeline,
+    component: &str,
+    data_plane: &Container,
+    command: ReloadCommand,
+) -> Reloader {
+    let names = &pipeline.names;
+    let candidates = names.candidate_bundle_secrets(component);
+    let candidate_sources: Vec<(String, bool)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(index, name)| (name.clone(), index != 0))
+        .collect();
+    let accepted_sources: Vec<(String, bool)> = candidates
+        .iter()
+        .filter_map(|name| names.accepted_secret(name))
+        .map(|name| (name, true))
+        .collect();
+    let volumes = vec![
+        empty_dir("sluice-bin", false, Some("128Mi")),
+        projected_secrets("config-candidate", &candidate_sources),
+        projected_secrets("config-accepted", &accepted_sources),
+        // Memory: the bundle holds output credentials, which never touch the node's disk.
+        empty_dir("config-active", true, Some("64Mi")),
+    ];
+    let image = pipeline
+        .spec
+        .reloader
+        .as_ref()
+        .and_then(|r| r.image.clone())
+        .unwrap_or_else(|| layout::DEFAULT_RELOADER_IMAGE.to_owned());
+    let install = Container {
+        name: "install-reloader".to_owned(),
+        image: Some(image),
+        command: Some(vec![
+            "/usr/local/bin/sluice".to_owned(),
+            "copy-binary".to_owned(),
+            layout::SLUICE_BINARY.to_owned(),
+        ]),
+        resources: Some(resources(
+            None,
+            &Resources {
+                requests: BTreeMap::from([
+                    ("cpu".into(), "10m".into()),
+                    ("memory".into(), "16Mi".into()),
+                ]),
+                limits: BTreeMap::from([("memory".into(), "64Mi".into())]),
+            },
+        )),
+        security_context: Some(hardened_container_security(true)),
+        volume_mounts: Some(vec![mount("sluice-bin", layout::SLUICE_BIN_DIR, false)]),
+        ..Container::default()
+    };
+    // What the data-plane container reads (TLS, buffers, routes), except the active config,
+    // which the reloader writes.
+    let mut mounts: Vec<VolumeMount> = data_plane
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.name != "config-active" && !m.name.starts_with("logs-") && m.name != "state")
+        .cloned()
+        .collect();
+    mounts.extend([
+        mount("sluice-bin", layout::SLUICE_BIN_DIR, true),
+        mount("config-candidate", layout::RELOAD_CANDIDATE_DIR, true),
+        mount("config-accepted", layout::RELOAD_ACCEPTED_DIR, true),
+        mount("config-active", layout::RELOAD_ACTIVE_DIR, false),
+    ]);
+    let arguments = |once: bool| {
+        let mut args = vec![layout::SLUICE_BINARY.to_owned(), "reload".to_owned()];
+        if once {
+            args.push("--once".to_owned());
+        }
+        for (flag, value) in [
+            ("--candidate", layout::RELOAD_CANDIDATE_DIR.to_owned()),
+            ("--accepted", layout::RELOAD_ACCEPTED_DIR.to_owned()),
+            ("--active", layout::RELOAD_ACTIVE_DIR.to_owned()),
+            ("--entry", command.entry.to_owned()),
+            ("--reload-url", command.reload_url.clone()),
+            ("--reload-method", command.reload_method.to_owned()),
+            ("--listen", format!("0.0.0.0:{}", layout::RELOADER_PORT)),
+        ] {
+            args.push(format!("{flag}={value}"));
+        }
+        args.push("--".to_owned());
+        args.extend(command.validate.iter().cloned());
+        args
+    };
+    let reloader_resources = resources(
+        None,
+        &Resources {
+            requests: BTreeMap::from([
+                ("cpu".into(), "10m".into()),
+                ("memory".into(), "64Mi".into()),
+            ]),
+            // The check loads the data-plane binary with every plugin.
+            limits: BTreeMap::from([("memory".into(), command.memory_limit.into())]),
+        },
+    );
+    let init = Container {
+        name: "config-init".to_owned(),
+        image: data_plane.image.clone(),
+        command: Some(arguments(true)),
+        env: data_plane.env.clone(),
+        resources: Some(reloader_resources.clone()),
+        security_context: data_plane.security_context.clone(),
+        volume_mounts: Some(mounts.clone()),
+        ..Container::default()
+    };
+    let sidecar = Container {
+        name: "config-reloader".to_owned(),
+        image: data_plane.image.clone(),
+        command: Some(arguments(false)),
+        env: data_plane.env.clone(),
+        ports: Some(vec![ContainerPort {
+            name: Some("reloader".to_owned()),
+            container_port: layout::RELOADER_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/healthz".to_owned()),
+                port: IntOrString::String("reloader".to_owned()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(10),
+            ..Probe::default()
+        }),
+        resources: Some(reloader_resources),
+        security_context: data_plane.security_context.clone(),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    Reloader {
+        volumes,
+        init_containers: vec![install, init],
+        sidecar,
     }
 }
 
@@ -190,8 +379,7 @@ pub(crate) fn agent_daemon_set(
         ..Volume::default()
     });
     mounts.push(mount("state", layout::AGENT_STATE_DIR, false));
-    volumes.push(secret_volume("config", names.agent_config_secret()));
-    mounts.push(mount("config", layout::AGENT_CONFIG_DIR, true));
+    mounts.push(mount("config-active", layout::RELOAD_ACTIVE_DIR, true));
     volumes.push(secret_volume("routes", names.agent_routes_secret()));
     mounts.push(mount("routes", layout::AGENT_ROUTES_DIR, true));
     if tls_enabled(pipeline) {
@@ -220,7 +408,11 @@ pub(crate) fn agent_daemon_set(
         command: Some(vec![
             "/fluent-bit/bin/fluent-bit".to_owned(),
             "--config".to_owned(),
-            format!("{}/{}", layout::AGENT_CONFIG_DIR, layout::AGENT_CONFIG_FILE),
+            format!(
+                "{}/{}",
+                layout::RELOAD_CURRENT_LINK,
+                layout::AGENT_CONFIG_FILE
+            ),
         ]),
         env: Some(vec![
             EnvVar {
@@ -258,6 +450,26 @@ pub(crate) fn agent_daemon_set(
         volume_mounts: Some(mounts),
         ..Container::default()
     };
+    let reloader = reloader(
+        pipeline,
+        AGENT,
+        &container,
+        ReloadCommand {
+            entry: layout::AGENT_CONFIG_FILE,
+            validate: vec![
+                "/fluent-bit/bin/fluent-bit".to_owned(),
+                "--dry-run".to_owned(),
+                "--config".to_owned(),
+                format!("{{dir}}/{}", layout::AGENT_CONFIG_FILE),
+            ],
+            // fluent-bit's hot reload (`hot_reload on` in the service section) re-reads the
+            // same `--config` path, which the reloader has pointed at the new revision.
+            reload_url: format!("http://127.0.0.1:{metrics_port}/api/v2/reload"),
+            reload_method: "post",
+            memory_limit: "128Mi",
+        },
+    );
+    volumes.extend(reloader.volumes);
     let tolerations = if agent.scheduling.tolerations.is_empty() {
         // A log agent belongs on every node, tainted or not.
         vec![Toleration {
@@ -269,7 +481,8 @@ pub(crate) fn agent_daemon_set(
     };
     let pod = PodSpec {
         service_account_name: Some(names.agent()),
-        containers: vec![container],
+        init_containers: Some(reloader.init_containers),
+        containers: vec![container, reloader.sidecar],
         volumes: Some(volumes),
         tolerations: Some(tolerations),
         node_selector: (!agent.scheduling.node_selector.is_empty())
@@ -293,7 +506,7 @@ pub(crate) fn agent_daemon_set(
                 match_labels: Some(names.selector_labels(AGENT)),
                 ..LabelSelector::default()
             },
-            template: pod_template(names, AGENT, hashes, &hashes.agent_config, pod),
+            template: pod_template(names, AGENT, hashes, pod),
             update_strategy: Some(DaemonSetUpdateStrategy {
                 type_: Some("RollingUpdate".to_owned()),
                 rolling_update: Some(RollingUpdateDaemonSet {
@@ -314,7 +527,6 @@ pub(crate) fn agent_daemon_set(
 
 pub(crate) fn aggregator_stateful_set(
     pipeline: &Pipeline,
-    shards: usize,
     hashes: &Hashes,
     owner: &Option<OwnerReference>,
 ) -> StatefulSet {
@@ -324,35 +536,13 @@ pub(crate) fn aggregator_stateful_set(
 
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    for index in 0..shards.max(1) {
-        let volume = if index == 0 {
-            "config".to_owned()
-        } else {
-            format!("config-{index}")
-        };
-        volumes.push(secret_volume(
-            &volume,
-            names.aggregator_config_secret(index),
-        ));
-        mounts.push(mount(&volume, &layout::aggregator_shard_dir(index), true));
-    }
+    mounts.push(mount("config-active", layout::RELOAD_ACTIVE_DIR, true));
     if tls_enabled(pipeline) {
         volumes.push(secret_volume(
             "tls",
             crate::pki::mounted_tls_secrets(names, &pipeline.spec.tls_or_default()).0,
         ));
         mounts.push(mount("tls", layout::AGGREGATOR_TLS_DIR, true));
-    }
-    if !pipeline.output_secret_data.is_empty() {
-        volumes.push(secret_volume(
-            "output-credentials",
-            names.aggregator_output_secret(),
-        ));
-        mounts.push(mount(
-            "output-credentials",
-            layout::AGGREGATOR_SECRETS_DIR,
-            true,
-        ));
     }
     mounts.push(mount("buffer", layout::AGGREGATOR_BUFFER_DIR, false));
     let buffer = aggregator.buffer_volume.clone().unwrap_or_default();
@@ -422,7 +612,7 @@ pub(crate) fn aggregator_stateful_set(
             "-c".to_owned(),
             format!(
                 "{}/{}",
-                layout::AGGREGATOR_CONFIG_DIR,
+                layout::RELOAD_CURRENT_LINK,
                 layout::AGGREGATOR_CONFIG_FILE
             ),
             // fluentd's own "load library" option: passed on to the workers with the rest
@@ -430,7 +620,7 @@ pub(crate) fn aggregator_stateful_set(
             "-r".to_owned(),
             format!(
                 "{}/{}",
-                layout::AGGREGATOR_CONFIG_DIR,
+                layout::RELOAD_CURRENT_LINK,
                 layout::AGGREGATOR_REGEXP_TIMEOUT_FILE
             ),
         ]),
@@ -449,20 +639,62 @@ pub(crate) fn aggregator_stateful_set(
                 ..ContainerPort::default()
             },
         ]),
-        readiness_probe: Some(forward_probe.clone()),
+        readiness_probe: Some(forward_probe),
+        // On the metrics port: the forward input is what a drain or a rejected reload may
+        // take away, and that must not get the pod killed.
         liveness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("metrics".to_owned()),
+                ..TCPSocketAction::default()
+            }),
             initial_delay_seconds: Some(30),
-            ..forward_probe
+            period_seconds: Some(10),
+            ..Probe::default()
+        }),
+        // Endpoints drop the pod while it still accepts, so agents move their connections
+        // before fluentd stops listening (the agents retry what was in flight).
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec!["sleep".to_owned(), "5".to_owned()]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
         }),
         resources: Some(resources(aggregator.resources.as_ref(), &default_resources)),
         security_context: Some(hardened_container_security(false)),
         volume_mounts: Some(mounts),
         ..Container::default()
     };
+    let reloader = reloader(
+        pipeline,
+        AGGREGATOR,
+        &container,
+        ReloadCommand {
+            entry: layout::AGGREGATOR_CONFIG_FILE,
+            validate: vec![
+                "fluentd".to_owned(),
+                "--dry-run".to_owned(),
+                "-c".to_owned(),
+                format!("{{dir}}/{}", layout::AGGREGATOR_CONFIG_FILE),
+                "-r".to_owned(),
+                format!("{{dir}}/{}", layout::AGGREGATOR_REGEXP_TIMEOUT_FILE),
+            ],
+            // fluentd 1.17's supervisor re-reads the `-c` path on this call, checks the new
+            // configuration and keeps the running one if it fails (lib/fluent/supervisor.rb,
+            // supervisor_sigusr2_handler), then has the workers reload it.
+            reload_url: "http://127.0.0.1:24444/api/config.gracefulReload".to_owned(),
+            reload_method: "get",
+            memory_limit: "512Mi",
+        },
+    );
+    volumes.extend(reloader.volumes);
     let pod = PodSpec {
         service_account_name: Some(names.aggregator()),
         automount_service_account_token: Some(false),
-        containers: vec![container],
+        init_containers: Some(reloader.init_containers),
+        containers: vec![container, reloader.sidecar],
         volumes: Some(volumes),
         tolerations: (!aggregator.scheduling.tolerations.is_empty())
             .then(|| aggregator.scheduling.tolerations.clone()),
@@ -493,7 +725,7 @@ pub(crate) fn aggregator_stateful_set(
                 match_labels: Some(names.selector_labels(AGGREGATOR)),
                 ..LabelSelector::default()
             },
-            template: pod_template(names, AGGREGATOR, hashes, &hashes.aggregator_config, pod),
+            template: pod_template(names, AGGREGATOR, hashes, pod),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".to_owned()),
                 ..StatefulSetUpdateStrategy::default()

@@ -3,6 +3,7 @@
 pub mod api_docs;
 pub mod explain;
 pub mod input;
+pub mod reload;
 pub mod render;
 pub mod run;
 
@@ -39,6 +40,11 @@ enum Command {
     },
     /// Run the operator against a cluster.
     Run(run::RunArgs),
+    /// Check and install config bundles for fluentd or fluent-bit, and have them reload
+    /// (runs inside every data-plane pod; docs/architecture.md, "Config reload").
+    Reload(reload::ReloadArgs),
+    /// Copy this binary to a path (how the reloader gets into the data-plane images).
+    CopyBinary { destination: PathBuf },
 }
 
 /// Options of `sluice explain`.
@@ -70,6 +76,10 @@ pub fn main() -> ExitCode {
             crds(out_dir.as_deref(), api_docs.as_deref()).map_err(|e| vec![e])
         }
         Command::Run(args) => run::run(args).map_err(|e| vec![e]),
+        Command::Reload(args) => reload::reload(args).map_err(|e| vec![e]),
+        Command::CopyBinary { destination } => {
+            reload::copy_binary(&destination).map_err(|e| vec![e])
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,6 @@ pub struct Metrics {
     writes: Family<Labels, Counter>,
     certificate_not_after: Family<Labels, Gauge>,
     config_bytes: Family<Labels, Gauge>,
-    config_shards: Family<Labels, Gauge>,
     edit_to_config: Histogram,
     status_pending: Gauge,
 }
@@ -49,7 +48,6 @@ impl Metrics {
         let writes = Family::<Labels, Counter>::default();
         let certificate_not_after = Family::<Labels, Gauge>::default();
         let config_bytes = Family::<Labels, Gauge>::default();
-        let config_shards = Family::<Labels, Gauge>::default();
         // 5 ms .. ~82 s: the latency budget is 0.5 s, a burst at 10,000 flows takes longer.
         let edit_to_config = Histogram::new(exponential_buckets(0.005, 2.0, 15));
         let status_pending = Gauge::default();
@@ -84,11 +82,6 @@ impl Metrics {
             config_bytes.clone(),
         );
         registry.register(
-            "config_shards",
-            "Number of aggregator configuration Secrets of a Logging",
-            config_shards.clone(),
-        );
-        registry.register(
             "edit_to_config_seconds",
             "From a change arriving on a watch to the configuration applied by the reconcile that picked it up",
             edit_to_config.clone(),
@@ -106,7 +99,6 @@ impl Metrics {
             writes,
             certificate_not_after,
             config_bytes,
-            config_shards,
             edit_to_config,
             status_pending,
         }
@@ -163,12 +155,6 @@ impl Metrics {
         self.config_bytes
             .get_or_create(&labels(&[("logging", logging), ("component", component)]))
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    }
-
-    pub fn shards(&self, logging: &str, shards: usize) {
-        self.config_shards
-            .get_or_create(&labels(&[("logging", logging)]))
-            .set(i64::try_from(shards).unwrap_or(i64::MAX));
     }
 
     /// The OpenMetrics text exposition.

@@ -97,7 +97,7 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, RunE
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn termination() {
+pub(crate) async fn termination() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -119,7 +119,7 @@ async fn termination() {
     }
 }
 
-async fn until_true(mut receiver: watch::Receiver<bool>) {
+pub(crate) async fn until_true(mut receiver: watch::Receiver<bool>) {
     let _ = receiver.wait_for(|value| *value).await;
 }
 

@@ -443,14 +443,12 @@ fn record_config_metrics(ctx: &Context, pipeline: &Pipeline, children: &[Child])
         "agent",
         size(&names.agent_config_secret()).unwrap_or(0),
     );
-    let mut shards = 0;
-    let mut bytes = 0;
-    while let Some(shard) = size(&names.aggregator_config_secret(shards)) {
-        bytes += shard;
-        shards += 1;
-    }
+    let bytes = names
+        .candidate_bundle_secrets(crate::layout::AGGREGATOR_COMPONENT)
+        .iter()
+        .filter_map(|name| size(name))
+        .sum();
     ctx.metrics.config(&names.logging, "aggregator", bytes);
-    ctx.metrics.shards(&names.logging, shards);
 }
 
 fn record_certificate_metrics(

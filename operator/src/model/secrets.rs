@@ -54,25 +54,24 @@ pub fn managed_by_sluice(
         .find_map(|logging| {
             let logging_name = logging.metadata.name.as_deref().unwrap_or_default();
             let names = Names::new(logging_name, namespace);
-            let derived = [
+            let mut derived = vec![
                 names.ca_secret(),
                 names.shared_key_secret(),
                 names.aggregator_tls_secret(),
                 names.agent_tls_secret(),
-                names.agent_config_secret(),
-                names.aggregator_output_secret(),
+                names.agent_routes_secret(),
             ];
-            let config_shard = name
-                .strip_prefix(&names.aggregator_config_secret(0))
-                .is_some_and(|rest| {
-                    rest.is_empty()
-                        || rest
-                            .strip_prefix('-')
-                            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-                });
-            let used = derived.iter().any(|d| d == name)
-                || config_shard
-                || logging_secret_names(logging).contains(name);
+            for component in [
+                crate::layout::AGENT_COMPONENT,
+                crate::layout::AGGREGATOR_COMPONENT,
+            ] {
+                for candidate in names.candidate_bundle_secrets(component) {
+                    derived.extend(names.accepted_secret(&candidate));
+                    derived.push(candidate);
+                }
+            }
+            let used =
+                derived.iter().any(|d| d == name) || logging_secret_names(logging).contains(name);
             used.then(|| format!("used by Logging {logging_name:?}"))
         })
 }

@@ -66,15 +66,20 @@ pub fn filter_script(routes_file: &str) -> String {
         .replace("\"@ROUTE_KEY@\"", &lua_string(ROUTE_KEY))
 }
 
-/// The agent's script file, placed next to its main config.
+/// The agent's script file, under its content-addressed name in the shared directory of the
+/// config bundle (the agent's config names it by absolute path).
 pub fn agent_script() -> ConfigFile {
+    let content = filter_script(&format!(
+        "{}/{}",
+        layout::AGENT_ROUTES_DIR,
+        layout::AGENT_ROUTES_FILE
+    ));
     ConfigFile {
-        name: layout::AGENT_ROUTER_SCRIPT.to_owned(),
-        content: filter_script(&format!(
-            "{}/{}",
-            layout::AGENT_ROUTES_DIR,
-            layout::AGENT_ROUTES_FILE
-        )),
+        name: crate::bundle::content_addressed_name(
+            layout::AGENT_ROUTER_SCRIPT,
+            content.as_bytes(),
+        ),
+        content,
     }
 }
 

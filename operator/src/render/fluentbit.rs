@@ -310,8 +310,8 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
                 "script",
                 format!(
                     "{}/{}",
-                    layout::AGENT_CONFIG_DIR,
-                    layout::AGENT_ROUTER_SCRIPT
+                    layout::RELOAD_SHARED_DIR,
+                    edge::agent_script().name
                 ),
             )
             .set("call", edge::LUA_FUNCTION),

@@ -16,9 +16,6 @@ use super::filters::write_filters;
 use super::outputs::write_output;
 use super::writer::Writer;
 
-/// Largest size of one config Secret's data we aim for; Kubernetes allows 1 MiB.
-pub const SHARD_BUDGET: usize = 512 * 1024;
-
 /// Label of the default flow.
 pub const DEFAULT_FLOW_LABEL: &str = "@sluice-default-flow";
 /// File holding the client certificate check, next to the main file.
@@ -29,9 +26,6 @@ pub const CERT_VERIFIER_FILE: &str = "cert-verifier.rb";
 pub const REGEXP_TIMEOUT_SECONDS: f64 = 1.0;
 /// Label receiving fluentd's own log events (fluentd's `Fluent::Log::LOG_EVENT_LABEL`).
 pub const FLUENT_LOG_LABEL: &str = "@FLUENT_LOG";
-/// In shards 1.., the flows' dispatch `<match>` blocks and their `<label>` blocks.
-pub const SHARD_ROUTES_FILE: &str = "routes.conf";
-pub const SHARD_FLOWS_FILE: &str = "flows.conf";
 
 fn short_hash(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
@@ -105,7 +99,7 @@ fn write_flow_label(w: &mut Writer, pipeline: &Pipeline, flow: &FlowPlan, label:
             let id = path
                 .trim_start_matches(layout::AGGREGATOR_BUFFER_DIR)
                 .trim_start_matches('/');
-            write_output(w, output, id, &path);
+            write_output(w, output, id, &path, flush_at_shutdown(pipeline));
             w.close("store");
         }
     }
@@ -134,6 +128,17 @@ fn flow_text(pipeline: &Pipeline, flow: &FlowPlan) -> FlowText {
         route: route.finish(),
         label: body.finish(),
     }
+}
+
+/// Whether output buffers must be flushed when fluentd stops: their volume is an emptyDir,
+/// gone with the pod.
+fn flush_at_shutdown(pipeline: &Pipeline) -> bool {
+    pipeline
+        .spec
+        .aggregator
+        .as_ref()
+        .and_then(|a| a.buffer_volume.as_ref())
+        .is_some_and(|volume| volume.empty_dir.is_some())
 }
 
 fn tls_version(version: TlsVersion) -> &'static str {
@@ -217,7 +222,11 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
         w.param("client_cert_auth", "true");
         w.param_str(
             "cert_verifier",
-            &format!("{}/{CERT_VERIFIER_FILE}", layout::AGGREGATOR_CONFIG_DIR),
+            &format!(
+                "{}/{}",
+                layout::RELOAD_SHARED_DIR,
+                cert_verifier_file(pipeline).name
+            ),
         );
         w.param(
             "min_version",
@@ -278,7 +287,7 @@ fn write_error_label(w: &mut Writer, pipeline: &Pipeline) {
             let id = path
                 .trim_start_matches(layout::AGGREGATOR_BUFFER_DIR)
                 .trim_start_matches('/');
-            write_output(w, output, id, &path);
+            write_output(w, output, id, &path, flush_at_shutdown(pipeline));
         }
         None => w.param("@type", "null"),
     }
@@ -286,116 +295,153 @@ fn write_error_label(w: &mut Writer, pipeline: &Pipeline) {
     w.close("label");
 }
 
-/// The aggregator configuration, split into shards of at most about [`SHARD_BUDGET`] bytes.
-pub fn aggregator(pipeline: &Pipeline) -> Vec<Vec<ConfigFile>> {
-    aggregator_with_budget(pipeline, SHARD_BUDGET)
+/// Largest slot we write: a Secret holds at most 1 MiB, and its keys and the manifest need
+/// room too.
+pub const SLOT_BUDGET: usize = 900 * 1024;
+
+/// The slot (1..=`layout::AGGREGATOR_CONFIG_SLOTS`) of a flow: from its key alone, so adding,
+/// editing or removing a flow rewrites its own slot and no other.
+pub fn config_slot(key: &ObjectKey) -> usize {
+    let digest = Sha256::digest(key_text(key).as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let slots = layout::AGGREGATOR_CONFIG_SLOTS as u64;
+    usize::try_from(u64::from_be_bytes(first) % slots).unwrap_or(0) + 1
 }
 
-/// [`aggregator`] with an explicit shard budget (tests use small ones).
-pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> Vec<Vec<ConfigFile>> {
+/// File name of slot `slot` inside the config bundle.
+pub fn slot_file(slot: usize) -> String {
+    format!("slot-{slot:02}.conf")
+}
+
+/// The aggregator's configuration files, as the config bundle carries them
+/// (docs/architecture.md, "Config reload").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregatorFiles {
+    /// `fluent.conf` and `regexp-timeout.rb`: installed per revision; `fluent.conf` includes
+    /// the slots by relative path.
+    pub main: Vec<ConfigFile>,
+    /// Files the configuration names by absolute path under `layout::RELOAD_SHARED_DIR`,
+    /// content-addressed (the client certificate verifier).
+    pub shared: Vec<ConfigFile>,
+    /// One file per slot, `slot-01.conf` to `slot-32.conf`, in order; empty slots too.
+    pub slots: Vec<ConfigFile>,
+    /// Flows left out because their slot is full.
+    pub overflowed: Vec<ObjectKey>,
+}
+
+impl AggregatorFiles {
+    /// Every file, main first.
+    pub fn all(&self) -> impl Iterator<Item = &ConfigFile> {
+        self.main.iter().chain(&self.shared).chain(&self.slots)
+    }
+
+    /// The main `fluent.conf`.
+    pub fn main_config(&self) -> &str {
+        self.main
+            .iter()
+            .find(|f| f.name == layout::AGGREGATOR_CONFIG_FILE)
+            .map(|f| f.content.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// The aggregator configuration: a main file and [`layout::AGGREGATOR_CONFIG_SLOTS`] slots.
+pub fn aggregator(pipeline: &Pipeline) -> AggregatorFiles {
+    aggregator_with_budget(pipeline, SLOT_BUDGET)
+}
+
+/// [`aggregator`] with an explicit slot budget (tests use small ones).
+pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorFiles {
     let mut header = Writer::new();
     write_header(&mut header, pipeline);
     let header = header.finish();
 
-    let mut tail = Writer::new();
-    if let Some(default) = &pipeline.default_flow {
-        write_flow_label(&mut tail, pipeline, default, DEFAULT_FLOW_LABEL);
-    }
-    write_error_label(&mut tail, pipeline);
-    let tail = tail.finish();
-    let verifier = cert_verifier(pipeline);
-
-    let flows: Vec<FlowText> = pipeline
-        .flows
-        .iter()
-        .map(|flow| flow_text(pipeline, flow))
-        .collect();
-
-    // Greedy packing in flow order. Shard 0 also carries the fixed parts and the include
-    // lines of the other shards (16 KiB is room for well over a hundred shards).
-    let fixed = header.len() + tail.len() + verifier.len() + 16 * 1024;
-    let mut shards: Vec<Vec<&FlowText>> = vec![Vec::new()];
-    let mut used = fixed;
-    for flow in &flows {
-        let size = flow.route.len() + flow.label.len();
-        if used + size > budget && shards.last().is_some_and(|shard| !shard.is_empty()) {
-            shards.push(Vec::new());
-            used = 0;
+    let mut slots: Vec<String> = vec![String::new(); layout::AGGREGATOR_CONFIG_SLOTS];
+    let mut full = [false; layout::AGGREGATOR_CONFIG_SLOTS];
+    let mut overflowed = Vec::new();
+    // In key order, so which flows a full slot leaves out never depends on the order
+    // objects arrived in: the last ones by key.
+    let mut flows: Vec<&FlowPlan> = pipeline.flows.iter().collect();
+    flows.sort_by(|a, b| a.key.cmp(&b.key));
+    for flow in flows {
+        let index = config_slot(&flow.key) - 1;
+        let text = flow_text(pipeline, flow);
+        let (Some(slot), Some(full)) = (slots.get_mut(index), full.get_mut(index)) else {
+            continue;
+        };
+        if *full || slot.len() + text.route.len() + text.label.len() > budget {
+            *full = true;
+            overflowed.push(flow.key.clone());
+            continue;
         }
-        if let Some(last) = shards.last_mut() {
-            last.push(flow);
-        }
-        used += size;
+        slot.push_str(&text.route);
+        slot.push_str(&text.label);
     }
 
     let mut main = Writer::new();
     main.block(&header);
     main.blank();
     main.comment(
-        "Dispatch: agents tag each record for the flow that takes it, sluice.<route> (docs/routing.md)",
+        "Flows: each slot holds, per flow, its dispatch (agents tag each record for the flow \
+         that takes it, sluice.<route>; docs/routing.md) and its <label>. Paths are relative \
+         to this file: fluentd resolves @include against the including file's directory.",
     );
-    for flow in &shards[0] {
-        main.raw(&flow.route);
+    for slot in 1..=layout::AGGREGATOR_CONFIG_SLOTS {
+        main.line(&format!("@include {}", slot_file(slot)));
     }
-    for index in 1..shards.len() {
-        main.line(&format!(
-            "@include {}/{SHARD_ROUTES_FILE}",
-            layout::aggregator_shard_dir(index)
-        ));
-    }
-    if pipeline.default_flow.is_some() {
+    if let Some(default) = &pipeline.default_flow {
         main.comment("The default flow: records of watched namespaces no flow took");
         write_dispatch(&mut main, None, edge::DEFAULT_ROUTE, DEFAULT_FLOW_LABEL);
+        main.blank();
+        write_flow_label(&mut main, pipeline, default, DEFAULT_FLOW_LABEL);
     }
     main.comment("Any other tag is not routed");
     main.open("match", Some("**"));
     main.param("@type", "null");
     main.close("match");
     main.blank();
-    for flow in &shards[0] {
-        main.raw(&flow.label);
-    }
-    for index in 1..shards.len() {
-        main.line(&format!(
-            "@include {}/{SHARD_FLOWS_FILE}",
-            layout::aggregator_shard_dir(index)
-        ));
-    }
-    main.block(&tail);
+    write_error_label(&mut main, pipeline);
 
-    let mut result = vec![vec![
-        ConfigFile {
-            name: layout::AGGREGATOR_CONFIG_FILE.to_owned(),
-            content: main.finish(),
-        },
-        ConfigFile {
-            name: CERT_VERIFIER_FILE.to_owned(),
-            content: verifier,
-        },
-        ConfigFile {
-            name: layout::AGGREGATOR_REGEXP_TIMEOUT_FILE.to_owned(),
-            content: regexp_timeout_script(),
-        },
-    ]];
-    for shard in shards.iter().skip(1) {
-        let mut routes = String::new();
-        let mut labels = String::new();
-        for flow in shard {
-            routes.push_str(&flow.route);
-            labels.push_str(&flow.label);
-        }
-        result.push(vec![
+    let slots = slots
+        .into_iter()
+        .enumerate()
+        .map(|(index, content)| {
+            let slot = index + 1;
             ConfigFile {
-                name: SHARD_ROUTES_FILE.to_owned(),
-                content: routes,
+                name: slot_file(slot),
+                content: if content.is_empty() {
+                    format!("# Slot {slot}: no flows.\n")
+                } else {
+                    content
+                },
+            }
+        })
+        .collect();
+    AggregatorFiles {
+        main: vec![
+            ConfigFile {
+                name: layout::AGGREGATOR_CONFIG_FILE.to_owned(),
+                content: main.finish(),
             },
             ConfigFile {
-                name: SHARD_FLOWS_FILE.to_owned(),
-                content: labels,
+                name: layout::AGGREGATOR_REGEXP_TIMEOUT_FILE.to_owned(),
+                content: regexp_timeout_script(),
             },
-        ]);
+        ],
+        shared: vec![cert_verifier_file(pipeline)],
+        slots,
+        overflowed,
     }
-    result
+}
+
+/// The client certificate verifier, under its content-addressed name.
+pub fn cert_verifier_file(pipeline: &Pipeline) -> ConfigFile {
+    let content = cert_verifier(pipeline);
+    ConfigFile {
+        name: crate::bundle::content_addressed_name(CERT_VERIFIER_FILE, content.as_bytes()),
+        content,
+    }
 }
 
 /// Writes one output's directive body into a fresh writer; used by golden tests per kind.
@@ -404,7 +450,7 @@ pub fn output_snippet(output: &crate::model::OutputPlan) -> String {
     let label = "@flow-example";
     let path = buffer_path(label, &output.key);
     w.open("match", Some("**"));
-    write_output(&mut w, output, "example", &path);
+    write_output(&mut w, output, "example", &path, false);
     w.close("match");
     w.finish()
 }

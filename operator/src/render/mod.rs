@@ -19,7 +19,8 @@ pub struct ConfigFile {
     pub content: String,
 }
 
-/// The agent's configuration files (placed in one Secret mounted at `layout::AGENT_CONFIG_DIR`).
+/// The agent's configuration files, its config bundle: first `fluent-bit.yaml` (installed per
+/// revision), then the files it names by absolute path under `layout::RELOAD_SHARED_DIR`.
 pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
     fluentbit::agent(pipeline)
 }
@@ -30,9 +31,7 @@ pub fn agent_routes(pipeline: &Pipeline) -> ConfigFile {
     edge::routes_table(pipeline)
 }
 
-/// The aggregator's configuration, as shards: each inner `Vec` becomes one Secret, shard 0
-/// holding `layout::AGGREGATOR_CONFIG_FILE` (mounted at `layout::AGGREGATOR_CONFIG_DIR`),
-/// shard `i ≥ 1` mounted at `layout::aggregator_shard_dir(i)`.
-pub fn aggregator(pipeline: &Pipeline) -> Vec<Vec<ConfigFile>> {
+/// The aggregator's configuration: a main file and fixed slots (see [`fluentd::AggregatorFiles`]).
+pub fn aggregator(pipeline: &Pipeline) -> fluentd::AggregatorFiles {
     fluentd::aggregator(pipeline)
 }

@@ -35,7 +35,7 @@ impl Secrets<'_> {
     /// The mounted file's path, if the reference was resolved to a safe file name.
     fn path(&self, reference: &SecretKeyRef) -> Option<String> {
         let file = self.plan.secret_files.get(reference)?;
-        is_secret_file_name(file).then(|| format!("{}/{file}", layout::AGGREGATOR_SECRETS_DIR))
+        is_secret_file_name(file).then(|| format!("{}/{file}", layout::RELOAD_SHARED_DIR))
     }
 
     /// A parameter value that reads the credential from its file when fluentd starts, so the
@@ -119,7 +119,15 @@ pub fn plugin_type(kind: &OutputKind<'_>) -> &'static str {
 
 /// Writes the body of one output (inside `<store>` or `<match>`): `@type`, `@id`, the
 /// kind's parameters and its `<buffer>` at `buffer_path`.
-pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &str) {
+/// `flush_at_shutdown`: whether the output flushes its buffer when fluentd stops or reloads;
+/// set where the buffer volume does not outlive the pod (docs/dataplane.md, "Delivery").
+pub fn write_output(
+    w: &mut Writer,
+    plan: &OutputPlan,
+    id: &str,
+    buffer_path: &str,
+    flush_at_shutdown: bool,
+) {
     let kinds = plan.spec.kinds();
     let Some(kind) = kinds.first() else {
         w.param("@type", "null");
@@ -380,7 +388,13 @@ pub fn write_output(w: &mut Writer, plan: &OutputPlan, id: &str, buffer_path: &s
         }
     }
     if buffered {
-        write_buffer(w, plan.spec.buffer.as_ref(), buffer_path, time_chunks);
+        write_buffer(
+            w,
+            plan.spec.buffer.as_ref(),
+            buffer_path,
+            time_chunks,
+            flush_at_shutdown,
+        );
     }
 }
 
@@ -404,7 +418,13 @@ fn file_output_path(key: &ObjectKey, path: &str) -> String {
 }
 
 /// The `<buffer>` section: always files on the buffer volume, at a path of its own.
-pub fn write_buffer(w: &mut Writer, spec: Option<&BufferSpec>, path: &str, time_chunks: bool) {
+pub fn write_buffer(
+    w: &mut Writer,
+    spec: Option<&BufferSpec>,
+    path: &str,
+    time_chunks: bool,
+    flush_at_shutdown: bool,
+) {
     let default = BufferSpec::default();
     let spec = spec.unwrap_or(&default);
     w.open("buffer", time_chunks.then_some("time"));
@@ -450,6 +470,11 @@ pub fn write_buffer(w: &mut Writer, spec: Option<&BufferSpec>, path: &str, time_
             OverflowAction::DropOldestChunk => "drop_oldest_chunk",
         },
     );
+    // fluentd's default for file buffers is false: their chunks survive a restart. On an
+    // emptyDir they do not survive the pod, so they are sent before it goes.
+    if flush_at_shutdown {
+        w.param("flush_at_shutdown", "true");
+    }
     w.param("retry_type", "exponential_backoff");
     if spec.retry_forever == Some(true) {
         w.param("retry_forever", "true");

@@ -155,7 +155,7 @@ impl Element {
     }
 }
 
-/// Parses `main`, following `@include` of absolute paths found in `files`.
+/// Parses `main`, following `@include` of the files named in `files`.
 pub fn parse_fluentd(main: &str, files: &BTreeMap<String, String>) -> Result<Element, String> {
     let mut root = Element {
         name: "ROOT".into(),
@@ -285,31 +285,53 @@ fn parse_value(text: &str) -> Result<Value, String> {
 }
 
 /// Every file of the rendered aggregator, by absolute in-pod path.
-pub fn aggregator_files(shards: &[Vec<sluice::render::ConfigFile>]) -> BTreeMap<String, String> {
-    let mut files = BTreeMap::new();
-    for (index, shard) in shards.iter().enumerate() {
-        for file in shard {
-            files.insert(
-                format!(
-                    "{}/{}",
-                    sluice::layout::aggregator_shard_dir(index),
-                    file.name
-                ),
-                file.content.clone(),
-            );
-        }
-    }
+/// The files of one installed revision, by name: `fluent.conf` includes the slots by relative
+/// path, so names are what `@include` refers to.
+pub fn aggregator_files(
+    files: &sluice::render::fluentd::AggregatorFiles,
+) -> BTreeMap<String, String> {
     files
+        .all()
+        .map(|file| (file.name.clone(), file.content.clone()))
+        .collect()
 }
 
-pub fn parse_aggregator(shards: &[Vec<sluice::render::ConfigFile>]) -> Element {
-    let files = aggregator_files(shards);
-    let main = format!(
-        "{}/{}",
-        sluice::layout::AGGREGATOR_CONFIG_DIR,
-        sluice::layout::AGGREGATOR_CONFIG_FILE
-    );
-    parse_fluentd(&files[&main], &files).expect("rendered config parses")
+/// A file's name without its content hash (`<12 hex>-name`), so golden files keep their
+/// names when the content changes.
+pub fn stable_name(name: &str) -> &str {
+    match name.split_once('-') {
+        Some((hash, rest)) if hash.len() == 12 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+            rest
+        }
+        _ => name,
+    }
+}
+
+/// The aggregator's files as golden files see them: the main files and the shared ones by
+/// stable name, and the non-empty slots together under `slots`.
+pub fn aggregator_snapshots(
+    files: &sluice::render::fluentd::AggregatorFiles,
+) -> Vec<(String, String)> {
+    let mut snapshots: Vec<(String, String)> = files
+        .main
+        .iter()
+        .chain(&files.shared)
+        .map(|file| (stable_name(&file.name).to_owned(), file.content.clone()))
+        .collect();
+    let slots: String = files
+        .slots
+        .iter()
+        .filter(|slot| !slot.content.starts_with("# Slot "))
+        .map(|slot| format!("## {}\n{}", slot.name, slot.content))
+        .collect();
+    snapshots.push(("slots".to_owned(), slots));
+    snapshots
+}
+
+pub fn parse_aggregator(files: &sluice::render::fluentd::AggregatorFiles) -> Element {
+    let files = aggregator_files(files);
+    parse_fluentd(&files[sluice::layout::AGGREGATOR_CONFIG_FILE], &files)
+        .expect("rendered config parses")
 }
 
 // ---------------------------------------------------------------------------------------

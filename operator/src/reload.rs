@@ -1,0 +1,314 @@
+//! The config reloader: runs inside each data-plane pod, in the data-plane image, and is the
+//! only way a configuration reaches fluentd or fluent-bit (docs/architecture.md, "Config
+//! reload"). A shell like the controller, but it talks only to local files, a child process
+//! (the data-plane binary's own check) and localhost HTTP (the binary's reload endpoint, and
+//! its own `/status` for the operator).
+//!
+//! One revision at a time: the newest complete bundle in the candidate directory is installed
+//! into a directory of its own, checked by the binary, and only if the binary accepts it does
+//! `current` point at it and the process reload. A rejected revision is remembered and never
+//! retried; the running one stays.
+
+mod check;
+mod files;
+mod http;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::bundle::{Rejection, ReloaderStatus, short_revision};
+
+pub use check::Verdict;
+pub use http::{Method, serve_status};
+
+/// How many accepted revisions the status lists.
+const ACCEPTED_KEPT: usize = 8;
+/// Longest wait between two attempts to trigger a reload that failed.
+const RELOAD_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Everything the reloader needs to know; the CLI fills it from flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The newest rendering (projected volume of the candidate Secrets).
+    pub candidate: PathBuf,
+    /// The newest revision a data-plane binary accepted, as promoted by the operator.
+    pub accepted: PathBuf,
+    /// Writable: revisions, shared files and the `current` link.
+    pub active: PathBuf,
+    /// The bundle's entry file (`fluent.conf`, `fluent-bit.yaml`).
+    pub entry: String,
+    /// The binary's check; `{dir}` stands for the revision directory.
+    pub validate: Vec<String>,
+    pub validate_timeout: Duration,
+    pub reload_url: String,
+    pub reload_method: Method,
+    /// Where `--once` leaves its reason when it fails (`/dev/termination-log`).
+    pub termination_log: Option<PathBuf>,
+}
+
+/// Why the reloader could not give the process a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no usable configuration: the candidate {candidate}; the accepted one {accepted}")]
+    NoConfiguration { candidate: String, accepted: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing new (or the candidate is incomplete or was rejected before).
+    Idle,
+    /// A revision was accepted, `current` points at it and the process was told.
+    Applied(String),
+    /// Accepted, but the reload trigger failed; it is retried.
+    AppliedReloadPending(String),
+    Rejected(String),
+    /// Accepted by the binary, but a newer candidate arrived meanwhile: not applied.
+    Superseded(String),
+}
+
+pub struct Reloader {
+    settings: Settings,
+    status: Arc<Mutex<ReloaderStatus>>,
+    rejected: BTreeSet<String>,
+    /// A reload that has yet to succeed: when to try next, and the wait after that.
+    pending_reload: Option<(Instant, Duration)>,
+}
+
+impl Reloader {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            status: Arc::new(Mutex::new(ReloaderStatus::default())),
+            rejected: BTreeSet::new(),
+            pending_reload: None,
+        }
+    }
+
+    /// The status, shared with the HTTP server.
+    pub fn status_handle(&self) -> Arc<Mutex<ReloaderStatus>> {
+        self.status.clone()
+    }
+
+    pub fn status(&self) -> ReloaderStatus {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReloaderStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The revision `current` points at, if it is complete.
+    pub fn running(&self) -> Option<String> {
+        files::current_revision(&self.settings.active)
+    }
+
+    /// The init container's job: give the process a configuration before it starts. Keeps a
+    /// complete `current` (a restarted container); else installs the candidate if the
+    /// binary accepts it; else the accepted bundle if the binary accepts that.
+    pub async fn prepare(&mut self) -> Result<String, ReloadError> {
+        if let Some(running) = self.running() {
+            self.lock().running = Some(running.clone());
+            return Ok(running);
+        }
+        let candidate = match self.try_dir(&self.settings.candidate.clone(), true).await? {
+            Ok(revision) => return Ok(revision),
+            Err(why) => why,
+        };
+        let accepted = match self.try_dir(&self.settings.accepted.clone(), false).await? {
+            Ok(revision) => return Ok(revision),
+            Err(why) => why,
+        };
+        let error = ReloadError::NoConfiguration {
+            candidate,
+            accepted,
+        };
+        if let Some(path) = &self.settings.termination_log {
+            let _ = std::fs::write(path, error.to_string());
+        }
+        Err(error)
+    }
+
+    /// Installs and checks the bundle in `dir`; makes it current if accepted. The inner
+    /// error says why it is not usable.
+    async fn try_dir(
+        &mut self,
+        dir: &Path,
+        is_candidate: bool,
+    ) -> Result<Result<String, String>, ReloadError> {
+        let bundle = match files::read_bundle(dir) {
+            Ok(Some(bundle)) => bundle,
+            Ok(None) => return Ok(Err("is absent".to_owned())),
+            Err(why) => return Ok(Err(format!("is incomplete ({why})"))),
+        };
+        let revision = bundle.manifest.revision.clone();
+        if is_candidate {
+            self.lock().candidate = Some(revision.clone());
+        }
+        let installed = files::install(&self.settings.active, &bundle).map_err(io_error)?;
+        match check::run(&self.settings, &installed).await {
+            Verdict::Accepted => {
+                files::make_current(&self.settings.active, &revision).map_err(io_error)?;
+                self.record_accepted(&revision);
+                self.lock().running = Some(revision.clone());
+                Ok(Ok(revision))
+            }
+            Verdict::Rejected(error) => {
+                self.record_rejected(&revision, &error);
+                Ok(Err(format!(
+                    "{} was rejected: {}",
+                    short_revision(&revision),
+                    error
+                )))
+            }
+        }
+    }
+
+    /// One pass of the watch loop: retry a pending reload, then take the newest candidate if
+    /// it is complete, new and not rejected before.
+    pub async fn step(&mut self) -> Result<Outcome, ReloadError> {
+        if self.running().is_none() {
+            // No init container ran (or it failed): do its job first.
+            return Ok(match self.prepare().await {
+                Ok(revision) => self.reload(revision).await,
+                Err(ReloadError::NoConfiguration { .. }) => Outcome::Idle,
+                Err(error) => return Err(error),
+            });
+        }
+        if let Some((when, _)) = self.pending_reload
+            && Instant::now() >= when
+            && let Some(running) = self.running()
+        {
+            return Ok(self.reload(running).await);
+        }
+        let Some(bundle) = self.newest_candidate() else {
+            return Ok(Outcome::Idle);
+        };
+        let revision = bundle.manifest.revision.clone();
+        if Some(&revision) == self.running().as_ref() || self.rejected.contains(&revision) {
+            return Ok(Outcome::Idle);
+        }
+        let installed = files::install(&self.settings.active, &bundle).map_err(io_error)?;
+        match check::run(&self.settings, &installed).await {
+            Verdict::Rejected(error) => {
+                tracing::warn!(
+                    revision = short_revision(&revision),
+                    error = error.lines().next().unwrap_or_default(),
+                    "configuration rejected; the running one stays"
+                );
+                self.record_rejected(&revision, &error);
+                files::remove_revision(&self.settings.active, &revision);
+                Ok(Outcome::Rejected(revision))
+            }
+            Verdict::Accepted => {
+                self.record_accepted(&revision);
+                // Only the newest candidate is ever applied: one that arrived during the check
+                // is taken on the next pass.
+                let newest = self.newest_candidate().map(|b| b.manifest.revision);
+                if newest.is_some_and(|newest| newest != revision) {
+                    files::remove_revision(&self.settings.active, &revision);
+                    return Ok(Outcome::Superseded(revision));
+                }
+                let previous = self.running();
+                files::make_current(&self.settings.active, &revision).map_err(io_error)?;
+                let outcome = self.reload(revision.clone()).await;
+                files::collect_garbage(&self.settings.active, &revision, previous.as_deref());
+                Ok(outcome)
+            }
+        }
+    }
+
+    fn newest_candidate(&mut self) -> Option<files::Bundle> {
+        match files::read_bundle(&self.settings.candidate) {
+            Ok(Some(bundle)) => {
+                self.lock().candidate = Some(bundle.manifest.revision.clone());
+                Some(bundle)
+            }
+            Ok(None) => None,
+            Err(why) => {
+                // The kubelet updates each Secret of the volume on its own; the next pass
+                // sees the rest.
+                tracing::debug!(%why, "candidate bundle not complete yet");
+                None
+            }
+        }
+    }
+
+    /// Tells the process to load `current`, which points at `revision`.
+    async fn reload(&mut self, revision: String) -> Outcome {
+        self.lock().running = Some(revision.clone());
+        match http::trigger(&self.settings.reload_url, self.settings.reload_method).await {
+            Ok(()) => {
+                tracing::info!(
+                    revision = short_revision(&revision),
+                    "configuration reloaded"
+                );
+                self.pending_reload = None;
+                self.lock().reload_error = None;
+                Outcome::Applied(revision)
+            }
+            Err(error) => {
+                let wait = self
+                    .pending_reload
+                    .map(|(_, wait)| (wait * 2).min(RELOAD_BACKOFF_MAX))
+                    .unwrap_or(Duration::from_secs(1));
+                tracing::warn!(
+                    revision = short_revision(&revision),
+                    %error,
+                    retry_in = ?wait,
+                    "reload trigger failed"
+                );
+                self.pending_reload = Some((Instant::now() + wait, wait));
+                self.lock().reload_error = Some(error);
+                Outcome::AppliedReloadPending(revision)
+            }
+        }
+    }
+
+    fn record_accepted(&mut self, revision: &str) {
+        let mut status = self.lock();
+        status.accepted.retain(|r| r != revision);
+        status.accepted.insert(0, revision.to_owned());
+        status.accepted.truncate(ACCEPTED_KEPT);
+    }
+
+    fn record_rejected(&mut self, revision: &str, error: &str) {
+        self.rejected.insert(revision.to_owned());
+        self.lock().rejected = Some(Rejection {
+            revision: revision.to_owned(),
+            error: error.to_owned(),
+        });
+    }
+}
+
+fn io_error((path, source): (PathBuf, std::io::Error)) -> ReloadError {
+    ReloadError::Io { path, source }
+}
+
+/// The watch loop: serves the status and takes every new candidate until `shutdown`.
+pub async fn watch(
+    mut reloader: Reloader,
+    poll_interval: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        match reloader.step().await {
+            Ok(Outcome::Superseded(_)) => continue,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "reload pass failed"),
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(poll_interval) => {}
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The config reloader with real processes, files and sockets: a shell script stands in for
+//! `fluentd --dry-run` (it accepts unless the config says BAD, and can hang), a small HTTP
+//! server for the reload endpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sluice::bundle::{BundleFile, MANIFEST_FILE, Manifest, Placement, content_addressed_name};
+use sluice::reload::{Method, Outcome, Reloader, Settings};
+
+/// Writes a bundle the way the kubelet presents a projected volume: one file per key.
+fn write_bundle(dir: &Path, config: &str, credential: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let credential_name = content_addressed_name("token", credential.as_bytes());
+    let files = vec![
+        BundleFile {
+            name: "fluent.conf".into(),
+            content: format!("@include slot-01.conf\n# reads {credential_name}\n").into_bytes(),
+            placement: Placement::Revision,
+        },
+        BundleFile {
+            name: "slot-01.conf".into(),
+            content: config.as_bytes().to_vec(),
+            placement: Placement::Revision,
+        },
+        BundleFile {
+            name: credential_name,
+            content: credential.as_bytes().to_vec(),
+            placement: Placement::Shared,
+        },
+    ];
+    for file in &files {
+        std::fs::write(dir.join(&file.name), &file.content).unwrap();
+    }
+    let manifest = Manifest::of(&files);
+    std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
+    manifest.revision
+}
+
+/// A reload endpoint counting its calls; `healthy` false answers 500.
+struct Endpoint {
+    url: String,
+    calls: Arc<AtomicUsize>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn endpoint() -> Endpoint {
+    use axum::http::StatusCode;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (c, h) = (calls.clone(), healthy.clone());
+    let router = axum::Router::new().route(
+        "/api/config.gracefulReload",
+        axum::routing::get(move || {
+            let (c, h) = (c.clone(), h.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                if h.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "{\"ok\":true}")
+                } else {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "down")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Endpoint {
+        url: format!("http://{address}/api/config.gracefulReload"),
+        calls,
+        healthy,
+    }
+}
+
+struct Pod {
+    _root: tempfile::TempDir,
+    candidate: PathBuf,
+    accepted: PathBuf,
+    active: PathBuf,
+    /// Every directory the check was run on, one line each.
+    checked: PathBuf,
+}
+
+fn pod() -> Pod {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().to_owned();
+    Pod {
+        candidate: path.join("candidate"),
+        accepted: path.join("accepted"),
+        active: path.join("active"),
+        checked: path.join("checked.log"),
+        _root: root,
+    }
+}
+
+/// The stand-in for `fluentd --dry-run`: logs which revision it checked, sleeps if the
+/// config says SLOW or HANG, fails naming the problem if it says BAD.
+fn settings(pod: &Pod, reload_url: &str) -> Settings {
+    let script = format!(
+        "echo \"$1\" >> {checked}; \
+         grep -q HANG \"$1/slot-01.conf\" && sleep 30; \
+         grep -q SLOW \"$1/slot-01.conf\" && sleep 0.5; \
+         if grep -q BAD \"$1/slot-01.conf\"; then \
+           echo 'config error file=\"fluent.conf\" error_class=Fluent::ConfigError error=\"BAD in @flow-0123456789ab\"'; exit 1; \
+         fi; \
+         for f in $(grep -o '[0-9a-f]\\{{12\\}}-token' \"$1/fluent.conf\"); do test -f {shared}/$f || {{ echo missing $f >&2; exit 1; }}; done",
+        checked = pod.checked.display(),
+        shared = pod.active.join("shared").display(),
+    );
+    std::fs::create_dir_all(&pod.active).unwrap();
+    Settings {
+        candidate: pod.candidate.clone(),
+        accepted: pod.accepted.clone(),
+        active: pod.active.clone(),
+        entry: "fluent.conf".into(),
+        validate: vec![
+            "sh".into(),
+            "-c".into(),
+            script,
+            "check".into(),
+            "{dir}".into(),
+        ],
+        validate_timeout: Duration::from_secs(2),
+        reload_url: reload_url.to_owned(),
+        reload_method: Method::Get,
+        termination_log: Some(pod.active.join("termination-log")),
+    }
+}
+
+fn current_config(pod: &Pod) -> String {
+    std::fs::read_to_string(pod.active.join("current/slot-01.conf")).unwrap_or_default()
+}
+
+fn checks(pod: &Pod) -> Vec<String> {
+    std::fs::read_to_string(&pod.checked)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_accepted_revision_becomes_current_and_the_process_reloads_once() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    let first = write_bundle(&pod.candidate, "# one flow\n", "s3cret");
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    assert_eq!(reloader.prepare().await.unwrap(), first);
+    assert_eq!(
+        endpoint.calls.load(Ordering::SeqCst),
+        0,
+        "nothing runs yet at init"
+    );
+
+    let second = write_bundle(&pod.candidate, "# two flows\n", "s3cret");
+    assert_eq!(
+        reloader.step().await.unwrap(),
+        Outcome::Applied(second.clone())
+    );
+    assert_eq!(current_config(&pod), "# two flows\n");
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 1);
+    let status = reloader.status();
+    assert_eq!(status.running.as_deref(), Some(second.as_str()));
+    assert_eq!(status.accepted, vec![second.clone(), first]);
+    assert_eq!(status.rejected, None);
+    // Nothing new: no check, no reload.
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(checks(&pod).len(), 2);
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_revision_never_replaces_the_running_one_and_is_not_retried() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    let good = write_bundle(&pod.candidate, "# good\n", "s3cret");
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    reloader.prepare().await.unwrap();
+
+    let bad = write_bundle(&pod.candidate, "BAD\n", "s3cret");
+    assert_eq!(
+        reloader.step().await.unwrap(),
+        Outcome::Rejected(bad.clone())
+    );
+    assert_eq!(current_config(&pod), "# good\n");
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 0);
+    let status = reloader.status();
+    assert_eq!(status.running.as_deref(), Some(good.as_str()));
+    let rejected = status.rejected.unwrap();
+    assert_eq!(rejected.revision, bad);
+    assert!(
+        rejected.error.contains("BAD in @flow-0123456789ab"),
+        "{}",
+        rejected.error
+    );
+    assert!(
+        rejected.error.contains("exit status: 1"),
+        "{}",
+        rejected.error
+    );
+
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(checks(&pod).len(), 2, "a rejected revision is checked once");
+    // Fixing the input produces a new revision, which goes through.
+    let fixed = write_bundle(&pod.candidate, "# fixed\n", "s3cret");
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(fixed));
+}
+
+#[tokio::test]
+async fn a_check_that_hangs_is_killed_and_counts_as_a_rejection() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    write_bundle(&pod.candidate, "# good\n", "s3cret");
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    reloader.prepare().await.unwrap();
+    let hung = write_bundle(&pod.candidate, "HANG\n", "s3cret");
+    let started = std::time::Instant::now();
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Rejected(hung));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the whole group is killed"
+    );
+    let error = reloader.status().rejected.unwrap().error;
+    assert!(error.contains("timed out after 2s"), "{error}");
+    assert_eq!(current_config(&pod), "# good\n");
+}
+
+#[tokio::test]
+async fn a_reload_endpoint_that_is_down_is_retried_until_it_answers() {
+    let endpoint = endpoint().await;
+    endpoint.healthy.store(false, Ordering::SeqCst);
+    let pod = pod();
+    write_bundle(&pod.candidate, "# one\n", "s3cret");
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    reloader.prepare().await.unwrap();
+    let next = write_bundle(&pod.candidate, "# two\n", "s3cret");
+    assert_eq!(
+        reloader.step().await.unwrap(),
+        Outcome::AppliedReloadPending(next.clone())
+    );
+    // Already current: a process restart loads it even before the trigger succeeds.
+    assert_eq!(current_config(&pod), "# two\n");
+    let error = reloader.status().reload_error.unwrap();
+    assert!(error.contains("500"), "{error}");
+    endpoint.healthy.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(next));
+    assert_eq!(reloader.status().reload_error, None);
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_reload_endpoint_is_reported() {
+    let pod = pod();
+    write_bundle(&pod.candidate, "# one\n", "s3cret");
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/api/config.gracefulReload",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let mut reloader = Reloader::new(settings(&pod, &url));
+    reloader.prepare().await.unwrap();
+    let next = write_bundle(&pod.candidate, "# two\n", "s3cret");
+    assert_eq!(
+        reloader.step().await.unwrap(),
+        Outcome::AppliedReloadPending(next)
+    );
+    assert!(reloader.status().reload_error.is_some());
+}
+
+#[tokio::test]
+async fn of_rapid_successive_revisions_only_the_newest_is_applied() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    write_bundle(&pod.candidate, "# zero\n", "s3cret");
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    reloader.prepare().await.unwrap();
+
+    let first = write_bundle(&pod.candidate, "SLOW one\n", "s3cret");
+    let candidate = pod.candidate.clone();
+    // Two more revisions land while the first is being checked.
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let second = write_bundle(&candidate, "# two\n", "s3cret");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let third = write_bundle(&candidate, "# three\n", "s3cret");
+        (second, third)
+    });
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Superseded(first));
+    let (second, third) = writer.await.unwrap();
+    assert_eq!(
+        reloader.step().await.unwrap(),
+        Outcome::Applied(third.clone())
+    );
+    assert_eq!(current_config(&pod), "# three\n");
+    assert_eq!(
+        endpoint.calls.load(Ordering::SeqCst),
+        1,
+        "one reload, for the newest"
+    );
+    let checked = checks(&pod);
+    assert!(!checked.contains(&second), "{checked:?}");
+    assert_eq!(checked.last(), Some(&third));
+}
+
+#[tokio::test]
+async fn an_incomplete_bundle_is_left_alone_until_it_is_complete() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    write_bundle(&pod.candidate, "# one\n", "s3cret");
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    reloader.prepare().await.unwrap();
+    let next = write_bundle(&pod.candidate, "# two\n", "s3cret");
+    // The kubelet has delivered the new manifest but an old slot.
+    std::fs::write(pod.candidate.join("slot-01.conf"), "# one\n").unwrap();
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(checks(&pod).len(), 1);
+    std::fs::write(pod.candidate.join("slot-01.conf"), "# two\n").unwrap();
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(next));
+}
+
+#[tokio::test]
+async fn init_falls_back_to_the_accepted_bundle_when_the_candidate_is_rejected() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    let accepted = write_bundle(&pod.accepted, "# last good\n", "old-token");
+    write_bundle(&pod.candidate, "BAD\n", "new-token");
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    assert_eq!(reloader.prepare().await.unwrap(), accepted);
+    assert_eq!(current_config(&pod), "# last good\n");
+    assert!(reloader.status().rejected.is_some());
+}
+
+#[tokio::test]
+async fn init_keeps_a_complete_current_revision_across_container_restarts() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    let first = write_bundle(&pod.candidate, "# one\n", "s3cret");
+    Reloader::new(settings(&pod, &endpoint.url))
+        .prepare()
+        .await
+        .unwrap();
+    write_bundle(&pod.candidate, "# two\n", "s3cret");
+    assert_eq!(
+        Reloader::new(settings(&pod, &endpoint.url))
+            .prepare()
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(checks(&pod).len(), 1);
+}
+
+#[tokio::test]
+async fn garbage_collection_keeps_the_current_and_previous_revisions_and_their_files() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    let one = write_bundle(&pod.candidate, "# one\n", "first");
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    reloader.prepare().await.unwrap();
+    let two = write_bundle(&pod.candidate, "# two\n", "second");
+    reloader.step().await.unwrap();
+    let three = write_bundle(&pod.candidate, "# three\n", "third");
+    reloader.step().await.unwrap();
+    let revisions: Vec<String> = std::fs::read_dir(pod.active.join("revisions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        revisions.contains(&two) && revisions.contains(&three),
+        "{revisions:?}"
+    );
+    assert!(!revisions.contains(&one), "{revisions:?}");
+    let shared: Vec<String> = std::fs::read_dir(pod.active.join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        shared.contains(&content_addressed_name("token", b"third")),
+        "{shared:?}"
+    );
+    assert!(
+        shared.contains(&content_addressed_name("token", b"second")),
+        "{shared:?}"
+    );
+    assert!(
+        !shared.contains(&content_addressed_name("token", b"first")),
+        "{shared:?}"
+    );
+}
+
+/// The real binary, as the init container runs it: neither bundle usable → exit 1 and the
+/// reason in the termination log.
+#[test]
+fn sluice_reload_once_fails_with_the_reason_when_nothing_is_usable() {
+    let pod = pod();
+    write_bundle(&pod.candidate, "BAD\n", "s3cret");
+    let settings = settings(&pod, "http://127.0.0.1:1/unused");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "reload",
+            "--once",
+            "--entry",
+            "fluent.conf",
+            "--reload-url",
+            "http://127.0.0.1:1/",
+        ])
+        .arg(format!("--candidate={}", pod.candidate.display()))
+        .arg(format!("--accepted={}", pod.accepted.display()))
+        .arg(format!("--active={}", pod.active.display()))
+        .arg(format!(
+            "--termination-log={}",
+            pod.active.join("termination-log").display()
+        ))
+        .arg("--")
+        .args(&settings.validate)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let reason = std::fs::read_to_string(pod.active.join("termination-log")).unwrap();
+    assert!(reason.contains("was rejected"), "{reason}");
+    assert!(reason.contains("BAD in @flow-0123456789ab"), "{reason}");
+    assert!(reason.contains("the accepted one is absent"), "{reason}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no usable configuration"));
+}
+
+#[test]
+fn sluice_copy_binary_installs_an_executable_copy() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let destination = dir.path().join("sluice");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("copy-binary")
+        .arg(&destination)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mode = std::fs::metadata(&destination)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    let version = std::process::Command::new(&destination)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("sluice "));
+}
