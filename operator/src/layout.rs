@@ -156,6 +156,20 @@ impl Names {
         self.prefixed("aggregator")
     }
     /// Headless Service governing the StatefulSet (per-pod DNS names).
+    /// Headless Service of the agent pods: its DNS name lists their addresses, where the
+    /// operator reads each reloader's status.
+    pub fn agent_headless_service(&self) -> String {
+        self.prefixed("agent-headless")
+    }
+    /// Where the operator finds the reloaders of a component: the headless Service's name.
+    pub fn reloader_host(&self, component: &str) -> String {
+        let service = if component == AGGREGATOR_COMPONENT {
+            self.aggregator_headless_service()
+        } else {
+            self.agent_headless_service()
+        };
+        format!("{service}.{}.svc", self.control_namespace)
+    }
     pub fn aggregator_headless_service(&self) -> String {
         self.prefixed("aggregator-headless")
     }

@@ -41,6 +41,17 @@ pub struct Inventory {
     /// Referenced Secrets that could not be read (forbidden, timed out, ...), by (namespace,
     /// name), with the error. They make the objects referencing them degraded, nothing else.
     pub secret_errors: BTreeMap<(String, String), String>,
+    /// Flows and Outputs the data-plane binary blamed for rejecting a configuration, with the
+    /// generation it rejected and its message. Left out while their generation is unchanged,
+    /// so everyone else's changes still reach the pods; an edit brings them back.
+    pub config_rejected: BTreeMap<ObjectKey, ConfigRejected>,
+}
+
+/// A configuration rejection blamed on one object (see [`Inventory::config_rejected`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigRejected {
+    pub generation: Option<i64>,
+    pub message: String,
 }
 
 /// The Sluice kinds.
@@ -376,6 +387,44 @@ impl<'a> Resolver<'a> {
         self.problems.entry(key.clone()).or_default().push(problem);
     }
 
+    fn generation_of(&self, key: &ObjectKey) -> Option<i64> {
+        let matches = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            meta.name.as_deref() == Some(key.name.as_str())
+                && meta.namespace.as_deref() == key.namespace.as_deref()
+        };
+        match key.kind {
+            Kind::Output => self
+                .inventory
+                .outputs
+                .iter()
+                .find(|o| matches(&o.metadata))
+                .and_then(|o| o.metadata.generation),
+            Kind::ClusterOutput => self
+                .inventory
+                .cluster_outputs
+                .iter()
+                .find(|o| matches(&o.metadata))
+                .and_then(|o| o.metadata.generation),
+            _ => None,
+        }
+    }
+
+    /// Whether `key`, at `generation`, was blamed for a rejected configuration; reports it.
+    fn blamed(&mut self, key: &ObjectKey, generation: Option<i64>) -> bool {
+        let Some(rejected) = self.inventory.config_rejected.get(key) else {
+            return false;
+        };
+        if rejected.generation != generation {
+            return false;
+        }
+        let message = format!(
+            "left out: the data-plane binary rejected the configuration because of it; edit it to retry: {}",
+            rejected.message
+        );
+        self.report(key, problem("ConfigRejected", "spec", message));
+        true
+    }
+
     fn pipeline(mut self) -> Pipeline {
         let spec = &self.logging.spec;
         let logging_key = ObjectKey::cluster(Kind::Logging, self.name);
@@ -394,6 +443,9 @@ impl<'a> Resolver<'a> {
         for flow in namespaced {
             let namespace = namespace_of(&flow.metadata);
             let key = ObjectKey::namespaced(Kind::Flow, namespace, name_of(&flow.metadata));
+            if self.blamed(&key, flow.metadata.generation) {
+                continue;
+            }
             if flow.spec.logging_ref.is_some() && !self.watched.contains(namespace) {
                 self.report(&key, self.not_watched(namespace));
                 continue;
@@ -464,6 +516,9 @@ impl<'a> Resolver<'a> {
         cluster.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
         for flow in cluster {
             let key = ObjectKey::cluster(Kind::ClusterFlow, name_of(&flow.metadata));
+            if self.blamed(&key, flow.metadata.generation) {
+                continue;
+            }
             let entries = flow.spec.match_rules.iter().map(|e| {
                 (
                     e.select.as_ref().map(cluster_flow_selector),
@@ -689,6 +744,9 @@ impl<'a> Resolver<'a> {
     ) -> Option<ObjectKey> {
         if self.outputs.contains_key(&key) {
             return Some(key);
+        }
+        if !self.invalid_outputs.contains(&key) && self.blamed(&key, self.generation_of(&key)) {
+            self.invalid_outputs.insert(key.clone());
         }
         if !self.invalid_outputs.contains(&key) {
             match self.validate_output(&key, spec, &secret_namespace) {

@@ -11,7 +11,7 @@
 
 mod check;
 mod files;
-mod http;
+pub mod http;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

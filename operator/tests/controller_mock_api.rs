@@ -136,6 +136,25 @@ struct Harness {
     now: jiff::Timestamp,
     /// Seconds added to `now` by the injected clock.
     elapsed: Arc<std::sync::atomic::AtomicI64>,
+    /// What the reloaders behind each host answer; none by default (no pods yet).
+    reloaders: Reloaders,
+}
+
+type Reloaders = Arc<Mutex<BTreeMap<String, Vec<sluice::bundle::ReloaderStatus>>>>;
+
+fn scripted_probe(reloaders: Reloaders) -> Arc<sluice::controller::rollout::ProbeFn> {
+    Arc::new(move |host: String| {
+        let answer: Vec<Result<sluice::bundle::ReloaderStatus, String>> = reloaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&host)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Ok)
+            .collect();
+        Box::pin(async move { answer })
+    })
 }
 
 fn guard<K: kube::Resource + serde::de::DeserializeOwned>(value: Value) -> DeserializeGuard<K> {
@@ -496,6 +515,8 @@ impl Harness {
             },
         )
         .with_cores(cores);
+        let reloaders: Reloaders = Arc::default();
+        let ctx = ctx.with_probe(scripted_probe(reloaders.clone()));
         Self {
             ctx: Arc::new(ctx),
             writers: Writers {
@@ -513,6 +534,7 @@ impl Harness {
             canned,
             now,
             elapsed,
+            reloaders,
         }
     }
 
@@ -530,7 +552,8 @@ impl Harness {
                 instance: Some("test-2".to_owned()),
             },
         )
-        .with_cores(old.cores.clone());
+        .with_cores(old.cores.clone())
+        .with_probe(scripted_probe(self.reloaders.clone()));
         self.ctx = Arc::new(ctx);
     }
 
@@ -1996,4 +2019,246 @@ async fn changes_of_sluices_own_children_do_not_preempt_status_writes() {
     }));
     let calls = harness.reconcile().await;
     assert_eq!(calls.iter().filter(|c| is_object_status(c)).count(), 61);
+}
+
+// ---------------------------------------------------------------------------------------
+// Config rollout: promotion of what the data plane accepted, and rejections.
+
+/// The revision in the manifest of a Secret the caches hold.
+fn cached_revision(harness: &Harness, name: &str) -> String {
+    use base64::Engine;
+    let secret = harness
+        .ctx
+        .stores
+        .children_of(ChildKind::Secret)
+        .into_iter()
+        .find(|s| s.name_any() == name)
+        .unwrap_or_else(|| panic!("{name} is not cached"));
+    let encoded = secret.data["data"][sluice::bundle::MANIFEST_FILE]
+        .as_str()
+        .unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap_or_default();
+    sluice::bundle::Manifest::from_json(&bytes)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .revision
+}
+
+fn reloader_host(component: &str) -> String {
+    names().reloader_host(component)
+}
+
+fn running(revision: &str) -> sluice::bundle::ReloaderStatus {
+    sluice::bundle::ReloaderStatus {
+        running: Some(revision.to_owned()),
+        accepted: vec![revision.to_owned()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_revision_a_pod_accepted_is_promoted_files_first_and_then_settles() {
+    let (_, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    // No reloader answers yet: nothing is promoted, the rest settles.
+    harness.settle().await;
+    let aggregator = cached_revision(&harness, &names().aggregator_config_secret());
+    let agent = cached_revision(&harness, &names().agent_config_secret());
+    {
+        let mut reloaders = harness.reloaders.lock().unwrap_or_else(|e| e.into_inner());
+        reloaders.insert(reloader_host("aggregator"), vec![running(&aggregator)]);
+        reloaders.insert(reloader_host("agent"), vec![running(&agent)]);
+    }
+    let calls = harness.reconcile().await;
+    let secrets = |calls: &[Call]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
+            .map(|c| c.path.rsplit('/').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let mut expected = vec!["main-agent-accepted".to_owned()];
+    expected.extend((1..=32).map(|slot| format!("main-aggregator-accepted-{slot:02}")));
+    expected.push("main-aggregator-accepted-credentials".to_owned());
+    // The manifest's Secret last: pods starting meanwhile never see it before its files.
+    expected.push("main-aggregator-accepted".to_owned());
+    assert_eq!(secrets(&calls), expected);
+    for call in calls.iter().filter(|c| c.method == "PATCH") {
+        assert_eq!(
+            call.body["metadata"]["labels"]["logging.sluice.dev/config-set"],
+            "accepted"
+        );
+        assert_eq!(
+            call.body["metadata"]["ownerReferences"][0]["kind"],
+            "Logging"
+        );
+    }
+    // The accepted copy carries exactly the candidate's data.
+    let main = find(
+        &calls,
+        "PATCH",
+        "/api/v1/namespaces/sluice-system/secrets/main-aggregator-accepted",
+    );
+    harness.observe(&calls);
+    assert_eq!(
+        cached_revision(&harness, "main-aggregator-accepted"),
+        aggregator
+    );
+    assert!(main.body["data"]["fluent.conf"].is_string());
+    // Settled: nothing is written again.
+    let calls = harness.reconcile().await;
+    assert!(calls.iter().all(|c| !c.is_write()), "{:#?}", lines(&calls));
+    // And orphan deletion never takes the accepted Secrets.
+    assert!(calls.iter().all(|c| c.method != "DELETE"));
+}
+
+#[tokio::test]
+async fn a_rejected_revision_degrades_the_logging_blames_the_named_flow_and_the_rest_goes_on() {
+    let (inventory, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    harness.settle().await;
+    let resolution = sluice::model::resolve(&inventory);
+    let pipeline = &resolution.pipelines[0];
+    let culprit = pipeline
+        .flows
+        .iter()
+        .find(|f| f.key.kind == Kind::Flow)
+        .unwrap_or_else(|| panic!("the examples have a namespaced Flow"))
+        .key
+        .clone();
+    let label = sluice::render::fluentd::flow_label(&culprit);
+    let rejected = cached_revision(&harness, &names().aggregator_config_secret());
+    let error = format!(
+        "[error]: config error file=\"/sluice/active/revisions/x/fluent.conf\" error_class=Fluent::ConfigError error=\"unknown parameter in <label {label}>\""
+    );
+    harness
+        .reloaders
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            reloader_host("aggregator"),
+            vec![sluice::bundle::ReloaderStatus {
+                running: Some("an-older-revision".to_owned()),
+                rejected: Some(sluice::bundle::Rejection {
+                    revision: rejected.clone(),
+                    error: error.clone(),
+                }),
+                ..Default::default()
+            }],
+        );
+    let calls = harness.reconcile().await;
+    // Nothing is promoted.
+    assert!(
+        calls.iter().all(|c| !c.path.contains("-accepted")),
+        "{:#?}",
+        lines(&calls)
+    );
+    let status = &find(
+        &calls,
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/loggings/main/status",
+    )
+    .body["status"];
+    let degraded = condition(status, "Degraded");
+    assert_eq!(degraded["status"], "True", "{status}");
+    assert_eq!(degraded["reason"], "ConfigRejected", "{status}");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown parameter"),
+        "{degraded}"
+    );
+    let event = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.body["reason"] == "ConfigRejected")
+        .unwrap_or_else(|| panic!("no ConfigRejected Event in {:#?}", lines(&calls)));
+    assert_eq!(event.body["type"], "Warning");
+    harness.observe(&calls);
+
+    // The next reconcile leaves the blamed Flow out: its slot is rewritten without it, its
+    // status says why, and the other flows stay.
+    let calls = harness.reconcile().await;
+    let config = applied_aggregator_config(&calls).unwrap_or_else(|| {
+        panic!(
+            "the config is rewritten without the flow: {:#?}",
+            lines(&calls)
+        )
+    });
+    assert!(!config.contains(&format!("<label {label}>")), "{config}");
+    let flow_status = &find(
+        &calls,
+        "PATCH",
+        &format!(
+            "/apis/logging.sluice.dev/v1alpha1/namespaces/{}/flows/{}/status",
+            culprit.namespace.clone().unwrap_or_default(),
+            culprit.name
+        ),
+    )
+    .body["status"];
+    assert_eq!(
+        condition(flow_status, "Degraded")["reason"],
+        "ConfigRejected"
+    );
+    assert_eq!(condition(flow_status, "Ready")["status"], "False");
+    harness.observe(&calls);
+
+    // Editing the Flow (a new generation) brings it back.
+    let mut edited = serde_json::to_value(
+        inventory
+            .flows
+            .iter()
+            .find(|f| f.name_any() == culprit.name)
+            .unwrap_or_else(|| panic!("culprit in the inventory")),
+    )
+    .unwrap_or_default();
+    edited["metadata"]["generation"] = json!(2);
+    edited["metadata"]["uid"] = json!(format!(
+        "uid-{}-{}",
+        culprit.namespace.clone().unwrap_or_default(),
+        culprit.name
+    ));
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Apply(guard(edited)));
+    let calls = harness.reconcile().await;
+    let config = applied_aggregator_config(&calls)
+        .unwrap_or_else(|| panic!("the flow returns: {:#?}", lines(&calls)));
+    assert!(config.contains(&format!("<label {label}>")), "{config}");
+}
+
+#[tokio::test]
+async fn a_revision_no_pod_judged_yet_writes_nothing_and_looks_again_soon() {
+    let (_, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    harness.settle().await;
+    // The pods still run an older revision and have not looked at the new one yet.
+    harness
+        .reloaders
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            reloader_host("aggregator"),
+            vec![running("an-older-revision")],
+        );
+    harness
+        .calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    let action = reconcile::reconcile(harness.logging(), harness.ctx.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let calls = harness
+        .calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert!(calls.iter().all(|c| !c.is_write()), "{:#?}", lines(&calls));
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(sluice::controller::rollout::PENDING_RECHECK)
+    );
 }

@@ -134,6 +134,10 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
         secret.metadata.owner_references = owner.clone().map(|o| vec![o]);
         push(ChildKind::Secret, serde_json::to_value(secret))?;
     }
+    push(
+        ChildKind::Service,
+        serde_json::to_value(agent_headless_service(pipeline, &owner)),
+    )?;
     for service in aggregator_services(pipeline, &owner) {
         push(ChildKind::Service, serde_json::to_value(service))?;
     }
@@ -438,6 +442,37 @@ fn bundle_secret(
     }
 }
 
+fn reloader_port() -> ServicePort {
+    ServicePort {
+        name: Some("reloader".to_owned()),
+        port: layout::RELOADER_PORT,
+        target_port: Some(IntOrString::String("reloader".to_owned())),
+        protocol: Some("TCP".to_owned()),
+        ..ServicePort::default()
+    }
+}
+
+/// Nothing connects through it: its DNS name lists the agent pods, whose reloaders the
+/// operator asks what they accepted (docs/architecture.md, "Config reload").
+fn agent_headless_service(pipeline: &Pipeline, owner: &Option<OwnerReference>) -> Service {
+    let names = &pipeline.names;
+    Service {
+        metadata: metadata(
+            names,
+            names.agent_headless_service(),
+            workloads::AGENT,
+            owner,
+        ),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(names.selector_labels(workloads::AGENT)),
+            ports: Some(vec![reloader_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
 fn aggregator_services(pipeline: &Pipeline, owner: &Option<OwnerReference>) -> Vec<Service> {
     let names = &pipeline.names;
     let port = workloads::aggregator_port(pipeline);
@@ -477,7 +512,7 @@ fn aggregator_services(pipeline: &Pipeline, owner: &Option<OwnerReference>) -> V
             spec: Some(ServiceSpec {
                 cluster_ip: Some("None".to_owned()),
                 selector,
-                ports: Some(vec![forward, metrics]),
+                ports: Some(vec![forward, metrics, reloader_port()]),
                 ..ServiceSpec::default()
             }),
             ..Service::default()

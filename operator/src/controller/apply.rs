@@ -270,6 +270,9 @@ pub async fn delete_orphans(
                 let labels = object.labels();
                 labels.get(LOGGING_LABEL).map(String::as_str) == Some(logging)
                     && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+                    // Promoted, never built: they go with the Logging (owner references).
+                    && labels.get(crate::layout::CONFIG_SET_LABEL).map(String::as_str)
+                        != Some(crate::layout::CONFIG_SET_ACCEPTED)
             })
             .map(|object| (*kind, object.namespace(), object.name_any()))
             .filter(|id| !built.contains(id))

@@ -147,6 +147,10 @@ pub struct Memory {
     pub user_secrets: HashMap<(String, String), (jiff::Timestamp, super::inventory::SecretRead)>,
     /// Consecutive reconcile failures by Logging uid, for per-object backoff.
     pub failures: HashMap<String, u32>,
+    /// Flows and Outputs a data-plane binary blamed for a rejected configuration, at the
+    /// generation it rejected (`model::Inventory::config_rejected`).
+    pub config_rejected:
+        std::collections::BTreeMap<crate::model::ObjectKey, crate::model::ConfigRejected>,
 }
 
 /// Tunables of the controller loop.
@@ -215,6 +219,8 @@ pub struct Context {
     pub clock: Clock,
     pub settings: Settings,
     pub cores: Cores,
+    /// Asks the reloaders in the data-plane pods for their status (`rollout::http_probe`).
+    pub probe: Arc<super::rollout::ProbeFn>,
     pub memory: Mutex<Memory>,
     /// The watches' change signal: a change arriving while object statuses are written
     /// preempts the rest of them, and its arrival time starts the edit-to-config clock.
@@ -241,6 +247,7 @@ impl Context {
             clock,
             settings,
             cores: Cores::default(),
+            probe: super::rollout::http_probe(),
             memory: Mutex::new(Memory::default()),
             trigger: super::watches::Trigger::default(),
             status_lock: tokio::sync::Mutex::new(()),
@@ -250,6 +257,12 @@ impl Context {
     /// Replaces the pure steps (tests).
     pub fn with_cores(mut self, cores: Cores) -> Self {
         self.cores = cores;
+        self
+    }
+
+    /// Replaces the reloader probe (tests).
+    pub fn with_probe(mut self, probe: Arc<super::rollout::ProbeFn>) -> Self {
+        self.probe = probe;
         self
     }
 

@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use super::context::Context;
 use crate::api::Logging;
 use crate::build::ChildKind;
-use crate::model::{Inventory, Kind};
+use crate::model::{Inventory, Kind, ObjectKey};
 use crate::render::escape::is_dns_subdomain;
 
 /// A Secret by namespace and name.
@@ -83,11 +83,55 @@ pub fn from_stores(ctx: &Context) -> Inventory {
         secrets: owned_secrets(ctx),
         namespaces,
         secret_errors: BTreeMap::new(),
+        config_rejected: current_blame(ctx),
     }
 }
 
 /// Secrets Sluice created (labelled), converted from the dynamic cache; a Secret applied
 /// since the cache last saw it is taken as applied (see `Memory::applied_secrets`).
+/// The generation of every Flow, ClusterFlow, Output and ClusterOutput in the caches.
+pub fn generations(ctx: &Context) -> BTreeMap<ObjectKey, Option<i64>> {
+    fn add<K: kube::Resource<DynamicType = ()> + Clone>(
+        generations: &mut BTreeMap<ObjectKey, Option<i64>>,
+        kind: Kind,
+        store: &kube::runtime::reflector::Store<DeserializeGuard<K>>,
+    ) {
+        for guard in store.state() {
+            if let Ok(object) = &guard.0 {
+                let meta = object.meta();
+                let name = meta.name.clone().unwrap_or_default();
+                let key = match &meta.namespace {
+                    Some(namespace) => ObjectKey::namespaced(kind, namespace, &name),
+                    None => ObjectKey::cluster(kind, &name),
+                };
+                generations.insert(key, meta.generation);
+            }
+        }
+    }
+    let mut generations = BTreeMap::new();
+    let stores = &ctx.stores;
+    add(&mut generations, Kind::Flow, &stores.flows);
+    add(&mut generations, Kind::ClusterFlow, &stores.cluster_flows);
+    add(&mut generations, Kind::Output, &stores.outputs);
+    add(
+        &mut generations,
+        Kind::ClusterOutput,
+        &stores.cluster_outputs,
+    );
+    generations
+}
+
+/// Blamed objects still at the generation that was rejected; an edited or deleted one is
+/// forgotten, so it is rendered again.
+fn current_blame(ctx: &Context) -> BTreeMap<ObjectKey, crate::model::ConfigRejected> {
+    let generations = generations(ctx);
+    let mut memory = ctx.memory();
+    memory
+        .config_rejected
+        .retain(|key, rejected| generations.get(key) == Some(&rejected.generation));
+    memory.config_rejected.clone()
+}
+
 pub fn owned_secrets(ctx: &Context) -> Vec<Secret> {
     let cached = ctx.stores.children_of(ChildKind::Secret);
     let mut current: BTreeMap<(String, String), DynamicObject> = cached

@@ -29,6 +29,7 @@ pub struct Metrics {
     config_bytes: Family<Labels, Gauge>,
     edit_to_config: Histogram,
     status_pending: Gauge,
+    config_rollouts: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -51,6 +52,12 @@ impl Metrics {
         // 5 ms .. ~82 s: the latency budget is 0.5 s, a burst at 10,000 flows takes longer.
         let edit_to_config = Histogram::new(exponential_buckets(0.005, 2.0, 15));
         let status_pending = Gauge::default();
+        let config_rollouts = Family::<Labels, Counter>::default();
+        registry.register(
+            "config_rollouts",
+            "Configuration revisions the data plane judged, by component and outcome (promoted, rejected)",
+            config_rollouts.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles started, by kind",
@@ -101,6 +108,7 @@ impl Metrics {
             config_bytes,
             edit_to_config,
             status_pending,
+            config_rollouts,
         }
     }
 
@@ -115,6 +123,13 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&labels(&[("kind", kind), ("outcome", outcome)]))
             .observe(duration.as_secs_f64());
+    }
+
+    /// `outcome`: promoted or rejected.
+    pub fn config_rollout(&self, component: &str, outcome: &'static str) {
+        self.config_rollouts
+            .get_or_create(&labels(&[("component", component), ("outcome", outcome)]))
+            .inc();
     }
 
     pub fn edit_to_config(&self, latency: Duration) {

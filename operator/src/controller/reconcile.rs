@@ -21,6 +21,7 @@ use super::apply;
 use super::context::{Context, Error};
 use super::events::reference;
 use super::inventory;
+use super::rollout::{self, ConfigRollout};
 use super::status::{self, LoggingFacts};
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, ObjectStatus, Output};
 use crate::build::{Child, ChildKind};
@@ -221,6 +222,30 @@ async fn reconcile_logging(
         let deleted = apply::delete_orphans(ctx, &name, &children).await?;
         if let Some(arrived) = change_arrived {
             ctx.metrics.edit_to_config(arrived.elapsed());
+        }
+        for component in [
+            crate::layout::AGENT_COMPONENT,
+            crate::layout::AGGREGATOR_COMPONENT,
+        ] {
+            match rollout::advance(ctx, pipeline, component, &children).await? {
+                ConfigRollout::Settled | ConfigRollout::Promoted => {}
+                ConfigRollout::Pending { reachable } => {
+                    // Pods are judging it: look again soon. None answered (none running, or
+                    // the operator runs outside the cluster): the resync period will do.
+                    if reachable {
+                        requeue = requeue.min(rollout::PENDING_RECHECK);
+                    }
+                }
+                ConfigRollout::Rejected { revision, error } => {
+                    let blamed = rollout::blamed(pipeline, &error);
+                    if !blamed.is_empty() {
+                        rollout::remember_blame(ctx, &blamed, &error);
+                        // The next resolve leaves them out, so everyone else's changes go on.
+                        requeue = requeue.min(rollout::PENDING_RECHECK);
+                    }
+                    problems.push(rollout::rejection_problem(component, &revision, &error));
+                }
+            }
         }
         summary.applied = applied.created.len() + applied.updated.len() + applied.recreated.len();
         summary.deleted = deleted.len();

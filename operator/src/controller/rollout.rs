@@ -1,0 +1,274 @@
+//! Config rollout: after the candidate bundles are applied, ask the reloaders in the pods
+//! what their data-plane binary made of the newest revision (docs/architecture.md, "Config
+//! reload"). Accepted by some pod: promote it, copying the candidate Secrets to the accepted
+//! ones that pods starting later fall back to. Rejected: say so on the Logging, and blame the
+//! Flow or Output the binary's error names, which the next resolve leaves out.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use base64::Engine;
+use futures::future::BoxFuture;
+use kube::api::DynamicObject;
+use regex::Regex;
+
+use super::apply;
+use super::context::{Context, Error};
+use crate::build::{Child, ChildKind};
+use crate::bundle::{self, Manifest, ReloaderStatus, short_revision};
+use crate::layout::{self, Names};
+use crate::model::{ConfigRejected, ObjectKey, Pipeline, Problem};
+use crate::render::fluentd::{buffer_path, flow_label};
+
+/// How many pods of a component are asked: the binary's verdict is the same in every pod
+/// of one image, a few guard against one that lags behind.
+const PODS_ASKED: usize = 3;
+/// How soon to look again while a revision is neither accepted nor rejected.
+pub const PENDING_RECHECK: Duration = Duration::from_secs(5);
+/// Longest part of the binary's output put in a condition message.
+const ERROR_KEPT: usize = 2048;
+
+/// Asks the reloaders behind a host name (every address it resolves to) for their status.
+pub type ProbeFn =
+    dyn Fn(String) -> BoxFuture<'static, Vec<Result<ReloaderStatus, String>>> + Send + Sync;
+
+/// The real probe: DNS of the headless Service, then `GET /status` on a few addresses.
+pub fn http_probe() -> Arc<ProbeFn> {
+    Arc::new(|host: String| {
+        Box::pin(async move {
+            let addresses = match tokio::net::lookup_host((host.as_str(), port())).await {
+                Ok(addresses) => {
+                    let mut addresses: Vec<_> = addresses.collect();
+                    addresses.sort();
+                    addresses.dedup();
+                    addresses
+                }
+                Err(error) => return vec![Err(format!("{host}: {error}"))],
+            };
+            let mut statuses = Vec::new();
+            for address in addresses.into_iter().take(PODS_ASKED) {
+                let url = format!("http://{address}/status");
+                let answer = crate::reload::http::request(
+                    &url,
+                    crate::reload::Method::Get,
+                    Duration::from_secs(2),
+                )
+                .await
+                .and_then(|(code, body)| {
+                    if code == 200 {
+                        serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))
+                    } else {
+                        Err(format!("{url} answered {code}"))
+                    }
+                });
+                statuses.push(answer);
+            }
+            statuses
+        })
+    })
+}
+
+fn port() -> u16 {
+    u16::try_from(layout::RELOADER_PORT).unwrap_or(8099)
+}
+
+/// Where one component's configuration stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigRollout {
+    /// The accepted bundle is the candidate.
+    Settled,
+    /// A pod accepted the candidate; the accepted Secrets were written.
+    Promoted,
+    /// The binary rejected the candidate.
+    Rejected { revision: String, error: String },
+    /// No pod has judged the candidate yet; `reachable` when some reloader answered.
+    Pending { reachable: bool },
+}
+
+/// The revision in the `manifest.json` of a Secret's data (JSON as the API holds it).
+fn manifest_revision(object: &DynamicObject) -> Option<String> {
+    let encoded = object
+        .data
+        .get("data")?
+        .get(bundle::MANIFEST_FILE)?
+        .as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    Manifest::from_json(&bytes).ok().map(|m| m.revision)
+}
+
+fn built_secret<'a>(children: &'a [Child], name: &str) -> Option<&'a DynamicObject> {
+    children
+        .iter()
+        .find(|c| c.kind == ChildKind::Secret && c.object.metadata.name.as_deref() == Some(name))
+        .map(|c| &c.object)
+}
+
+fn cached_secret(ctx: &Context, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+    ctx.stores
+        .children_of(ChildKind::Secret)
+        .into_iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(namespace)
+                && s.metadata.name.as_deref() == Some(name)
+        })
+}
+
+/// The accepted copies of a component's candidate Secrets: the files first, the manifest's
+/// Secret last, as for the candidate.
+fn accepted_children(names: &Names, component: &str, children: &[Child]) -> Vec<Child> {
+    let candidates = names.candidate_bundle_secrets(component);
+    let mut accepted: Vec<Child> = candidates
+        .iter()
+        .filter_map(|candidate| {
+            let mut object = built_secret(children, candidate)?.clone();
+            object.metadata.name = names.accepted_secret(candidate);
+            object
+                .metadata
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(
+                    layout::CONFIG_SET_LABEL.to_owned(),
+                    layout::CONFIG_SET_ACCEPTED.to_owned(),
+                );
+            Some(Child {
+                kind: ChildKind::Secret,
+                object,
+            })
+        })
+        .collect();
+    if !accepted.is_empty() {
+        accepted.rotate_left(1);
+    }
+    accepted
+}
+
+/// Looks at one component's rollout and carries it one step: promote, report or wait.
+pub async fn advance(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    component: &str,
+    children: &[Child],
+) -> Result<ConfigRollout, Error> {
+    let names = &pipeline.names;
+    let Some(main) = names.candidate_bundle_secrets(component).into_iter().next() else {
+        return Ok(ConfigRollout::Settled);
+    };
+    let Some(candidate) = built_secret(children, &main).and_then(manifest_revision) else {
+        return Ok(ConfigRollout::Settled);
+    };
+    let accepted = names
+        .accepted_secret(&main)
+        .and_then(|name| cached_secret(ctx, &names.control_namespace, &name))
+        .and_then(|object| manifest_revision(&object));
+    if accepted.as_deref() == Some(candidate.as_str()) {
+        return Ok(ConfigRollout::Settled);
+    }
+    let statuses = (ctx.probe)(names.reloader_host(component)).await;
+    let mut rejection = None;
+    for status in &statuses {
+        match status {
+            Ok(status)
+                if status.running.as_deref() == Some(candidate.as_str())
+                    || status.accepted.contains(&candidate) =>
+            {
+                let accepted = accepted_children(names, component, children);
+                apply::apply_children(ctx, &accepted).await?;
+                ctx.metrics.config_rollout(component, "promoted");
+                tracing::info!(
+                    component,
+                    revision = short_revision(&candidate),
+                    "configuration accepted by the data plane; promoted"
+                );
+                return Ok(ConfigRollout::Promoted);
+            }
+            Ok(ReloaderStatus {
+                rejected: Some(rejected),
+                ..
+            }) if rejected.revision == candidate => rejection = Some(rejected.error.clone()),
+            Ok(_) => {}
+            Err(error) => tracing::debug!(component, %error, "reloader status unavailable"),
+        }
+    }
+    Ok(match rejection {
+        Some(error) => {
+            ctx.metrics.config_rollout(component, "rejected");
+            ConfigRollout::Rejected {
+                revision: candidate,
+                error,
+            }
+        }
+        None => ConfigRollout::Pending {
+            reachable: statuses.iter().any(Result::is_ok),
+        },
+    })
+}
+
+fn trimmed(error: &str) -> String {
+    let error = error.trim();
+    match error.char_indices().nth(ERROR_KEPT) {
+        Some((at, _)) => format!("{}…", &error[..at]),
+        None => error.to_owned(),
+    }
+}
+
+/// The Logging's problem for a rejected revision.
+pub fn rejection_problem(component: &str, revision: &str, error: &str) -> Problem {
+    Problem {
+        reason: "ConfigRejected",
+        field: "spec".to_owned(),
+        message: format!(
+            "the {component} binary rejected configuration {}; the last accepted one keeps running: {}",
+            short_revision(revision),
+            trimmed(error)
+        ),
+    }
+}
+
+static SLUICE_IDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"flow-[0-9a-f]{12}(?:-[0-9a-f]{12})?").unwrap_or_else(|_| unreachable!())
+});
+
+/// The Flows and Outputs the binary's error names by the ids Sluice gave them: a flow's
+/// label (`@flow-<hash>`) blames the flow, an output's buffer id (`flow-<hash>-<hash>`, also
+/// its `@id`) blames the output.
+pub fn blamed(pipeline: &Pipeline, error: &str) -> Vec<ObjectKey> {
+    let named: Vec<&str> = SLUICE_IDS.find_iter(error).map(|m| m.as_str()).collect();
+    let mut keys = Vec::new();
+    for flow in &pipeline.flows {
+        let label = flow_label(&flow.key);
+        let flow_id = label.trim_start_matches('@');
+        let mut output_blamed = false;
+        for output in &flow.outputs {
+            let path = buffer_path(&label, output);
+            let id = path.rsplit('/').next().unwrap_or_default();
+            if named.contains(&id) {
+                keys.push(output.clone());
+                output_blamed = true;
+            }
+        }
+        if !output_blamed && named.contains(&flow_id) {
+            keys.push(flow.key.clone());
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Remembers the blamed objects at their current generation, for the next resolves.
+pub fn remember_blame(ctx: &Context, keys: &[ObjectKey], message: &str) {
+    let generations = super::inventory::generations(ctx);
+    let mut memory = ctx.memory();
+    for key in keys {
+        memory.config_rejected.insert(
+            key.clone(),
+            ConfigRejected {
+                generation: generations.get(key).copied().flatten(),
+                message: trimmed(message),
+            },
+        );
+    }
+}
