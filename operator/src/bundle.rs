@@ -163,6 +163,13 @@ pub struct ReloaderStatus {
     pub rejected: Option<Rejection>,
     /// Why the last reload trigger failed, if it did.
     pub reload_error: Option<String>,
+    /// Asked to drain before a scale-in: the pod reports not ready, so agents move away,
+    /// and flushes its buffers.
+    #[serde(default)]
+    pub draining: bool,
+    /// Buffer chunks still on this pod's buffer volume (aggregator only).
+    #[serde(default)]
+    pub buffered_chunks: Option<u64>,
 }
 
 /// A revision the data-plane binary refused, with what it printed.

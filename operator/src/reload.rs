@@ -46,6 +46,10 @@ pub struct Settings {
     pub reload_method: Method,
     /// Where `--once` leaves its reason when it fails (`/dev/termination-log`).
     pub termination_log: Option<PathBuf>,
+    /// The buffer volume, whose chunks a drain waits for (aggregator only).
+    pub buffer_dir: Option<PathBuf>,
+    /// The process's "flush every buffer now" endpoint, called while draining.
+    pub flush_url: Option<String>,
 }
 
 /// Why the reloader could not give the process a configuration.
@@ -172,9 +176,25 @@ impl Reloader {
         }
     }
 
+    /// While draining: counts the chunks left and asks the process to flush them now.
+    async fn drain_pass(&mut self) {
+        if !self.lock().draining {
+            return;
+        }
+        let chunks = self.settings.buffer_dir.as_deref().map(count_chunks);
+        self.lock().buffered_chunks = chunks;
+        if chunks != Some(0)
+            && let Some(url) = &self.settings.flush_url
+            && let Err(error) = http::trigger(url, Method::Get).await
+        {
+            tracing::warn!(%error, "flush request failed while draining");
+        }
+    }
+
     /// One pass of the watch loop: retry a pending reload, then take the newest candidate if
     /// it is complete, new and not rejected before.
     pub async fn step(&mut self) -> Result<Outcome, ReloadError> {
+        self.drain_pass().await;
         if self.running().is_none() {
             // No init container ran (or it failed): do its job first.
             return Ok(match self.prepare().await {
@@ -287,6 +307,28 @@ impl Reloader {
             error: error.to_owned(),
         });
     }
+}
+
+/// Buffer chunk files under `dir` (fluentd names them `buffer.<b|q><id>.log`, each with a
+/// `.meta` file that does not count).
+pub fn count_chunks(dir: &Path) -> u64 {
+    let mut count = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("buffer.") && !n.ends_with(".meta"))
+            {
+                count += 1;
+            }
+        }
+    }
+    count
 }
 
 fn io_error((path, source): (PathBuf, std::io::Error)) -> ReloadError {

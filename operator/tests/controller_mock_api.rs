@@ -138,6 +138,28 @@ struct Harness {
     elapsed: Arc<std::sync::atomic::AtomicI64>,
     /// What the reloaders behind each host answer; none by default (no pods yet).
     reloaders: Reloaders,
+    /// What a drain request to each pod's reloader answers, and the hosts asked.
+    drains: Drains,
+}
+
+type Drains = Arc<
+    Mutex<(
+        BTreeMap<String, sluice::bundle::ReloaderStatus>,
+        Vec<String>,
+    )>,
+>;
+
+fn scripted_drain(drains: Drains) -> Arc<sluice::controller::rollout::DrainFn> {
+    Arc::new(move |host: String| {
+        let mut drains = drains.lock().unwrap_or_else(|e| e.into_inner());
+        drains.1.push(host.clone());
+        let answer = drains
+            .0
+            .get(&host)
+            .cloned()
+            .ok_or_else(|| format!("{host}: no such pod"));
+        Box::pin(async move { answer })
+    })
 }
 
 type Reloaders = Arc<Mutex<BTreeMap<String, Vec<sluice::bundle::ReloaderStatus>>>>;
@@ -516,7 +538,10 @@ impl Harness {
         )
         .with_cores(cores);
         let reloaders: Reloaders = Arc::default();
-        let ctx = ctx.with_probe(scripted_probe(reloaders.clone()));
+        let drains: Drains = Arc::default();
+        let ctx = ctx
+            .with_probe(scripted_probe(reloaders.clone()))
+            .with_drain(scripted_drain(drains.clone()));
         Self {
             ctx: Arc::new(ctx),
             writers: Writers {
@@ -535,6 +560,7 @@ impl Harness {
             now,
             elapsed,
             reloaders,
+            drains,
         }
     }
 
@@ -553,7 +579,8 @@ impl Harness {
             },
         )
         .with_cores(old.cores.clone())
-        .with_probe(scripted_probe(self.reloaders.clone()));
+        .with_probe(scripted_probe(self.reloaders.clone()))
+        .with_drain(scripted_drain(self.drains.clone()));
         self.ctx = Arc::new(ctx);
     }
 
@@ -2260,5 +2287,82 @@ async fn a_revision_no_pod_judged_yet_writes_nothing_and_looks_again_soon() {
     assert_eq!(
         action,
         kube::runtime::controller::Action::requeue(sluice::controller::rollout::PENDING_RECHECK)
+    );
+}
+
+#[tokio::test]
+async fn a_scale_in_waits_until_the_removed_pod_has_drained_its_buffers() {
+    let (inventory, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    harness.settle().await;
+    const STATEFULSET: &str = "/apis/apps/v1/namespaces/sluice-system/statefulsets/main-aggregator";
+    // The examples run two aggregator replicas; the admin asks for one.
+    let mut logging = serde_json::to_value(&inventory.loggings[0]).unwrap_or_default();
+    logging["metadata"]["uid"] = json!("uid--main");
+    logging["metadata"]["generation"] = json!(2);
+    logging["spec"]["aggregator"]["replicas"] = json!(1);
+    harness
+        .writers
+        .loggings
+        .apply_watcher_event(&watcher::Event::Apply(guard(logging)));
+    let pod = "main-aggregator-1.main-aggregator-headless.sluice-system.svc".to_owned();
+    harness
+        .drains
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .insert(
+            pod.clone(),
+            sluice::bundle::ReloaderStatus {
+                draining: true,
+                buffered_chunks: Some(3),
+                ..Default::default()
+            },
+        );
+    let calls = harness.reconcile().await;
+    assert!(
+        calls.iter().all(|c| c.path != STATEFULSET),
+        "still two replicas while chunks remain: {:#?}",
+        lines(&calls)
+    );
+    assert_eq!(
+        harness.drains.lock().unwrap_or_else(|e| e.into_inner()).1,
+        std::slice::from_ref(&pod)
+    );
+    harness.observe(&calls);
+    // Drained: the StatefulSet shrinks by one.
+    harness
+        .drains
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .insert(
+            pod,
+            sluice::bundle::ReloaderStatus {
+                draining: true,
+                buffered_chunks: Some(0),
+                ..Default::default()
+            },
+        );
+    let calls = harness.reconcile().await;
+    let patch = find(&calls, "PATCH", STATEFULSET);
+    assert_eq!(patch.body["spec"]["replicas"], 1);
+    harness.observe(&calls);
+    // At the desired count nothing is drained any more.
+    let before = harness
+        .drains
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .1
+        .len();
+    harness.reconcile().await;
+    assert_eq!(
+        harness
+            .drains
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .len(),
+        before
     );
 }

@@ -130,6 +130,8 @@ fn settings(pod: &Pod, reload_url: &str) -> Settings {
         reload_url: reload_url.to_owned(),
         reload_method: Method::Get,
         termination_log: Some(pod.active.join("termination-log")),
+        buffer_dir: None,
+        flush_url: None,
     }
 }
 
@@ -453,4 +455,76 @@ fn sluice_copy_binary_installs_an_executable_copy() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("sluice "));
+}
+
+#[test]
+fn only_chunk_files_count_as_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow-0123456789ab-ba9876543210");
+    std::fs::create_dir_all(&flow).unwrap();
+    for name in [
+        "buffer.b5f1.log",
+        "buffer.b5f1.log.meta",
+        "buffer.q5f2.log",
+        "buffer.q5f2.log.meta",
+    ] {
+        std::fs::write(flow.join(name), "x").unwrap();
+    }
+    std::fs::write(dir.path().join("other.txt"), "x").unwrap();
+    assert_eq!(sluice::reload::count_chunks(dir.path()), 2);
+}
+
+/// Draining: the status server turns not ready and the reloader asks fluentd to flush until
+/// the buffer volume is empty.
+#[tokio::test]
+async fn a_drain_reports_not_ready_and_flushes_until_no_chunk_is_left() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    write_bundle(&pod.candidate, "# one\n", "s3cret");
+    let buffers = pod.active.parent().unwrap().join("buffers");
+    std::fs::create_dir_all(&buffers).unwrap();
+    std::fs::write(buffers.join("buffer.b1.log"), "x").unwrap();
+    let mut settings = settings(&pod, &endpoint.url);
+    settings.buffer_dir = Some(buffers.clone());
+    // The "flush" endpoint is the counting one; what it does to the chunks is simulated below.
+    settings.flush_url = Some(endpoint.url.clone());
+    let mut reloader = Reloader::new(settings);
+    reloader.prepare().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(sluice::reload::serve_status(
+        listener,
+        reloader.status_handle(),
+        std::future::pending(),
+    ));
+    let health = format!("http://{address}/healthz");
+    let (code, _) = sluice::reload::http::request(&health, Method::Get, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let (code, body) = sluice::reload::http::request(
+        &format!("http://{address}/drain"),
+        Method::Post,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    let status: sluice::bundle::ReloaderStatus = serde_json::from_slice(&body).unwrap();
+    assert!(status.draining);
+    let (code, _) = sluice::reload::http::request(&health, Method::Get, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(code, 503, "a draining pod leaves the Service");
+    reloader.step().await.unwrap();
+    assert_eq!(reloader.status().buffered_chunks, Some(1));
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 1, "asked to flush");
+    std::fs::remove_file(buffers.join("buffer.b1.log")).unwrap();
+    reloader.step().await.unwrap();
+    assert_eq!(reloader.status().buffered_chunks, Some(0));
+    assert_eq!(
+        endpoint.calls.load(Ordering::SeqCst),
+        1,
+        "nothing left to flush"
+    );
 }

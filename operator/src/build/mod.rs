@@ -513,6 +513,8 @@ fn aggregator_services(pipeline: &Pipeline, owner: &Option<OwnerReference>) -> V
                 cluster_ip: Some("None".to_owned()),
                 selector,
                 ports: Some(vec![forward, metrics, reloader_port()]),
+                // A draining pod is not ready, and the operator still reaches it by name.
+                publish_not_ready_addresses: Some(true),
                 ..ServiceSpec::default()
             }),
             ..Service::default()

@@ -183,6 +183,8 @@ struct ReloadCommand {
     validate: Vec<String>,
     reload_url: String,
     reload_method: &'static str,
+    /// Further flags of `sluice reload`.
+    flags: Vec<(&'static str, String)>,
     memory_limit: &'static str,
 }
 
@@ -276,7 +278,10 @@ fn reloader(
             ("--reload-url", command.reload_url.clone()),
             ("--reload-method", command.reload_method.to_owned()),
             ("--listen", format!("0.0.0.0:{}", layout::RELOADER_PORT)),
-        ] {
+        ]
+        .into_iter()
+        .chain(command.flags.iter().cloned())
+        {
             args.push(format!("{flag}={value}"));
         }
         args.push("--".to_owned());
@@ -466,6 +471,7 @@ pub(crate) fn agent_daemon_set(
             // same `--config` path, which the reloader has pointed at the new revision.
             reload_url: format!("http://127.0.0.1:{metrics_port}/api/v2/reload"),
             reload_method: "post",
+            flags: Vec::new(),
             memory_limit: "128Mi",
         },
     );
@@ -686,6 +692,14 @@ pub(crate) fn aggregator_stateful_set(
             // supervisor_sigusr2_handler), then has the workers reload it.
             reload_url: "http://127.0.0.1:24444/api/config.gracefulReload".to_owned(),
             reload_method: "get",
+            // A drain before scale-in waits for these chunks, and has fluentd flush them.
+            flags: vec![
+                ("--buffer-dir", layout::AGGREGATOR_BUFFER_DIR.to_owned()),
+                (
+                    "--flush-url",
+                    "http://127.0.0.1:24444/api/plugins.flushBuffers".to_owned(),
+                ),
+            ],
             memory_limit: "512Mi",
         },
     );

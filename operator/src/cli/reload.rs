@@ -39,6 +39,12 @@ pub struct ReloadArgs {
     /// How long the check may run before it is killed and counts as a rejection.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
     pub validate_timeout: Duration,
+    /// The buffer volume, whose chunks a drain waits for.
+    #[arg(long)]
+    pub buffer_dir: Option<PathBuf>,
+    /// Called while draining to flush every buffer now.
+    #[arg(long)]
+    pub flush_url: Option<String>,
     /// Where `--once` writes why it failed, for `kubectl describe pod`.
     #[arg(long, default_value = "/dev/termination-log")]
     pub termination_log: PathBuf,
@@ -58,6 +64,8 @@ fn settings(args: &ReloadArgs) -> Settings {
         reload_url: args.reload_url.clone(),
         reload_method: args.reload_method,
         termination_log: Some(args.termination_log.clone()),
+        buffer_dir: args.buffer_dir.clone(),
+        flush_url: args.flush_url.clone(),
     }
 }
 

@@ -221,6 +221,8 @@ pub struct Context {
     pub cores: Cores,
     /// Asks the reloaders in the data-plane pods for their status (`rollout::http_probe`).
     pub probe: Arc<super::rollout::ProbeFn>,
+    /// Asks one aggregator pod's reloader to drain before a scale-in.
+    pub drain: Arc<super::rollout::DrainFn>,
     pub memory: Mutex<Memory>,
     /// The watches' change signal: a change arriving while object statuses are written
     /// preempts the rest of them, and its arrival time starts the edit-to-config clock.
@@ -248,6 +250,7 @@ impl Context {
             settings,
             cores: Cores::default(),
             probe: super::rollout::http_probe(),
+            drain: super::rollout::http_drain(),
             memory: Mutex::new(Memory::default()),
             trigger: super::watches::Trigger::default(),
             status_lock: tokio::sync::Mutex::new(()),
@@ -263,6 +266,12 @@ impl Context {
     /// Replaces the reloader probe (tests).
     pub fn with_probe(mut self, probe: Arc<super::rollout::ProbeFn>) -> Self {
         self.probe = probe;
+        self
+    }
+
+    /// Replaces the drain request (tests).
+    pub fn with_drain(mut self, drain: Arc<super::rollout::DrainFn>) -> Self {
+        self.drain = drain;
         self
     }
 

@@ -210,7 +210,10 @@ async fn reconcile_logging(
         if let Some(next) = plan.next_change {
             requeue = requeue.min(until(next, now));
         }
-        let children = (ctx.cores.build)(pipeline, &plan)?;
+        let mut children = (ctx.cores.build)(pipeline, &plan)?;
+        if let Some(recheck) = rollout::gate_scale_in(ctx, pipeline, &mut children).await {
+            requeue = requeue.min(recheck);
+        }
         let applied = apply::apply_children(ctx, &children).await?;
         for (kind, child, message) in &applied.rejected {
             problems.push(Problem {

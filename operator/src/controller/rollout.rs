@@ -69,6 +69,89 @@ pub fn http_probe() -> Arc<ProbeFn> {
     })
 }
 
+/// Asks the reloader of one pod (by host name) to drain; answers its status.
+pub type DrainFn =
+    dyn Fn(String) -> BoxFuture<'static, Result<ReloaderStatus, String>> + Send + Sync;
+
+/// The real drain request: `POST /drain` on the pod's reloader.
+pub fn http_drain() -> Arc<DrainFn> {
+    Arc::new(|host: String| {
+        Box::pin(async move {
+            let url = format!("http://{host}:{}/drain", port());
+            let (code, body) = crate::reload::http::request(
+                &url,
+                crate::reload::Method::Post,
+                Duration::from_secs(2),
+            )
+            .await?;
+            if code == 200 {
+                serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))
+            } else {
+                Err(format!("{url} answered {code}"))
+            }
+        })
+    })
+}
+
+/// How soon to look again while an aggregator pod drains before a scale-in.
+pub const DRAIN_RECHECK: Duration = Duration::from_secs(10);
+
+/// Scale-in without losing buffered records: while the Logging asks for fewer aggregator
+/// replicas than run, the highest ordinal is drained first (not ready, so agents move away;
+/// its buffers flushed) and the StatefulSet shrinks by one only once that pod reports no
+/// chunks left. Returns when to look again while a scale-in is under way. Replicas left to an
+/// autoscaler are not gated.
+pub async fn gate_scale_in(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    children: &mut [Child],
+) -> Option<Duration> {
+    let desired = pipeline.spec.aggregator.as_ref()?.replicas?;
+    let names = &pipeline.names;
+    let running = ctx
+        .stores
+        .children_of(ChildKind::StatefulSet)
+        .into_iter()
+        .find(|s| {
+            s.metadata.name.as_deref() == Some(names.aggregator().as_str())
+                && s.metadata.namespace.as_deref() == Some(names.control_namespace.as_str())
+        })?
+        .data
+        .get("spec")?
+        .get("replicas")?
+        .as_i64()?;
+    if i64::from(desired) >= running {
+        return None;
+    }
+    let ordinal = running - 1;
+    let host = format!(
+        "{}-{ordinal}.{}.{}.svc",
+        names.aggregator(),
+        names.aggregator_headless_service(),
+        names.control_namespace
+    );
+    let drained = match (ctx.drain)(host).await {
+        Ok(status) => status.draining && status.buffered_chunks == Some(0),
+        Err(error) => {
+            tracing::info!(%error, ordinal, "aggregator pod to scale in not reachable yet");
+            false
+        }
+    };
+    let replicas = if drained { ordinal } else { running };
+    if drained {
+        tracing::info!(ordinal, "aggregator pod drained; scaling in by one");
+    }
+    for child in children
+        .iter_mut()
+        .filter(|c| c.kind == ChildKind::StatefulSet)
+    {
+        if let Some(spec) = child.object.data.get_mut("spec") {
+            spec["replicas"] = serde_json::json!(replicas);
+        }
+    }
+    Some(DRAIN_RECHECK)
+}
+
 fn port() -> u16 {
     u16::try_from(layout::RELOADER_PORT).unwrap_or(8099)
 }

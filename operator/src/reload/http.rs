@@ -89,7 +89,27 @@ async fn status(State(shared): State<Shared>) -> impl IntoResponse {
     axum::Json(status)
 }
 
-/// Serves `GET /status` and `GET /healthz` on `listener` until `shutdown`.
+/// Starts draining (the operator, before it scales the aggregator in); answers the status.
+async fn drain(State(shared): State<Shared>) -> impl IntoResponse {
+    let status = {
+        let mut status = shared.lock().unwrap_or_else(|e| e.into_inner());
+        status.draining = true;
+        status.clone()
+    };
+    axum::Json(status)
+}
+
+/// Not ready while draining, so the pod leaves the Service's endpoints and agents reconnect
+/// elsewhere.
+async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
+    if shared.lock().unwrap_or_else(|e| e.into_inner()).draining {
+        (hyper::StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (hyper::StatusCode::OK, "ok")
+    }
+}
+
+/// Serves `GET /status`, `POST /drain` and `GET /healthz` on `listener` until `shutdown`.
 pub async fn serve_status(
     listener: tokio::net::TcpListener,
     shared: Shared,
@@ -97,7 +117,8 @@ pub async fn serve_status(
 ) -> std::io::Result<()> {
     let router = Router::new()
         .route("/status", get(status))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/drain", axum::routing::post(drain))
+        .route("/healthz", get(healthz))
         .with_state(shared);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
