@@ -2366,3 +2366,101 @@ async fn a_scale_in_waits_until_the_removed_pod_has_drained_its_buffers() {
         before
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The load benchmark's scenario (e2e/src/bin/sluice-load.rs) at small N, with the real
+// resolve, render and build: the write counts per edit are exact.
+
+/// Flow `index` of the load scenario and its Output: an exclude and a label select rule,
+/// optionally a filter.
+fn load_flow(index: usize, app: &str, filter: Option<&str>, generation: i64) -> [Value; 2] {
+    let namespace = format!("load-{}", index % 4);
+    let name = format!("flow-{index:03}");
+    let filters = match filter {
+        Some(value) => json!([{"recordTransformer": {"records": {"load_marker": value}}}]),
+        None => json!([]),
+    };
+    let mut flow = team_object(
+        "Flow",
+        &namespace,
+        &name,
+        json!({"match": [{"exclude": {"labels": {"noise": "true"}}},
+                         {"select": {"labels": {"app": app}}}],
+               "filters": filters, "localOutputRefs": [name]}),
+    );
+    flow["metadata"]["generation"] = json!(generation);
+    [
+        team_object("Output", &namespace, &name, json!({"nullOutput": {}})),
+        flow,
+    ]
+}
+
+fn load_harness(flows: usize) -> Harness {
+    let mut fixture = Fixture {
+        loggings: vec![logging_json(None)],
+        namespaces: (0..4)
+            .map(|i| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("load-{i}")}}))
+            .collect(),
+        control_namespaces: vec![CONTROL.to_owned()],
+        real_cores: true,
+        ..Fixture::default()
+    };
+    for index in 0..flows {
+        let [output, flow] = load_flow(index, &format!("app-{index}"), None, 1);
+        fixture.outputs.push(output);
+        fixture.flows.push(flow);
+    }
+    Harness::start(fixture)
+}
+
+fn writes(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.is_write() && !c.path.contains("/events"))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect()
+}
+
+#[tokio::test]
+async fn load_scenario_one_edit_is_one_shard_write_plus_manifest_and_one_status_write() {
+    let mut harness = load_harness(40);
+    harness.settle().await;
+    let status = |index: usize| {
+        format!(
+            "PATCH /apis/logging.sluice.dev/v1alpha1/namespaces/load-{}/flows/flow-{index:03}/status",
+            index % 4
+        )
+    };
+    let secret = |name: &str| format!("PATCH /api/v1/namespaces/{CONTROL}/secrets/{name}");
+
+    // A filter edit lands in the flow's aggregator slot (and the bundle's manifest).
+    let [_, edited] = load_flow(17, "app-17", Some("edit-1"), 2);
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Apply(guard(edited)));
+    harness.ctx.trigger.bump();
+    let calls = harness.reconcile().await;
+    let key = ObjectKey::namespaced(Kind::Flow, "load-1", "flow-017");
+    let slot = sluice::render::fluentd::config_slot(&key);
+    assert_eq!(
+        writes(&calls),
+        [
+            secret(&format!("main-aggregator-config-{slot:02}")),
+            secret("main-aggregator-config"),
+            status(17),
+        ]
+    );
+    harness.observe(&calls);
+    assert_eq!(writes(&harness.reconcile().await), Vec::<String>::new());
+
+    // A select-label edit lands in the agents' routing table only.
+    let [_, edited] = load_flow(17, "edit-2", Some("edit-1"), 3);
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Apply(guard(edited)));
+    harness.ctx.trigger.bump();
+    let calls = harness.reconcile().await;
+    assert_eq!(writes(&calls), [secret("main-agent-routes"), status(17)]);
+}
