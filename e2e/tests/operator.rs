@@ -10,6 +10,9 @@
 //!
 //! The test installs the CRDs from `crds/` and the agent ClusterRoles, applies `examples/`,
 //! and cleans up the Logging at the end (the deletion cascade is one of the assertions).
+//! The data-plane pods copy their config reloader from the operator's image
+//! (`ghcr.io/sluice-dev/sluice:<version>`): build and load it as docs/install.md shows, or
+//! they stay in `Init`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

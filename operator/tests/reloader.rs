@@ -528,3 +528,52 @@ async fn a_drain_reports_not_ready_and_flushes_until_no_chunk_is_left() {
         "nothing left to flush"
     );
 }
+
+/// The command lines the builder puts in the pods parse as `sluice reload` flags: run with the
+/// real binary (nothing is mounted here, so it finds no configuration and says so, exit 1,
+/// rather than failing to parse, exit 2).
+#[test]
+fn the_reloader_command_lines_the_pods_run_are_accepted_by_the_binary() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let loaded = sluice::cli::input::load(&[examples]).unwrap();
+    let pipeline = sluice::model::resolve(&loaded.inventory)
+        .pipelines
+        .remove(0);
+    let children = sluice::build::objects(&pipeline, &sluice::pki::PkiPlan::default()).unwrap();
+    let mut checked = 0;
+    for child in children.iter().filter(|c| {
+        matches!(
+            c.kind,
+            sluice::build::ChildKind::DaemonSet | sluice::build::ChildKind::StatefulSet
+        )
+    }) {
+        let pod = &child.object.data["spec"]["template"]["spec"];
+        let containers = pod["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(pod["containers"].as_array().unwrap());
+        for container in containers.filter(|c| c["name"] == "config-init") {
+            let argv: Vec<String> = container["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(argv[0], sluice::layout::SLUICE_BINARY);
+            let scratch = tempfile::tempdir().unwrap();
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(argv[1..].iter().map(|arg| {
+                    // Keep the flags, point the directories somewhere writable.
+                    arg.replace("/sluice/", &format!("{}/", scratch.path().display()))
+                }))
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{argv:?}: {stderr}");
+            assert!(stderr.contains("no usable configuration"), "{stderr}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "the agent's and the aggregator's");
+}
