@@ -2464,3 +2464,31 @@ async fn load_scenario_one_edit_is_one_shard_write_plus_manifest_and_one_status_
     let calls = harness.reconcile().await;
     assert_eq!(writes(&calls), [secret("main-agent-routes"), status(17)]);
 }
+
+/// The inventory copies only the Secrets the TLS planner reads, never the rendered config
+/// bundles (a second copy of every flow's text on each reconcile).
+#[tokio::test]
+async fn config_bundles_are_not_copied_into_the_inventory() {
+    let (_, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    harness.settle().await;
+    let owned: Vec<String> = sluice::controller::inventory::owned_secrets(&harness.ctx)
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    assert!(owned.contains(&"main-ca".to_owned()), "{owned:?}");
+    assert!(
+        owned
+            .iter()
+            .all(|n| !n.contains("-config") && !n.contains("-credentials")),
+        "{owned:?}"
+    );
+    assert!(
+        harness
+            .ctx
+            .memory()
+            .applied_secrets
+            .keys()
+            .all(|(_, name)| !name.contains("-config")),
+    );
+}

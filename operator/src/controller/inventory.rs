@@ -87,8 +87,6 @@ pub fn from_stores(ctx: &Context) -> Inventory {
     }
 }
 
-/// Secrets Sluice created (labelled), converted from the dynamic cache; a Secret applied
-/// since the cache last saw it is taken as applied (see `Memory::applied_secrets`).
 /// The generation of every Flow, ClusterFlow, Output and ClusterOutput in the caches.
 pub fn generations(ctx: &Context) -> BTreeMap<ObjectKey, Option<i64>> {
     fn add<K: kube::Resource<DynamicType = ()> + Clone>(
@@ -132,10 +130,23 @@ fn current_blame(ctx: &Context) -> BTreeMap<ObjectKey, crate::model::ConfigRejec
     memory.config_rejected.clone()
 }
 
+/// Whether a Sluice Secret belongs to a config bundle: rendered text and copied credentials,
+/// which neither the TLS planner nor the model reads, so they are not copied into the
+/// inventory (at 10,000 flows they are megabytes per reconcile).
+pub fn is_config_bundle(object: &DynamicObject) -> bool {
+    object
+        .labels()
+        .contains_key(crate::layout::CONFIG_SET_LABEL)
+}
+
+/// Secrets Sluice created (labelled), converted from the dynamic cache, config bundles
+/// excepted; a Secret applied since the cache last saw it is taken as applied (see
+/// `Memory::applied_secrets`).
 pub fn owned_secrets(ctx: &Context) -> Vec<Secret> {
     let cached = ctx.stores.children_of(ChildKind::Secret);
     let mut current: BTreeMap<(String, String), DynamicObject> = cached
         .iter()
+        .filter(|o| !is_config_bundle(o))
         .map(|o| {
             (
                 (o.namespace().unwrap_or_default(), o.name_any()),
