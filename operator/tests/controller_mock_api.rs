@@ -718,6 +718,23 @@ impl Harness {
     }
 
     /// Reconciles and feeds the results back until a reconcile writes nothing.
+    /// What the reloaders of `component` answer from now on.
+    fn reloaders_answer(&self, component: &str, statuses: Vec<sluice::bundle::ReloaderStatus>) {
+        self.reloaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(names().reloader_host(component), statuses);
+    }
+
+    /// A Flow as its watch delivers an edit of it, then the reconcile that edit triggers.
+    async fn deliver_flow_edit(&mut self, flow: Value) -> Vec<Call> {
+        self.writers
+            .flows
+            .apply_watcher_event(&watcher::Event::Apply(guard(flow)));
+        self.ctx.trigger.bump();
+        self.reconcile().await
+    }
+
     async fn settle(&mut self) {
         for _ in 0..4 {
             let calls = self.reconcile().await;
@@ -2072,10 +2089,6 @@ fn cached_revision(harness: &Harness, name: &str) -> String {
         .revision
 }
 
-fn reloader_host(component: &str) -> String {
-    names().reloader_host(component)
-}
-
 fn running(revision: &str) -> sluice::bundle::ReloaderStatus {
     sluice::bundle::ReloaderStatus {
         running: Some(revision.to_owned()),
@@ -2092,11 +2105,8 @@ async fn a_revision_a_pod_accepted_is_promoted_files_first_and_then_settles() {
     harness.settle().await;
     let aggregator = cached_revision(&harness, &names().aggregator_config_secret());
     let agent = cached_revision(&harness, &names().agent_config_secret());
-    {
-        let mut reloaders = harness.reloaders.lock().unwrap_or_else(|e| e.into_inner());
-        reloaders.insert(reloader_host("aggregator"), vec![running(&aggregator)]);
-        reloaders.insert(reloader_host("agent"), vec![running(&agent)]);
-    }
+    harness.reloaders_answer("aggregator", vec![running(&aggregator)]);
+    harness.reloaders_answer("agent", vec![running(&agent)]);
     let calls = harness.reconcile().await;
     let secrets = |calls: &[Call]| -> Vec<String> {
         calls
@@ -2159,21 +2169,17 @@ async fn a_rejected_revision_degrades_the_logging_blames_the_named_flow_and_the_
     let error = format!(
         "[error]: config error file=\"/sluice/active/revisions/x/fluent.conf\" error_class=Fluent::ConfigError error=\"unknown parameter in <label {label}>\""
     );
-    harness
-        .reloaders
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            reloader_host("aggregator"),
-            vec![sluice::bundle::ReloaderStatus {
-                running: Some("an-older-revision".to_owned()),
-                rejected: Some(sluice::bundle::Rejection {
-                    revision: rejected.clone(),
-                    error: error.clone(),
-                }),
-                ..Default::default()
-            }],
-        );
+    harness.reloaders_answer(
+        "aggregator",
+        vec![sluice::bundle::ReloaderStatus {
+            running: Some("an-older-revision".to_owned()),
+            rejected: Some(sluice::bundle::Rejection {
+                revision: rejected.clone(),
+                error: error.clone(),
+            }),
+            ..Default::default()
+        }],
+    );
     let calls = harness.reconcile().await;
     // Nothing is promoted.
     assert!(
@@ -2262,14 +2268,7 @@ async fn a_revision_no_pod_judged_yet_writes_nothing_and_looks_again_soon() {
     let mut harness = Harness::start(fixture);
     harness.settle().await;
     // The pods still run an older revision and have not looked at the new one yet.
-    harness
-        .reloaders
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            reloader_host("aggregator"),
-            vec![running("an-older-revision")],
-        );
+    harness.reloaders_answer("aggregator", vec![running("an-older-revision")]);
     harness
         .calls
         .lock()
@@ -2435,12 +2434,7 @@ async fn load_scenario_one_edit_is_one_shard_write_plus_manifest_and_one_status_
 
     // A filter edit lands in the flow's aggregator slot (and the bundle's manifest).
     let [_, edited] = load_flow(17, "app-17", Some("edit-1"), 2);
-    harness
-        .writers
-        .flows
-        .apply_watcher_event(&watcher::Event::Apply(guard(edited)));
-    harness.ctx.trigger.bump();
-    let calls = harness.reconcile().await;
+    let calls = harness.deliver_flow_edit(edited).await;
     let key = ObjectKey::namespaced(Kind::Flow, "load-1", "flow-017");
     let slot = sluice::render::fluentd::config_slot(&key);
     assert_eq!(
@@ -2456,12 +2450,7 @@ async fn load_scenario_one_edit_is_one_shard_write_plus_manifest_and_one_status_
 
     // A select-label edit lands in the agents' routing table only.
     let [_, edited] = load_flow(17, "edit-2", Some("edit-1"), 3);
-    harness
-        .writers
-        .flows
-        .apply_watcher_event(&watcher::Event::Apply(guard(edited)));
-    harness.ctx.trigger.bump();
-    let calls = harness.reconcile().await;
+    let calls = harness.deliver_flow_edit(edited).await;
     assert_eq!(writes(&calls), [secret("main-agent-routes"), status(17)]);
 }
 

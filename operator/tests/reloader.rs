@@ -135,6 +135,16 @@ fn settings(pod: &Pod, reload_url: &str) -> Settings {
     }
 }
 
+/// A pod whose init container ran on a candidate holding `config`: the reloader, its
+/// revision.
+async fn started(endpoint: &Endpoint, config: &str, credential: &str) -> (Pod, Reloader, String) {
+    let pod = pod();
+    let revision = write_bundle(&pod.candidate, config, credential);
+    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
+    assert_eq!(reloader.prepare().await.unwrap(), revision);
+    (pod, reloader, revision)
+}
+
 fn current_config(pod: &Pod) -> String {
     std::fs::read_to_string(pod.active.join("current/slot-01.conf")).unwrap_or_default()
 }
@@ -150,10 +160,7 @@ fn checks(pod: &Pod) -> Vec<String> {
 #[tokio::test]
 async fn an_accepted_revision_becomes_current_and_the_process_reloads_once() {
     let endpoint = endpoint().await;
-    let pod = pod();
-    let first = write_bundle(&pod.candidate, "# one flow\n", "s3cret");
-    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
-    assert_eq!(reloader.prepare().await.unwrap(), first);
+    let (pod, mut reloader, first) = started(&endpoint, "# one flow\n", "s3cret").await;
     assert_eq!(
         endpoint.calls.load(Ordering::SeqCst),
         0,
@@ -180,10 +187,7 @@ async fn an_accepted_revision_becomes_current_and_the_process_reloads_once() {
 #[tokio::test]
 async fn a_rejected_revision_never_replaces_the_running_one_and_is_not_retried() {
     let endpoint = endpoint().await;
-    let pod = pod();
-    let good = write_bundle(&pod.candidate, "# good\n", "s3cret");
-    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
-    reloader.prepare().await.unwrap();
+    let (pod, mut reloader, good) = started(&endpoint, "# good\n", "s3cret").await;
 
     let bad = write_bundle(&pod.candidate, "BAD\n", "s3cret");
     assert_eq!(
@@ -217,10 +221,7 @@ async fn a_rejected_revision_never_replaces_the_running_one_and_is_not_retried()
 #[tokio::test]
 async fn a_check_that_hangs_is_killed_and_counts_as_a_rejection() {
     let endpoint = endpoint().await;
-    let pod = pod();
-    write_bundle(&pod.candidate, "# good\n", "s3cret");
-    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
-    reloader.prepare().await.unwrap();
+    let (pod, mut reloader, _) = started(&endpoint, "# good\n", "s3cret").await;
     let hung = write_bundle(&pod.candidate, "HANG\n", "s3cret");
     let started = std::time::Instant::now();
     assert_eq!(reloader.step().await.unwrap(), Outcome::Rejected(hung));
@@ -237,10 +238,7 @@ async fn a_check_that_hangs_is_killed_and_counts_as_a_rejection() {
 async fn a_reload_endpoint_that_is_down_is_retried_until_it_answers() {
     let endpoint = endpoint().await;
     endpoint.healthy.store(false, Ordering::SeqCst);
-    let pod = pod();
-    write_bundle(&pod.candidate, "# one\n", "s3cret");
-    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
-    reloader.prepare().await.unwrap();
+    let (pod, mut reloader, _) = started(&endpoint, "# one\n", "s3cret").await;
     let next = write_bundle(&pod.candidate, "# two\n", "s3cret");
     assert_eq!(
         reloader.step().await.unwrap(),
@@ -281,10 +279,7 @@ async fn an_unreachable_reload_endpoint_is_reported() {
 #[tokio::test]
 async fn of_rapid_successive_revisions_only_the_newest_is_applied() {
     let endpoint = endpoint().await;
-    let pod = pod();
-    write_bundle(&pod.candidate, "# zero\n", "s3cret");
-    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
-    reloader.prepare().await.unwrap();
+    let (pod, mut reloader, _) = started(&endpoint, "# zero\n", "s3cret").await;
 
     let first = write_bundle(&pod.candidate, "SLOW one\n", "s3cret");
     let candidate = pod.candidate.clone();
@@ -316,10 +311,7 @@ async fn of_rapid_successive_revisions_only_the_newest_is_applied() {
 #[tokio::test]
 async fn an_incomplete_bundle_is_left_alone_until_it_is_complete() {
     let endpoint = endpoint().await;
-    let pod = pod();
-    write_bundle(&pod.candidate, "# one\n", "s3cret");
-    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
-    reloader.prepare().await.unwrap();
+    let (pod, mut reloader, _) = started(&endpoint, "# one\n", "s3cret").await;
     let next = write_bundle(&pod.candidate, "# two\n", "s3cret");
     // The kubelet has delivered the new manifest but an old slot.
     std::fs::write(pod.candidate.join("slot-01.conf"), "# one\n").unwrap();
@@ -364,10 +356,7 @@ async fn init_keeps_a_complete_current_revision_across_container_restarts() {
 #[tokio::test]
 async fn garbage_collection_keeps_the_current_and_previous_revisions_and_their_files() {
     let endpoint = endpoint().await;
-    let pod = pod();
-    let one = write_bundle(&pod.candidate, "# one\n", "first");
-    let mut reloader = Reloader::new(settings(&pod, &endpoint.url));
-    reloader.prepare().await.unwrap();
+    let (pod, mut reloader, one) = started(&endpoint, "# one\n", "first").await;
     let two = write_bundle(&pod.candidate, "# two\n", "second");
     reloader.step().await.unwrap();
     let three = write_bundle(&pod.candidate, "# three\n", "third");
