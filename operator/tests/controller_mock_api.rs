@@ -1832,6 +1832,101 @@ async fn a_secret_read_that_never_answers_times_out_and_degrades_only_its_output
     );
 }
 
+/// A Flow whose two filters set 64 keys of `fill` bytes each: about `128 * fill` bytes of
+/// config.
+fn bulky_flow(name: &str, fill: usize) -> Value {
+    let records: serde_json::Map<String, Value> = (0..64)
+        .map(|i| (format!("key{i:02}"), Value::String("x".repeat(fill))))
+        .collect();
+    team_object(
+        "Flow",
+        "team-b",
+        name,
+        json!({"filters": [{"recordTransformer": {"records": records}},
+                       {"recordTransformer": {"records": records}}],
+               "localOutputRefs": ["sink"]}),
+    )
+}
+
+#[tokio::test]
+async fn a_flow_its_full_config_slot_leaves_out_is_degraded_alone() {
+    use sluice::render::fluentd::config_slot;
+    let slot = |name: &str| config_slot(&ObjectKey::namespaced(Kind::Flow, "team-b", name));
+    // Two Flows sharing a slot, each taking more than half of its 900 KiB: the second by key
+    // is the one left out.
+    let first = "bulky-0";
+    let second = (1..1000)
+        .map(|i| format!("bulky-{i}"))
+        .find(|name| slot(name) == slot(first))
+        .unwrap();
+    let mut harness = isolation_harness("creds", Settings::default());
+    let sink = team_object(
+        "Output",
+        "team-b",
+        "sink",
+        json!({"http": {"endpoint": "https://logs.example.com"}}),
+    );
+    harness
+        .writers
+        .outputs
+        .apply_watcher_event(&watcher::Event::Apply(guard(sink)));
+    for flow in [bulky_flow(first, 4000), bulky_flow(&second, 4000)] {
+        harness
+            .writers
+            .flows
+            .apply_watcher_event(&watcher::Event::Apply(guard(flow)));
+    }
+    let calls = harness.reconcile().await;
+    let status_of = |name: &str| {
+        find(
+            &calls,
+            "PATCH",
+            &format!("/apis/logging.sluice.dev/v1alpha1/namespaces/team-b/flows/{name}/status"),
+        )
+        .body["status"]
+            .clone()
+    };
+    let left_out = status_of(&second);
+    assert_eq!(
+        condition(&left_out, "Degraded")["status"],
+        "True",
+        "{left_out}"
+    );
+    assert_eq!(
+        condition(&left_out, "Degraded")["reason"],
+        "ConfigSlotFull",
+        "{left_out}"
+    );
+    assert_eq!(
+        condition(&left_out, "Ready")["status"],
+        "False",
+        "{left_out}"
+    );
+    for kept in [first, "app"] {
+        let status = status_of(kept);
+        assert_eq!(
+            condition(&status, "Ready")["status"],
+            "True",
+            "{kept}: {status}"
+        );
+    }
+    let logging = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_ne!(
+        condition(logging, "Degraded")["status"],
+        "True",
+        "{logging}"
+    );
+    let config = applied_aggregator_config(&calls).unwrap();
+    assert!(
+        config.contains(&format!("team-b/{first}")),
+        "the first bulky flow is configured"
+    );
+    assert!(
+        !config.contains(&format!("team-b/{second}")),
+        "the second is not"
+    );
+}
+
 fn many_flows_harness(flows: usize, settings: Settings) -> Harness {
     Harness::start(Fixture {
         loggings: vec![logging_json(None)],

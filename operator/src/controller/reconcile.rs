@@ -170,7 +170,7 @@ async fn reconcile_logging(
     inventory::forget_unreferenced(ctx, &wanted);
     inventory.secrets.extend(user_secrets.secrets);
     inventory.secret_errors = user_secrets.errors;
-    let resolution = (ctx.cores.resolve)(&inventory);
+    let mut resolution = (ctx.cores.resolve)(&inventory);
     let key = ObjectKey::cluster(Kind::Logging, &name);
     let mut problems = resolution.problems.get(&key).cloned().unwrap_or_default();
     let mut requeue = ctx.settings.resync;
@@ -181,6 +181,7 @@ async fn reconcile_logging(
         ..LoggingFacts::default()
     };
     let mut workloads: (Option<Arc<DynamicObject>>, Option<Arc<DynamicObject>>) = (None, None);
+    let mut overflowed = Vec::new();
     let mut certificates_changed = false;
     let allowed = ctx
         .stores
@@ -211,6 +212,7 @@ async fn reconcile_logging(
             requeue = requeue.min(until(next, now));
         }
         let mut children = (ctx.cores.build)(pipeline, &plan)?;
+        overflowed = overflowed_flows(pipeline, &children);
         if let Some(recheck) = rollout::gate_scale_in(ctx, pipeline, &mut children).await {
             requeue = requeue.min(recheck);
         }
@@ -275,6 +277,7 @@ async fn reconcile_logging(
             record_certificate_metrics(ctx, &name, certificates);
         }
     }
+    leave_out_overflowed(&mut resolution, &name, &overflowed);
     facts.problems = problems;
     facts.agent = workloads.0.as_deref();
     facts.aggregator = workloads.1.as_deref();
@@ -448,6 +451,60 @@ async fn announce_changes(
                 format!("deleted {}", list(deleted)),
             )
             .await;
+    }
+}
+
+/// Flows a full config slot left out. Rendering again is needed to know which, so it is done
+/// only when some slot Secret is at least half full (at 10,000 simple flows slots hold about
+/// a quarter of the budget).
+fn overflowed_flows(pipeline: &Pipeline, children: &[Child]) -> Vec<ObjectKey> {
+    use crate::render::fluentd::SLOT_BUDGET;
+    let slot_secrets = pipeline
+        .names
+        .candidate_bundle_secrets(crate::layout::AGGREGATOR_COMPONENT);
+    let crowded = children.iter().any(|child| {
+        child.kind == ChildKind::Secret
+            && child
+                .object
+                .metadata
+                .name
+                .as_ref()
+                .is_some_and(|name| slot_secrets.contains(name))
+            && serde_json::to_string(&child.object.data).map_or(0, |text| text.len() / 4 * 3)
+                > SLOT_BUDGET / 2
+    });
+    if crowded {
+        crate::render::aggregator(pipeline).overflowed
+    } else {
+        Vec::new()
+    }
+}
+
+/// A flow its full slot left out is not part of the Logging's configuration: its status says
+/// so, and only it is degraded.
+fn leave_out_overflowed(resolution: &mut Resolution, logging: &str, overflowed: &[ObjectKey]) {
+    if overflowed.is_empty() {
+        return;
+    }
+    for pipeline in resolution
+        .pipelines
+        .iter_mut()
+        .filter(|p| p.logging == logging)
+    {
+        pipeline
+            .flows
+            .retain(|flow| !overflowed.contains(&flow.key));
+    }
+    for key in overflowed {
+        // First: being left out outweighs whatever else is wrong with the flow.
+        resolution.problems.entry(key.clone()).or_default().insert(0, Problem {
+            reason: "ConfigSlotFull",
+            field: "spec".to_owned(),
+            message: format!(
+                "left out of Logging {logging}: its share of the aggregator configuration (slot {}) is full",
+                crate::render::fluentd::config_slot(key)
+            ),
+        });
     }
 }
 
