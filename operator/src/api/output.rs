@@ -54,6 +54,8 @@ fn one_output_kind(schema: &mut schemars::Schema) {
 #[schemars(transform = one_output_kind)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputSpec {
+    // The output kinds are boxed: inline, every Output would carry the size of all eleven
+    // (2.3 KB), in the watch cache and in every map of plans.
     /// Name of the Logging this output belongs to. Unset: every Logging that watches this namespace.
     /// A Logging's name (DNS subdomain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,37 +66,37 @@ pub struct OutputSpec {
     pub logging_ref: Option<String>,
     /// Writes records to files on the aggregator's buffer volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileOutput>,
+    pub file: Option<Box<FileOutput>>,
     /// Discards records. (`null` itself would be read as a YAML null.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub null_output: Option<NullOutput>,
+    pub null_output: Option<Box<NullOutput>>,
     /// Prints records to the aggregator's standard output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stdout: Option<StdoutOutput>,
+    pub stdout: Option<Box<StdoutOutput>>,
     /// Forwards records to another fluentd or fluent-bit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forward: Option<ForwardOutput>,
+    pub forward: Option<Box<ForwardOutput>>,
     /// Sends records as JSON to an HTTP endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpOutput>,
+    pub http: Option<Box<HttpOutput>>,
     /// Indexes records in Elasticsearch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub elasticsearch: Option<SearchOutput>,
+    pub elasticsearch: Option<Box<SearchOutput>>,
     /// Indexes records in OpenSearch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opensearch: Option<SearchOutput>,
+    pub opensearch: Option<Box<SearchOutput>>,
     /// Pushes records to Grafana Loki.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loki: Option<LokiOutput>,
+    pub loki: Option<Box<LokiOutput>>,
     /// Writes records as objects to Amazon S3 or a compatible store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<S3Output>,
+    pub s3: Option<Box<S3Output>>,
     /// Produces records to Apache Kafka.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kafka: Option<KafkaOutput>,
+    pub kafka: Option<Box<KafkaOutput>>,
     /// Sends records to a Splunk HTTP Event Collector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub splunk_hec: Option<SplunkHecOutput>,
+    pub splunk_hec: Option<Box<SplunkHecOutput>>,
     /// Buffering and retries of this output. Each flow-output pair gets its own buffer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer: Option<BufferSpec>,

@@ -76,8 +76,10 @@ fn display(id: &ChildId) -> String {
     }
 }
 
-fn desired_hash(object: &DynamicObject) -> String {
-    let bytes = serde_json::to_vec(object).unwrap_or_default();
+/// SHA-256 of the JSON form: what is remembered of applied objects and written statuses,
+/// instead of the objects themselves.
+pub fn json_hash(value: &impl serde::Serialize) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
     hex::encode(Sha256::digest(&bytes))
 }
 
@@ -189,7 +191,7 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
         object.meta_mut().resource_version = None;
         let desired = serde_json::to_value(&object)
             .map_err(|e| Error::InvalidChild(format!("{}: {e}", display(&id))))?;
-        let hash = desired_hash(&object);
+        let hash = json_hash(&object);
         if !needs_apply(ctx, &id, &hash, &desired) {
             continue;
         }

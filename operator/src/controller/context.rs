@@ -138,9 +138,9 @@ pub struct Memory {
     /// in for the cached copies, so the TLS planner never re-mints material it has just
     /// issued because a watch event is late.
     pub applied_secrets: HashMap<(String, String), DynamicObject>,
-    /// The last status we wrote, by object uid, so a cache lagging behind our own patch does
-    /// not cause a second identical patch.
-    pub written_status: HashMap<String, serde_json::Value>,
+    /// Hash of the last status we wrote ([`super::apply::json_hash`]), by object uid, so a
+    /// cache lagging behind our own patch does not cause a second identical patch.
+    pub written_status: HashMap<String, String>,
     /// User Secrets read by name, with when they were read; re-read after `resync`.
     /// Missing and unreadable ones are remembered too: otherwise every reconcile would repeat
     /// one GET (and perhaps one timeout) per bad reference.

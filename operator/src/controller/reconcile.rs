@@ -556,15 +556,17 @@ fn record_certificate_metrics(
 }
 
 fn already_written(ctx: &Context, uid: Option<String>, status: &impl serde::Serialize) -> bool {
-    let (Some(uid), Ok(value)) = (uid, serde_json::to_value(status)) else {
+    let Some(uid) = uid else {
         return false;
     };
-    ctx.memory().written_status.get(&uid) == Some(&value)
+    ctx.memory().written_status.get(&uid) == Some(&apply::json_hash(status))
 }
 
 fn remember_written(ctx: &Context, uid: Option<String>, status: &impl serde::Serialize) {
-    if let (Some(uid), Ok(value)) = (uid, serde_json::to_value(status)) {
-        ctx.memory().written_status.insert(uid, value);
+    if let Some(uid) = uid {
+        ctx.memory()
+            .written_status
+            .insert(uid, apply::json_hash(status));
     }
 }
 

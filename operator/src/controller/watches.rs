@@ -146,7 +146,7 @@ where
     let mut seen: HashMap<String, String> = HashMap::new();
     Box::pin(
         stream
-            .modify(|object: &mut K| object.meta_mut().managed_fields = None)
+            .modify(strip_unread_metadata)
             .default_backoff()
             .reflect(writer)
             .for_each(move |event| {
@@ -175,6 +175,18 @@ where
                 futures::future::ready(())
             }),
     )
+}
+
+/// kubectl's client-side apply keeps a full copy of the object in this annotation.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what Sluice never reads and can be as large as the object itself, before it is cached.
+fn strip_unread_metadata<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
 }
 
 fn guarded<K>(
@@ -340,7 +352,9 @@ mod tests {
         let mut value = serde_json::json!({
             "apiVersion": "logging.sluice.dev/v1alpha1", "kind": "Flow",
             "metadata": {"name": "f", "namespace": "a", "uid": "u", "generation": generation,
-                         "managedFields": [{"manager": "kubectl"}]},
+                         "managedFields": [{"manager": "kubectl"}],
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}",
+                                         "team": "a"}},
             "spec": {}
         });
         if let Some(reason) = status {
@@ -383,7 +397,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cached_objects_have_no_managed_fields() {
+    async fn cached_objects_have_no_managed_fields_or_last_applied_copy() {
         let (store, writer) = reflector::store::<DeserializeGuard<Flow>>();
         drive(
             "Flow",
@@ -397,6 +411,8 @@ mod tests {
         let cached = store.state();
         assert_eq!(cached.len(), 1);
         assert!(cached[0].meta().managed_fields.is_none());
+        let annotations = cached[0].meta().annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
     }
 
     /// The first request of every watch: one per task, each waiting for its answer.
