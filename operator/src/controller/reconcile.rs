@@ -6,6 +6,7 @@
 //! preempts the rest (the reconcile returns and the next one, which that change triggers
 //! anyway, computes them afresh).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -617,12 +618,14 @@ async fn update_object_statuses(
             .await;
     }
     let mut pending = Vec::new();
+    let users = users_by_object(resolution);
     let stores = &ctx.stores;
     pending_kind::<Flow>(
         ctx,
         Kind::Flow,
         &stores.flows.state(),
         resolution,
+        &users,
         now,
         &mut pending,
     )
@@ -632,6 +635,7 @@ async fn update_object_statuses(
         Kind::ClusterFlow,
         &stores.cluster_flows.state(),
         resolution,
+        &users,
         now,
         &mut pending,
     )
@@ -641,6 +645,7 @@ async fn update_object_statuses(
         Kind::Output,
         &stores.outputs.state(),
         resolution,
+        &users,
         now,
         &mut pending,
     )
@@ -650,6 +655,7 @@ async fn update_object_statuses(
         Kind::ClusterOutput,
         &stores.cluster_outputs.state(),
         resolution,
+        &users,
         now,
         &mut pending,
     )
@@ -719,19 +725,23 @@ async fn write_status(ctx: &Context, item: PendingStatus) -> Result<(), Error> {
     }
 }
 
-/// The Loggings whose rendered configuration includes the object, comma-separated.
-fn users_of(resolution: &Resolution, key: &ObjectKey) -> String {
-    resolution
-        .pipelines
-        .iter()
-        .filter(|p| match key.kind {
-            Kind::Flow | Kind::ClusterFlow => p.flows.iter().any(|f| &f.key == key),
-            Kind::Output | Kind::ClusterOutput => p.outputs.contains_key(key),
-            Kind::Logging => false,
-        })
-        .map(|p| p.logging.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// For every object in a rendered configuration, the Loggings that include it,
+/// comma-separated. Built once per reconcile: asking each of 10,000 flows whether every
+/// pipeline holds it would be quadratic.
+fn users_by_object(resolution: &Resolution) -> HashMap<&ObjectKey, String> {
+    let mut users: HashMap<&ObjectKey, String> = HashMap::new();
+    for pipeline in &resolution.pipelines {
+        let flows = pipeline.flows.iter().map(|flow| &flow.key);
+        for key in flows.chain(pipeline.outputs.keys()) {
+            // A pipeline holds each object once, and pipelines come sorted by Logging name.
+            let names = users.entry(key).or_default();
+            if !names.is_empty() {
+                names.push_str(", ");
+            }
+            names.push_str(&pipeline.logging);
+        }
+    }
+    users
 }
 
 fn unused_reason(kind: Kind) -> &'static str {
@@ -767,6 +777,7 @@ async fn pending_kind<K>(
     kind: Kind,
     objects: &[Arc<DeserializeGuard<K>>],
     resolution: &Resolution,
+    users: &HashMap<&ObjectKey, String>,
     now: jiff::Timestamp,
     pending: &mut Vec<PendingStatus>,
 ) where
@@ -790,11 +801,9 @@ async fn pending_kind<K>(
             .get(&key)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let users = users_of(resolution, &key);
-        let usage = if users.is_empty() {
-            status::Usage::Unused(unused_reason(kind))
-        } else {
-            status::Usage::InUse(&users)
+        let usage = match users.get(&key) {
+            Some(loggings) => status::Usage::InUse(loggings),
+            None => status::Usage::Unused(unused_reason(kind)),
         };
         let computed = status::object_status(
             object.meta().generation,
