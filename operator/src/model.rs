@@ -4,7 +4,7 @@
 
 pub mod limits;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -314,6 +314,18 @@ pub fn secret_file_name(namespace: &str, reference: &SecretKeyRef) -> String {
     format!("{namespace}_{}_{}", reference.name, reference.key)
 }
 
+/// Objects by the name `name_of` gives them; the first of a name wins.
+fn by_name<'a, T, N: std::hash::Hash + Eq>(
+    objects: &'a [T],
+    name_of: impl Fn(&'a T) -> N,
+) -> HashMap<N, &'a T> {
+    let mut index = HashMap::with_capacity(objects.len());
+    for object in objects {
+        index.entry(name_of(object)).or_insert(object);
+    }
+    index
+}
+
 /// Builds the pipeline of one valid Logging.
 struct Resolver<'a> {
     inventory: &'a Inventory,
@@ -325,6 +337,11 @@ struct Resolver<'a> {
     /// Outputs already found invalid, so each is validated once.
     invalid_outputs: std::collections::BTreeSet<ObjectKey>,
     output_secret_data: BTreeMap<String, Vec<u8>>,
+    /// Lookups by name: every flow names its outputs, so a scan per reference would be
+    /// quadratic at 10,000 flows. The first object of a name wins, as a scan would find it.
+    outputs_by_name: HashMap<(&'a str, &'a str), &'a Output>,
+    cluster_outputs_by_name: HashMap<&'a str, &'a ClusterOutput>,
+    secrets_by_name: HashMap<(&'a str, &'a str), &'a Secret>,
 }
 
 impl<'a> Resolver<'a> {
@@ -339,6 +356,13 @@ impl<'a> Resolver<'a> {
             outputs: BTreeMap::new(),
             invalid_outputs: Default::default(),
             output_secret_data: BTreeMap::new(),
+            outputs_by_name: by_name(&inventory.outputs, |o| {
+                (namespace_of(&o.metadata), name_of(&o.metadata))
+            }),
+            cluster_outputs_by_name: by_name(&inventory.cluster_outputs, |o| name_of(&o.metadata)),
+            secrets_by_name: by_name(&inventory.secrets, |s| {
+                (namespace_of(&s.metadata), name_of(&s.metadata))
+            }),
         }
     }
 
@@ -385,28 +409,6 @@ impl<'a> Resolver<'a> {
 
     fn report(&mut self, key: &ObjectKey, problem: Problem) {
         self.problems.entry(key.clone()).or_default().push(problem);
-    }
-
-    fn generation_of(&self, key: &ObjectKey) -> Option<i64> {
-        let matches = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            meta.name.as_deref() == Some(key.name.as_str())
-                && meta.namespace.as_deref() == key.namespace.as_deref()
-        };
-        match key.kind {
-            Kind::Output => self
-                .inventory
-                .outputs
-                .iter()
-                .find(|o| matches(&o.metadata))
-                .and_then(|o| o.metadata.generation),
-            Kind::ClusterOutput => self
-                .inventory
-                .cluster_outputs
-                .iter()
-                .find(|o| matches(&o.metadata))
-                .and_then(|o| o.metadata.generation),
-            _ => None,
-        }
     }
 
     /// Whether `key`, at `generation`, was blamed for a rejected configuration; reports it.
@@ -642,11 +644,7 @@ impl<'a> Resolver<'a> {
         field: &str,
     ) -> Option<ObjectKey> {
         let key = ObjectKey::namespaced(Kind::Output, namespace, name);
-        let found = self
-            .inventory
-            .outputs
-            .iter()
-            .find(|o| namespace_of(&o.metadata) == namespace && name_of(&o.metadata) == name);
+        let found = self.outputs_by_name.get(&(namespace, name)).copied();
         let Some(output) = found else {
             self.report(
                 flow,
@@ -669,7 +667,8 @@ impl<'a> Resolver<'a> {
             );
             return None;
         }
-        self.usable_output(key, &output.spec, namespace.to_owned(), flow, field)
+        let generation = output.metadata.generation;
+        self.usable_output(key, &output.spec, generation, namespace.to_owned(), flow, field)
     }
 
     /// The usable ClusterOutputs among `names`, reporting each unusable one at `field[index]`.
@@ -697,11 +696,7 @@ impl<'a> Resolver<'a> {
         field: &str,
     ) -> Option<ObjectKey> {
         let key = ObjectKey::cluster(Kind::ClusterOutput, name);
-        let found = self
-            .inventory
-            .cluster_outputs
-            .iter()
-            .find(|o| name_of(&o.metadata) == name);
+        let found = self.cluster_outputs_by_name.get(name).copied();
         let Some(output) = found else {
             self.report(
                 flow,
@@ -729,7 +724,8 @@ impl<'a> Resolver<'a> {
             return None;
         }
         let control_namespace = self.logging.spec.control_namespace.clone();
-        self.usable_output(key, &output.spec.output, control_namespace, flow, field)
+        let generation = output.metadata.generation;
+        self.usable_output(key, &output.spec.output, generation, control_namespace, flow, field)
     }
 
     /// Validates an output once; reports on the output itself, and on the referencing flow
@@ -738,6 +734,7 @@ impl<'a> Resolver<'a> {
         &mut self,
         key: ObjectKey,
         spec: &OutputSpec,
+        generation: Option<i64>,
         secret_namespace: String,
         flow: &ObjectKey,
         field: &str,
@@ -745,7 +742,7 @@ impl<'a> Resolver<'a> {
         if self.outputs.contains_key(&key) {
             return Some(key);
         }
-        if !self.invalid_outputs.contains(&key) && self.blamed(&key, self.generation_of(&key)) {
+        if !self.invalid_outputs.contains(&key) && self.blamed(&key, generation) {
             self.invalid_outputs.insert(key.clone());
         }
         if !self.invalid_outputs.contains(&key) {
@@ -875,9 +872,10 @@ impl<'a> Resolver<'a> {
                 ),
             ));
         }
-        let secret = self.inventory.secrets.iter().find(|s| {
-            namespace_of(&s.metadata) == namespace && name_of(&s.metadata) == name.as_str()
-        });
+        let secret = self
+            .secrets_by_name
+            .get(&(namespace, name.as_str()))
+            .copied();
         if let Some(owner) =
             secrets::managed_by_sluice(&self.inventory.loggings, namespace, name, secret)
         {
