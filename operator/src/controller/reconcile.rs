@@ -789,7 +789,11 @@ async fn pending_kind<K>(
 {
     let resource = ApiResource::erase::<K>(&());
     let mut objects: Vec<&K> = objects.iter().filter_map(|g| g.0.as_ref().ok()).collect();
-    objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+    // Borrowed keys: a key that clones both names allocates on every comparison.
+    objects.sort_by_key(|object| {
+        let meta = object.meta();
+        (meta.namespace.as_deref(), meta.name.as_deref())
+    });
     for object in objects {
         let name = object.name_any();
         let key = match object.namespace() {
