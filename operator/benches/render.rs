@@ -7,7 +7,7 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{load_inventory, simple_flows};
+use common::simple_flows;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn render(c: &mut Criterion) {
@@ -19,11 +19,72 @@ fn render(c: &mut Criterion) {
         c.bench_function(&format!("agent_{n}_flows"), |b| {
             b.iter(|| sluice::render::agent(black_box(&pipeline)))
         });
-        let inventory = load_inventory(n);
+        let objects = load_objects(n);
+        let inventory = objects.inventory();
         c.bench_function(&format!("resolve_{n}_flows"), |b| {
             b.iter(|| sluice::model::resolve(black_box(&inventory)))
         });
     }
+}
+
+/// The load scenario's objects (`e2e` `sluice-load`): one Logging watching 10 namespaces and
+/// `n` Flows spread over them, each with an exclude and a label-select rule and its own
+/// null Output.
+pub fn load_objects(n: usize) -> sluice::model::Objects {
+    use serde_json::json;
+    let namespaces: Vec<String> = (0..10).map(|i| format!("team-{i}")).collect();
+    let logging = serde_json::from_value(json!({
+        "apiVersion": "logging.sluice.dev/v1alpha1", "kind": "Logging",
+        "metadata": {"name": "main", "uid": "u-main"},
+        "spec": {
+            "controlNamespace": "logging",
+            "watchNamespaces": namespaces,
+            "tenantLimits": {"maxFlowOutputPairsPerNamespace": 100_000},
+        },
+    }))
+    .expect("valid Logging");
+    let mut inventory = sluice::model::Objects {
+        loggings: vec![logging],
+        ..Default::default()
+    };
+    for namespace in &namespaces {
+        inventory
+            .namespaces
+            .push(k8s_openapi::api::core::v1::Namespace {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some(namespace.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+    }
+    for i in 0..n {
+        let namespace = &namespaces[i % namespaces.len()];
+        let name = format!("flow-{i:05}");
+        let metadata = json!({"name": name, "namespace": namespace, "generation": 1});
+        inventory.outputs.push(
+            serde_json::from_value(json!({
+                "apiVersion": "logging.sluice.dev/v1alpha1", "kind": "Output",
+                "metadata": metadata, "spec": {"nullOutput": {}},
+            }))
+            .expect("valid Output"),
+        );
+        inventory.flows.push(
+            serde_json::from_value(json!({
+                "apiVersion": "logging.sluice.dev/v1alpha1", "kind": "Flow",
+                "metadata": metadata,
+                "spec": {
+                    "match": [
+                        {"exclude": {"labels": {"noise": "true"}}},
+                        {"select": {"labels": {"app": "web"}}},
+                    ],
+                    "localOutputRefs": [name],
+                },
+            }))
+            .expect("valid Flow"),
+        );
+    }
+    inventory
 }
 
 criterion_group! {

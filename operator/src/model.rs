@@ -26,14 +26,16 @@ pub use secrets::logging_secret_names;
 use validate::filters::validate_filters;
 use validate::logging::validate_logging;
 
-/// Everything the operator (from the API server) or the CLI (from files) has seen.
+/// Everything the operator (from the API server) or the CLI (from files) has seen. Sluice's
+/// own objects are borrowed from whoever holds them (the operator's caches, the CLI's
+/// [`Objects`]): at 10,000 flows a copy per reconcile cost more than resolving them.
 #[derive(Clone, Debug, Default)]
-pub struct Inventory {
-    pub loggings: Vec<Logging>,
-    pub flows: Vec<Flow>,
-    pub cluster_flows: Vec<ClusterFlow>,
-    pub outputs: Vec<Output>,
-    pub cluster_outputs: Vec<ClusterOutput>,
+pub struct Inventory<'a> {
+    pub loggings: Vec<&'a Logging>,
+    pub flows: Vec<&'a Flow>,
+    pub cluster_flows: Vec<&'a ClusterFlow>,
+    pub outputs: Vec<&'a Output>,
+    pub cluster_outputs: Vec<&'a ClusterOutput>,
     /// Secrets referenced by Outputs and Loggings (and, for the controller, those Sluice owns).
     pub secrets: Vec<Secret>,
     /// Namespaces, needed to resolve `watchNamespaceSelector` and namespace labels.
@@ -45,6 +47,34 @@ pub struct Inventory {
     /// generation it rejected and its message. Left out while their generation is unchanged,
     /// so everyone else's changes still reach the pods; an edit brings them back.
     pub config_rejected: BTreeMap<ObjectKey, ConfigRejected>,
+}
+
+/// Sluice objects, Secrets and Namespaces held by value, as the CLI reads them from files.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    pub loggings: Vec<Logging>,
+    pub flows: Vec<Flow>,
+    pub cluster_flows: Vec<ClusterFlow>,
+    pub outputs: Vec<Output>,
+    pub cluster_outputs: Vec<ClusterOutput>,
+    pub secrets: Vec<Secret>,
+    pub namespaces: Vec<Namespace>,
+}
+
+impl Objects {
+    /// The inventory of these objects: nothing unreadable, nothing blamed.
+    pub fn inventory(&self) -> Inventory<'_> {
+        Inventory {
+            loggings: self.loggings.iter().collect(),
+            flows: self.flows.iter().collect(),
+            cluster_flows: self.cluster_flows.iter().collect(),
+            outputs: self.outputs.iter().collect(),
+            cluster_outputs: self.cluster_outputs.iter().collect(),
+            secrets: self.secrets.clone(),
+            namespaces: self.namespaces.clone(),
+            ..Inventory::default()
+        }
+    }
 }
 
 /// A configuration rejection blamed on one object (see [`Inventory::config_rejected`]).
@@ -188,9 +218,9 @@ pub struct Resolution {
 }
 
 /// Resolves every Logging in the inventory. Pure and deterministic.
-pub fn resolve(inventory: &Inventory) -> Resolution {
+pub fn resolve(inventory: &Inventory<'_>) -> Resolution {
     let mut resolution = Resolution::default();
-    let mut loggings: Vec<&Logging> = inventory.loggings.iter().collect();
+    let mut loggings: Vec<&Logging> = inventory.loggings.clone();
     loggings.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
 
     let mut control_namespaces: BTreeMap<&str, &str> = BTreeMap::new();
@@ -257,7 +287,10 @@ pub(crate) fn problem(
 }
 
 /// Problems for `loggingRef`s naming no Logging: such objects belong to nothing.
-fn dangling_logging_refs(inventory: &Inventory, problems: &mut BTreeMap<ObjectKey, Vec<Problem>>) {
+fn dangling_logging_refs(
+    inventory: &Inventory<'_>,
+    problems: &mut BTreeMap<ObjectKey, Vec<Problem>>,
+) {
     let names: std::collections::BTreeSet<&str> = inventory
         .loggings
         .iter()
@@ -316,7 +349,7 @@ pub fn secret_file_name(namespace: &str, reference: &SecretKeyRef) -> String {
 
 /// Objects by the name `name_of` gives them; the first of a name wins.
 fn by_name<'a, T, N: std::hash::Hash + Eq>(
-    objects: &'a [T],
+    objects: impl ExactSizeIterator<Item = &'a T>,
     name_of: impl Fn(&'a T) -> N,
 ) -> HashMap<N, &'a T> {
     let mut index = HashMap::with_capacity(objects.len());
@@ -328,7 +361,7 @@ fn by_name<'a, T, N: std::hash::Hash + Eq>(
 
 /// Builds the pipeline of one valid Logging.
 struct Resolver<'a> {
-    inventory: &'a Inventory,
+    inventory: &'a Inventory<'a>,
     logging: &'a Logging,
     name: &'a str,
     watched: Watched,
@@ -345,7 +378,7 @@ struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    fn new(inventory: &'a Inventory, logging: &'a Logging) -> Self {
+    fn new(inventory: &'a Inventory<'a>, logging: &'a Logging) -> Self {
         let watched = watched_namespaces(&logging.spec, &inventory.namespaces);
         Self {
             inventory,
@@ -356,11 +389,13 @@ impl<'a> Resolver<'a> {
             outputs: BTreeMap::new(),
             invalid_outputs: Default::default(),
             output_secret_data: BTreeMap::new(),
-            outputs_by_name: by_name(&inventory.outputs, |o| {
+            outputs_by_name: by_name(inventory.outputs.iter().copied(), |o| {
                 (namespace_of(&o.metadata), name_of(&o.metadata))
             }),
-            cluster_outputs_by_name: by_name(&inventory.cluster_outputs, |o| name_of(&o.metadata)),
-            secrets_by_name: by_name(&inventory.secrets, |s| {
+            cluster_outputs_by_name: by_name(inventory.cluster_outputs.iter().copied(), |o| {
+                name_of(&o.metadata)
+            }),
+            secrets_by_name: by_name(inventory.secrets.iter(), |s| {
                 (namespace_of(&s.metadata), name_of(&s.metadata))
             }),
         }
@@ -436,6 +471,7 @@ impl<'a> Resolver<'a> {
             .inventory
             .flows
             .iter()
+            .copied()
             .filter(|f| self.belongs(&f.spec.logging_ref, Some(namespace_of(&f.metadata))))
             .collect();
         namespaced.sort_by(|a, b| {
@@ -513,6 +549,7 @@ impl<'a> Resolver<'a> {
             .inventory
             .cluster_flows
             .iter()
+            .copied()
             .filter(|f| self.belongs(&f.spec.logging_ref, None))
             .collect();
         cluster.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
@@ -668,7 +705,14 @@ impl<'a> Resolver<'a> {
             return None;
         }
         let generation = output.metadata.generation;
-        self.usable_output(key, &output.spec, generation, namespace.to_owned(), flow, field)
+        self.usable_output(
+            key,
+            &output.spec,
+            generation,
+            namespace.to_owned(),
+            flow,
+            field,
+        )
     }
 
     /// The usable ClusterOutputs among `names`, reporting each unusable one at `field[index]`.
@@ -725,7 +769,14 @@ impl<'a> Resolver<'a> {
         }
         let control_namespace = self.logging.spec.control_namespace.clone();
         let generation = output.metadata.generation;
-        self.usable_output(key, &output.spec.output, generation, control_namespace, flow, field)
+        self.usable_output(
+            key,
+            &output.spec.output,
+            generation,
+            control_namespace,
+            flow,
+            field,
+        )
     }
 
     /// Validates an output once; reports on the output itself, and on the referencing flow

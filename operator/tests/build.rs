@@ -12,7 +12,9 @@ use sluice::pki::PkiPlan;
 fn examples_pipeline() -> Pipeline {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let loaded = input::load(&[examples]).unwrap();
-    model::resolve(&loaded.inventory).pipelines.remove(0)
+    model::resolve(&loaded.objects.inventory())
+        .pipelines
+        .remove(0)
 }
 
 fn pki() -> PkiPlan {

@@ -1322,10 +1322,10 @@ async fn a_control_namespace_outside_the_allowed_list_applies_nothing() {
 }
 
 /// The examples as the API server would hold them: with uids and generations.
-fn served_examples() -> (sluice::model::Inventory, Fixture) {
+fn served_examples() -> (sluice::model::Objects, Fixture) {
     let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
     let loaded = sluice::cli::input::load(&[dir]).unwrap_or_else(|e| panic!("{e:?}"));
-    let mut inventory = loaded.inventory;
+    let mut inventory = loaded.objects;
     fn stamp<K: kube::Resource>(object: &mut K) {
         let meta = object.meta_mut();
         meta.uid = Some(format!(
@@ -1396,7 +1396,7 @@ async fn the_examples_apply_exactly_what_render_builds() {
     let calls = harness.reconcile().await;
 
     // The same pure steps `sluice render` runs, on the same input.
-    let resolution = sluice::model::resolve(&inventory);
+    let resolution = sluice::model::resolve(&inventory.inventory());
     let pipeline = resolution
         .pipelines
         .iter()
@@ -2250,7 +2250,7 @@ async fn a_rejected_revision_degrades_the_logging_blames_the_named_flow_and_the_
     let (inventory, fixture) = served_examples();
     let mut harness = Harness::start(fixture);
     harness.settle().await;
-    let resolution = sluice::model::resolve(&inventory);
+    let resolution = sluice::model::resolve(&inventory.inventory());
     let pipeline = &resolution.pipelines[0];
     let culprit = pipeline
         .flows

@@ -13,7 +13,7 @@ use sluice::model::{self, FlowPlan, Pipeline};
 fn examples() -> Vec<Pipeline> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let loaded = input::load(&[dir]).expect("examples load");
-    model::resolve(&loaded.inventory).pipelines
+    model::resolve(&loaded.objects.inventory()).pipelines
 }
 
 /// The top-level key a fluentd key or record accessor (`$.a.b`, `$['a']`) names.

@@ -14,7 +14,7 @@ fn resolve_examples_with(extra: &str) -> Resolution {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("extra.yaml"), extra).unwrap();
     let loaded = input::load(&[examples(), dir.path().to_owned()]).unwrap();
-    model::resolve(&loaded.inventory)
+    model::resolve(&loaded.objects.inventory())
 }
 
 fn pipeline<'a>(resolution: &'a Resolution, logging: &str) -> &'a Pipeline {

@@ -21,7 +21,7 @@ fn load_with(extra: &str) -> input::Loaded {
 #[test]
 fn the_examples_resolve_without_problems() {
     let loaded = input::load(&[examples()]).unwrap();
-    let resolution = model::resolve(&loaded.inventory);
+    let resolution = model::resolve(&loaded.objects.inventory());
     assert_eq!(resolution.problems, Default::default());
     let pipeline = &resolution.pipelines[0];
     let flows: Vec<String> = pipeline.flows.iter().map(|f| f.key.to_string()).collect();
@@ -83,7 +83,7 @@ spec:
   match: [{select: {labels: {a: b}}, exclude: {hosts: [node-1]}}]
   localOutputRefs: [payments-es]
 "#;
-    let resolution = model::resolve(&load_with(broken).inventory);
+    let resolution = model::resolve(&load_with(broken).objects.inventory());
     let key = ObjectKey::namespaced(Kind::Flow, "payments", "broken");
     assert_eq!(resolution.problems[&key][0].reason, "InvalidMatch");
     assert_eq!(
@@ -122,7 +122,7 @@ spec:
         .filter(|p| !p.ends_with("30-team-payments.yaml"))
         .collect();
     paths.push(dir.path().to_owned());
-    let resolution = model::resolve(&input::load(&paths).unwrap().inventory);
+    let resolution = model::resolve(&input::load(&paths).unwrap().objects.inventory());
 
     let output = ObjectKey::namespaced(Kind::Output, "payments", "payments-es");
     let flow = ObjectKey::namespaced(Kind::Flow, "payments", "api");
@@ -148,7 +148,7 @@ metadata: {name: stray, namespace: not-watched}
 spec:
   localOutputRefs: [nothing-here]
 "#;
-    let resolution = model::resolve(&load_with(stray).inventory);
+    let resolution = model::resolve(&load_with(stray).objects.inventory());
     assert!(resolution.problems.is_empty(), "{:?}", resolution.problems);
     assert!(
         resolution.pipelines[0]
@@ -167,7 +167,7 @@ metadata: {name: orphan}
 spec:
   loggingRef: nonexistent
 "#;
-    let resolution = model::resolve(&load_with(stray).inventory);
+    let resolution = model::resolve(&load_with(stray).objects.inventory());
     let key = ObjectKey::cluster(Kind::ClusterFlow, "orphan");
     assert_eq!(resolution.problems[&key][0].reason, "LoggingNotFound");
 }
@@ -206,7 +206,7 @@ spec:
 /// Resolves the examples plus `extra`; asserts `key` is left out with a problem of `reason`
 /// at `field`, that it is the only object with problems and every example flow still runs.
 fn assert_left_out(extra: &str, key: &ObjectKey, reason: &str, field: &str) -> model::Resolution {
-    let resolution = model::resolve(&load_with(extra).inventory);
+    let resolution = model::resolve(&load_with(extra).objects.inventory());
     let found = reasons(&resolution, key);
     assert!(
         found.iter().any(|(r, f)| *r == reason && f == field),
@@ -253,7 +253,7 @@ fn a_grep_pattern_ruby_cannot_compile_is_left_out() {
     );
     let lookbehind =
         payments_flow_with(r#"[{grep: {regexp: [{key: message, pattern: "(?<=GET )/health"}]}}]"#);
-    let resolution = model::resolve(&load_with(&lookbehind).inventory);
+    let resolution = model::resolve(&load_with(&lookbehind).objects.inventory());
     assert!(resolution.problems.is_empty(), "{:?}", resolution.problems);
 }
 
@@ -278,7 +278,7 @@ fn two_grep_patterns_on_one_key_are_left_out() {
         r#"[{grep: {regexp: [{key: level, pattern: "error"}], exclude: [{key: level, pattern: "debug"}]}}]"#,
     );
     assert!(
-        model::resolve(&load_with(&both).inventory)
+        model::resolve(&load_with(&both).objects.inventory())
             .problems
             .is_empty()
     );
@@ -304,7 +304,7 @@ fn a_parser_expression_without_named_captures_is_left_out() {
         r#"[{parser: {keyName: message, format: regexp, expression: "^(?<level>\\w+) (?<text>.*)$"}}]"#,
     );
     assert!(
-        model::resolve(&load_with(&named).inventory)
+        model::resolve(&load_with(&named).objects.inventory())
             .problems
             .is_empty()
     );
@@ -347,7 +347,7 @@ fn a_record_accessor_fluentd_cannot_parse_is_left_out() {
         r#"[{grep: {regexp: [{key: "$['kubernetes']['labels']['app.kubernetes.io/name']", pattern: "x"}]}}]"#,
     );
     assert!(
-        model::resolve(&load_with(&valid).inventory)
+        model::resolve(&load_with(&valid).objects.inventory())
             .problems
             .is_empty()
     );
@@ -382,7 +382,7 @@ fn assert_output_left_out(spec: &str, reason: &str, field: &str) -> model::Resol
 
 /// `assert_output_left_out` for objects that come with more than the output and its flow.
 fn assert_extra_output_left_out(extra: &str, reason: &str, field: &str) -> model::Resolution {
-    let resolution = model::resolve(&load_with(extra).inventory);
+    let resolution = model::resolve(&load_with(extra).objects.inventory());
     let found = reasons(&resolution, &extra_output());
     assert!(
         found.iter().any(|(r, f)| *r == reason && f == field),
@@ -423,7 +423,7 @@ fn a_file_path_fluentd_refuses_is_left_out() {
     }
     // The path is fine; a tenant file output still needs the admin's allowFileOutputs.
     let complete = payments_output(r#"{file: {path: "logs/%Y/%m/%d/%H/app"}}"#);
-    let resolution = model::resolve(&load_with(&complete).inventory);
+    let resolution = model::resolve(&load_with(&complete).objects.inventory());
     let found = reasons(&resolution, &extra_output());
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, "FileOutputNotAllowed");
@@ -456,7 +456,7 @@ fn allowed_client_names_are_checked_as_ruby_compiles_them() {
         .filter(|p| !p.ends_with("00-logging.yaml"))
         .collect();
     paths.push(dir.path().to_owned());
-    let resolution = model::resolve(&input::load(&paths).unwrap().inventory);
+    let resolution = model::resolve(&input::load(&paths).unwrap().objects.inventory());
     let logging = ObjectKey::cluster(Kind::Logging, "main");
     assert_eq!(
         reasons(&resolution, &logging),
@@ -478,10 +478,10 @@ fn a_secret_name_the_api_server_cannot_take_degrades_only_the_output() {
 
 #[test]
 fn an_unreadable_secret_degrades_only_the_output() {
-    let mut inventory = load_with(&payments_output(
+    let loaded = load_with(&payments_output(
         r#"{http: {endpoint: "https://logs.example", basicAuth: {username: u, passwordSecretRef: {name: locked, key: password}}}}"#,
-    ))
-    .inventory;
+    ));
+    let mut inventory = loaded.objects.inventory();
     inventory.secret_errors.insert(
         ("payments".to_owned(), "locked".to_owned()),
         "secrets \"locked\" is forbidden".to_owned(),
@@ -516,7 +516,7 @@ metadata: {name: everything}
 spec:
   globalOutputRefs: [exfiltrate]
 "#;
-    let resolution = model::resolve(&load_with(extra).inventory);
+    let resolution = model::resolve(&load_with(extra).objects.inventory());
     let output = ObjectKey::cluster(Kind::ClusterOutput, "exfiltrate");
     assert_eq!(
         reasons(&resolution, &output),
@@ -554,8 +554,11 @@ metadata:
 stringData: {password: x}
 "#;
     let spec = r#"{http: {endpoint: "https://logs.example", basicAuth: {username: u, passwordSecretRef: {name: renamed, key: password}}}}"#;
-    let resolution =
-        model::resolve(&load_with(&format!("{}---{labelled}", payments_output(spec))).inventory);
+    let resolution = model::resolve(
+        &load_with(&format!("{}---{labelled}", payments_output(spec)))
+            .objects
+            .inventory(),
+    );
     assert_eq!(
         reasons(&resolution, &extra_output()),
         [(
@@ -583,7 +586,7 @@ metadata: {name: borrower, namespace: storefront}
 spec:
   localOutputRefs: [borrow]
 "#;
-    let resolution = model::resolve(&load_with(extra).inventory);
+    let resolution = model::resolve(&load_with(extra).objects.inventory());
     let output = ObjectKey::namespaced(Kind::Output, "storefront", "borrow");
     assert_eq!(resolution.problems[&output][0].reason, "SecretNotFound");
     assert!(
@@ -612,7 +615,7 @@ spec:
   loggingRef: main
   nullOutput: {}
 "#;
-    let resolution = model::resolve(&load_with(extra).inventory);
+    let resolution = model::resolve(&load_with(extra).objects.inventory());
     let flow = ObjectKey::namespaced(Kind::Flow, "not-watched", "sneaky");
     let output = ObjectKey::namespaced(Kind::Output, "not-watched", "sneaky-out");
     assert_eq!(
@@ -639,13 +642,14 @@ fn an_s3_endpoint_out_s3_refuses_is_left_out() {
 
 #[test]
 fn an_unreadable_secret_of_the_logging_is_reported_and_the_pipeline_still_built() {
-    let mut inventory = input::load(&[examples()]).unwrap().inventory;
-    let logging = &mut inventory.loggings[0];
+    let mut objects = input::load(&[examples()]).unwrap().objects;
+    let logging = &mut objects.loggings[0];
     let tls = logging.spec.tls.get_or_insert_with(Default::default);
     tls.shared_key_secret_ref = Some(sluice::api::SecretKeyRef {
         name: "custom-key".to_owned(),
         key: "key".to_owned(),
     });
+    let mut inventory = objects.inventory();
     inventory.secret_errors.insert(
         ("sluice-system".to_owned(), "custom-key".to_owned()),
         "secrets \"custom-key\" is forbidden".to_owned(),
@@ -688,7 +692,11 @@ const CLIENT_TLS: &str =
     "{certSecretRef: {name: client, key: tls.crt}, keySecretRef: {name: client, key: tls.key}}";
 
 fn problems_with_client(spec: &str, cert: &str, key: &str) -> Vec<(&'static str, String)> {
-    let resolution = model::resolve(&load_with(&with_client_secret(spec, cert, key)).inventory);
+    let resolution = model::resolve(
+        &load_with(&with_client_secret(spec, cert, key))
+            .objects
+            .inventory(),
+    );
     reasons(&resolution, &extra_output())
 }
 
@@ -799,7 +807,8 @@ fn assert_urls(refused: &[(&str, &str)], fine: &[&str]) {
         assert_output_left_out(spec, "InvalidUrl", field);
     }
     for spec in fine {
-        let problems = model::resolve(&load_with(&payments_output(spec)).inventory).problems;
+        let problems =
+            model::resolve(&load_with(&payments_output(spec)).objects.inventory()).problems;
         assert!(problems.is_empty(), "{spec}: {problems:?}");
     }
 }
@@ -911,7 +920,7 @@ fn http_headers_that_cannot_be_sent_are_left_out() {
         r#"{http: {endpoint: "https://logs.example", headers: {X-Team: "payments; v=1"}}}"#,
     );
     assert!(
-        model::resolve(&load_with(&fine).inventory)
+        model::resolve(&load_with(&fine).objects.inventory())
             .problems
             .is_empty()
     );

@@ -525,7 +525,7 @@ async fn a_drain_reports_not_ready_and_flushes_until_no_chunk_is_left() {
 fn the_reloader_command_lines_the_pods_run_are_accepted_by_the_binary() {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let loaded = sluice::cli::input::load(&[examples]).unwrap();
-    let pipeline = sluice::model::resolve(&loaded.inventory)
+    let pipeline = sluice::model::resolve(&loaded.objects.inventory())
         .pipelines
         .remove(0);
     let children = sluice::build::objects(&pipeline, &sluice::pki::PkiPlan::default()).unwrap();

@@ -12,7 +12,7 @@ use sluice::routing::{Record, Routed};
 fn examples() -> Vec<Pipeline> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let loaded = input::load(&[dir]).expect("examples load");
-    model::resolve(&loaded.inventory).pipelines
+    model::resolve(&loaded.objects.inventory()).pipelines
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::API_VERSION;
-use crate::model::{Inventory, Kind, ObjectKey};
+use crate::model::{Kind, ObjectKey, Objects};
 
 /// Where an object was read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,10 +62,10 @@ impl fmt::Display for InputError {
     }
 }
 
-/// What was read: the inventory and where each Sluice object came from.
+/// What was read: the objects and where each Sluice object came from.
 #[derive(Clone, Debug, Default)]
 pub struct Loaded {
-    pub inventory: Inventory,
+    pub objects: Objects,
     pub origins: BTreeMap<ObjectKey, Origin>,
 }
 
@@ -87,7 +87,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<InputError>> {
             Err(e) => errors.push(file_error(file, format!("cannot read: {e}"))),
         }
     }
-    let inventory = &loaded.inventory;
+    let inventory = &loaded.objects;
     if errors.is_empty() && inventory.loggings.is_empty() && loaded.origins.is_empty() {
         errors.push(InputError {
             origin: None,
@@ -326,7 +326,7 @@ fn load_document(
             "required".into(),
         ));
     }
-    let inventory = &mut loaded.inventory;
+    let inventory = &mut loaded.objects;
     match (api_version.as_str(), kind_name.as_str()) {
         ("v1", "Secret") => {
             let Some(ns) = namespace.clone() else {

@@ -97,7 +97,7 @@ fn run_explain(args: &ExplainArgs) -> Result<String, Vec<String>> {
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let labels = explain::parse_labels(&args.labels).map_err(|e| vec![format!("--labels: {e}")])?;
     let namespace_labels = loaded
-        .inventory
+        .objects
         .namespaces
         .iter()
         .find(|ns| ns.metadata.name.as_deref() == Some(args.namespace.as_str()))
@@ -110,7 +110,7 @@ fn run_explain(args: &ExplainArgs) -> Result<String, Vec<String>> {
         host: args.host.clone(),
         container: args.container.clone(),
     };
-    let resolution = crate::model::resolve(&loaded.inventory);
+    let resolution = crate::model::resolve(&loaded.objects.inventory());
     for warning in render::problems_as_errors(&loaded, &resolution) {
         eprintln!("warning: {warning}");
     }

@@ -52,7 +52,7 @@ pub fn render_loaded(
     previous: &[Secret],
     now: jiff::Timestamp,
 ) -> Result<String, Vec<String>> {
-    let resolution = model::resolve(&loaded.inventory);
+    let resolution = model::resolve(&loaded.objects.inventory());
     let mut errors = problems_as_errors(loaded, &resolution);
     if resolution.pipelines.is_empty() && errors.is_empty() {
         errors.push(
@@ -65,7 +65,7 @@ pub fn render_loaded(
         let namespace = &pipeline.names.control_namespace;
         let existing: BTreeMap<String, Secret> = previous
             .iter()
-            .chain(&loaded.inventory.secrets)
+            .chain(&loaded.objects.secrets)
             .filter(|s| s.metadata.namespace.as_deref() == Some(namespace.as_str()))
             .filter_map(|s| s.metadata.name.clone().map(|name| (name, s.clone())))
             .collect();

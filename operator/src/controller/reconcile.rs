@@ -165,7 +165,8 @@ async fn reconcile_logging(
     };
     let name = logging.name_any();
     let now = (ctx.clock)();
-    let mut inventory = inventory::from_stores(ctx);
+    let snapshot = inventory::Snapshot::take(ctx);
+    let mut inventory = snapshot.inventory(ctx);
     let wanted = inventory::referenced_secrets(&inventory);
     let user_secrets = inventory::read_user_secrets(ctx, &wanted, &inventory.secrets, now).await;
     inventory::forget_unreferenced(ctx, &wanted);

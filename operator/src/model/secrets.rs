@@ -29,7 +29,7 @@ pub fn logging_secret_names(logging: &Logging) -> BTreeSet<String> {
 /// this is. Names count even when the Secret does not exist yet, so a reference made before
 /// Sluice creates it cannot pick it up later.
 pub fn managed_by_sluice(
-    loggings: &[Logging],
+    loggings: &[&Logging],
     namespace: &str,
     name: &str,
     secret: Option<&Secret>,
