@@ -14,6 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject};
 use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::context::Context;
@@ -108,46 +109,37 @@ impl Snapshot {
     }
 }
 
-/// The generation of every Flow, ClusterFlow, Output and ClusterOutput in the caches.
-pub fn generations(ctx: &Context) -> BTreeMap<ObjectKey, Option<i64>> {
-    fn add<K: kube::Resource<DynamicType = ()> + Clone>(
-        generations: &mut BTreeMap<ObjectKey, Option<i64>>,
-        kind: Kind,
-        store: &kube::runtime::reflector::Store<DeserializeGuard<K>>,
-    ) {
-        for guard in store.state() {
-            if let Ok(object) = &guard.0 {
-                let meta = object.meta();
-                let name = meta.name.clone().unwrap_or_default();
-                let key = match &meta.namespace {
-                    Some(namespace) => ObjectKey::namespaced(kind, namespace, &name),
-                    None => ObjectKey::cluster(kind, &name),
-                };
-                generations.insert(key, meta.generation);
-            }
+/// The cached generation of a Flow, ClusterFlow, Output or ClusterOutput; `None` when the
+/// object is not cached or malformed.
+pub fn generation_of(ctx: &Context, key: &ObjectKey) -> Option<Option<i64>> {
+    fn cached<K: Resource<DynamicType = ()> + Clone>(
+        store: &Store<DeserializeGuard<K>>,
+        key: &ObjectKey,
+    ) -> Option<Option<i64>> {
+        let mut reference = ObjectRef::new(&key.name);
+        if let Some(namespace) = &key.namespace {
+            reference = reference.within(namespace);
         }
+        let guard = store.get(&reference)?;
+        guard.0.as_ref().ok().map(|object| object.meta().generation)
     }
-    let mut generations = BTreeMap::new();
     let stores = &ctx.stores;
-    add(&mut generations, Kind::Flow, &stores.flows);
-    add(&mut generations, Kind::ClusterFlow, &stores.cluster_flows);
-    add(&mut generations, Kind::Output, &stores.outputs);
-    add(
-        &mut generations,
-        Kind::ClusterOutput,
-        &stores.cluster_outputs,
-    );
-    generations
+    match key.kind {
+        Kind::Flow => cached(&stores.flows, key),
+        Kind::ClusterFlow => cached(&stores.cluster_flows, key),
+        Kind::Output => cached(&stores.outputs, key),
+        Kind::ClusterOutput => cached(&stores.cluster_outputs, key),
+        Kind::Logging => None,
+    }
 }
 
 /// Blamed objects still at the generation that was rejected; an edited or deleted one is
 /// forgotten, so it is rendered again.
 fn current_blame(ctx: &Context) -> BTreeMap<ObjectKey, crate::model::ConfigRejected> {
-    let generations = generations(ctx);
     let mut memory = ctx.memory();
     memory
         .config_rejected
-        .retain(|key, rejected| generations.get(key) == Some(&rejected.generation));
+        .retain(|key, rejected| generation_of(ctx, key) == Some(rejected.generation));
     memory.config_rejected.clone()
 }
 

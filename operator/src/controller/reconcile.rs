@@ -730,7 +730,12 @@ async fn write_status(ctx: &Context, item: PendingStatus) -> Result<(), Error> {
 /// comma-separated. Built once per reconcile: asking each of 10,000 flows whether every
 /// pipeline holds it would be quadratic.
 fn users_by_object(resolution: &Resolution) -> HashMap<&ObjectKey, String> {
-    let mut users: HashMap<&ObjectKey, String> = HashMap::new();
+    let objects = resolution
+        .pipelines
+        .iter()
+        .map(|p| p.flows.len() + p.outputs.len())
+        .sum();
+    let mut users: HashMap<&ObjectKey, String> = HashMap::with_capacity(objects);
     for pipeline in &resolution.pipelines {
         let flows = pipeline.flows.iter().map(|flow| &flow.key);
         for key in flows.chain(pipeline.outputs.keys()) {

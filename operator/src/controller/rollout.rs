@@ -343,13 +343,12 @@ pub fn blamed(pipeline: &Pipeline, error: &str) -> Vec<ObjectKey> {
 
 /// Remembers the blamed objects at their current generation, for the next resolves.
 pub fn remember_blame(ctx: &Context, keys: &[ObjectKey], message: &str) {
-    let generations = super::inventory::generations(ctx);
     let mut memory = ctx.memory();
     for key in keys {
         memory.config_rejected.insert(
             key.clone(),
             ConfigRejected {
-                generation: generations.get(key).copied().flatten(),
+                generation: super::inventory::generation_of(ctx, key).flatten(),
                 message: trimmed(message),
             },
         );
