@@ -195,9 +195,10 @@ fn to_secret(object: &DynamicObject) -> Option<Secret> {
 }
 
 /// Every user Secret the inventory's objects name, by namespace and name: Secrets named by
-/// an Output or Flow live in its namespace; those named by cluster-scoped objects and by a
-/// Logging live in a Logging's control namespace.
-pub fn referenced_secrets(inventory: &Inventory) -> BTreeSet<SecretName> {
+/// an Output live in its namespace; those named by a ClusterOutput or a Logging live in a
+/// Logging's control namespace. Flows are not walked: no filter takes a Secret, and the
+/// model reads Secrets only for outputs (walking 10,000 flow specs was 7 % of a reconcile).
+pub fn referenced_secrets(inventory: &Inventory<'_>) -> BTreeSet<SecretName> {
     let control_namespaces: BTreeSet<String> = inventory
         .loggings
         .iter()
@@ -217,22 +218,10 @@ pub fn referenced_secrets(inventory: &Inventory) -> BTreeSet<SecretName> {
             &secret_ref_names(&output.spec),
         );
     }
-    for flow in &inventory.flows {
-        add_in(
-            &mut flow.namespace().into_iter(),
-            &secret_ref_names(&flow.spec),
-        );
-    }
     for output in &inventory.cluster_outputs {
         add_in(
             &mut control_namespaces.iter().cloned(),
             &secret_ref_names(&output.spec),
-        );
-    }
-    for flow in &inventory.cluster_flows {
-        add_in(
-            &mut control_namespaces.iter().cloned(),
-            &secret_ref_names(&flow.spec),
         );
     }
     for logging in &inventory.loggings {
