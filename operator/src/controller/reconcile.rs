@@ -6,6 +6,7 @@
 //! preempts the rest (the reconcile returns and the next one, which that change triggers
 //! anyway, computes them afresh).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -729,22 +730,21 @@ async fn write_status(ctx: &Context, item: PendingStatus) -> Result<(), Error> {
 /// For every object in a rendered configuration, the Loggings that include it,
 /// comma-separated. Built once per reconcile: asking each of 10,000 flows whether every
 /// pipeline holds it would be quadratic.
-fn users_by_object(resolution: &Resolution) -> HashMap<&ObjectKey, String> {
+fn users_by_object(resolution: &Resolution) -> HashMap<&ObjectKey, Cow<'_, str>> {
     let objects = resolution
         .pipelines
         .iter()
         .map(|p| p.flows.len() + p.outputs.len())
         .sum();
-    let mut users: HashMap<&ObjectKey, String> = HashMap::with_capacity(objects);
+    let mut users: HashMap<&ObjectKey, Cow<'_, str>> = HashMap::with_capacity(objects);
     for pipeline in &resolution.pipelines {
         let flows = pipeline.flows.iter().map(|flow| &flow.key);
         for key in flows.chain(pipeline.outputs.keys()) {
             // A pipeline holds each object once, and pipelines come sorted by Logging name.
-            let names = users.entry(key).or_default();
-            if !names.is_empty() {
-                names.push_str(", ");
-            }
-            names.push_str(&pipeline.logging);
+            users
+                .entry(key)
+                .and_modify(|names| *names = Cow::Owned(format!("{names}, {}", pipeline.logging)))
+                .or_insert(Cow::Borrowed(&pipeline.logging));
         }
     }
     users
@@ -783,7 +783,7 @@ async fn pending_kind<K>(
     kind: Kind,
     objects: &[Arc<DeserializeGuard<K>>],
     resolution: &Resolution,
-    users: &HashMap<&ObjectKey, String>,
+    users: &HashMap<&ObjectKey, Cow<'_, str>>,
     now: jiff::Timestamp,
     pending: &mut Vec<PendingStatus>,
 ) where
@@ -794,13 +794,11 @@ async fn pending_kind<K>(
         + std::fmt::Debug,
 {
     let resource = ApiResource::erase::<K>(&());
-    let mut objects: Vec<&K> = objects.iter().filter_map(|g| g.0.as_ref().ok()).collect();
-    // Borrowed keys: a key that clones both names allocates on every comparison.
-    objects.sort_by_key(|object| {
-        let meta = object.meta();
-        (meta.namespace.as_deref(), meta.name.as_deref())
-    });
-    for object in objects {
+    // Objects are visited in cache order and only what is announced or written is sorted:
+    // sorting all 10,000 objects of a kind on every reconcile cost more than the rest.
+    let first_pending = pending.len();
+    let mut to_announce: Vec<(ObjectKey, Option<String>, &[Problem], &[String])> = Vec::new();
+    for object in objects.iter().filter_map(|g| g.0.as_ref().ok()) {
         let name = object.name_any();
         let key = match object.namespace() {
             Some(ns) => ObjectKey::namespaced(kind, &ns, &name),
@@ -826,9 +824,12 @@ async fn pending_kind<K>(
             .object_status()
             .map(|s| s.problems.as_slice())
             .unwrap_or(&[]);
-        ctx.events
-            .problems(&key, object.uid(), problems, recorded)
-            .await;
+        if problems.is_empty() {
+            // Forgets what was announced; publishes nothing, so the order does not matter.
+            ctx.events.problems(&key, object.uid(), &[], recorded).await;
+        } else {
+            to_announce.push((key.clone(), object.uid(), problems, recorded));
+        }
         if object.object_status() == Some(&computed)
             || already_written(ctx, object.uid(), &computed)
         {
@@ -843,4 +844,9 @@ async fn pending_kind<K>(
             status: computed,
         });
     }
+    to_announce.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, uid, problems, recorded) in to_announce {
+        ctx.events.problems(&key, uid, problems, recorded).await;
+    }
+    pending[first_pending..].sort_by(|a, b| a.key.cmp(&b.key));
 }
