@@ -154,11 +154,11 @@ async fn examples_end_to_end() -> Result<()> {
     let logging = Api::<Logging>::all(client.clone()).get("main").await?;
     let uid = logging.uid().context("Logging without uid")?;
     let loaded = sluice::cli::input::load(&[repo("examples")]).map_err(|e| anyhow!("{e:?}"))?;
-    let mut inventory = loaded.inventory;
-    for l in &mut inventory.loggings {
+    let mut objects = loaded.objects;
+    for l in &mut objects.loggings {
         l.metadata.uid = Some(uid.clone());
     }
-    let resolution = sluice::model::resolve(&inventory);
+    let resolution = sluice::model::resolve(&objects.inventory());
     let pipeline = resolution
         .pipelines
         .iter()
@@ -215,7 +215,7 @@ async fn examples_end_to_end() -> Result<()> {
         }
     })
     .await?;
-    for flow in &inventory.flows {
+    for flow in &objects.flows {
         let (ns, name) = (flow.namespace().unwrap_or_default(), flow.name_any());
         wait_for(&format!("Flow {ns}/{name} Ready"), || {
             let client = client.clone();
@@ -241,7 +241,7 @@ async fn examples_end_to_end() -> Result<()> {
     assert!(changed.is_empty(), "written at rest: {changed:?}");
 
     // A broken Flow degrades only itself.
-    let healthy = inventory.flows.first().context("examples have no Flow")?;
+    let healthy = objects.flows.first().context("examples have no Flow")?;
     let team = healthy.namespace().unwrap_or_default();
     apply_documents(
         &client,

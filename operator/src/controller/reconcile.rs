@@ -777,6 +777,14 @@ macro_rules! has_object_status {
 }
 has_object_status!(Flow, ClusterFlow, Output, ClusterOutput);
 
+/// An object's current problems, to be announced as Events against what its status recorded.
+struct Announcement<'a> {
+    key: ObjectKey,
+    uid: Option<String>,
+    problems: &'a [Problem],
+    recorded: &'a [String],
+}
+
 /// Announces new problems of every object of a kind and queues the statuses that changed.
 async fn pending_kind<K>(
     ctx: &Context,
@@ -797,7 +805,7 @@ async fn pending_kind<K>(
     // Objects are visited in cache order and only what is announced or written is sorted:
     // sorting all 10,000 objects of a kind on every reconcile cost more than the rest.
     let first_pending = pending.len();
-    let mut to_announce: Vec<(ObjectKey, Option<String>, &[Problem], &[String])> = Vec::new();
+    let mut to_announce: Vec<Announcement> = Vec::new();
     for object in objects.iter().filter_map(|g| g.0.as_ref().ok()) {
         let name = object.name_any();
         let key = match object.namespace() {
@@ -828,7 +836,12 @@ async fn pending_kind<K>(
             // Forgets what was announced; publishes nothing, so the order does not matter.
             ctx.events.problems(&key, object.uid(), &[], recorded).await;
         } else {
-            to_announce.push((key.clone(), object.uid(), problems, recorded));
+            to_announce.push(Announcement {
+                key: key.clone(),
+                uid: object.uid(),
+                problems,
+                recorded,
+            });
         }
         if object.object_status() == Some(&computed)
             || already_written(ctx, object.uid(), &computed)
@@ -844,9 +857,16 @@ async fn pending_kind<K>(
             status: computed,
         });
     }
-    to_announce.sort_by(|a, b| a.0.cmp(&b.0));
-    for (key, uid, problems, recorded) in to_announce {
-        ctx.events.problems(&key, uid, problems, recorded).await;
+    to_announce.sort_by(|a, b| a.key.cmp(&b.key));
+    for announcement in to_announce {
+        ctx.events
+            .problems(
+                &announcement.key,
+                announcement.uid,
+                announcement.problems,
+                announcement.recorded,
+            )
+            .await;
     }
     pending[first_pending..].sort_by(|a, b| a.key.cmp(&b.key));
 }
