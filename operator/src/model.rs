@@ -141,7 +141,7 @@ impl fmt::Display for ObjectKey {
 }
 
 /// Something wrong with one object, with the field it concerns.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Problem {
     /// A stable CamelCase reason, used for condition reasons, Event reasons and metrics.
     pub reason: &'static str,

@@ -77,6 +77,12 @@ struct Writers {
     children: BTreeMap<ChildKind, Writer<DynamicObject>>,
 }
 
+/// A resourceVersion not used before, as the API server gives every write.
+fn next_resource_version() -> String {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
+    (LAST.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1).to_string()
+}
+
 /// Sets the status of a cached Sluice object, as the watch would after a status write.
 fn restatus<K>(
     store: &kube::runtime::reflector::Store<DeserializeGuard<K>>,
@@ -95,6 +101,7 @@ fn restatus<K>(
     let mut value = serde_json::to_value(current.0.as_ref().unwrap_or_else(|e| panic!("{e}")))
         .unwrap_or_default();
     value["status"] = status;
+    value["metadata"]["resourceVersion"] = json!(next_resource_version());
     writer.apply_watcher_event(&watcher::Event::Apply(guard(value)));
 }
 
@@ -603,13 +610,11 @@ impl Harness {
                 .clone(),
         )
         .unwrap_or_default();
+        let mut flow = flow_json(name, generation, Some(status));
+        flow["metadata"]["resourceVersion"] = json!(next_resource_version());
         self.writers
             .flows
-            .apply_watcher_event(&watcher::Event::Apply(guard(flow_json(
-                name,
-                generation,
-                Some(status),
-            ))));
+            .apply_watcher_event(&watcher::Event::Apply(guard(flow)));
     }
 
     fn advance(&self, seconds: i64) {
@@ -981,6 +986,48 @@ async fn an_invalid_flow_is_degraded_and_announced_while_the_rest_flows() {
     harness.settle().await;
     let again = harness.reconcile().await;
     assert_eq!(lines(&again), Vec::<String>::new());
+}
+
+/// Statuses found current are not recomputed while the object and what it is computed
+/// from stay the same; a problem that comes or goes without the object changing (a Secret
+/// its Output needs deleted, say) must still reach its status.
+#[tokio::test]
+async fn a_problem_of_an_unchanged_object_reaches_its_status_both_ways() {
+    let mut harness = Harness::new(logging_json(None), vec![flow_json("app", 1, None)]);
+    harness.settle().await;
+    let key = ObjectKey::namespaced(Kind::Flow, "team-a", "app");
+    let problem = Problem {
+        reason: "OutputNotFound",
+        field: "spec.localOutputRefs[0]".to_owned(),
+        message: "Output team-a/store does not exist".to_owned(),
+    };
+    let set_problems = |harness: &Harness, problems: Vec<Problem>| {
+        let mut resolution = harness
+            .canned
+            .resolution
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        resolution.problems.insert(key.clone(), problems);
+    };
+
+    set_problems(&harness, vec![problem]);
+    let calls = harness.reconcile().await;
+    let degraded = &find(&calls, "PATCH", FLOW_STATUS).body["status"];
+    assert_eq!(condition(degraded, "Degraded")["status"], "True");
+    let warnings = calls.iter().filter(|c| c.body["type"] == "Warning").count();
+    assert_eq!(warnings, 1, "{:#?}", lines(&calls));
+    harness.observe(&calls);
+    harness.settle().await;
+
+    set_problems(&harness, vec![]);
+    let calls = harness.reconcile().await;
+    assert_eq!(
+        lines(&calls),
+        vec![format!("PATCH {FLOW_STATUS}?{APPLY_QUERY}")]
+    );
+    let healed = &calls[0].body["status"];
+    assert_eq!(condition(healed, "Degraded")["status"], "False");
+    assert_eq!(condition(healed, "Ready")["status"], "True");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! What every reconcile shares: the client, the caches, the clock, the recorder and the
 //! small amount of memory that keeps the operator quiet at rest.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +92,35 @@ pub enum ControlNamespaces {
     Only(Vec<String>),
     /// Any namespace: one cluster-wide Secret watch (a ClusterRoleBinding).
     All,
+}
+
+impl Stores {
+    /// The uids of every cached Flow, ClusterFlow, Output and ClusterOutput.
+    pub fn object_uids(&self) -> HashSet<String> {
+        fn uids<K>(store: &Store<DeserializeGuard<K>>) -> Vec<String>
+        where
+            K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+        {
+            store
+                .state()
+                .iter()
+                .filter_map(|guard| guard.0.as_ref().ok()?.meta().uid.clone())
+                .collect()
+        }
+        let mut all = uids(&self.flows);
+        all.extend(uids(&self.cluster_flows));
+        all.extend(uids(&self.outputs));
+        all.extend(uids(&self.cluster_outputs));
+        all.into_iter().collect()
+    }
+
+    /// How many Flows, ClusterFlows, Outputs and ClusterOutputs are cached.
+    pub fn object_count(&self) -> usize {
+        self.flows.state().len()
+            + self.cluster_flows.state().len()
+            + self.outputs.state().len()
+            + self.cluster_outputs.state().len()
+    }
 }
 
 impl ControlNamespaces {
@@ -228,8 +257,48 @@ pub struct Context {
     /// preempts the rest of them, and its arrival time starts the edit-to-config clock.
     pub trigger: super::watches::Trigger,
     /// Serialises status writes of Flows, Outputs and their cluster variants, which every
-    /// Logging's reconcile computes.
-    pub status_lock: tokio::sync::Mutex<()>,
+    /// Logging's reconcile computes, and holds what the last of them found current.
+    pub object_statuses: tokio::sync::Mutex<CurrentStatuses>,
+}
+
+/// Objects whose stored status was found current, by uid: the `resourceVersion` it was
+/// found at and a hash of what the status is computed from (problems and usage). While both
+/// are unchanged the status, and the Events it would announce, come out the same, so the
+/// 20,000 objects of a 10,000-flow Logging are not recomputed on every edit of one of them.
+#[derive(Debug, Default)]
+pub struct CurrentStatuses {
+    by_uid: HashMap<String, (String, u64)>,
+}
+
+impl CurrentStatuses {
+    pub fn is_current(&self, uid: &str, resource_version: &str, inputs: u64) -> bool {
+        self.by_uid
+            .get(uid)
+            .is_some_and(|(version, hash)| version == resource_version && *hash == inputs)
+    }
+
+    pub fn remember(&mut self, uid: &str, resource_version: &str, inputs: u64) {
+        match self.by_uid.get_mut(uid) {
+            Some(entry) => {
+                entry.0.clear();
+                entry.0.push_str(resource_version);
+                entry.1 = inputs;
+            }
+            None => {
+                self.by_uid
+                    .insert(uid.to_owned(), (resource_version.to_owned(), inputs));
+            }
+        }
+    }
+
+    /// Forgets deleted objects once they make up half of the entries, so pruning costs
+    /// nothing on most reconciles and the memory stays bounded.
+    pub fn prune(&mut self, objects: usize, live_uids: impl FnOnce() -> HashSet<String>) {
+        if self.by_uid.len() > 2 * objects + 64 {
+            let live = live_uids();
+            self.by_uid.retain(|uid, _| live.contains(uid));
+        }
+    }
 }
 
 impl Context {
@@ -253,7 +322,7 @@ impl Context {
             drain: super::rollout::http_drain(),
             memory: Mutex::new(Memory::default()),
             trigger: super::watches::Trigger::default(),
-            status_lock: tokio::sync::Mutex::new(()),
+            object_statuses: tokio::sync::Mutex::new(CurrentStatuses::default()),
         }
     }
 
@@ -287,5 +356,44 @@ impl Context {
         self.memory
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_current_only_at_the_version_and_inputs_it_was_found_at() {
+        let mut current = CurrentStatuses::default();
+        assert!(!current.is_current("a", "1", 7));
+        current.remember("a", "1", 7);
+        assert!(current.is_current("a", "1", 7));
+        assert!(!current.is_current("a", "2", 7), "the object changed");
+        assert!(
+            !current.is_current("a", "1", 8),
+            "its problems or users changed"
+        );
+        current.remember("a", "2", 8);
+        assert!(current.is_current("a", "2", 8));
+        assert!(!current.is_current("a", "1", 7));
+    }
+
+    #[test]
+    fn deleted_objects_are_forgotten_once_they_are_half_the_entries() {
+        let mut current = CurrentStatuses::default();
+        for uid in 0..200 {
+            current.remember(&uid.to_string(), "1", 0);
+        }
+        let live = || {
+            (0..10)
+                .map(|uid: i32| uid.to_string())
+                .collect::<HashSet<_>>()
+        };
+        current.prune(100, || panic!("no pruning while most entries may be live"));
+        current.prune(10, live);
+        assert_eq!(current.by_uid.len(), 10);
+        assert!(current.is_current("9", "1", 0));
+        assert!(!current.is_current("10", "1", 0));
     }
 }

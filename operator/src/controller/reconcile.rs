@@ -20,7 +20,7 @@ use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::apply;
-use super::context::{Context, Error};
+use super::context::{Context, CurrentStatuses, Error};
 use super::events::reference;
 use super::inventory;
 use super::rollout::{self, ConfigRollout};
@@ -600,7 +600,7 @@ async fn update_object_statuses(
     now: jiff::Timestamp,
     seen: u64,
 ) -> Result<StatusWrites, Error> {
-    let _serialised = ctx.status_lock.lock().await;
+    let mut current = ctx.object_statuses.lock().await;
     for (kind, invalid) in inventory::malformed(ctx) {
         let name = invalid.metadata.name.clone().unwrap_or_default();
         let key = match &invalid.metadata.namespace {
@@ -619,49 +619,26 @@ async fn update_object_statuses(
             .problems(&key, invalid.metadata.uid.clone(), &[problem], &[])
             .await;
     }
-    let mut pending = Vec::new();
     let users = users_by_object(resolution);
     let stores = &ctx.stores;
-    pending_kind::<Flow>(
+    let mut pass = StatusPass {
         ctx,
-        Kind::Flow,
-        &stores.flows.state(),
         resolution,
-        &users,
+        users: &users,
         now,
-        &mut pending,
-    )
-    .await;
-    pending_kind::<ClusterFlow>(
-        ctx,
-        Kind::ClusterFlow,
-        &stores.cluster_flows.state(),
-        resolution,
-        &users,
-        now,
-        &mut pending,
-    )
-    .await;
-    pending_kind::<Output>(
-        ctx,
-        Kind::Output,
-        &stores.outputs.state(),
-        resolution,
-        &users,
-        now,
-        &mut pending,
-    )
-    .await;
-    pending_kind::<ClusterOutput>(
-        ctx,
-        Kind::ClusterOutput,
-        &stores.cluster_outputs.state(),
-        resolution,
-        &users,
-        now,
-        &mut pending,
-    )
-    .await;
+        current: &mut current,
+        pending: Vec::new(),
+    };
+    pass.kind::<Flow>(Kind::Flow, &stores.flows.state()).await;
+    pass.kind::<ClusterFlow>(Kind::ClusterFlow, &stores.cluster_flows.state())
+        .await;
+    pass.kind::<Output>(Kind::Output, &stores.outputs.state())
+        .await;
+    pass.kind::<ClusterOutput>(Kind::ClusterOutput, &stores.cluster_outputs.state())
+        .await;
+    let pending = pass.pending;
+    current.prune(stores.object_count(), || stores.object_uids());
+    drop(current);
     write_statuses(ctx, pending, seen).await
 }
 
@@ -761,6 +738,15 @@ fn unused_reason(kind: Kind) -> &'static str {
     }
 }
 
+/// A hash of everything an object status is computed from besides the object itself.
+fn status_inputs(problems: &[Problem], usage: status::Usage<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    problems.hash(&mut hasher);
+    usage.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Access to the status of the four non-Logging kinds.
 pub trait HasObjectStatus {
     fn object_status(&self) -> Option<&crate::api::ObjectStatus>;
@@ -785,88 +771,113 @@ struct Announcement<'a> {
     recorded: &'a [String],
 }
 
-/// Announces new problems of every object of a kind and queues the statuses that changed.
-async fn pending_kind<K>(
-    ctx: &Context,
-    kind: Kind,
-    objects: &[Arc<DeserializeGuard<K>>],
-    resolution: &Resolution,
-    users: &HashMap<&ObjectKey, Cow<'_, str>>,
+/// One pass over the object statuses of a reconcile.
+struct StatusPass<'a> {
+    ctx: &'a Context,
+    resolution: &'a Resolution,
+    users: &'a HashMap<&'a ObjectKey, Cow<'a, str>>,
     now: jiff::Timestamp,
-    pending: &mut Vec<PendingStatus>,
-) where
-    K: Resource<DynamicType = ()>
-        + HasObjectStatus
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let resource = ApiResource::erase::<K>(&());
-    // Objects are visited in cache order and only what is announced or written is sorted:
-    // sorting all 10,000 objects of a kind on every reconcile cost more than the rest.
-    let first_pending = pending.len();
-    let mut to_announce: Vec<Announcement> = Vec::new();
-    for object in objects.iter().filter_map(|g| g.0.as_ref().ok()) {
-        let name = object.name_any();
-        let key = match object.namespace() {
-            Some(ns) => ObjectKey::namespaced(kind, &ns, &name),
-            None => ObjectKey::cluster(kind, &name),
-        };
-        let problems: &[Problem] = resolution
-            .problems
-            .get(&key)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let usage = match users.get(&key) {
-            Some(loggings) => status::Usage::InUse(loggings),
-            None => status::Usage::Unused(unused_reason(kind)),
-        };
-        let computed = status::object_status(
-            object.meta().generation,
-            problems,
-            usage,
-            object.object_status(),
-            now,
-        );
-        let recorded = object
-            .object_status()
-            .map(|s| s.problems.as_slice())
-            .unwrap_or(&[]);
-        if problems.is_empty() {
-            // Forgets what was announced; publishes nothing, so the order does not matter.
-            ctx.events.problems(&key, object.uid(), &[], recorded).await;
-        } else {
-            to_announce.push(Announcement {
-                key: key.clone(),
-                uid: object.uid(),
+    current: &'a mut CurrentStatuses,
+    /// The statuses that changed, sorted within each kind.
+    pending: Vec<PendingStatus>,
+}
+
+impl StatusPass<'_> {
+    /// Announces new problems of every object of a kind and queues the statuses that changed.
+    async fn kind<K>(&mut self, kind: Kind, objects: &[Arc<DeserializeGuard<K>>])
+    where
+        K: Resource<DynamicType = ()>
+            + HasObjectStatus
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let resource = ApiResource::erase::<K>(&());
+        // Objects are visited in cache order and only what is announced or written is sorted:
+        // sorting all 10,000 objects of a kind on every reconcile cost more than the rest.
+        let first_pending = self.pending.len();
+        let mut to_announce: Vec<Announcement> = Vec::new();
+        for object in objects.iter().filter_map(|g| g.0.as_ref().ok()) {
+            let name = object.name_any();
+            let key = match object.namespace() {
+                Some(ns) => ObjectKey::namespaced(kind, &ns, &name),
+                None => ObjectKey::cluster(kind, &name),
+            };
+            let problems: &[Problem] = self
+                .resolution
+                .problems
+                .get(&key)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let usage = match self.users.get(&key) {
+                Some(loggings) => status::Usage::InUse(loggings),
+                None => status::Usage::Unused(unused_reason(kind)),
+            };
+            let version = (
+                object.meta().uid.as_deref(),
+                object.meta().resource_version.as_deref(),
+            );
+            let inputs = status_inputs(problems, usage);
+            if let (Some(uid), Some(version)) = version
+                && self.current.is_current(uid, version, inputs)
+            {
+                continue;
+            }
+            let computed = status::object_status(
+                object.meta().generation,
                 problems,
-                recorded,
+                usage,
+                object.object_status(),
+                self.now,
+            );
+            let recorded = object
+                .object_status()
+                .map(|s| s.problems.as_slice())
+                .unwrap_or(&[]);
+            if problems.is_empty() {
+                // Forgets what was announced; publishes nothing, so the order does not matter.
+                self.ctx
+                    .events
+                    .problems(&key, object.uid(), &[], recorded)
+                    .await;
+            } else {
+                to_announce.push(Announcement {
+                    key: key.clone(),
+                    uid: object.uid(),
+                    problems,
+                    recorded,
+                });
+            }
+            if object.object_status() == Some(&computed) {
+                if let (Some(uid), Some(version)) = version {
+                    self.current.remember(uid, version, inputs);
+                }
+                continue;
+            }
+            if already_written(self.ctx, object.uid(), &computed) {
+                continue;
+            }
+            self.pending.push(PendingStatus {
+                key,
+                resource: resource.clone(),
+                namespace: object.namespace(),
+                name,
+                uid: object.uid(),
+                status: computed,
             });
         }
-        if object.object_status() == Some(&computed)
-            || already_written(ctx, object.uid(), &computed)
-        {
-            continue;
+        to_announce.sort_by(|a, b| a.key.cmp(&b.key));
+        for announcement in to_announce {
+            self.ctx
+                .events
+                .problems(
+                    &announcement.key,
+                    announcement.uid,
+                    announcement.problems,
+                    announcement.recorded,
+                )
+                .await;
         }
-        pending.push(PendingStatus {
-            key,
-            resource: resource.clone(),
-            namespace: object.namespace(),
-            name,
-            uid: object.uid(),
-            status: computed,
-        });
+        self.pending[first_pending..].sort_by(|a, b| a.key.cmp(&b.key));
     }
-    to_announce.sort_by(|a, b| a.key.cmp(&b.key));
-    for announcement in to_announce {
-        ctx.events
-            .problems(
-                &announcement.key,
-                announcement.uid,
-                announcement.problems,
-                announcement.recorded,
-            )
-            .await;
-    }
-    pending[first_pending..].sort_by(|a, b| a.key.cmp(&b.key));
 }

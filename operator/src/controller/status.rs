@@ -81,7 +81,7 @@ fn problems_verdict(problems: &[Problem]) -> Verdict {
 }
 
 /// How a Flow, ClusterFlow, Output or ClusterOutput figures in the resolved pipelines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Usage<'a> {
     /// Part of the rendered configuration of these Loggings.
     InUse(&'a str),
