@@ -2,12 +2,13 @@
 //! changed, and deletion of labelled children no longer built.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::context::{Context, Error};
+use super::context::{AppliedChild, Context, Error};
 use crate::build::{Child, ChildKind};
 use crate::layout::{FIELD_MANAGER, LOGGING_LABEL, MANAGED_BY};
 
@@ -77,10 +78,14 @@ fn display(id: &ChildId) -> String {
 }
 
 /// SHA-256 of the JSON form: what is remembered of applied objects and written statuses,
-/// instead of the objects themselves.
+/// instead of the objects themselves. Streamed into the hasher: config Secrets are
+/// megabytes at 10,000 flows and are hashed on every reconcile.
 pub fn json_hash(value: &impl serde::Serialize) -> String {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
+    let mut hasher = Sha256::new();
+    // Writing into a hasher cannot fail, and a value that cannot be serialised hashes
+    // as whatever part of it was written, as the empty serialisation did before.
+    let _ = serde_json::to_writer(&mut hasher, value);
+    hex::encode(hasher.finalize())
 }
 
 /// True when every field `desired` sets has the same value in `live`: the API server adds
@@ -114,55 +119,79 @@ fn is_zero(value: &serde_json::Value) -> bool {
     }
 }
 
-/// The live object of a child, from the cache (Namespaces come from the metadata cache).
-fn live_object(ctx: &Context, id: &ChildId) -> Option<serde_json::Value> {
-    if id.0 == ChildKind::Namespace {
-        let meta = ctx
-            .stores
-            .namespaces
-            .state()
-            .into_iter()
-            .find(|ns| ns.name_any() == id.2)?;
-        return Some(serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": meta.metadata,
-        }));
-    }
-    let object = ctx
-        .stores
+/// The cached live object of a child; Namespaces are cached as metadata only.
+fn cached_child(ctx: &Context, id: &ChildId) -> Option<Arc<DynamicObject>> {
+    ctx.stores
         .children_of(id.0)
         .into_iter()
-        .find(|o| o.namespace() == id.1 && o.name_any() == id.2)?;
-    let mut live = serde_json::to_value(&*object).ok()?;
+        .find(|o| o.namespace() == id.1 && o.name_any() == id.2)
+}
+
+fn namespace_exists(ctx: &Context, name: &str) -> bool {
+    ctx.stores
+        .namespaces
+        .state()
+        .iter()
+        .any(|ns| ns.name_any() == name)
+}
+
+/// Whether the live object holds every field of `desired`, compared part by part so the
+/// live object (a config Secret can be a megabyte) is never copied.
+fn live_contains(kind: ChildKind, live: &DynamicObject, desired: &DynamicObject) -> bool {
+    let Ok(serde_json::Value::Object(desired)) = serde_json::to_value(desired) else {
+        return false;
+    };
     // Items of the initial list carry no apiVersion/kind; watch events do.
-    let (resource, _) = api_resource(id.0);
-    if let Some(map) = live.as_object_mut() {
-        map.entry("apiVersion")
-            .or_insert(resource.api_version.into());
-        map.entry("kind").or_insert(resource.kind.into());
-    }
-    Some(live)
+    let (resource, _) = api_resource(kind);
+    desired.iter().all(|(key, want)| match key.as_str() {
+        "apiVersion" => {
+            live.types
+                .as_ref()
+                .map_or(&resource.api_version, |t| &t.api_version)
+                == want.as_str().unwrap_or_default()
+        }
+        "kind" => {
+            live.types.as_ref().map_or(&resource.kind, |t| &t.kind)
+                == want.as_str().unwrap_or_default()
+        }
+        "metadata" => {
+            serde_json::to_value(&live.metadata).is_ok_and(|metadata| contains(&metadata, want))
+        }
+        _ => match live.data.get(key) {
+            Some(have) => contains(have, want),
+            None => is_zero(want),
+        },
+    })
 }
 
 /// Whether a child must be sent: it is skipped only when we applied exactly this desired
 /// object before and the live object still carries every field we set.
-fn needs_apply(ctx: &Context, id: &ChildId, hash: &str, desired: &serde_json::Value) -> bool {
+fn needs_apply(ctx: &Context, id: &ChildId, hash: &str, desired: &DynamicObject) -> bool {
     if id.0 == ChildKind::Namespace {
         // The control namespace is built with nothing but its name, so an existing one is
         // always as built. Applying it anyway would need cluster-wide `patch` on Namespaces,
         // which only `--control-namespaces=*` grants: a listed control namespace exists
         // before the operator starts (its RoleBinding lives there).
-        return live_object(ctx, id).is_none();
+        return !namespace_exists(ctx, &id.2);
     }
     let remembered = ctx.memory().applied.get(id).cloned();
-    if remembered.as_deref() != Some(hash) {
+    let Some(remembered) = remembered.filter(|r| r.hash == hash) else {
+        return true;
+    };
+    let Some(live) = cached_child(ctx, id) else {
+        return true;
+    };
+    let version = live.resource_version();
+    if version.is_some() && version == remembered.verified {
+        return false;
+    }
+    if !live_contains(id.0, &live, desired) {
         return true;
     }
-    match live_object(ctx, id) {
-        Some(live) => !contains(&live, desired),
-        None => true,
+    if let Some(entry) = ctx.memory().applied.get_mut(id) {
+        entry.verified = version;
     }
+    false
 }
 
 /// Whether the API server refused the change because it touches an immutable field of a
@@ -185,20 +214,30 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
     let mut applied = Applied::default();
     for child in children {
         let id = child_id(child);
-        let mut object = child.object.clone();
-        // Never send server-owned metadata: the builder makes fresh objects, this keeps it so.
-        object.meta_mut().managed_fields = None;
-        object.meta_mut().resource_version = None;
-        let desired = serde_json::to_value(&object)
-            .map_err(|e| Error::InvalidChild(format!("{}: {e}", display(&id))))?;
-        let hash = json_hash(&object);
-        if !needs_apply(ctx, &id, &hash, &desired) {
+        // Never send server-owned metadata; the builder makes fresh objects, so this copies
+        // nothing unless it ever stops doing so.
+        let object = if child.object.metadata.managed_fields.is_some()
+            || child.object.metadata.resource_version.is_some()
+        {
+            let mut stripped = child.object.clone();
+            stripped.meta_mut().managed_fields = None;
+            stripped.meta_mut().resource_version = None;
+            std::borrow::Cow::Owned(stripped)
+        } else {
+            std::borrow::Cow::Borrowed(&child.object)
+        };
+        let object = object.as_ref();
+        let hash = json_hash(object);
+        if !needs_apply(ctx, &id, &hash, object) {
             continue;
         }
-        let existed = live_object(ctx, &id).is_some();
+        let existed = match id.0 {
+            ChildKind::Namespace => namespace_exists(ctx, &id.2),
+            _ => cached_child(ctx, &id).is_some(),
+        };
         let api = api_for(ctx, child.kind, id.1.as_deref());
-        match api.patch(&id.2, &params, &Patch::Apply(&object)).await {
-            Ok(_) => {}
+        let verified = match api.patch(&id.2, &params, &Patch::Apply(object)).await {
+            Ok(live) => live.resource_version(),
             Err(error) if is_immutable_field_change(child.kind, &error) => {
                 // Background deletion removes the pods but never the PersistentVolumeClaims a
                 // StatefulSet created: they are not owned by it (retention policy `Retain`).
@@ -209,7 +248,8 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
                         name: display(&id),
                         source: Box::new(source),
                     })?;
-                api.patch(&id.2, &params, &Patch::Apply(&object))
+                let live = api
+                    .patch(&id.2, &params, &Patch::Apply(object))
                     .await
                     .map_err(|source| Error::Apply {
                         kind: child.kind,
@@ -217,6 +257,7 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
                         source: Box::new(source),
                     })?;
                 applied.recreated.push((child.kind, display(&id)));
+                live.resource_version()
             }
             Err(kube::Error::Api(status)) if status.code == 422 => {
                 applied
@@ -231,7 +272,7 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
                     source: Box::new(source),
                 });
             }
-        }
+        };
         ctx.metrics.wrote("apply", &format!("{:?}", child.kind));
         if existed {
             applied.updated.push((child.kind, display(&id)));
@@ -242,14 +283,14 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
         // Only what the TLS planner reads needs a stand-in; config bundles would be a second
         // copy of all rendered text.
         if child.kind == ChildKind::Secret
-            && !super::inventory::is_config_bundle(&object)
+            && !super::inventory::is_config_bundle(object)
             && let Some(namespace) = &id.1
         {
             memory
                 .applied_secrets
                 .insert((namespace.clone(), id.2.clone()), object.clone());
         }
-        memory.applied.insert(id, hash);
+        memory.applied.insert(id, AppliedChild { hash, verified });
     }
     Ok(applied)
 }
@@ -333,6 +374,39 @@ mod tests {
             &json!({"spec": {"hostNetwork": true}}),
             &json!({"spec": {"hostNetwork": false}})
         ));
+    }
+
+    fn dynamic(value: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_live_child_is_compared_part_by_part() {
+        let desired = dynamic(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "a", "namespace": "ns", "labels": {"x": "1"}},
+            "data": {"k": "dg=="}}));
+        // An item of the initial list: no apiVersion/kind, server-added metadata and fields.
+        let listed = dynamic(json!({
+            "metadata": {"name": "a", "namespace": "ns", "labels": {"x": "1", "y": "2"},
+                         "uid": "u", "resourceVersion": "7"},
+            "data": {"k": "dg==", "other": "eA=="}, "type": "Opaque"}));
+        assert!(live_contains(ChildKind::Secret, &listed, &desired));
+
+        let relabelled = dynamic(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "a", "namespace": "ns", "labels": {"x": "2"}},
+            "data": {"k": "dg=="}}));
+        assert!(!live_contains(ChildKind::Secret, &relabelled, &desired));
+        let edited = dynamic(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "a", "namespace": "ns", "labels": {"x": "1"}},
+            "data": {"k": "eA=="}}));
+        assert!(!live_contains(ChildKind::Secret, &edited, &desired));
+        let emptied = dynamic(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "a", "namespace": "ns", "labels": {"x": "1"}}}));
+        assert!(!live_contains(ChildKind::Secret, &emptied, &desired));
+        assert!(
+            !live_contains(ChildKind::Service, &listed, &desired),
+            "another kind"
+        );
     }
 
     #[test]
