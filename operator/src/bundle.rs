@@ -94,7 +94,7 @@ fn revision_of(
 
 impl Manifest {
     /// The manifest of these files. Same files, same manifest, whatever their order.
-    pub fn of(files: &[BundleFile]) -> Self {
+    pub fn of<'a>(files: impl IntoIterator<Item = &'a BundleFile>) -> Self {
         let mut revision_files = BTreeMap::new();
         let mut shared_files = BTreeMap::new();
         for file in files {
