@@ -216,6 +216,60 @@ fn mib(kib: Option<(u64, u64)>, peak: bool) -> String {
     }
 }
 
+/// The operator's `/metrics` text (OpenMetrics), over plain HTTP/1.1.
+fn scrape_metrics(port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (_, body) = response
+        .split_once("\r\n\r\n")
+        .context("no HTTP body from /metrics")?;
+    Ok(body.to_owned())
+}
+
+/// The sum of every sample of `name` whose labels include each of `labels` (`key="value"`).
+fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|l| rest.contains(l)))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// Finished reconciles and those slower than the first duration bucket of at least `secs`
+/// (the buckets double from 5 ms), with that bucket's bound.
+fn slow_reconciles(text: &str, secs: f64) -> (f64, f64, f64) {
+    let finished = metric_sum(text, "sluice_reconcile_duration_seconds_count", &[]);
+    let bound = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_reconcile_duration_seconds_bucket{"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            le.parse::<f64>().ok()
+        })
+        .filter(|le| *le >= secs)
+        .fold(f64::INFINITY, f64::min);
+    let within = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_reconcile_duration_seconds_bucket{"))
+        .filter(|l| {
+            l.split("le=\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                == Some(bound)
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>();
+    (finished, finished - within, bound)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -292,16 +346,15 @@ async fn main() -> Result<()> {
     }));
     apply_documents(&client, &base).await?;
 
+    // A free port for the operator's /metrics, read at the end.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{metrics_port}");
     let mut operator = match &args.operator {
         Some(binary) => Some(
             std::process::Command::new(binary)
-                .args([
-                    "run",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--control-namespaces",
-                    CONTROL,
-                ])
+                .args(["run", "--listen", &listen, "--control-namespaces", CONTROL])
                 .env("SLUICE_LOG_FORMAT", "plain")
                 .stdout(std::process::Stdio::null())
                 .spawn()
@@ -337,6 +390,43 @@ async fn main() -> Result<()> {
         log.aggregator_flows() >= n && log.text_containing(&format!("app-{}", n - 1))
     })
     .await?;
+    // Edits while the statuses of the new objects are still being written: the config path
+    // must not wait for them.
+    let mut burst_latencies = Vec::new();
+    for edit in 0..5 {
+        let pending = flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .len()
+            < n;
+        if !pending {
+            break;
+        }
+        let index = (edit * 104_729) % n;
+        let marker = format!("burst-{edit}-{index}");
+        let [_, flow] = flow_documents(
+            index,
+            args.namespaces,
+            &format!("app-{index}"),
+            Some(&marker),
+        );
+        let edited = Instant::now();
+        apply_all(&client, vec![flow]).await?;
+        let seen = until(
+            &format!("burst edit {edit} in a config Secret"),
+            Duration::from_secs(120),
+            || {
+                secrets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .text_containing(&marker)
+            },
+        )
+        .await?;
+        burst_latencies.push(seen - edited);
+    }
+    burst_latencies.sort();
     let status_at = until("every Flow's status", Duration::from_secs(1200), || {
         flows
             .lock()
@@ -438,6 +528,21 @@ async fn main() -> Result<()> {
         "| edit → config Secret, max | {} ms |",
         latencies.last().copied().unwrap_or_default().as_millis()
     );
+    if burst_latencies.is_empty() {
+        println!(
+            "| edit → config Secret while statuses are pending | statuses were written first |"
+        );
+    } else {
+        println!(
+            "| edit → config Secret while statuses are pending, max ({} edits) | {} ms |",
+            burst_latencies.len(),
+            burst_latencies
+                .last()
+                .copied()
+                .unwrap_or_default()
+                .as_millis()
+        );
+    }
     let max = |v: &[usize]| v.iter().copied().max().unwrap_or(0);
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     println!(
@@ -460,6 +565,20 @@ async fn main() -> Result<()> {
         mib(after_edits, false),
         mib(after_edits, true)
     );
+
+    if operator.is_some() {
+        match scrape_metrics(metrics_port) {
+            Ok(text) => {
+                let started = metric_sum(&text, "sluice_reconciles_total", &[]);
+                let (finished, slow, bound) = slow_reconciles(&text, 10.0);
+                println!(
+                    "| reconciles started / finished (`sluice_reconciles_total`) | {started} / {finished} |"
+                );
+                println!("| reconciles over {bound} s | {slow} |");
+            }
+            Err(error) => println!("| reconciles | metrics not read: {error} |"),
+        }
+    }
 
     if !args.keep {
         let delete = DeleteParams::default();
@@ -488,4 +607,24 @@ async fn main() -> Result<()> {
         let _ = child.wait();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconcile_counts_are_read_from_the_operators_own_metrics_text() {
+        let metrics = sluice::controller::metrics::Metrics::new();
+        for seconds in [0.2, 3.0, 12.0, 30.0] {
+            metrics.reconcile_started("Logging");
+            metrics.reconciled("Logging", "changed", Duration::from_secs_f64(seconds));
+        }
+        metrics.reconcile_started("Logging");
+        let text = metrics.encode();
+        assert_eq!(metric_sum(&text, "sluice_reconciles_total", &[]), 5.0);
+        let (finished, slow, bound) = slow_reconciles(&text, 10.0);
+        assert_eq!((finished, slow), (4.0, 2.0), "{text}");
+        assert!((10.0..11.0).contains(&bound), "{bound}");
+    }
 }
