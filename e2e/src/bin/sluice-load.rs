@@ -291,6 +291,30 @@ async fn until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut done: F) -
     }
 }
 
+/// Applies an edited Flow and waits until `marker` shows in a config Secret: when the edit
+/// was sent and how long it took to reach the config.
+async fn timed_edit(
+    client: &Client,
+    secrets: &Mutex<SecretLog>,
+    flow: Value,
+    marker: &str,
+) -> Result<(Instant, Duration)> {
+    let edited = Instant::now();
+    apply_all(client, vec![flow]).await?;
+    let seen = until(
+        &format!("edit {marker} in a config Secret"),
+        Duration::from_secs(120),
+        || {
+            secrets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .text_containing(marker)
+        },
+    )
+    .await?;
+    Ok((edited, seen - edited))
+}
+
 async fn apply_all(client: &Client, documents: Vec<Value>) -> Result<()> {
     let params = PatchParams::apply(MANAGER).force();
     futures::stream::iter(documents)
@@ -411,20 +435,8 @@ async fn main() -> Result<()> {
             &format!("app-{index}"),
             Some(&marker),
         );
-        let edited = Instant::now();
-        apply_all(&client, vec![flow]).await?;
-        let seen = until(
-            &format!("burst edit {edit} in a config Secret"),
-            Duration::from_secs(120),
-            || {
-                secrets
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .text_containing(&marker)
-            },
-        )
-        .await?;
-        burst_latencies.push(seen - edited);
+        let (_, latency) = timed_edit(&client, &secrets, flow, &marker).await?;
+        burst_latencies.push(latency);
     }
     burst_latencies.sort();
     let status_at = until("every Flow's status", Duration::from_secs(1200), || {
@@ -453,20 +465,8 @@ async fn main() -> Result<()> {
             (format!("app-{index}"), Some(marker.as_str()))
         };
         let [_, flow] = flow_documents(index, args.namespaces, &label, filter);
-        let edited = Instant::now();
-        apply_all(&client, vec![flow]).await?;
-        let seen = until(
-            &format!("edit {edit} in a config Secret"),
-            Duration::from_secs(60),
-            || {
-                secrets
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .text_containing(&marker)
-            },
-        )
-        .await?;
-        latencies.push(seen - edited);
+        let (edited, latency) = timed_edit(&client, &secrets, flow, &marker).await?;
+        latencies.push(latency);
         let key = format!("{}/flow-{index:05}", team_namespace(index, args.namespaces));
         until(
             &format!("edit {edit}'s status"),
