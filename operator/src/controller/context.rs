@@ -43,8 +43,6 @@ pub enum Error {
     },
     #[error("patching status of {key}: no answer within {after:?}")]
     StatusTimeout { key: ObjectKey, after: Duration },
-    #[error("a built object cannot be applied: {0}")]
-    InvalidChild(String),
     #[error(transparent)]
     Build(#[from] BuildError),
     #[error("planning TLS material failed: {0}")]
@@ -59,7 +57,6 @@ impl Error {
             Error::Delete { .. } => "DeleteFailed",
             Error::Status { .. } => "StatusPatchFailed",
             Error::StatusTimeout { .. } => "StatusPatchTimeout",
-            Error::InvalidChild(_) => "InvalidChild",
             Error::Build(_) => "BuildFailed",
             Error::Pki(_) => "PkiFailed",
         }
