@@ -1972,6 +1972,35 @@ async fn a_flow_its_full_config_slot_leaves_out_is_degraded_alone() {
         !config.contains(&format!("team-b/{second}")),
         "the second is not"
     );
+    // Its records would only be dropped at the aggregator: agents do not route them there.
+    let routes = applied_agent_routes(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    let route = |name: &str| {
+        let label =
+            sluice::render::fluentd::flow_label(&ObjectKey::namespaced(Kind::Flow, "team-b", name));
+        format!("\"{}\"", sluice::render::edge::flow_route(&label))
+    };
+    assert!(routes.contains(&route(first)), "{routes}");
+    assert!(!routes.contains(&route(&second)), "{routes}");
+}
+
+/// The agents' routing table as the reconcile applied it.
+fn applied_agent_routes(calls: &[Call]) -> Option<String> {
+    use base64::Engine;
+    let path = format!(
+        "/api/v1/namespaces/{CONTROL}/secrets/{}",
+        names().agent_routes_secret()
+    );
+    let call = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path == path)?;
+    let mut text = String::new();
+    for value in call.body["data"].as_object()?.values() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap_or_default())
+            .unwrap_or_default();
+        text.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    Some(text)
 }
 
 fn many_flows_harness(flows: usize, settings: Settings) -> Harness {

@@ -81,9 +81,20 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
     // The agent's routing table is data the running filter re-reads, and the config bundles
     // reach running pods through the reloader (docs/architecture.md, "Config reload"): no
     // Flow or Output edit changes a pod template. Only the TLS material rolls pods.
-    let agent_routes = render::agent_routes(pipeline);
-    let agent_bundle = agent_bundle(pipeline);
-    let aggregator_bundle = aggregator_bundle(pipeline);
+    let (aggregator_bundle, overflowed) = aggregator_bundle(pipeline);
+    // A flow its full slot left out of the aggregator has no dispatch there, so its records
+    // would cross the network only to be dropped: agents route as if it did not exist.
+    let routed;
+    let agent_pipeline = if overflowed.is_empty() {
+        pipeline
+    } else {
+        let mut without = pipeline.clone();
+        without.flows.retain(|flow| !overflowed.contains(&flow.key));
+        routed = without;
+        &routed
+    };
+    let agent_routes = render::agent_routes(agent_pipeline);
+    let agent_bundle = agent_bundle(agent_pipeline);
     let hashes = Hashes {
         tls: pki.material_hash.clone(),
     };
@@ -236,10 +247,11 @@ fn agent_bundle(pipeline: &Pipeline) -> BundleSecrets {
 }
 
 /// The aggregator's bundle: the main Secret (with the manifest), one Secret per slot, and
-/// the output credentials.
-fn aggregator_bundle(pipeline: &Pipeline) -> BundleSecrets {
+/// the output credentials; and the flows left out because their slot is full.
+fn aggregator_bundle(pipeline: &Pipeline) -> (BundleSecrets, Vec<crate::model::ObjectKey>) {
     let names = &pipeline.names;
     let rendered = render::aggregator(pipeline);
+    let overflowed = rendered.overflowed;
     let mut main: Vec<BundleFile> = rendered
         .main
         .into_iter()
@@ -285,7 +297,7 @@ fn aggregator_bundle(pipeline: &Pipeline) -> BundleSecrets {
         workloads::AGGREGATOR,
         credentials,
     ));
-    secrets
+    (secrets, overflowed)
 }
 
 /// Owner reference to the Logging; absent offline, where the Logging has no uid yet.
