@@ -1030,6 +1030,34 @@ async fn a_problem_of_an_unchanged_object_reaches_its_status_both_ways() {
     assert_eq!(condition(healed, "Ready")["status"], "True");
 }
 
+/// A Flow deleted between the cache read and its status write: the API server answers 404,
+/// and the reconcile goes on (no failure, no Warning on the Logging, no backoff).
+#[tokio::test]
+async fn a_status_write_to_an_object_deleted_meanwhile_is_skipped() {
+    let harness = Harness::new(
+        logging_json(None),
+        vec![flow_json("app", 1, None), flow_json("gone", 1, None)],
+    );
+    let gone = "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/gone/status";
+    harness.respond_once(
+        "PATCH",
+        gone,
+        404,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": "NotFound", "code": 404, "message": "flows \"gone\" not found"}),
+    );
+    let calls = harness.reconcile().await;
+    find(&calls, "PATCH", gone);
+    find(&calls, "PATCH", FLOW_STATUS);
+    assert!(
+        calls.iter().all(|c| c.body["type"] != "Warning"),
+        "{:#?}",
+        lines(&calls)
+    );
+    let text = harness.ctx.metrics.encode();
+    assert!(text.contains("sluice_status_writes_pending 0"), "{text}");
+}
+
 #[tokio::test]
 async fn requeues_at_the_next_certificate_change() {
     let harness = Harness::new(logging_json(None), vec![]);
@@ -1747,7 +1775,6 @@ fn isolation_harness(secret: &str, settings: Settings) -> Harness {
 /// The decoded aggregator configuration applied by these calls (every Secret of its bundle
 /// they wrote), if any.
 fn applied_aggregator_config(calls: &[Call]) -> Option<String> {
-    use base64::Engine;
     let paths: Vec<String> = names()
         .candidate_bundle_secrets(sluice::layout::AGGREGATOR_COMPONENT)
         .iter()
@@ -1760,15 +1787,23 @@ fn applied_aggregator_config(calls: &[Call]) -> Option<String> {
         .filter(|c| c.method == "PATCH" && paths.contains(&c.path))
     {
         found = true;
-        for value in call.body["data"].as_object()?.values() {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(value.as_str().unwrap_or_default())
-                .unwrap_or_default();
-            text.push_str(&String::from_utf8_lossy(&bytes));
-        }
+        text.push_str(&secret_text(call)?);
     }
     if !found {
         return None;
+    }
+    Some(text)
+}
+
+/// The decoded `data` values of an applied Secret, concatenated.
+fn secret_text(call: &Call) -> Option<String> {
+    use base64::Engine;
+    let mut text = String::new();
+    for value in call.body["data"].as_object()?.values() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap_or_default())
+            .unwrap_or_default();
+        text.push_str(&String::from_utf8_lossy(&bytes));
     }
     Some(text)
 }
@@ -1985,22 +2020,15 @@ async fn a_flow_its_full_config_slot_leaves_out_is_degraded_alone() {
 
 /// The agents' routing table as the reconcile applied it.
 fn applied_agent_routes(calls: &[Call]) -> Option<String> {
-    use base64::Engine;
     let path = format!(
         "/api/v1/namespaces/{CONTROL}/secrets/{}",
         names().agent_routes_secret()
     );
-    let call = calls
-        .iter()
-        .find(|c| c.method == "PATCH" && c.path == path)?;
-    let mut text = String::new();
-    for value in call.body["data"].as_object()?.values() {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(value.as_str().unwrap_or_default())
-            .unwrap_or_default();
-        text.push_str(&String::from_utf8_lossy(&bytes));
-    }
-    Some(text)
+    secret_text(
+        calls
+            .iter()
+            .find(|c| c.method == "PATCH" && c.path == path)?,
+    )
 }
 
 fn many_flows_harness(flows: usize, settings: Settings) -> Harness {

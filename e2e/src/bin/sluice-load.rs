@@ -380,7 +380,9 @@ async fn main() -> Result<()> {
             std::process::Command::new(binary)
                 .args(["run", "--listen", &listen, "--control-namespaces", CONTROL])
                 .env("SLUICE_LOG_FORMAT", "plain")
-                .stdout(std::process::Stdio::null())
+                // The operator logs to stdout; on the bench's stderr its warnings stay visible
+                // and the table on stdout stays clean.
+                .stdout(std::io::stderr())
                 .spawn()
                 .with_context(|| format!("starting {}", binary.display()))?,
         ),

@@ -689,7 +689,7 @@ async fn write_statuses(
     let total = pending.len();
     let bound = ctx.settings.status_concurrency.max(1);
     ctx.metrics.status_pending(total);
-    let results: Vec<Result<(), Error>> = futures::stream::iter(pending)
+    let results: Vec<Result<bool, Error>> = futures::stream::iter(pending)
         .enumerate()
         .take_while(|(index, _)| {
             futures::future::ready(*index < bound || ctx.trigger.inputs() == seen)
@@ -698,8 +698,9 @@ async fn write_statuses(
         .buffer_unordered(bound)
         .collect()
         .await;
-    let written = results.iter().filter(|r| r.is_ok()).count();
-    ctx.metrics.status_pending(total - written);
+    let written = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let settled = results.iter().filter(|r| r.is_ok()).count();
+    ctx.metrics.status_pending(total - settled);
     let attempted = results.len();
     if let Some(error) = results.into_iter().find_map(Result::err) {
         return Err(error);
@@ -710,7 +711,8 @@ async fn write_statuses(
     })
 }
 
-async fn write_status(ctx: &Context, item: PendingStatus) -> Result<(), Error> {
+/// Writes one object status; false when the object no longer exists.
+async fn write_status(ctx: &Context, item: PendingStatus) -> Result<bool, Error> {
     let timeout = ctx.settings.status_write_timeout;
     let write = status::write_erased(
         &ctx.client,
@@ -724,6 +726,12 @@ async fn write_status(ctx: &Context, item: PendingStatus) -> Result<(), Error> {
             key: item.key,
             after: timeout,
         }),
+        // Deleted since the cache was read: its deletion event is on its way and nothing is
+        // left to report on. Failing would put a Warning on the Logging and back it off.
+        Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
+            tracing::debug!(object = %item.key, "status not written: the object is gone");
+            Ok(false)
+        }
         Ok(Err(source)) => Err(Error::Status {
             key: item.key,
             source: Box::new(source),
@@ -732,7 +740,7 @@ async fn write_status(ctx: &Context, item: PendingStatus) -> Result<(), Error> {
             ctx.metrics.wrote("status", item.key.kind.as_str());
             ctx.metrics.status_written();
             remember_written(ctx, item.uid, &item.status);
-            Ok(())
+            Ok(true)
         }
     }
 }
