@@ -246,27 +246,26 @@ fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 /// (the buckets double from 5 ms), with that bucket's bound.
 fn slow_reconciles(text: &str, secs: f64) -> (f64, f64, f64) {
     let finished = metric_sum(text, "sluice_reconcile_duration_seconds_count", &[]);
-    let bound = text
+    // (bound, count) of every duration bucket sample, across kinds and outcomes.
+    let buckets: Vec<(f64, f64)> = text
         .lines()
         .filter(|l| l.starts_with("sluice_reconcile_duration_seconds_bucket{"))
         .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            le.parse::<f64>().ok()
+            let le = l.split("le=\"").nth(1)?.split('"').next()?.parse().ok()?;
+            let count = l.rsplit_once(' ')?.1.parse().ok()?;
+            Some((le, count))
         })
+        .collect();
+    let bound = buckets
+        .iter()
+        .map(|(le, _)| *le)
         .filter(|le| *le >= secs)
         .fold(f64::INFINITY, f64::min);
-    let within = text
-        .lines()
-        .filter(|l| l.starts_with("sluice_reconcile_duration_seconds_bucket{"))
-        .filter(|l| {
-            l.split("le=\"")
-                .nth(1)
-                .and_then(|v| v.split('"').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                == Some(bound)
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum::<f64>();
+    let within: f64 = buckets
+        .iter()
+        .filter(|(le, _)| *le == bound)
+        .map(|(_, count)| count)
+        .sum();
     (finished, finished - within, bound)
 }
 

@@ -110,14 +110,6 @@ impl Stores {
         all.extend(uids(&self.cluster_outputs));
         all.into_iter().collect()
     }
-
-    /// How many Flows, ClusterFlows, Outputs and ClusterOutputs are cached.
-    pub fn object_count(&self) -> usize {
-        self.flows.state().len()
-            + self.cluster_flows.state().len()
-            + self.outputs.state().len()
-            + self.cluster_outputs.state().len()
-    }
 }
 
 impl ControlNamespaces {

@@ -661,6 +661,7 @@ async fn update_object_statuses(
         now,
         current: &mut current,
         pending: Vec::new(),
+        visited: 0,
     };
     pass.kind::<Flow>(Kind::Flow, &stores.flows.state()).await;
     pass.kind::<ClusterFlow>(Kind::ClusterFlow, &stores.cluster_flows.state())
@@ -669,8 +670,8 @@ async fn update_object_statuses(
         .await;
     pass.kind::<ClusterOutput>(Kind::ClusterOutput, &stores.cluster_outputs.state())
         .await;
-    let pending = pass.pending;
-    current.prune(stores.object_count(), || stores.object_uids());
+    let (pending, visited) = (pass.pending, pass.visited);
+    current.prune(visited, || stores.object_uids());
     drop(current);
     write_statuses(ctx, pending, seen).await
 }
@@ -821,6 +822,8 @@ struct StatusPass<'a> {
     current: &'a mut CurrentStatuses,
     /// The statuses that changed, sorted within each kind.
     pending: Vec<PendingStatus>,
+    /// Objects looked at, current or not.
+    visited: usize,
 }
 
 impl StatusPass<'_> {
@@ -839,6 +842,7 @@ impl StatusPass<'_> {
         let first_pending = self.pending.len();
         let mut to_announce: Vec<Announcement> = Vec::new();
         for object in objects.iter().filter_map(|g| g.0.as_ref().ok()) {
+            self.visited += 1;
             let name = object.name_any();
             let key = match object.namespace() {
                 Some(ns) => ObjectKey::namespaced(kind, &ns, &name),
