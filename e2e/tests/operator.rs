@@ -143,7 +143,7 @@ async fn examples_end_to_end() -> Result<()> {
     install_crds(&client).await?;
     apply_documents(
         &client,
-        &documents(&repo("deploy/rbac/agent-clusterroles.yaml"))?,
+        &documents(&repo("deploy/rbac/agent-rbac.yaml"))?,
     )
     .await?;
     let (operator, stop) = start_operator(client.clone());

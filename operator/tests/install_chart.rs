@@ -173,7 +173,8 @@ fn templates_are_balanced() {
 fn deploy_rules(kind: &str, name: &str) -> Value {
     for file in [
         "rbac/operator.yaml",
-        "rbac/agent-clusterroles.yaml",
+        "rbac/agent-rbac.yaml",
+        "rbac/tenant-secrets.yaml",
         "components/all-namespaces/clusterrolebinding.yaml",
     ] {
         let text = read(root().join("deploy").join(file));
@@ -195,6 +196,7 @@ fn chart_rbac_rules_equal_deploys() {
     let expected = json!({
         "operator": deploy_rules("ClusterRole", "sluice-operator"),
         "controlNamespace": deploy_rules("ClusterRole", "sluice-operator-control-namespace"),
+        "tenantSecrets": deploy_rules("ClusterRole", "sluice-operator-tenant-secrets"),
         "allNamespaces": deploy_rules("ClusterRole", "sluice-operator-all-namespaces"),
         "leaderElection": deploy_rules("Role", "sluice-operator-leader-election"),
         "agent": deploy_rules("ClusterRole", sluice::layout::AGENT_CLUSTER_ROLE),
