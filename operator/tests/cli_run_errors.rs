@@ -44,6 +44,7 @@ fn answering(code: u16, reason: &str, message: &str) -> String {
         "reason": reason, "message": message, "code": code
     })
     .to_string();
+    let reason = reason.to_owned();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(8) {
             let Ok(mut stream) = stream else { continue };
