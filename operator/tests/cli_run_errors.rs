@@ -117,7 +117,10 @@ fn no_answer_is_a_connection_failure_naming_the_server() {
     let server = format!("http://127.0.0.1:{port}");
     let (ok, stderr) = run(&kubeconfig(dir.path(), &server, &token(ACCOUNT)));
     assert!(!ok, "{stderr}");
-    assert!(stderr.contains("cannot reach the API server at"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the API server at"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("authentication"), "{stderr}");
 }

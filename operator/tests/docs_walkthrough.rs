@@ -23,8 +23,8 @@ fn examples_in_apply_order() -> Vec<Value> {
         .iter()
         .flat_map(|file| {
             let text = std::fs::read_to_string(file).unwrap();
-            let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
-                .unwrap_or_else(|e| panic!("{file:?}: {e}"));
+            let documents: Vec<Value> =
+                serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{file:?}: {e}"));
             documents
         })
         .filter(|d| !d.is_null())
@@ -45,7 +45,12 @@ fn references(object: &Value, control_namespace: &str) -> Vec<(String, String, S
     } else {
         namespace
     };
-    fn walk(value: &Value, secrets_in: &str, namespace: &str, found: &mut Vec<(String, String, String)>) {
+    fn walk(
+        value: &Value,
+        secrets_in: &str,
+        namespace: &str,
+        found: &mut Vec<(String, String, String)>,
+    ) {
         match value {
             Value::Object(map) => {
                 for (key, value) in map {
@@ -128,7 +133,11 @@ fn examples_reference_only_what_was_applied_before() {
 fn example_secrets_use_data() {
     for object in examples_in_apply_order() {
         if object["kind"] == "Secret" {
-            assert!(object["stringData"].is_null(), "{}", object["metadata"]["name"]);
+            assert!(
+                object["stringData"].is_null(),
+                "{}",
+                object["metadata"]["name"]
+            );
             assert!(object["data"].is_object(), "{}", object["metadata"]["name"]);
         }
     }
@@ -137,8 +146,13 @@ fn example_secrets_use_data() {
 /// The manifest the walkthrough applies with `kubectl apply -f - <<'EOF'`.
 fn walkthrough_manifest() -> String {
     let doc = std::fs::read_to_string(root().join("docs/install.md")).unwrap();
-    let section = &doc[doc.find("## Five minutes on kind").expect("the kind walkthrough")..];
-    let start = section.find("kubectl apply -f - <<'EOF'\n").expect("its manifest") + 27;
+    let section = &doc[doc
+        .find("## Five minutes on kind")
+        .expect("the kind walkthrough")..];
+    let start = section
+        .find("kubectl apply -f - <<'EOF'\n")
+        .expect("its manifest")
+        + 27;
     let end = start + section[start..].find("\nEOF\n").unwrap();
     section[start..end].to_owned()
 }

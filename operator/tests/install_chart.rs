@@ -238,6 +238,15 @@ fn default_args(release_namespace: &str) -> Vec<String> {
             skipping = values["leaderElection"]["enabled"] != true;
             continue;
         }
+        if line.starts_with("{{- /*") {
+            continue;
+        }
+        if line.starts_with("{{- with .Values.controlNamespaces }}") {
+            skipping = values["controlNamespaces"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+            continue;
+        }
         if line == "{{- end }}" {
             skipping = false;
             continue;
@@ -254,10 +263,7 @@ fn default_args(release_namespace: &str) -> Vec<String> {
                 "{{ .Values.logFormat }}",
                 values["logFormat"].as_str().unwrap(),
             )
-            .replace(
-                "{{ include \"sluice.controlNamespaces\" . }}",
-                release_namespace,
-            );
+            .replace("{{ join \",\" . }}", release_namespace);
         assert!(!arg.contains("{{"), "unhandled template in {arg}");
         args.push(arg);
     }

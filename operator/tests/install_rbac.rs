@@ -16,8 +16,8 @@ use sluice::controller::ControlNamespaces;
 use sluice::layout;
 
 use install_support::{
-    Request, can, deploy_dir, find, helm_template, helms, installs, kustomize,
-    operator_deployment, operator_options,
+    Request, can, deploy_dir, find, helm_template, helms, installs, kustomize, operator_deployment,
+    operator_options,
 };
 
 /// Where the admin chose to let the operator read tenant Secrets.
@@ -38,7 +38,12 @@ fn kustomize_choice(dir: &Path) -> TenantSecrets {
     }
 }
 
-const RBAC_RESOURCES: [&str; 4] = ["clusterrolebindings", "clusterroles", "rolebindings", "roles"];
+const RBAC_RESOURCES: [&str; 4] = [
+    "clusterrolebindings",
+    "clusterroles",
+    "rolebindings",
+    "roles",
+];
 const EVERY_VERB: [&str; 10] = [
     "get",
     "list",
@@ -91,7 +96,11 @@ fn check_least_privilege(what: &str, objects: &[Value], choice: &TenantSecrets) 
     for resource in RBAC_RESOURCES {
         for verb in EVERY_VERB {
             for scope in &scopes {
-                for name in [None, Some("cluster-admin"), Some("sluice-agent:sluice-system")] {
+                for name in [
+                    None,
+                    Some("cluster-admin"),
+                    Some("sluice-agent:sluice-system"),
+                ] {
                     let asked = request(verb, "rbac.authorization.k8s.io", resource, *scope, name);
                     assert!(
                         !can(objects, operator, asked),
@@ -141,7 +150,11 @@ fn check_least_privilege(what: &str, objects: &[Value], choice: &TenantSecrets) 
     // What only the agents may do, and what the agents of each control namespace need.
     for (group, resource, verb) in [("", "pods", "list"), ("", "nodes/proxy", "get")] {
         assert!(
-            !can(objects, operator, request(verb, group, resource, None, None)),
+            !can(
+                objects,
+                operator,
+                request(verb, group, resource, None, None)
+            ),
             "{what}: the operator may {verb} {resource}"
         );
     }
@@ -159,8 +172,14 @@ fn check_least_privilege(what: &str, objects: &[Value], choice: &TenantSecrets) 
             }
         }
         let proxy = request("get", "", "nodes/proxy", None, Some("node-1"));
-        assert!(can(objects, kubelet_agent, proxy), "{what}: {kubelet_agent:?}");
-        assert!(!can(objects, agent, proxy), "{what}: {agent:?} holds nodes/proxy");
+        assert!(
+            can(objects, kubelet_agent, proxy),
+            "{what}: {kubelet_agent:?}"
+        );
+        assert!(
+            !can(objects, agent, proxy),
+            "{what}: {agent:?} holds nodes/proxy"
+        );
         find(
             objects,
             "ClusterRoleBinding",
@@ -207,7 +226,8 @@ fn the_evaluator_sees_a_forbidden_grant() {
     }));
     assert!(can(&objects, operator, delete));
     // A RoleBinding counts only in its namespace; resourceNames only for those names.
-    let lease = |namespace, name| request("patch", "coordination.k8s.io", "leases", namespace, name);
+    let lease =
+        |namespace, name| request("patch", "coordination.k8s.io", "leases", namespace, name);
     assert!(can(
         &objects,
         operator,
@@ -254,7 +274,10 @@ fn cases() -> Vec<Case> {
         Case {
             name: "extra control namespaces",
             namespace: "sluice-system",
-            set: &["controlNamespaces={sluice-system,logging}", "logFormat=json"],
+            set: &[
+                "controlNamespaces={sluice-system,logging}",
+                "logFormat=json",
+            ],
             choice: TenantSecrets::Everywhere,
             same_as: Some("overlays/example"),
         },
@@ -354,7 +377,12 @@ fn the_chart_rendered_by_helm_3_and_4_holds_least_privilege_and_matches_kustomiz
                 .as_str()
                 .unwrap();
             if case.set.iter().any(|s| s.starts_with("image.digest=")) {
-                assert!(image.ends_with("@sha256:0000000000000000000000000000000000000000000000000000000000000000"), "{what}: {image}");
+                assert!(
+                    image.ends_with(
+                        "@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                    ),
+                    "{what}: {image}"
+                );
             } else {
                 assert_eq!(
                     image,
@@ -363,9 +391,22 @@ fn the_chart_rendered_by_helm_3_and_4_holds_least_privilege_and_matches_kustomiz
                 );
             }
             if case.set.contains(&"metrics.serviceMonitor.enabled=true") {
-                let monitor = find(&objects, "ServiceMonitor", Some(case.namespace), "sluice-operator");
-                let service = find(&objects, "Service", Some(case.namespace), "sluice-operator-metrics");
-                for (key, value) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+                let monitor = find(
+                    &objects,
+                    "ServiceMonitor",
+                    Some(case.namespace),
+                    "sluice-operator",
+                );
+                let service = find(
+                    &objects,
+                    "Service",
+                    Some(case.namespace),
+                    "sluice-operator-metrics",
+                );
+                for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .unwrap()
+                {
                     assert_eq!(&service["metadata"]["labels"][key], value, "{what}: {key}");
                 }
             }
@@ -390,10 +431,21 @@ fn the_chart_rendered_by_helm_3_and_4_holds_least_privilege_and_matches_kustomiz
                 deployment_spec(&kustomized),
                 "{what}: the Deployment differs from deploy/{overlay}"
             );
+            if case.set.is_empty() {
+                // Literally the same pod template: Helm taking over a kustomize install (and
+                // back) rolls no pod.
+                let template =
+                    |objects: &[Value]| operator_deployment(objects).0["spec"]["template"].clone();
+                assert_eq!(template(&objects), template(&kustomized), "{what}");
+            }
         }
     }
     if !helms.is_empty() {
-        eprintln!("rendered {} cases with {} Helm versions", cases().len(), helms.len());
+        eprintln!(
+            "rendered {} cases with {} Helm versions",
+            cases().len(),
+            helms.len()
+        );
     }
 }
 
@@ -411,11 +463,19 @@ fn the_chart_and_kustomize_select_the_same_pods() {
                 find(objects, kind, Some("sluice-system"), "sluice-operator")["spec"]["selector"]
                     .clone()
             };
-            assert_eq!(selector(&objects), selector(&kustomized), "{version}: {kind}");
+            assert_eq!(
+                selector(&objects),
+                selector(&kustomized),
+                "{version}: {kind}"
+            );
         }
         let service = |objects: &[Value]| {
-            find(objects, "Service", Some("sluice-system"), "sluice-operator-metrics")["spec"]
-                ["selector"]
+            find(
+                objects,
+                "Service",
+                Some("sluice-system"),
+                "sluice-operator-metrics",
+            )["spec"]["selector"]
                 .clone()
         };
         assert_eq!(service(&objects), service(&kustomized), "{version}");

@@ -19,6 +19,17 @@ app.kubernetes.io/component: operator
 {{/* Labels of every object; never app.kubernetes.io/managed-by=sluice, which the operator prunes. */}}
 {{- define "sluice.labels" -}}
 {{ include "sluice.selectorLabels" . }}
+{{ include "sluice.commonLabels" . }}
+{{- end -}}
+
+{{/* Labels of the agents' ClusterRoles and bindings: component agent, as in deploy/. */}}
+{{- define "sluice.agentLabels" -}}
+app.kubernetes.io/name: sluice
+app.kubernetes.io/component: agent
+{{ include "sluice.commonLabels" . }}
+{{- end -}}
+
+{{- define "sluice.commonLabels" -}}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}

@@ -87,7 +87,10 @@ pub enum RunError {
         identity: Option<String>,
         message: String,
     },
-    #[error("the API server{} answered {code} listing Loggings: {message}", at(server))]
+    #[error(
+        "the API server{} answered {code} listing Loggings: {message}",
+        at(server)
+    )]
     Rejected {
         server: Option<String>,
         code: u16,
@@ -240,9 +243,7 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, RunE
 }
 
 /// [`client`], with who it is to the API server.
-pub async fn connect(
-    kubeconfig: Option<&std::path::Path>,
-) -> Result<(Client, Identity), RunError> {
+pub async fn connect(kubeconfig: Option<&std::path::Path>) -> Result<(Client, Identity), RunError> {
     // One rustls provider for the whole process, chosen before the first TLS connection.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (config, source) = match kubeconfig {

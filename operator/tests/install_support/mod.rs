@@ -111,7 +111,12 @@ pub fn helm_template(helm: &Path, namespace: &str, set: &[&str]) -> Vec<Value> {
     documents(&text, &format!("{helm:?} template {set:?}"))
 }
 
-pub fn find<'a>(objects: &'a [Value], kind: &str, namespace: Option<&str>, name: &str) -> &'a Value {
+pub fn find<'a>(
+    objects: &'a [Value],
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> &'a Value {
     try_find(objects, kind, namespace, name)
         .unwrap_or_else(|| panic!("no {kind} {namespace:?}/{name}"))
 }
