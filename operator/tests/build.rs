@@ -523,3 +523,42 @@ fn the_aggregator_bounds_every_regex_match() {
     let script = String::from_utf8(script).unwrap();
     assert!(script.contains("Regexp.timeout = 1.0"), "{script}");
 }
+
+/// The agents run as the ServiceAccount the install binds (deploy/rbac/agent-rbac.yaml), and
+/// only kubelet-reading agents as the one bound to `nodes/proxy`; the operator builds no
+/// cluster-scoped RBAC.
+#[test]
+fn the_agent_runs_as_the_service_account_the_install_binds() {
+    use sluice::layout;
+    let mut pipeline = examples_pipeline();
+    for (use_kubelet, account) in [
+        (false, layout::AGENT_SERVICE_ACCOUNT),
+        (true, layout::AGENT_KUBELET_SERVICE_ACCOUNT),
+    ] {
+        pipeline
+            .spec
+            .agent
+            .get_or_insert_with(Default::default)
+            .kubernetes_metadata
+            .get_or_insert_with(Default::default)
+            .use_kubelet = Some(use_kubelet);
+        let children = build::objects(&pipeline, &pki()).unwrap();
+        let pod = &find(&children, ChildKind::DaemonSet, "main-agent")["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], account);
+        let accounts: BTreeSet<String> = children
+            .iter()
+            .filter(|c| c.kind == ChildKind::ServiceAccount)
+            .filter_map(|c| c.object.metadata.name.clone())
+            .collect();
+        assert_eq!(
+            accounts,
+            BTreeSet::from([account.to_owned(), "main-aggregator".to_owned()])
+        );
+        assert!(children.iter().all(|c| {
+            c.object
+                .types
+                .as_ref()
+                .is_some_and(|t| !t.kind.starts_with("ClusterRole"))
+        }));
+    }
+}
