@@ -481,26 +481,6 @@ fn an_empty_dir_buffer_replaces_the_claim_template() {
 }
 
 #[test]
-fn the_agent_cluster_roles_the_builder_binds_are_shipped() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac/agent-clusterroles.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let roles: Vec<k8s_openapi::api::rbac::v1::ClusterRole> =
-        serde_saphyr::from_multiple(&text).unwrap();
-    let names: Vec<&str> = roles
-        .iter()
-        .filter_map(|r| r.metadata.name.as_deref())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            sluice::layout::AGENT_CLUSTER_ROLE,
-            sluice::layout::AGENT_KUBELET_CLUSTER_ROLE
-        ]
-    );
-}
-
-#[test]
 fn the_aggregator_bounds_every_regex_match() {
     let children = build::objects(&examples_pipeline(), &pki()).unwrap();
     let statefulset = find(&children, ChildKind::StatefulSet, "main-aggregator");
