@@ -110,10 +110,14 @@ spec:
 "#;
     let dir = tempfile::tempdir().unwrap();
     let original = std::fs::read_to_string(examples().join("30-team-payments.yaml")).unwrap();
-    let without_output = original.split("---").next().unwrap();
+    // Only the team's Flow, without its Output and Secret.
+    let without_output = original
+        .split("\n---\n")
+        .find(|document| document.contains("\nkind: Flow\n"))
+        .unwrap();
     std::fs::write(
         dir.path().join("30-team-payments.yaml"),
-        format!("{without_output}---{leaky}"),
+        format!("{without_output}\n---{leaky}"),
     )
     .unwrap();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(examples())
