@@ -141,11 +141,7 @@ async fn sluice_versions(client: &Client) -> Result<BTreeMap<String, String>> {
 async fn examples_end_to_end() -> Result<()> {
     let client = sluice::controller::client(None).await?;
     install_crds(&client).await?;
-    apply_documents(
-        &client,
-        &documents(&repo("deploy/rbac/agent-clusterroles.yaml"))?,
-    )
-    .await?;
+    apply_documents(&client, &documents(&repo("deploy/rbac/agent-rbac.yaml"))?).await?;
     let (operator, stop) = start_operator(client.clone());
     let examples = documents(&repo("examples"))?;
     apply_documents(&client, &examples).await?;

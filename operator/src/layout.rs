@@ -14,11 +14,35 @@ pub const MANAGED_BY: &str = "sluice";
 /// Pod-template annotation with a hash of the TLS material and shared key.
 pub const TLS_HASH_ANNOTATION: &str = "logging.sluice.dev/tls-hash";
 
-/// ClusterRole the agents need (read pods and namespaces), shipped with the operator's
-/// install manifests. The operator only binds it, so it never needs `escalate`.
+/// ClusterRole the agents need (read pods and namespaces). The install ships it together with
+/// one ClusterRoleBinding per control namespace (see [`agent_cluster_role_binding`]), so the
+/// operator holds no verb at all on ClusterRoles or ClusterRoleBindings.
 pub const AGENT_CLUSTER_ROLE: &str = "sluice-agent";
 /// ClusterRole for agents that read pod metadata from the kubelet (`nodes/proxy`).
 pub const AGENT_KUBELET_CLUSTER_ROLE: &str = "sluice-agent-kubelet";
+/// The agents' ServiceAccount in a control namespace, bound by the install to
+/// [`AGENT_CLUSTER_ROLE`]. Fixed rather than per Logging because one control namespace serves
+/// one Logging and the install, which knows its control namespaces but not the Loggings,
+/// names it in its bindings.
+pub const AGENT_SERVICE_ACCOUNT: &str = "sluice-agent";
+/// The ServiceAccount of agents that ask the kubelet (`useKubelet`), bound by the install to
+/// both agent ClusterRoles; any other agent runs without `nodes/proxy`.
+pub const AGENT_KUBELET_SERVICE_ACCOUNT: &str = "sluice-agent-kubelet";
+
+/// The ServiceAccount an agent runs as.
+pub fn agent_service_account(use_kubelet: bool) -> &'static str {
+    if use_kubelet {
+        AGENT_KUBELET_SERVICE_ACCOUNT
+    } else {
+        AGENT_SERVICE_ACCOUNT
+    }
+}
+
+/// Name of the install's ClusterRoleBinding of `role` (an agent ClusterRole) for the agents
+/// of `control_namespace`: `<role>:<namespace>`, which no two namespaces share.
+pub fn agent_cluster_role_binding(role: &str, control_namespace: &str) -> String {
+    format!("{role}:{control_namespace}")
+}
 
 /// `app.kubernetes.io/component` of the agent DaemonSet and everything it mounts.
 pub const AGENT_COMPONENT: &str = "agent";
@@ -229,14 +253,6 @@ impl Names {
     }
     pub fn shared_key_secret(&self) -> String {
         self.prefixed("shared-key")
-    }
-    /// Cluster-scoped, so it carries the Logging name, which is unique cluster-wide.
-    pub fn agent_cluster_role_binding(&self) -> String {
-        format!("sluice-{}-agent", self.logging)
-    }
-    /// Binding of [`AGENT_KUBELET_CLUSTER_ROLE`], made only when the agent asks the kubelet.
-    pub fn agent_kubelet_cluster_role_binding(&self) -> String {
-        format!("sluice-{}-agent-kubelet", self.logging)
     }
 
     /// DNS names the aggregator's server certificate must cover: the Service and headless

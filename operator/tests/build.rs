@@ -481,26 +481,6 @@ fn an_empty_dir_buffer_replaces_the_claim_template() {
 }
 
 #[test]
-fn the_agent_cluster_roles_the_builder_binds_are_shipped() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac/agent-clusterroles.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let roles: Vec<k8s_openapi::api::rbac::v1::ClusterRole> =
-        serde_saphyr::from_multiple(&text).unwrap();
-    let names: Vec<&str> = roles
-        .iter()
-        .filter_map(|r| r.metadata.name.as_deref())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            sluice::layout::AGENT_CLUSTER_ROLE,
-            sluice::layout::AGENT_KUBELET_CLUSTER_ROLE
-        ]
-    );
-}
-
-#[test]
 fn the_aggregator_bounds_every_regex_match() {
     let children = build::objects(&examples_pipeline(), &pki()).unwrap();
     let statefulset = find(&children, ChildKind::StatefulSet, "main-aggregator");
@@ -522,4 +502,43 @@ fn the_aggregator_bounds_every_regex_match() {
         .unwrap();
     let script = String::from_utf8(script).unwrap();
     assert!(script.contains("Regexp.timeout = 1.0"), "{script}");
+}
+
+/// The agents run as the ServiceAccount the install binds (deploy/rbac/agent-rbac.yaml), and
+/// only kubelet-reading agents as the one bound to `nodes/proxy`; the operator builds no
+/// cluster-scoped RBAC.
+#[test]
+fn the_agent_runs_as_the_service_account_the_install_binds() {
+    use sluice::layout;
+    let mut pipeline = examples_pipeline();
+    for (use_kubelet, account) in [
+        (false, layout::AGENT_SERVICE_ACCOUNT),
+        (true, layout::AGENT_KUBELET_SERVICE_ACCOUNT),
+    ] {
+        pipeline
+            .spec
+            .agent
+            .get_or_insert_with(Default::default)
+            .kubernetes_metadata
+            .get_or_insert_with(Default::default)
+            .use_kubelet = Some(use_kubelet);
+        let children = build::objects(&pipeline, &pki()).unwrap();
+        let pod = &find(&children, ChildKind::DaemonSet, "main-agent")["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], account);
+        let accounts: BTreeSet<String> = children
+            .iter()
+            .filter(|c| c.kind == ChildKind::ServiceAccount)
+            .filter_map(|c| c.object.metadata.name.clone())
+            .collect();
+        assert_eq!(
+            accounts,
+            BTreeSet::from([account.to_owned(), "main-aggregator".to_owned()])
+        );
+        assert!(children.iter().all(|c| {
+            c.object
+                .types
+                .as_ref()
+                .is_some_and(|t| !t.kind.starts_with("ClusterRole"))
+        }));
+    }
 }

@@ -11,6 +11,7 @@ fn cluster_roles() -> Vec<ClusterRole> {
     let mut roles = Vec::new();
     for file in [
         "rbac/operator.yaml",
+        "rbac/tenant-secrets.yaml",
         "components/all-namespaces/clusterrolebinding.yaml",
     ] {
         let path = format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -50,9 +51,8 @@ fn allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool
 
 const WRITE_VERBS: [&str; 5] = ["create", "patch", "update", "delete", "deletecollection"];
 
-/// Namespaced children in the per-control-namespace role, cluster-scoped ones (the agents'
-/// ClusterRoleBindings) in the cluster-wide one; Namespaces are read cluster-wide and only
-/// created by the all-namespaces variant.
+/// Namespaced children in the per-control-namespace role; Namespaces, the only cluster-scoped
+/// child, are read cluster-wide and only created by the all-namespaces variant.
 #[test]
 fn every_child_kind_can_be_applied_watched_and_pruned() {
     let operator = role("sluice-operator");
@@ -122,10 +122,34 @@ fn default_install_has_no_cluster_wide_writes_on_namespaced_kinds() {
 
 #[test]
 fn no_cluster_wide_secret_list_or_watch() {
-    for verb in ["list", "watch"] {
+    for verb in ["list", "watch", "get"] {
         assert!(!allows(&role("sluice-operator"), "", "secrets", verb));
     }
-    assert!(allows(&role("sluice-operator"), "", "secrets", "get"));
+    // Tenant Secrets are read by name, through a role of their own the install binds where
+    // the admin chose.
+    let tenant = role("sluice-operator-tenant-secrets");
+    assert!(allows(&tenant, "", "secrets", "get"));
+    for verb in ["list", "watch", "create", "patch", "delete"] {
+        assert!(!allows(&tenant, "", "secrets", verb));
+    }
+}
+
+/// The operator creates no cluster-scoped RBAC: the agents' bindings come with the install.
+#[test]
+fn no_verb_on_roles_or_bindings() {
+    for name in ["sluice-operator", "sluice-operator-tenant-secrets"] {
+        let rules = role(name);
+        for rule in &rules {
+            assert!(
+                !rule
+                    .api_groups
+                    .iter()
+                    .flatten()
+                    .any(|g| g == "rbac.authorization.k8s.io" || g == "*"),
+                "{name}: {rule:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -173,7 +173,8 @@ fn templates_are_balanced() {
 fn deploy_rules(kind: &str, name: &str) -> Value {
     for file in [
         "rbac/operator.yaml",
-        "rbac/agent-clusterroles.yaml",
+        "rbac/agent-rbac.yaml",
+        "rbac/tenant-secrets.yaml",
         "components/all-namespaces/clusterrolebinding.yaml",
     ] {
         let text = read(root().join("deploy").join(file));
@@ -195,6 +196,7 @@ fn chart_rbac_rules_equal_deploys() {
     let expected = json!({
         "operator": deploy_rules("ClusterRole", "sluice-operator"),
         "controlNamespace": deploy_rules("ClusterRole", "sluice-operator-control-namespace"),
+        "tenantSecrets": deploy_rules("ClusterRole", "sluice-operator-tenant-secrets"),
         "allNamespaces": deploy_rules("ClusterRole", "sluice-operator-all-namespaces"),
         "leaderElection": deploy_rules("Role", "sluice-operator-leader-election"),
         "agent": deploy_rules("ClusterRole", sluice::layout::AGENT_CLUSTER_ROLE),
@@ -236,6 +238,15 @@ fn default_args(release_namespace: &str) -> Vec<String> {
             skipping = values["leaderElection"]["enabled"] != true;
             continue;
         }
+        if line.starts_with("{{- /*") {
+            continue;
+        }
+        if line.starts_with("{{- with .Values.controlNamespaces }}") {
+            skipping = values["controlNamespaces"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+            continue;
+        }
         if line == "{{- end }}" {
             skipping = false;
             continue;
@@ -252,10 +263,7 @@ fn default_args(release_namespace: &str) -> Vec<String> {
                 "{{ .Values.logFormat }}",
                 values["logFormat"].as_str().unwrap(),
             )
-            .replace(
-                "{{ include \"sluice.controlNamespaces\" . }}",
-                release_namespace,
-            );
+            .replace("{{ join \",\" . }}", release_namespace);
         assert!(!arg.contains("{{"), "unhandled template in {arg}");
         args.push(arg);
     }

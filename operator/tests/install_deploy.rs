@@ -3,79 +3,14 @@
 //! agree with the RBAC beside it, and a pod that meets Pod Security "restricted".
 //! Skipped, with a notice, when kubectl is not on PATH.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod install_support;
 
 use serde_json::Value;
 use sluice::build::ChildKind;
 use sluice::controller::ControlNamespaces;
 use sluice::controller::apply::api_resource;
 
-fn deploy_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-/// `kubectl kustomize DIR` as objects, or `None` when kubectl is missing.
-fn kustomize(dir: &Path) -> Option<Vec<Value>> {
-    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("kubectl not on PATH: skipping the kustomize check of {dir:?}");
-            return None;
-        }
-        Err(e) => panic!("kubectl: {e}"),
-    };
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {dir:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
-    Some(serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{dir:?}: {e}")))
-}
-
-/// deploy/ itself and every overlay.
-fn installs() -> Vec<PathBuf> {
-    let mut dirs = vec![deploy_dir()];
-    let mut overlays: Vec<PathBuf> = std::fs::read_dir(deploy_dir().join("overlays"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    overlays.sort();
-    assert!(!overlays.is_empty());
-    dirs.extend(overlays);
-    dirs
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, namespace: Option<&str>, name: &str) -> &'a Value {
-    try_find(objects, kind, namespace, name)
-        .unwrap_or_else(|| panic!("no {kind} {namespace:?}/{name}"))
-}
-
-fn try_find<'a>(
-    objects: &'a [Value],
-    kind: &str,
-    namespace: Option<&str>,
-    name: &str,
-) -> Option<&'a Value> {
-    objects.iter().find(|o| {
-        o["kind"] == kind
-            && o["metadata"]["name"] == name
-            && o["metadata"]["namespace"].as_str() == namespace
-    })
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use install_support::{deploy_dir, find, installs, kustomize, strings};
 
 /// Whether `rules` allow `verb` on `group`/`resource` (by name when `name` is given).
 fn allows(rules: &Value, group: &str, resource: &str, verb: &str, name: Option<&str>) -> bool {
@@ -453,7 +388,7 @@ fn the_json_logs_component_switches_the_log_format() {
 /// The release builds the image deploy/ names, with the toolchain and lockfile CI tests.
 #[test]
 fn the_operator_image_is_built_as_deploy_expects() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = install_support::root();
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
     let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let rust_version = workspace

@@ -110,10 +110,14 @@ spec:
 "#;
     let dir = tempfile::tempdir().unwrap();
     let original = std::fs::read_to_string(examples().join("30-team-payments.yaml")).unwrap();
-    let without_output = original.split("---").next().unwrap();
+    // Only the team's Flow, without its Output and Secret.
+    let without_output = original
+        .split("\n---\n")
+        .find(|document| document.contains("\nkind: Flow\n"))
+        .unwrap();
     std::fs::write(
         dir.path().join("30-team-payments.yaml"),
-        format!("{without_output}---{leaky}"),
+        format!("{without_output}\n---{leaky}"),
     )
     .unwrap();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(examples())
@@ -441,7 +445,7 @@ fn a_loki_label_fluentd_cannot_read_is_left_out() {
 #[test]
 fn allowed_client_names_are_checked_as_ruby_compiles_them() {
     let dir = tempfile::tempdir().unwrap();
-    let original = std::fs::read_to_string(examples().join("00-logging.yaml")).unwrap();
+    let original = std::fs::read_to_string(examples().join("90-logging.yaml")).unwrap();
     // Accepted by Rust's regex syntax, a syntax error in Ruby.
     let changed = original.replacen(
         "  tls:\n",
@@ -449,11 +453,11 @@ fn allowed_client_names_are_checked_as_ruby_compiles_them() {
         1,
     );
     assert_ne!(changed, original);
-    std::fs::write(dir.path().join("00-logging.yaml"), changed).unwrap();
+    std::fs::write(dir.path().join("90-logging.yaml"), changed).unwrap();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(examples())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| !p.ends_with("00-logging.yaml"))
+        .filter(|p| !p.ends_with("90-logging.yaml"))
         .collect();
     paths.push(dir.path().to_owned());
     let resolution = model::resolve(&input::load(&paths).unwrap().objects.inventory());

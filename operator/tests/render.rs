@@ -52,7 +52,6 @@ fn rendered_output_holds_every_object_the_operator_creates() {
         .collect();
     kinds.sort();
     for expected in [
-        "ClusterRoleBinding sluice-main-agent",
         "DaemonSet main-agent",
         "Namespace sluice-system",
         "PodDisruptionBudget main-aggregator",
@@ -68,7 +67,7 @@ fn rendered_output_holds_every_object_the_operator_creates() {
         "Secret main-shared-key",
         "Service main-aggregator",
         "Service main-aggregator-headless",
-        "ServiceAccount main-agent",
+        "ServiceAccount sluice-agent",
         "ServiceAccount main-aggregator",
         "StatefulSet main-aggregator",
     ] {
@@ -77,6 +76,12 @@ fn rendered_output_holds_every_object_the_operator_creates() {
             "missing {expected}; got {kinds:?}"
         );
     }
+    // The agents' ClusterRoleBindings come with the install: the operator creates no
+    // cluster-scoped RBAC.
+    assert!(
+        !kinds.iter().any(|k| k.starts_with("ClusterRole")),
+        "{kinds:?}"
+    );
 }
 
 fn secret_file(objects: &[serde_json::Value], name: &str, key: &str, dir: &Path) -> PathBuf {

@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{
     Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::DynamicObject;
@@ -29,7 +28,6 @@ use crate::render::{self, ConfigFile};
 pub enum ChildKind {
     Namespace,
     ServiceAccount,
-    ClusterRoleBinding,
     Secret,
     Service,
     PodDisruptionBudget,
@@ -39,10 +37,9 @@ pub enum ChildKind {
 
 impl ChildKind {
     /// Every kind, in apply order.
-    pub const ALL: [ChildKind; 8] = [
+    pub const ALL: [ChildKind; 7] = [
         ChildKind::Namespace,
         ChildKind::ServiceAccount,
-        ChildKind::ClusterRoleBinding,
         ChildKind::Secret,
         ChildKind::Service,
         ChildKind::PodDisruptionBudget,
@@ -114,14 +111,13 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
         ChildKind::Namespace,
         serde_json::to_value(control_namespace(names)),
     )?;
+    // The agents' ClusterRoleBindings come with the install, one per control namespace: the
+    // operator only creates the ServiceAccount they name.
     for component in [workloads::AGENT, workloads::AGGREGATOR] {
         push(
             ChildKind::ServiceAccount,
-            serde_json::to_value(service_account(names, component, &owner)),
+            serde_json::to_value(service_account(pipeline, component, &owner)),
         )?;
-    }
-    for binding in agent_role_bindings(pipeline, &owner) {
-        push(ChildKind::ClusterRoleBinding, serde_json::to_value(binding))?;
     }
     for (name, component, files) in agent_bundle.into_iter().chain(aggregator_bundle) {
         push(
@@ -338,12 +334,13 @@ fn control_namespace(names: &Names) -> Namespace {
 }
 
 fn service_account(
-    names: &Names,
+    pipeline: &Pipeline,
     component: &str,
     owner: &Option<OwnerReference>,
 ) -> ServiceAccount {
+    let names = &pipeline.names;
     let name = if component == workloads::AGENT {
-        names.agent()
+        agent_service_account(pipeline).to_owned()
     } else {
         names.aggregator()
     };
@@ -355,11 +352,9 @@ fn service_account(
     }
 }
 
-fn agent_role_bindings(
-    pipeline: &Pipeline,
-    owner: &Option<OwnerReference>,
-) -> Vec<ClusterRoleBinding> {
-    let names = &pipeline.names;
+/// The agent's ServiceAccount: the one bound to the kubelet ClusterRole only when the agent
+/// asks the kubelet.
+pub(crate) fn agent_service_account(pipeline: &Pipeline) -> &'static str {
     let use_kubelet = pipeline
         .spec
         .agent
@@ -367,37 +362,7 @@ fn agent_role_bindings(
         .and_then(|a| a.kubernetes_metadata.as_ref())
         .and_then(|m| m.use_kubelet)
         .unwrap_or(false);
-    let mut roles = vec![(
-        names.agent_cluster_role_binding(),
-        layout::AGENT_CLUSTER_ROLE,
-    )];
-    if use_kubelet {
-        roles.push((
-            names.agent_kubelet_cluster_role_binding(),
-            layout::AGENT_KUBELET_CLUSTER_ROLE,
-        ));
-    }
-    roles
-        .into_iter()
-        .map(|(name, role)| {
-            let mut meta = metadata(names, name, workloads::AGENT, owner);
-            meta.namespace = None;
-            ClusterRoleBinding {
-                metadata: meta,
-                role_ref: RoleRef {
-                    api_group: "rbac.authorization.k8s.io".to_owned(),
-                    kind: "ClusterRole".to_owned(),
-                    name: role.to_owned(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".to_owned(),
-                    name: names.agent(),
-                    namespace: Some(names.control_namespace.clone()),
-                    ..Subject::default()
-                }]),
-            }
-        })
-        .collect()
+    layout::agent_service_account(use_kubelet)
 }
 
 fn config_secret(

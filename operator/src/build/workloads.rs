@@ -486,7 +486,7 @@ pub(crate) fn agent_daemon_set(
         agent.scheduling.tolerations.clone()
     };
     let pod = PodSpec {
-        service_account_name: Some(names.agent()),
+        service_account_name: Some(super::agent_service_account(pipeline).to_owned()),
         init_containers: Some(reloader.init_containers),
         containers: vec![container, reloader.sidecar],
         volumes: Some(volumes),

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// An example manifest for each kind, taken from the shipped examples.
 const EXAMPLES: [(&str, &str); 5] = [
-    ("Logging", include_str!("../../../examples/00-logging.yaml")),
+    ("Logging", include_str!("../../../examples/90-logging.yaml")),
     (
         "ClusterOutput",
         include_str!("../../../examples/10-cluster-outputs.yaml"),

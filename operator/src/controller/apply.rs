@@ -17,14 +17,10 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
 /// The API resource of a child kind and whether it is namespaced.
 pub fn api_resource(kind: ChildKind) -> (ApiResource, bool) {
-    use k8s_openapi::api::{apps, core, policy, rbac};
+    use k8s_openapi::api::{apps, core, policy};
     match kind {
         ChildKind::Namespace => (ApiResource::erase::<core::v1::Namespace>(&()), false),
         ChildKind::ServiceAccount => (ApiResource::erase::<core::v1::ServiceAccount>(&()), true),
-        ChildKind::ClusterRoleBinding => (
-            ApiResource::erase::<rbac::v1::ClusterRoleBinding>(&()),
-            false,
-        ),
         ChildKind::Secret => (ApiResource::erase::<core::v1::Secret>(&()), true),
         ChildKind::Service => (ApiResource::erase::<core::v1::Service>(&()), true),
         ChildKind::PodDisruptionBudget => (

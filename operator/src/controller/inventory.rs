@@ -364,6 +364,13 @@ async fn read_secret(ctx: &Context, (namespace, name): &SecretName) -> SecretRea
             }
             Ok(secret)
         }
+        // Tenant Secret access is the install's choice (cluster-wide, or only the namespaces
+        // it lists; docs/install.md): say which, since the API server's message does not.
+        Ok(Err(kube::Error::Api(status))) if status.code == 403 => Err(format!(
+            "forbidden: the operator's install does not grant reading Secrets in namespace \
+             {namespace} ({})",
+            status.message
+        )),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!(
             "no answer within {}",

@@ -59,42 +59,216 @@ pub struct Options {
 pub enum RunError {
     #[error("no Kubernetes configuration: {0}")]
     Config(String),
-    #[error("cannot reach the API server: {0}")]
-    Unreachable(#[source] kube::Error),
+    /// No HTTP answer at all: DNS, TCP, TLS or a timeout.
+    #[error("cannot reach the API server{}: {source}", at(server))]
+    Unreachable {
+        server: Option<String>,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "authentication failed: the API server{} answered 401 Unauthorized to {}: the credentials are missing, expired or not trusted by this cluster",
+        at(server),
+        identity.as_deref().unwrap_or("the configured credentials")
+    )]
+    Unauthenticated {
+        identity: Option<String>,
+        server: Option<String>,
+    },
     #[error(
         "the Logging CRD is not installed (404 listing Loggings): `sluice crds | kubectl apply --server-side -f -`"
     )]
     MissingCrds,
     #[error(
-        "not allowed to list Loggings ({0}): apply deploy/rbac/operator.yaml for the operator's service account"
+        "authorization failed: 403 Forbidden listing Loggings as {}: {message}: bind the operator's ClusterRole (deploy/rbac/operator.yaml or the chart) to this identity",
+        identity.as_deref().unwrap_or("the configured credentials")
     )]
-    Forbidden(String),
+    Forbidden {
+        identity: Option<String>,
+        message: String,
+    },
+    #[error(
+        "the API server{} answered {code} listing Loggings: {message}",
+        at(server)
+    )]
+    Rejected {
+        server: Option<String>,
+        code: u16,
+        message: String,
+    },
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("metrics server: {0}")]
     Server(#[from] std::io::Error),
 }
 
+fn at(server: &Option<String>) -> String {
+    server
+        .as_deref()
+        .map(|s| format!(" at {s}"))
+        .unwrap_or_default()
+}
+
+impl RunError {
+    /// The first request's failure, sorted by cause: the API server's answer says whether
+    /// it could not tell who we are (401), would not let us (403) or lacks the CRDs (404);
+    /// no answer at all is a connection problem.
+    fn from_first_request(error: kube::Error) -> Self {
+        match error {
+            kube::Error::Api(status) => match status.code {
+                401 => RunError::Unauthenticated {
+                    identity: None,
+                    server: None,
+                },
+                403 => RunError::Forbidden {
+                    identity: None,
+                    message: status.message,
+                },
+                404 => RunError::MissingCrds,
+                code => RunError::Rejected {
+                    server: None,
+                    code,
+                    message: status.message,
+                },
+            },
+            source => RunError::Unreachable {
+                server: None,
+                source,
+            },
+        }
+    }
+
+    /// Names the identity and the API server, known only where the client was configured.
+    pub fn naming(mut self, who: &Identity) -> Self {
+        match &mut self {
+            RunError::Unauthenticated { identity, server } => {
+                *identity = Some(who.credentials.clone());
+                *server = Some(who.server.clone());
+            }
+            RunError::Forbidden { identity, .. } => *identity = Some(who.credentials.clone()),
+            RunError::Unreachable { server, .. } | RunError::Rejected { server, .. } => {
+                *server = Some(who.server.clone())
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
+/// Who the operator is to the API server, for error messages: never the secret itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The API server's URL.
+    pub server: String,
+    /// How the client authenticates and as whom, e.g. `the service account token of
+    /// "system:serviceaccount:sluice-system:sluice-operator"`.
+    pub credentials: String,
+}
+
+impl Identity {
+    fn of(config: &Config, source: &str) -> Self {
+        Self {
+            server: config.cluster_url.to_string(),
+            credentials: format!("{} ({source})", credentials(&config.auth_info)),
+        }
+    }
+}
+
+/// The credentials a client presents, described by the subject they carry where it can be
+/// read without asking anyone: a token's `sub` claim, a client certificate's subject.
+pub fn credentials(auth: &kube::config::AuthInfo) -> String {
+    use secrecy::ExposeSecret;
+    let token = auth
+        .token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+        .or_else(|| {
+            let file = auth.token_file.as_ref()?;
+            std::fs::read_to_string(file).ok()
+        });
+    if let Some(token) = token {
+        return match token_subject(token.trim()) {
+            Some(subject) => format!("a bearer token for \"{subject}\""),
+            None => "a bearer token".to_owned(),
+        };
+    }
+    let certificate = auth
+        .client_certificate_data
+        .as_ref()
+        .and_then(|data| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .ok()
+        })
+        .or_else(|| std::fs::read(auth.client_certificate.as_ref()?).ok());
+    if let Some(pem) = certificate {
+        return match certificate_subject(&pem) {
+            Some(subject) => format!("the client certificate of \"{subject}\""),
+            None => "a client certificate".to_owned(),
+        };
+    }
+    if let Some(exec) = &auth.exec {
+        let command = exec.command.as_deref().unwrap_or("?");
+        return format!("credentials from the exec plugin `{command}`");
+    }
+    if let Some(user) = &auth.username {
+        return format!("user \"{user}\" (basic authentication)");
+    }
+    "no credentials (anonymous)".to_owned()
+}
+
+/// The `sub` claim of a JSON Web Token (a ServiceAccount token's is
+/// `system:serviceaccount:NAMESPACE:NAME`), read without checking the signature: only for
+/// naming it in a message.
+fn token_subject(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["sub"].as_str().map(str::to_owned)
+}
+
+fn certificate_subject(pem: &[u8]) -> Option<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    let certificate = pem.parse_x509().ok()?;
+    Some(certificate.subject().to_string())
+}
+
 /// Connects from a kubeconfig file, in-cluster, or the usual kubeconfig locations.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, RunError> {
+    connect(kubeconfig).await.map(|(client, _)| client)
+}
+
+/// [`client`], with who it is to the API server.
+pub async fn connect(kubeconfig: Option<&std::path::Path>) -> Result<(Client, Identity), RunError> {
     // One rustls provider for the whole process, chosen before the first TLS connection.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = match kubeconfig {
+    let (config, source) = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| RunError::Config(format!("{}: {e}", path.display())))?;
-            Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| RunError::Config(e.to_string()))?
+            let config =
+                Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| RunError::Config(e.to_string()))?;
+            (config, format!("kubeconfig {}", path.display()))
         }
         None => match Config::incluster() {
-            Ok(config) => config,
-            Err(_) => Config::infer()
-                .await
-                .map_err(|e| RunError::Config(e.to_string()))?,
+            Ok(config) => (config, "in-cluster service account".to_owned()),
+            Err(_) => (
+                Config::infer()
+                    .await
+                    .map_err(|e| RunError::Config(e.to_string()))?,
+                "KUBECONFIG or ~/.kube/config".to_owned(),
+            ),
         },
     };
-    Client::try_from(config).map_err(|e| RunError::Config(e.to_string()))
+    let identity = Identity::of(&config, &source);
+    let client = Client::try_from(config).map_err(|e| RunError::Config(e.to_string()))?;
+    Ok((client, identity))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -130,8 +304,10 @@ async fn until_false(mut receiver: watch::Receiver<bool>) {
 
 /// Runs the operator until SIGTERM.
 pub async fn run(options: Options) -> Result<(), RunError> {
-    let client = client(options.kubeconfig.as_deref()).await?;
-    run_with(client, options, termination()).await
+    let (client, identity) = connect(options.kubeconfig.as_deref()).await?;
+    run_with(client, options, termination())
+        .await
+        .map_err(|error| error.naming(&identity))
 }
 
 /// Runs the operator with a given client until `stop` resolves (tests stop it this way).
@@ -143,11 +319,7 @@ pub async fn run_with(
     Api::<Logging>::all(client.clone())
         .list_metadata(&ListParams::default().limit(1))
         .await
-        .map_err(|error| match error {
-            kube::Error::Api(status) if status.code == 404 => RunError::MissingCrds,
-            kube::Error::Api(status) if status.code == 403 => RunError::Forbidden(status.message),
-            other => RunError::Unreachable(other),
-        })?;
+        .map_err(RunError::from_first_request)?;
 
     let (stop_sender, stopping) = watch::channel(false);
     tokio::spawn(async move {
