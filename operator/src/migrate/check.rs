@@ -1,0 +1,399 @@
+//! The routing check: a sample of records (every namespace, label set, host and container the
+//! source names, plus ones it names nowhere) routed by logging-operator's rules
+//! ([`super::incumbent`]) and by Sluice's own pipeline over the converted objects (what
+//! `sluice explain` evaluates); every record class routed differently is reported. Also turns
+//! the problems Sluice's model finds in the converted objects into report lines.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+
+use crate::api::{Logging, LoggingSpec};
+use crate::model::{self, ObjectKey, Pipeline, Problem};
+use crate::routing::{self, Record, Routed};
+
+use super::incumbent::{self, default_flow_label};
+use super::report::{Destination, Divergence, Entry, RoutingCheck, Status};
+use super::source::{Input, SourceId, SourceObject, string_list, string_map};
+use super::yaml::{Node, Value};
+use super::{Converted, Domain, SluiceObject};
+
+/// Most records routed per Logging; beyond it the sample is thinned evenly.
+const MAX_RECORDS: usize = 50_000;
+/// Names no source object uses, so the sample covers "everything else".
+const UNLISTED_NAMESPACE: &str = "migrate-unlisted-namespace";
+const UNLISTED_HOST: &str = "migrate-unlisted-node";
+const UNLISTED_CONTAINER: &str = "migrate-unlisted-container";
+/// The stand-in Logging the check gives objects when the input has none.
+const STAND_IN_LOGGING: &str = "sluice-migrate-check";
+
+/// Problems of Sluice's model that concern the cluster rather than the conversion.
+const TO_DO_REASONS: &[&str] = &["SecretNotFound", "SecretUnreadable"];
+/// Problems that change an object without leaving it out, or that follow from another
+/// object's (reported on that one).
+const CHANGED_REASONS: &[&str] = &[
+    "BufferLimitLowered",
+    "TlsVerificationDisabled",
+    "BufferOvercommitted",
+    "NoUsableOutputs",
+    "OutputInvalid",
+];
+
+/// Routing checks per domain, and report entries per source object for the problems Sluice
+/// finds in what was converted.
+pub fn check(
+    input: &Input,
+    converted: &[Converted],
+    domains: &[Domain<'_>],
+) -> (Vec<RoutingCheck>, BTreeMap<SourceId, Vec<Entry>>) {
+    let mut objects = model::Objects::default();
+    for c in converted {
+        match &c.object {
+            SluiceObject::Logging(o) => objects.loggings.push((**o).clone()),
+            SluiceObject::ClusterOutput(o) => objects.cluster_outputs.push(o.clone()),
+            SluiceObject::ClusterFlow(o) => objects.cluster_flows.push(o.clone()),
+            SluiceObject::Output(o) => objects.outputs.push(o.clone()),
+            SluiceObject::Flow(o) => objects.flows.push(o.clone()),
+            SluiceObject::Secret(o) => objects.secrets.push(o.clone()),
+        }
+    }
+    if objects.loggings.is_empty() {
+        objects.loggings.push(Logging::new(
+            STAND_IN_LOGGING,
+            LoggingSpec {
+                control_namespace: STAND_IN_LOGGING.to_owned(),
+                watch_namespaces: Vec::new(),
+                watch_namespace_selector: None,
+                agent: None,
+                aggregator: None,
+                tls: None,
+                default_flow: None,
+                error_output_ref: None,
+                global_filters: Vec::new(),
+                tenant_limits: None,
+                reloader: None,
+            },
+        ));
+    }
+    for (name, labels) in &input.namespaces {
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(name.clone());
+        namespace.metadata.labels = Some(labels.clone());
+        objects.namespaces.push(namespace);
+    }
+    for ((namespace, name), values) in &input.secrets {
+        let mut secret = Secret {
+            data: Some(
+                values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        secret.metadata.name = Some(name.clone());
+        secret.metadata.namespace = Some(namespace.clone());
+        objects.secrets.push(secret);
+    }
+    let resolution = model::resolve(&objects.inventory());
+    let sources: BTreeMap<ObjectKey, &Converted> = converted
+        .iter()
+        .filter_map(|c| c.object.key().map(|key| (key, c)))
+        .collect();
+    let mut entries: BTreeMap<SourceId, Vec<Entry>> = BTreeMap::new();
+    for (key, problems) in &resolution.problems {
+        let Some(source) = sources.get(key) else {
+            continue;
+        };
+        for problem in problems {
+            entries
+                .entry(source.source.clone())
+                .or_default()
+                .push(problem_entry(key, problem));
+        }
+    }
+    let checks = domains
+        .iter()
+        .map(|domain| {
+            let name = domain
+                .logging
+                .map_or(STAND_IN_LOGGING.to_owned(), |l| l.id.name.clone());
+            let pipeline = resolution.pipelines.iter().find(|p| p.logging == name);
+            compare(input, domain, pipeline, converted, &sources)
+        })
+        .collect();
+    (checks, entries)
+}
+
+fn problem_entry(key: &ObjectKey, problem: &Problem) -> Entry {
+    let status = if TO_DO_REASONS.contains(&problem.reason) {
+        Status::ToDo
+    } else if CHANGED_REASONS.contains(&problem.reason) {
+        Status::Changed
+    } else {
+        Status::NotConverted
+    };
+    let lead = match status {
+        Status::ToDo => "before switching",
+        Status::Changed => "Sluice will report",
+        _ => "Sluice would leave this out",
+    };
+    Entry {
+        status,
+        field: format!("(Sluice {key}) {}", problem.field),
+        line: 0,
+        target: None,
+        message: format!("{lead}: {} ({})", problem.message, problem.reason),
+    }
+}
+
+/// Where Sluice sends `record`, named by the source objects.
+fn sluice_destination(
+    pipeline: &Pipeline,
+    record: &Record,
+    converted: &[Converted],
+    sources: &BTreeMap<ObjectKey, &Converted>,
+) -> Destination {
+    let mut destination = Destination::default();
+    let declared =
+        |flow: &ObjectKey| -> BTreeSet<String> { declared_outputs(flow, converted, sources) };
+    match routing::route(
+        pipeline.flows.iter().map(|f| &f.matcher),
+        &pipeline.watched,
+        record,
+    ) {
+        Routed::Unwatched => {}
+        Routed::Flows(indices) => {
+            for index in indices {
+                let flow = &pipeline.flows[index];
+                let label = sources
+                    .get(&flow.key)
+                    .map_or_else(|| flow.key.to_string(), |c| c.source.to_string());
+                destination.0.insert(label, declared(&flow.key));
+            }
+        }
+        Routed::Default => {
+            if let Some(default) = &pipeline.default_flow {
+                let source = sources
+                    .get(&default.key)
+                    .map(|c| c.source.name.clone())
+                    .unwrap_or_default();
+                destination
+                    .0
+                    .insert(default_flow_label(&source), declared(&default.key));
+            }
+        }
+    }
+    destination
+}
+
+/// The outputs a converted flow (or a Logging's default flow) names, as source objects.
+fn declared_outputs(
+    flow: &ObjectKey,
+    converted: &[Converted],
+    sources: &BTreeMap<ObjectKey, &Converted>,
+) -> BTreeSet<String> {
+    let Some(object) = sources.get(flow) else {
+        return BTreeSet::new();
+    };
+    let (namespace, local, global): (Option<String>, Vec<String>, Vec<String>) =
+        match &object.object {
+            SluiceObject::Flow(f) => (
+                f.metadata.namespace.clone(),
+                f.spec.local_output_refs.clone(),
+                f.spec.global_output_refs.clone(),
+            ),
+            SluiceObject::ClusterFlow(f) => (None, Vec::new(), f.spec.global_output_refs.clone()),
+            SluiceObject::Logging(l) => (
+                None,
+                Vec::new(),
+                l.spec
+                    .default_flow
+                    .as_ref()
+                    .map(|d| d.global_output_refs.clone())
+                    .unwrap_or_default(),
+            ),
+            _ => return BTreeSet::new(),
+        };
+    let mut outputs = BTreeSet::new();
+    for name in local {
+        let key = ObjectKey::namespaced(
+            model::Kind::Output,
+            namespace.as_deref().unwrap_or_default(),
+            &name,
+        );
+        if let Some(c) = sources.get(&key) {
+            outputs.insert(c.source.to_string());
+        }
+    }
+    for name in global {
+        let key = ObjectKey::cluster(model::Kind::ClusterOutput, &name);
+        if let Some(c) = sources.get(&key) {
+            outputs.insert(c.source.to_string());
+        }
+    }
+    let _ = converted;
+    outputs
+}
+
+fn compare(
+    input: &Input,
+    domain: &Domain<'_>,
+    pipeline: Option<&Pipeline>,
+    converted: &[Converted],
+    sources: &BTreeMap<ObjectKey, &Converted>,
+) -> RoutingCheck {
+    let router = incumbent::router(domain);
+    let records = sample(input, domain);
+    let namespaces: BTreeSet<&str> = records.iter().map(|r| r.namespace.as_str()).collect();
+    let mut classes: BTreeMap<(Destination, Destination), (String, usize)> = BTreeMap::new();
+    for record in &records {
+        let incumbent = router.destination(record);
+        let sluice = pipeline
+            .map(|p| sluice_destination(p, record, converted, sources))
+            .unwrap_or_default();
+        if incumbent != sluice {
+            let class = classes
+                .entry((incumbent, sluice))
+                .or_insert_with(|| (describe(record), 0));
+            class.1 += 1;
+        }
+    }
+    RoutingCheck {
+        logging: domain.logging.map_or_else(
+            || "(no Logging in the input)".to_owned(),
+            |l| format!("Logging {}", l.id.name),
+        ),
+        records: records.len(),
+        namespaces: namespaces.len(),
+        divergences: classes
+            .into_iter()
+            .map(|((incumbent, sluice), (example, records))| Divergence {
+                example,
+                records,
+                incumbent,
+                sluice,
+            })
+            .collect(),
+    }
+}
+
+fn describe(record: &Record) -> String {
+    let mut text = format!("namespace {}", record.namespace);
+    if !record.namespace_labels.is_empty() {
+        let labels: Vec<String> = record
+            .namespace_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        text.push_str(&format!(" (labels {})", labels.join(",")));
+    }
+    if !record.labels.is_empty() {
+        let labels: Vec<String> = record
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        text.push_str(&format!(", labels {}", labels.join(",")));
+    }
+    if !record.host.is_empty() {
+        text.push_str(&format!(", host {}", record.host));
+    }
+    if !record.container.is_empty() {
+        text.push_str(&format!(", container {}", record.container));
+    }
+    text
+}
+
+/// Every selector body of the domain's flows, to draw sample values from.
+fn selector_bodies<'a>(objects: impl Iterator<Item = &'a SourceObject>) -> Vec<&'a Node> {
+    let mut bodies = Vec::new();
+    for object in objects {
+        if let Some(Value::Seq(entries)) = object.spec.get("match").map(|m| &m.value) {
+            for entry in entries {
+                bodies.extend(entry.get("select"));
+                bodies.extend(entry.get("exclude"));
+            }
+        }
+    }
+    bodies
+}
+
+/// The records to compare: namespaces (with their labels) × pod label sets × hosts ×
+/// containers, drawn from everything the input names plus one unnamed value of each.
+pub fn sample(input: &Input, domain: &Domain<'_>) -> Vec<Record> {
+    let flows: Vec<&SourceObject> = domain
+        .flows
+        .iter()
+        .chain(&domain.cluster_flows)
+        .copied()
+        .collect();
+    let bodies = selector_bodies(flows.iter().copied());
+    let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for name in domain.known_namespaces(input) {
+        let labels = input.namespaces.get(&name).cloned().unwrap_or_default();
+        namespaces.insert(name, labels);
+    }
+    namespaces.insert(UNLISTED_NAMESPACE.to_owned(), BTreeMap::new());
+    // Namespace label sets the selectors name, each on a namespace of its own.
+    for (index, body) in bodies.iter().enumerate() {
+        if let Some(labels) = body
+            .get("namespace_labels")
+            .and_then(string_map)
+            .filter(|l| !l.is_empty())
+        {
+            namespaces.insert(format!("{UNLISTED_NAMESPACE}-{index}"), labels);
+        }
+    }
+    let mut label_sets: BTreeSet<BTreeMap<String, String>> = BTreeSet::from([BTreeMap::new()]);
+    let mut union = BTreeMap::new();
+    for body in &bodies {
+        if let Some(labels) = body.get("labels").and_then(string_map) {
+            for (k, v) in &labels {
+                union.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            label_sets.insert(labels);
+        }
+    }
+    for flow in &flows {
+        if let Some(labels) = flow.spec.get("selectors").and_then(string_map) {
+            label_sets.insert(labels);
+        }
+    }
+    label_sets.insert(union);
+    let mut hosts: BTreeSet<String> = BTreeSet::from([String::new(), UNLISTED_HOST.to_owned()]);
+    let mut containers: BTreeSet<String> =
+        BTreeSet::from([String::new(), UNLISTED_CONTAINER.to_owned()]);
+    for body in &bodies {
+        hosts.extend(body.get("hosts").and_then(string_list).unwrap_or_default());
+        containers.extend(
+            body.get("container_names")
+                .and_then(string_list)
+                .unwrap_or_default(),
+        );
+    }
+    let total = namespaces.len() * label_sets.len() * hosts.len() * containers.len();
+    let stride = total.div_ceil(MAX_RECORDS).max(1);
+    let mut records = Vec::new();
+    let mut index = 0usize;
+    for (namespace, namespace_labels) in &namespaces {
+        for labels in &label_sets {
+            for host in &hosts {
+                for container in &containers {
+                    if index.is_multiple_of(stride) {
+                        records.push(Record {
+                            namespace: namespace.clone(),
+                            namespace_labels: namespace_labels.clone(),
+                            labels: labels.clone(),
+                            host: host.clone(),
+                            container: container.clone(),
+                        });
+                    }
+                    index += 1;
+                }
+            }
+        }
+    }
+    records
+}
