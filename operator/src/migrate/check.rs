@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 
-use crate::api::{Logging, LoggingSpec};
+use crate::api::Logging;
 use crate::model::{self, ObjectKey, Pipeline, Problem};
 use crate::routing::{self, Record, Routed};
 
@@ -47,33 +47,11 @@ pub fn check(
     converted: &[Converted],
     domains: &[Domain<'_>],
 ) -> (Vec<RoutingCheck>, BTreeMap<SourceId, Vec<Entry>>) {
-    let mut objects = model::Objects::default();
-    for c in converted {
-        match &c.object {
-            SluiceObject::Logging(o) => objects.loggings.push((**o).clone()),
-            SluiceObject::ClusterOutput(o) => objects.cluster_outputs.push(o.clone()),
-            SluiceObject::ClusterFlow(o) => objects.cluster_flows.push(o.clone()),
-            SluiceObject::Output(o) => objects.outputs.push(o.clone()),
-            SluiceObject::Flow(o) => objects.flows.push(o.clone()),
-            SluiceObject::Secret(o) => objects.secrets.push(o.clone()),
-        }
-    }
+    let mut objects = super::objects(converted);
     if objects.loggings.is_empty() {
         objects.loggings.push(Logging::new(
             STAND_IN_LOGGING,
-            LoggingSpec {
-                control_namespace: STAND_IN_LOGGING.to_owned(),
-                watch_namespaces: Vec::new(),
-                watch_namespace_selector: None,
-                agent: None,
-                aggregator: None,
-                tls: None,
-                default_flow: None,
-                error_output_ref: None,
-                global_filters: Vec::new(),
-                tenant_limits: None,
-                reloader: None,
-            },
+            super::logging_spec(STAND_IN_LOGGING.to_owned()),
         ));
     }
     for (name, labels) in &input.namespaces {

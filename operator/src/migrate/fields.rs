@@ -174,6 +174,45 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The string at `parent.key` (`None` when absent), reported converted to `target`.
+    pub fn carry_string(
+        &mut self,
+        parent: &At<'_>,
+        key: &str,
+        target: impl Into<String>,
+    ) -> Option<String> {
+        let at = parent.field(key)?;
+        let value = self.string(&at);
+        self.converted(&at, target);
+        value
+    }
+
+    /// The integer at `parent.key`, reported converted to `target`.
+    pub fn carry_int(
+        &mut self,
+        parent: &At<'_>,
+        key: &str,
+        target: impl Into<String>,
+    ) -> Option<i64> {
+        let at = parent.field(key)?;
+        let value = self.int(&at);
+        self.converted(&at, target);
+        value
+    }
+
+    /// The boolean at `parent.key`, reported converted to `target`.
+    pub fn carry_bool(
+        &mut self,
+        parent: &At<'_>,
+        key: &str,
+        target: impl Into<String>,
+    ) -> Option<bool> {
+        let at = parent.field(key)?;
+        let value = self.bool(&at);
+        self.converted(&at, target);
+        value
+    }
+
     fn push(&mut self, status: Status, at: &At<'_>, target: Option<String>, message: String) {
         self.entries.push(Entry {
             status,

@@ -339,15 +339,13 @@ fn parser(fields: &mut Fields<'_>, body: &At<'_>, target: &str) -> Option<Parser
             SLUICE_LINE_KEY.to_owned()
         }
     };
-    let mut flag = |key: &str, to: &str| {
-        body.field(key).and_then(|at| {
-            let value = fields.bool(&at);
-            fields.converted(&at, format!("{target}.parser.{to}"));
-            value
-        })
-    };
-    let reserve_data = flag("reserve_data", "reserveData");
-    let remove_key_name_field = flag("remove_key_name_field", "removeKeyNameField");
+    let reserve_data =
+        fields.carry_bool(body, "reserve_data", format!("{target}.parser.reserveData"));
+    let remove_key_name_field = fields.carry_bool(
+        body,
+        "remove_key_name_field",
+        format!("{target}.parser.removeKeyNameField"),
+    );
     Some(ParserFilter {
         key_name,
         format,

@@ -36,19 +36,7 @@ pub fn convert<'a>(
     };
     let mut fields = Fields::new(source);
     let spec = At::spec(source);
-    let mut logging = LoggingSpec {
-        control_namespace: String::new(),
-        watch_namespaces: Vec::new(),
-        watch_namespace_selector: None,
-        agent: None,
-        aggregator: None,
-        tls: None,
-        default_flow: None,
-        error_output_ref: None,
-        global_filters: Vec::new(),
-        tenant_limits: None,
-        reloader: None,
-    };
+    let mut logging = super::logging_spec(String::new());
     match spec.field("controlNamespace") {
         Some(at) => {
             logging.control_namespace = fields.string(&at).unwrap_or_default();

@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 
-use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, NamespaceSelector, Output};
+use crate::api::{
+    ClusterFlow, ClusterOutput, Flow, Logging, LoggingSpec, NamespaceSelector, Output,
+};
 use crate::model::{self, Kind, ObjectKey};
 use crate::routing::Watched;
 
@@ -118,18 +120,40 @@ impl Migration {
 
     /// The converted objects as the model reads them.
     pub fn objects(&self) -> model::Objects {
-        let mut objects = model::Objects::default();
-        for converted in &self.converted {
-            match &converted.object {
-                SluiceObject::Logging(o) => objects.loggings.push((**o).clone()),
-                SluiceObject::ClusterOutput(o) => objects.cluster_outputs.push(o.clone()),
-                SluiceObject::ClusterFlow(o) => objects.cluster_flows.push(o.clone()),
-                SluiceObject::Output(o) => objects.outputs.push(o.clone()),
-                SluiceObject::Flow(o) => objects.flows.push(o.clone()),
-                SluiceObject::Secret(o) => objects.secrets.push(o.clone()),
-            }
+        objects(&self.converted)
+    }
+}
+
+/// Converted objects as the model reads them.
+fn objects(converted: &[Converted]) -> model::Objects {
+    let mut objects = model::Objects::default();
+    for c in converted {
+        match &c.object {
+            SluiceObject::Logging(o) => objects.loggings.push((**o).clone()),
+            SluiceObject::ClusterOutput(o) => objects.cluster_outputs.push(o.clone()),
+            SluiceObject::ClusterFlow(o) => objects.cluster_flows.push(o.clone()),
+            SluiceObject::Output(o) => objects.outputs.push(o.clone()),
+            SluiceObject::Flow(o) => objects.flows.push(o.clone()),
+            SluiceObject::Secret(o) => objects.secrets.push(o.clone()),
         }
-        objects
+    }
+    objects
+}
+
+/// A Logging spec with nothing but its control namespace.
+fn logging_spec(control_namespace: String) -> LoggingSpec {
+    LoggingSpec {
+        control_namespace,
+        watch_namespaces: Vec::new(),
+        watch_namespace_selector: None,
+        agent: None,
+        aggregator: None,
+        tls: None,
+        default_flow: None,
+        error_output_ref: None,
+        global_filters: Vec::new(),
+        tenant_limits: None,
+        reloader: None,
     }
 }
 
@@ -546,11 +570,8 @@ impl<'a> State<'a> {
                 if !done.insert(object.id.clone()) {
                     continue;
                 }
-                let name = cluster_names
-                    .get(&object.id)
-                    .cloned()
-                    .unwrap_or_else(|| object.id.name.clone());
                 let mut fields = Fields::new(object);
+                let name = sluice_name(&cluster_names, &mut fields);
                 let converted =
                     outputs::convert(&mut fields, domain, self.input, &name, logging_ref.clone());
                 let mut targets = Vec::new();
@@ -560,9 +581,6 @@ impl<'a> State<'a> {
                     }
                     targets.push(self.push(converted.object, object));
                     names.names.insert(object.id.clone(), name.clone());
-                }
-                if name != object.id.name {
-                    fields.about_object(Status::Changed, "metadata.name", Some(format!("metadata.name {name}")), format!("ClusterOutputs are cluster-scoped in Sluice and another one is called {:?} too", object.id.name));
                 }
                 self.record(fields, targets);
             }
@@ -574,19 +592,13 @@ impl<'a> State<'a> {
                 if !done.insert(object.id.clone()) {
                     continue;
                 }
-                let name = cluster_names
-                    .get(&object.id)
-                    .cloned()
-                    .unwrap_or_else(|| object.id.name.clone());
                 let mut fields = Fields::new(object);
+                let name = sluice_name(&cluster_names, &mut fields);
                 let converted =
                     flows::convert(&mut fields, &refs, self.input, &name, logging_ref.clone());
                 let targets = converted
                     .map(|o| vec![self.push(o, object)])
                     .unwrap_or_default();
-                if name != object.id.name {
-                    fields.about_object(Status::Changed, "metadata.name", Some(format!("metadata.name {name}")), format!("ClusterFlows are cluster-scoped in Sluice and another one is called {:?} too", object.id.name));
-                }
                 self.record(fields, targets);
             }
             if let Some(source) = domain.logging {
@@ -648,6 +660,30 @@ impl<'a> State<'a> {
             },
         }
     }
+}
+
+/// The name of the object in Sluice; a renamed one gets a report line.
+fn sluice_name(cluster_names: &BTreeMap<SourceId, String>, fields: &mut Fields<'_>) -> String {
+    let id = &fields.object.id;
+    let Some(name) = cluster_names
+        .get(id)
+        .filter(|name| **name != id.name)
+        .cloned()
+    else {
+        return id.name.clone();
+    };
+    let message = format!(
+        "{}s are cluster-scoped in Sluice and one in another namespace is called {:?} too",
+        id.kind.name(),
+        id.name
+    );
+    fields.about_object(
+        Status::Changed,
+        "metadata.name",
+        Some(format!("metadata.name {name}")),
+        message,
+    );
+    name
 }
 
 /// Sluice names of ClusterFlows and ClusterOutputs: their own, unless two of a kind from

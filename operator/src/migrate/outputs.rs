@@ -242,6 +242,45 @@ impl Kind<'_, '_> {
     }
 }
 
+/// A field the output cannot do without: converted to `target`, or (absent) the whole output
+/// is lost for `why`.
+fn required(
+    fields: &mut Fields<'_>,
+    at: &At<'_>,
+    key: &str,
+    target: String,
+    why: &str,
+) -> Option<String> {
+    if at.field(key).is_none() {
+        fields.lost(at, why);
+        return None;
+    }
+    fields.carry_string(at, key, target)
+}
+
+/// A kind's switch for certificate verification: `off` is the value that turns it off.
+fn verification(
+    fields: &mut Fields<'_>,
+    at: &At<'_>,
+    key: &str,
+    off: &str,
+    target: &str,
+    tls: &mut Option<OutputTls>,
+) {
+    let Some(switch) = at.field(key) else {
+        return;
+    };
+    if switch
+        .node
+        .scalar_text()
+        .is_some_and(|value| value.eq_ignore_ascii_case(off))
+    {
+        insecure(fields, &switch, target, tls);
+    } else {
+        fields.not_needed(&switch, "Sluice always verifies");
+    }
+}
+
 fn insecure(fields: &mut Fields<'_>, at: &At<'_>, target: &str, tls: &mut Option<OutputTls>) {
     fields.changed(
         at,
@@ -544,11 +583,7 @@ fn search(
     at: &At<'_>,
     opensearch: bool,
 ) -> Option<SearchOutput> {
-    let scheme = at.field("scheme").and_then(|s| {
-        let scheme = fields.string(&s);
-        fields.converted(&s, k.to("hosts"));
-        scheme
-    });
+    let scheme = fields.carry_string(at, "scheme", k.to("hosts"));
     let scheme = scheme.unwrap_or_else(|| "http".to_owned());
     let path = at
         .field("path")
@@ -575,16 +610,8 @@ fn search(
             }
         }
     } else {
-        let host = at.field("host").and_then(|h| {
-            let host = fields.string(&h);
-            fields.converted(&h, k.to("hosts"));
-            host
-        });
-        let port = at.field("port").and_then(|p| {
-            let port = fields.int(&p);
-            fields.converted(&p, k.to("hosts"));
-            port
-        });
+        let host = fields.carry_string(at, "host", k.to("hosts"));
+        let port = fields.carry_int(at, "port", k.to("hosts"));
         hosts.push(format!(
             "{scheme}://{}:{}{path}",
             host.unwrap_or_else(|| "localhost".to_owned()),
@@ -623,13 +650,14 @@ fn search(
         }
     }
     let mut tls = k.tls(fields, at, "ca_file", "client_cert", "client_key");
-    if let Some(v) = at.field("ssl_verify") {
-        if fields.bool(&v) == Some(false) {
-            insecure(fields, &v, &k.to("tls.insecureSkipVerify"), &mut tls);
-        } else {
-            fields.not_needed(&v, "Sluice always verifies");
-        }
-    }
+    verification(
+        fields,
+        at,
+        "ssl_verify",
+        "false",
+        &k.to("tls.insecureSkipVerify"),
+        &mut tls,
+    );
     if let Some(p) = at.field("client_key_pass") {
         fields.lost(&p, "Sluice loads unencrypted client keys only");
     }
@@ -690,18 +718,15 @@ fn loki(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<Lo
     let password_at = at.field("password");
     let basic_auth = k.basic_auth(fields, user, password_at.as_ref(), user_at.as_ref());
     let mut tls = k.tls(fields, at, "ca_cert", "cert", "key");
-    if let Some(i) = at.field("insecure_tls") {
-        if fields.bool(&i) == Some(true) {
-            insecure(fields, &i, &k.to("tls.insecureSkipVerify"), &mut tls);
-        } else {
-            fields.not_needed(&i, "Sluice always verifies");
-        }
-    }
-    let tenant = at.field("tenant").and_then(|t| {
-        let tenant = fields.string(&t);
-        fields.converted(&t, k.to("tenant"));
-        tenant
-    });
+    verification(
+        fields,
+        at,
+        "insecure_tls",
+        "true",
+        &k.to("tls.insecureSkipVerify"),
+        &mut tls,
+    );
+    let tenant = fields.carry_string(at, "tenant", k.to("tenant"));
     let mut labels = at
         .field("labels")
         .map(|l| {
@@ -796,11 +821,7 @@ fn s3(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<S3Ou
         }
         None => Some(String::new()),
     };
-    let endpoint = at.field("s3_endpoint").and_then(|e| {
-        let endpoint = fields.string(&e);
-        fields.converted(&e, k.to("endpoint"));
-        endpoint
-    });
+    let endpoint = fields.carry_string(at, "s3_endpoint", k.to("endpoint"));
     if let Some(f) = at.field("force_path_style") {
         fields.not_needed(
             &f,
@@ -880,12 +901,13 @@ fn kafka(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<K
         .map(str::to_owned)
         .collect();
     fields.converted(&brokers_at, k.to("brokers"));
-    let Some(topic_at) = at.field("default_topic") else {
-        fields.lost(at, "no default_topic: Sluice produces to one topic");
-        return None;
-    };
-    let topic = fields.string(&topic_at)?;
-    fields.converted(&topic_at, k.to("topic"));
+    let topic = required(
+        fields,
+        at,
+        "default_topic",
+        k.to("topic"),
+        "no default_topic: Sluice produces to one topic",
+    )?;
     let user_at = at.field("username");
     let password_at = at.field("password");
     let scram_at = at.field("scram_mechanism");
@@ -941,13 +963,14 @@ fn kafka(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<K
             fields.not_needed(&s, "off");
         }
     }
-    if let Some(v) = at.field("ssl_verify_hostname") {
-        if fields.bool(&v) == Some(false) {
-            insecure(fields, &v, &k.to("tls.insecureSkipVerify"), &mut tls);
-        } else {
-            fields.not_needed(&v, "Sluice always verifies");
-        }
-    }
+    verification(
+        fields,
+        at,
+        "ssl_verify_hostname",
+        "false",
+        &k.to("tls.insecureSkipVerify"),
+        &mut tls,
+    );
     if let Some(s) = at.field("sasl_over_ssl") {
         fields.not_needed(&s, "Sluice sends SASL over TLS whenever tls is set");
     }
@@ -972,12 +995,7 @@ fn kafka(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<K
 }
 
 fn splunk(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<SplunkHecOutput> {
-    let Some(host_at) = at.field("hec_host") else {
-        fields.lost(at, "no hec_host");
-        return None;
-    };
-    let host = fields.string(&host_at)?;
-    fields.converted(&host_at, k.to("host"));
+    let host = required(fields, at, "hec_host", k.to("host"), "no hec_host")?;
     let port = at.field("hec_port").and_then(|p| {
         let port = fields.int(&p).and_then(|n| i32::try_from(n).ok());
         fields.converted(&p, k.to("port"));
@@ -990,11 +1008,7 @@ fn splunk(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<
     let token_secret_ref =
         k.creds
             .reference(fields, &token_at, &k.to("tokenSecretRef"), "hec_token")?;
-    let index = at.field("index").and_then(|i| {
-        let index = fields.string(&i);
-        fields.converted(&i, k.to("index"));
-        index
-    });
+    let index = fields.carry_string(at, "index", k.to("index"));
     match at.field("protocol") {
         Some(p) if fields.string(&p).as_deref() == Some("http") => fields.changed(
             &p,
@@ -1005,13 +1019,14 @@ fn splunk(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<
         None => {}
     }
     let mut tls = k.tls(fields, at, "ca_file", "client_cert", "client_key");
-    if let Some(i) = at.field("insecure_ssl") {
-        if fields.bool(&i) == Some(true) {
-            insecure(fields, &i, &k.to("tls.insecureSkipVerify"), &mut tls);
-        } else {
-            fields.not_needed(&i, "Sluice always verifies");
-        }
-    }
+    verification(
+        fields,
+        at,
+        "insecure_ssl",
+        "true",
+        &k.to("tls.insecureSkipVerify"),
+        &mut tls,
+    );
     Some(SplunkHecOutput {
         host,
         port,
@@ -1112,13 +1127,14 @@ fn forward(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option
             )
             .unwrap_or_default(),
         );
-        if let Some(i) = at.field("tls_insecure_mode") {
-            if fields.bool(&i) == Some(true) {
-                insecure(fields, &i, &k.to("tls.insecureSkipVerify"), &mut tls);
-            } else {
-                fields.not_needed(&i, "Sluice always verifies");
-            }
-        }
+        verification(
+            fields,
+            at,
+            "tls_insecure_mode",
+            "true",
+            &k.to("tls.insecureSkipVerify"),
+            &mut tls,
+        );
         if let Some(v) = at.field("tls_verify_hostname") {
             if fields.bool(&v) == Some(false) {
                 fields.changed(
@@ -1137,13 +1153,13 @@ fn forward(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option
             }
         }
     }
-    let require_ack_response = at.field("require_ack_response").map(|r| {
-        let value = fields.bool(&r);
-        fields.converted(&r, k.to("requireAckResponse"));
-        value.unwrap_or(false)
-    });
-    let require_ack_response = match require_ack_response {
+    let require_ack_response = match fields.carry_bool(
+        at,
+        "require_ack_response",
+        k.to("requireAckResponse"),
+    ) {
         Some(value) => Some(value),
+        None if at.field("require_ack_response").is_some() => None,
         None => {
             fields.note(Status::Converted, at, Some(k.to("requireAckResponse false")), "logging-operator's default (no acknowledgements) written out; Sluice's own default waits for them");
             Some(false)
@@ -1158,12 +1174,7 @@ fn forward(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option
 }
 
 fn http(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<HttpOutput> {
-    let Some(endpoint_at) = at.field("endpoint") else {
-        fields.lost(at, "no endpoint");
-        return None;
-    };
-    let endpoint = fields.string(&endpoint_at)?;
-    fields.converted(&endpoint_at, k.to("endpoint"));
+    let endpoint = required(fields, at, "endpoint", k.to("endpoint"), "no endpoint")?;
     let headers = at
         .field("headers")
         .map(|h| {
@@ -1187,13 +1198,14 @@ fn http(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<Ht
         "tls_client_cert_path",
         "tls_private_key_path",
     );
-    if let Some(v) = at.field("tls_verify_mode") {
-        if fields.string(&v).as_deref() == Some("none") {
-            insecure(fields, &v, &k.to("tls.insecureSkipVerify"), &mut tls);
-        } else {
-            fields.not_needed(&v, "Sluice always verifies");
-        }
-    }
+    verification(
+        fields,
+        at,
+        "tls_verify_mode",
+        "none",
+        &k.to("tls.insecureSkipVerify"),
+        &mut tls,
+    );
     match at.field("http_method") {
         Some(m) if fields.string(&m).as_deref() == Some("put") => {
             fields.lost(&m, "Sluice sends POST requests")
@@ -1241,11 +1253,7 @@ fn file(fields: &mut Fields<'_>, k: &mut Kind<'_, '_>, at: &At<'_>) -> Option<Fi
     }
     let relative = path.trim_start_matches('/').to_owned();
     fields.changed(&path_at, Some(k.to("path")), format!("written below the output's own directory on the aggregator's buffer volume (/buffers/files/<namespace>/<name>/{relative}), not at {path}"));
-    let append = at.field("append").map(|a| {
-        let append = fields.bool(&a);
-        fields.converted(&a, k.to("append"));
-        append.unwrap_or(false)
-    });
+    let append = fields.carry_bool(at, "append", k.to("append"));
     if let Some(s) = at.field("add_path_suffix") {
         if fields.bool(&s) == Some(false) {
             fields.lost(&s, "Sluice's files always end in .log");
