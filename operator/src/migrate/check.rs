@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 
 use crate::api::Logging;
 use crate::model::{self, ObjectKey, Pipeline, Problem};
-use crate::routing::{self, Record, Routed};
+use crate::routing::{self, Candidates, Record, Routed};
 
 use super::incumbent::{self, default_flow_label};
 use super::report::{Destination, Divergence, Entry, RoutingCheck, Status};
@@ -19,8 +19,8 @@ use super::source::{Input, SourceId, SourceObject, string_list, string_map};
 use super::yaml::{Node, Value};
 use super::{Converted, Domain, SluiceObject};
 
-/// Most records routed per Logging; beyond it the sample is thinned evenly.
-const MAX_RECORDS: usize = 50_000;
+/// Most records routed per namespace; beyond it the namespace's sample is thinned evenly.
+const MAX_RECORDS_PER_NAMESPACE: usize = 5_000;
 /// Names no source object uses, so the sample covers "everything else".
 const UNLISTED_NAMESPACE: &str = "migrate-unlisted-namespace";
 const UNLISTED_HOST: &str = "migrate-unlisted-node";
@@ -98,7 +98,7 @@ pub fn check(
                 .logging
                 .map_or(STAND_IN_LOGGING.to_owned(), |l| l.id.name.clone());
             let pipeline = resolution.pipelines.iter().find(|p| p.logging == name);
-            compare(input, domain, pipeline, converted, &sources)
+            compare(input, domain, pipeline, &sources)
         })
         .collect();
     (checks, entries)
@@ -126,50 +126,73 @@ fn problem_entry(key: &ObjectKey, problem: &Problem) -> Entry {
     }
 }
 
-/// Where Sluice sends `record`, named by the source objects.
-fn sluice_destination(
-    pipeline: &Pipeline,
-    record: &Record,
-    converted: &[Converted],
-    sources: &BTreeMap<ObjectKey, &Converted>,
-) -> Destination {
-    let mut destination = Destination::default();
-    let declared =
-        |flow: &ObjectKey| -> BTreeSet<String> { declared_outputs(flow, converted, sources) };
-    match routing::route(
-        pipeline.flows.iter().map(|f| &f.matcher),
-        &pipeline.watched,
-        record,
-    ) {
-        Routed::Unwatched => {}
-        Routed::Flows(indices) => {
-            for index in indices {
-                let flow = &pipeline.flows[index];
-                let label = sources
-                    .get(&flow.key)
-                    .map_or_else(|| flow.key.to_string(), |c| c.source.to_string());
-                destination.0.insert(label, declared(&flow.key));
-            }
+/// Sluice's side of the comparison for one pipeline.
+struct SluiceRouter<'p> {
+    pipeline: &'p Pipeline,
+    candidates: Candidates,
+    /// Each flow's (and the default flow's) label and outputs, named by source objects.
+    flows: BTreeMap<ObjectKey, (String, BTreeSet<String>)>,
+}
+
+impl<'p> SluiceRouter<'p> {
+    fn new(pipeline: &'p Pipeline, sources: &BTreeMap<ObjectKey, &Converted>) -> Self {
+        let mut flows = BTreeMap::new();
+        for flow in &pipeline.flows {
+            let label = sources
+                .get(&flow.key)
+                .map_or_else(|| flow.key.to_string(), |c| c.source.to_string());
+            flows.insert(
+                flow.key.clone(),
+                (label, declared_outputs(&flow.key, sources)),
+            );
         }
-        Routed::Default => {
-            if let Some(default) = &pipeline.default_flow {
-                let source = sources
-                    .get(&default.key)
-                    .map(|c| c.source.name.clone())
-                    .unwrap_or_default();
-                destination
-                    .0
-                    .insert(default_flow_label(&source), declared(&default.key));
-            }
+        if let Some(default) = &pipeline.default_flow {
+            let logging = sources
+                .get(&default.key)
+                .map(|c| c.source.name.clone())
+                .unwrap_or_default();
+            flows.insert(
+                default.key.clone(),
+                (
+                    default_flow_label(&logging),
+                    declared_outputs(&default.key, sources),
+                ),
+            );
+        }
+        Self {
+            pipeline,
+            candidates: Candidates::new(pipeline.flows.iter().map(|f| &f.matcher)),
+            flows,
         }
     }
-    destination
+
+    /// Where Sluice sends `record`: `routing::route` over the flows that can take a record of
+    /// its namespace (the same answer as over all, routing::Candidates).
+    fn destination(&self, record: &Record) -> Destination {
+        let mut destination = Destination::default();
+        let indices = self.candidates.for_namespace(&record.namespace);
+        let matchers = indices.iter().map(|i| &self.pipeline.flows[*i].matcher);
+        let taken: Vec<&ObjectKey> = match routing::route(matchers, &self.pipeline.watched, record)
+        {
+            Routed::Unwatched => Vec::new(),
+            Routed::Flows(local) => local
+                .into_iter()
+                .map(|l| &self.pipeline.flows[indices[l]].key)
+                .collect(),
+            Routed::Default => self.pipeline.default_flow.iter().map(|d| &d.key).collect(),
+        };
+        for key in taken {
+            if let Some((label, outputs)) = self.flows.get(key) {
+                destination.0.insert(label.clone(), outputs.clone());
+            }
+        }
+        destination
+    }
 }
 
 /// The outputs a converted flow (or a Logging's default flow) names, as source objects.
 fn declared_outputs(
     flow: &ObjectKey,
-    converted: &[Converted],
     sources: &BTreeMap<ObjectKey, &Converted>,
 ) -> BTreeSet<String> {
     let Some(object) = sources.get(flow) else {
@@ -211,7 +234,6 @@ fn declared_outputs(
             outputs.insert(c.source.to_string());
         }
     }
-    let _ = converted;
     outputs
 }
 
@@ -219,17 +241,18 @@ fn compare(
     input: &Input,
     domain: &Domain<'_>,
     pipeline: Option<&Pipeline>,
-    converted: &[Converted],
     sources: &BTreeMap<ObjectKey, &Converted>,
 ) -> RoutingCheck {
     let router = incumbent::router(domain);
+    let sluice = pipeline.map(|p| SluiceRouter::new(p, sources));
     let records = sample(input, domain);
     let namespaces: BTreeSet<&str> = records.iter().map(|r| r.namespace.as_str()).collect();
     let mut classes: BTreeMap<(Destination, Destination), (String, usize)> = BTreeMap::new();
     for record in &records {
         let incumbent = router.destination(record);
-        let sluice = pipeline
-            .map(|p| sluice_destination(p, record, converted, sources))
+        let sluice = sluice
+            .as_ref()
+            .map(|s| s.destination(record))
             .unwrap_or_default();
         if incumbent != sluice {
             let class = classes
@@ -284,11 +307,11 @@ fn describe(record: &Record) -> String {
     text
 }
 
-/// Every selector body of the domain's flows, to draw sample values from.
-fn selector_bodies<'a>(objects: impl Iterator<Item = &'a SourceObject>) -> Vec<&'a Node> {
+/// Every selector body (`select` or `exclude`) of the flows.
+fn selector_bodies<'a>(flows: &[&'a SourceObject]) -> Vec<&'a Node> {
     let mut bodies = Vec::new();
-    for object in objects {
-        if let Some(Value::Seq(entries)) = object.spec.get("match").map(|m| &m.value) {
+    for flow in flows {
+        if let Some(Value::Seq(entries)) = flow.spec.get("match").map(|m| &m.value) {
             for entry in entries {
                 bodies.extend(entry.get("select"));
                 bodies.extend(entry.get("exclude"));
@@ -298,24 +321,66 @@ fn selector_bodies<'a>(objects: impl Iterator<Item = &'a SourceObject>) -> Vec<&
     bodies
 }
 
-/// The records to compare: namespaces (with their labels) × pod label sets × hosts ×
-/// containers, drawn from everything the input names plus one unnamed value of each.
+/// The values of one namespace's records: pod label sets, hosts, containers.
+#[derive(Default)]
+struct Values {
+    label_sets: BTreeSet<BTreeMap<String, String>>,
+    hosts: BTreeSet<String>,
+    containers: BTreeSet<String>,
+}
+
+impl Values {
+    /// Nothing, one unnamed value of each, and what the flows name: every label set (and all
+    /// of them together), host and container.
+    fn of(flows: &[&SourceObject]) -> Values {
+        let mut values = Values {
+            label_sets: BTreeSet::from([BTreeMap::new()]),
+            hosts: BTreeSet::from([String::new(), UNLISTED_HOST.to_owned()]),
+            containers: BTreeSet::from([String::new(), UNLISTED_CONTAINER.to_owned()]),
+        };
+        let mut union = BTreeMap::new();
+        let mut add_labels = |labels: BTreeMap<String, String>, values: &mut Values| {
+            for (k, v) in &labels {
+                union.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            values.label_sets.insert(labels);
+        };
+        for body in selector_bodies(flows) {
+            if let Some(labels) = body.get("labels").and_then(string_map) {
+                add_labels(labels, &mut values);
+            }
+            values
+                .hosts
+                .extend(body.get("hosts").and_then(string_list).unwrap_or_default());
+            values.containers.extend(
+                body.get("container_names")
+                    .and_then(string_list)
+                    .unwrap_or_default(),
+            );
+        }
+        for flow in flows {
+            if let Some(labels) = flow.spec.get("selectors").and_then(string_map) {
+                add_labels(labels, &mut values);
+            }
+        }
+        values.label_sets.insert(union);
+        values
+    }
+}
+
+/// The records to compare, per namespace (every namespace the input names, one it names
+/// nowhere, one per `namespace_labels` set a ClusterFlow names): pod label sets × hosts ×
+/// containers drawn from the ClusterFlows and that namespace's Flows, at most
+/// [`MAX_RECORDS_PER_NAMESPACE`] (thinned evenly).
 pub fn sample(input: &Input, domain: &Domain<'_>) -> Vec<Record> {
-    let flows: Vec<&SourceObject> = domain
-        .flows
-        .iter()
-        .chain(&domain.cluster_flows)
-        .copied()
-        .collect();
-    let bodies = selector_bodies(flows.iter().copied());
+    let cluster_flows: Vec<&SourceObject> = domain.cluster_flows.clone();
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for name in domain.known_namespaces(input) {
         let labels = input.namespaces.get(&name).cloned().unwrap_or_default();
         namespaces.insert(name, labels);
     }
     namespaces.insert(UNLISTED_NAMESPACE.to_owned(), BTreeMap::new());
-    // Namespace label sets the selectors name, each on a namespace of its own.
-    for (index, body) in bodies.iter().enumerate() {
+    for (index, body) in selector_bodies(&cluster_flows).iter().enumerate() {
         if let Some(labels) = body
             .get("namespace_labels")
             .and_then(string_map)
@@ -324,41 +389,22 @@ pub fn sample(input: &Input, domain: &Domain<'_>) -> Vec<Record> {
             namespaces.insert(format!("{UNLISTED_NAMESPACE}-{index}"), labels);
         }
     }
-    let mut label_sets: BTreeSet<BTreeMap<String, String>> = BTreeSet::from([BTreeMap::new()]);
-    let mut union = BTreeMap::new();
-    for body in &bodies {
-        if let Some(labels) = body.get("labels").and_then(string_map) {
-            for (k, v) in &labels {
-                union.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            label_sets.insert(labels);
-        }
-    }
-    for flow in &flows {
-        if let Some(labels) = flow.spec.get("selectors").and_then(string_map) {
-            label_sets.insert(labels);
-        }
-    }
-    label_sets.insert(union);
-    let mut hosts: BTreeSet<String> = BTreeSet::from([String::new(), UNLISTED_HOST.to_owned()]);
-    let mut containers: BTreeSet<String> =
-        BTreeSet::from([String::new(), UNLISTED_CONTAINER.to_owned()]);
-    for body in &bodies {
-        hosts.extend(body.get("hosts").and_then(string_list).unwrap_or_default());
-        containers.extend(
-            body.get("container_names")
-                .and_then(string_list)
-                .unwrap_or_default(),
-        );
-    }
-    let total = namespaces.len() * label_sets.len() * hosts.len() * containers.len();
-    let stride = total.div_ceil(MAX_RECORDS).max(1);
     let mut records = Vec::new();
-    let mut index = 0usize;
     for (namespace, namespace_labels) in &namespaces {
-        for labels in &label_sets {
-            for host in &hosts {
-                for container in &containers {
+        let mut flows = cluster_flows.clone();
+        flows.extend(
+            domain
+                .flows
+                .iter()
+                .filter(|f| f.id.namespace.as_deref() == Some(namespace.as_str())),
+        );
+        let values = Values::of(&flows);
+        let total = values.label_sets.len() * values.hosts.len() * values.containers.len();
+        let stride = total.div_ceil(MAX_RECORDS_PER_NAMESPACE).max(1);
+        let mut index = 0usize;
+        for labels in &values.label_sets {
+            for host in &values.hosts {
+                for container in &values.containers {
                     if index.is_multiple_of(stride) {
                         records.push(Record {
                             namespace: namespace.clone(),

@@ -45,7 +45,11 @@ pub struct Route {
 /// The router of one logging-operator Logging.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Router {
+    /// ClusterFlows' routes: any namespace.
     pub routes: Vec<Route>,
+    /// Flows' routes by namespace: every match of a Flow names its own namespace, so it
+    /// can take no other namespace's record.
+    pub namespace_routes: BTreeMap<String, Vec<Route>>,
     pub default: Option<Route>,
     /// Namespaces whose logs reach the aggregator at all.
     pub collects: Watched,
@@ -133,7 +137,12 @@ impl Router {
         } else {
             BTreeMap::new()
         };
-        for route in &self.routes {
+        let local = self
+            .namespace_routes
+            .get(&record.namespace)
+            .into_iter()
+            .flatten();
+        for route in self.routes.iter().chain(local) {
             if route.matches(&labels, &namespace_labels, record) {
                 destination
                     .0
@@ -253,9 +262,15 @@ pub fn router(domain: &Domain<'_>) -> Router {
     let routes = domain
         .cluster_flows
         .iter()
-        .chain(&domain.flows)
         .filter_map(|flow| route(flow, domain))
         .collect();
+    let mut namespace_routes: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+    for flow in &domain.flows {
+        if let Some(route) = route(flow, domain) {
+            let namespace = flow.id.namespace.clone().unwrap_or_default();
+            namespace_routes.entry(namespace).or_default().push(route);
+        }
+    }
     let default = domain.logging.and_then(|logging| {
         let default_flow = present(&logging.spec, "defaultFlow")?;
         let outputs = strings(default_flow, "globalOutputRefs")
@@ -271,6 +286,7 @@ pub fn router(domain: &Domain<'_>) -> Router {
     });
     Router {
         routes,
+        namespace_routes,
         default,
         collects: domain.collects.clone(),
         attaches_labels: domain.attaches_labels(),
@@ -306,6 +322,7 @@ mod tests {
     fn router(routes: Vec<Route>, default: bool) -> Router {
         Router {
             routes,
+            namespace_routes: BTreeMap::new(),
             default: default.then(|| route(Vec::new())).map(|mut r| {
                 r.flow = "default".into();
                 r

@@ -170,9 +170,6 @@ pub fn migrate(documents: &[Document]) -> Result<Migration, Vec<MigrateError>> {
     let mut migration = state.finish();
     let (checks, problem_entries) = check::check(&input, &migration.converted, &domains(&input));
     migration.report.checks = checks;
-    if input.secrets.is_empty() {
-        migration.report.notes.push("no Secrets were read (none in the input, and never from a cluster): every Secret the converted objects reference is listed as `to do`; it must exist where Sluice reads it before switching".to_owned());
-    }
     for (source, entries) in problem_entries {
         if let Some(object) = migration
             .report
@@ -186,6 +183,15 @@ pub fn migrate(documents: &[Document]) -> Result<Migration, Vec<MigrateError>> {
                 e
             }));
         }
+    }
+    let secrets_missing = migration
+        .report
+        .objects
+        .iter()
+        .flat_map(|o| &o.entries)
+        .any(|e| e.status == Status::ToDo);
+    if input.secrets.is_empty() && secrets_missing {
+        migration.report.notes.push("no Secrets were read (none in the input, and never from a cluster): every Secret the converted objects reference is listed as `to do`; it must exist where Sluice reads it before switching".to_owned());
     }
     Ok(migration)
 }
