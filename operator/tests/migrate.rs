@@ -864,3 +864,192 @@ fn exclude_only_flows_take_nothing_after_conversion_too() {
         "the exclude-only Flow must not take the record: {destination}"
     );
 }
+
+#[test]
+fn cluster_objects_of_one_name_in_two_namespaces_are_renamed() {
+    let migration = convert(
+        r#"
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: Logging
+metadata:
+  name: main
+spec:
+  controlNamespace: logging
+  allowClusterResourcesFromAllNamespaces: true
+---
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: ClusterOutput
+metadata: {name: es, namespace: logging}
+spec:
+  nullout: {}
+---
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: ClusterOutput
+metadata: {name: es, namespace: team-a}
+spec:
+  nullout: {}
+---
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: ClusterFlow
+metadata: {name: all, namespace: team-a}
+spec:
+  globalOutputRefs: [es]
+"#,
+    );
+    let labels: Vec<String> = migration
+        .converted
+        .iter()
+        .map(|c| c.object.label())
+        .collect();
+    assert!(
+        labels.contains(&"ClusterOutput logging-es".to_owned()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"ClusterOutput team-a-es".to_owned()),
+        "{labels:?}"
+    );
+    assert!(labels.contains(&"ClusterFlow all".to_owned()), "{labels:?}");
+    let renamed = lines(&migration, "ClusterOutput team-a/es", Status::Changed);
+    assert!(
+        renamed
+            .iter()
+            .any(|l| l.starts_with("metadata.name: ClusterOutputs are cluster-scoped")),
+        "{renamed:?}"
+    );
+    // logging-operator finds the first ClusterOutput of the name (by namespace): logging/es.
+    let flow = lines(&migration, "ClusterFlow team-a/all", Status::Converted);
+    assert!(
+        flow.iter()
+            .any(|l| l.starts_with("spec.globalOutputRefs[0]")),
+        "{flow:?}"
+    );
+    let refs = migration.converted.iter().find_map(|c| match &c.object {
+        migrate::SluiceObject::ClusterFlow(f) => Some(f.spec.global_output_refs.clone()),
+        _ => None,
+    });
+    assert_eq!(refs, Some(vec!["logging-es".to_owned()]));
+    assert!(
+        migration
+            .report
+            .checks
+            .iter()
+            .all(|c| c.divergences.is_empty()),
+        "{}",
+        migration.report.text()
+    );
+}
+
+#[test]
+fn logging_route_tenants_keep_their_watched_namespaces() {
+    let migration = convert(
+        r#"
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: Logging
+metadata:
+  name: tenant-a
+  labels: {tenant: a}
+spec:
+  controlNamespace: tenant-a-logging
+  watchNamespaces: [team-a]
+  defaultFlow:
+    globalOutputRefs: [sink]
+---
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: ClusterOutput
+metadata: {name: sink, namespace: tenant-a-logging}
+spec:
+  nullout: {}
+---
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: LoggingRoute
+metadata: {name: tenants}
+spec:
+  source: ops
+  targets:
+    matchLabels: {tenant: a}
+"#,
+    );
+    let logging = migration.converted.iter().find_map(|c| match &c.object {
+        migrate::SluiceObject::Logging(l) => Some(l.spec.watch_namespaces.clone()),
+        _ => None,
+    });
+    // A tenant only ever got its watched namespaces' logs: the watch carries as it is.
+    assert_eq!(logging, Some(vec!["team-a".to_owned()]));
+    let route = lines(&migration, "LoggingRoute tenants", Status::Changed);
+    assert!(
+        route
+            .iter()
+            .any(|l| l.contains("Sluice has no shared collector")),
+        "{route:?}"
+    );
+    assert!(
+        migration
+            .report
+            .checks
+            .iter()
+            .all(|c| c.divergences.is_empty()),
+        "{}",
+        migration.report.text()
+    );
+}
+
+#[test]
+fn buffers_the_tenant_limits_lower_are_reported() {
+    let migration = convert(&format!(
+        r#"{LOGGING}
+---
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: Output
+metadata: {{name: big, namespace: team-a}}
+spec:
+  http:
+    endpoint: https://collector.example.com
+    json_array: true
+    buffer:
+      chunk_limit_size: 512m
+      flush_thread_count: 16
+  nullout: {{}}
+---
+apiVersion: logging.banzaicloud.io/v1beta1
+kind: Flow
+metadata: {{name: all, namespace: team-a}}
+spec:
+  localOutputRefs: [big]
+"#
+    ));
+    let changed = lines(&migration, "Output team-a/big", Status::Changed);
+    for field in ["spec.buffer.chunkLimitSize", "spec.buffer.flushThreadCount"] {
+        assert!(
+            changed.iter().any(
+                |l| l.starts_with(&format!("(Sluice Output team-a/big) {field}"))
+                    && l.contains("BufferLimitLowered")
+            ),
+            "{field}: {changed:?}"
+        );
+    }
+    let lost = lines(&migration, "Output team-a/big", Status::NotConverted);
+    assert!(
+        lost.iter()
+            .any(|l| l.starts_with("spec.nullout: a second output kind (nullout) in one object")),
+        "{lost:?}"
+    );
+}
+
+#[test]
+fn a_selector_that_is_not_one_is_an_input_error() {
+    let errors = migrate::migrate(&documents(
+        "logging.yaml",
+        "apiVersion: logging.banzaicloud.io/v1beta1\nkind: Logging\nmetadata:\n  name: main\nspec:\n  controlNamespace: logging\n  watchNamespaceSelector:\n    matchExpressions:\n      - {key: team, operator: Sometimes}\n",
+    ))
+    .expect_err("refused");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, "logging.yaml");
+    assert_eq!(errors[0].line, 7);
+    assert_eq!(errors[0].object.as_deref(), Some("Logging main"));
+    assert_eq!(
+        errors[0].field.as_deref(),
+        Some("spec.watchNamespaceSelector")
+    );
+    assert!(errors[0].message.contains("Sometimes"), "{errors:?}");
+}

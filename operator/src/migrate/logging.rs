@@ -14,7 +14,7 @@ use super::filters::{self, FilterPlace};
 use super::flows::Refs;
 use super::report::Status;
 use super::source::{Input, SourceKind};
-use super::{Domain, label_selector, to_json};
+use super::{Domain, to_json, try_label_selector};
 
 /// The Sluice Logging and the report entries of every object it was made from.
 pub struct LoggingConversion<'a> {
@@ -226,7 +226,10 @@ fn watch(
             fields.converted(at, "spec.watchNamespaces");
         }
         if let Some(at) = &selector {
-            logging.watch_namespace_selector = Some(label_selector(at.node));
+            match try_label_selector(at.node) {
+                Ok(selector) => logging.watch_namespace_selector = Some(selector),
+                Err(message) => fields.error(at, message),
+            }
             let note = if input.namespaces.is_empty() {
                 "the migration saw no Namespace objects, so its checks know none of the namespaces the selector picks"
             } else {
@@ -235,6 +238,11 @@ fn watch(
             fields.converted_note(at, "spec.watchNamespaceSelector", note);
         }
         return;
+    }
+    if let Some(at) = &selector
+        && let Err(message) = try_label_selector(at.node)
+    {
+        fields.error(at, message);
     }
     let why = "logging-operator reads Flows and Outputs of these namespaces only, but its ClusterFlows and default flow get every namespace's logs; Sluice collects the watched namespaces' logs only, so the Logging watches every namespace. Flows and Outputs outside these namespaces were not converted (they were not part of the Logging); any created later in other namespaces would be";
     for at in [listed, selector].into_iter().flatten() {
@@ -673,6 +681,12 @@ fn fluentbit(fields: &mut Fields<'_>, at: &At<'_>, agent: &mut AgentSpec) {
 
 /// A LoggingRoute: what it did is what each converted Logging's own agent does.
 pub fn logging_route(fields: &mut Fields<'_>) {
+    let spec = At::spec(fields.object);
+    if let Some(targets) = spec.field("targets")
+        && let Err(message) = try_label_selector(targets.node)
+    {
+        fields.error(&targets, message);
+    }
     fields.about_object(
         Status::Changed,
         "spec",

@@ -322,9 +322,22 @@ impl Domain<'_> {
 }
 
 /// Reads a Kubernetes `LabelSelector` the way `model::selector_matches` evaluates it.
+fn try_label_selector(node: &yaml::Node) -> Result<NamespaceSelector, String> {
+    serde_json::from_value(to_json(node))
+        .map_err(|e| format!("not a label selector (matchLabels, matchExpressions): {e}"))
+}
+
+/// [`try_label_selector`] where the converter reports a bad selector as an input error;
+/// until then, one that cannot be read selects nothing.
 fn label_selector(node: &yaml::Node) -> NamespaceSelector {
-    let json = to_json(node);
-    serde_json::from_value(json).unwrap_or_default()
+    try_label_selector(node).unwrap_or_else(|_| NamespaceSelector {
+        match_labels: BTreeMap::new(),
+        match_expressions: vec![crate::api::LabelSelectorRequirement {
+            key: String::new(),
+            operator: crate::api::LabelSelectorOperator::Exists,
+            values: Vec::new(),
+        }],
+    })
 }
 
 /// A node as JSON, for the pieces that are plain Kubernetes types on both sides.
