@@ -709,6 +709,8 @@ struct FlowCase {
     cluster: bool,
     namespace: usize,
     rules: Option<Vec<(bool, Selector)>>,
+    /// The deprecated `selectors` (an app label), used when there is no `match`.
+    selectors: Option<usize>,
 }
 
 fn flow_case() -> impl Strategy<Value = FlowCase> {
@@ -719,11 +721,13 @@ fn flow_case() -> impl Strategy<Value = FlowCase> {
             0.85,
             proptest::collection::vec((any::<bool>(), selector()), 0..4),
         ),
+        proptest::option::of(0..APPS.len()),
     )
-        .prop_map(|(cluster, namespace, rules)| FlowCase {
+        .prop_map(|(cluster, namespace, rules, selectors)| FlowCase {
             cluster,
             namespace,
             rules,
+            selectors,
         })
 }
 
@@ -737,6 +741,9 @@ fn yaml_of(case: &FlowCase, index: usize) -> String {
     let mut text = format!(
         "---\napiVersion: logging.banzaicloud.io/v1beta1\nkind: {kind}\nmetadata:\n  name: f{index}\n  namespace: {namespace}\nspec:\n  globalOutputRefs: [sink]\n"
     );
+    if let (None, Some(app)) = (&case.rules, case.selectors) {
+        text.push_str(&format!("  selectors: {{app: {}}}\n", APPS[app]));
+    }
     if let Some(rules) = &case.rules {
         text.push_str("  match:\n");
         if rules.is_empty() {
