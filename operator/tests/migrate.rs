@@ -1060,3 +1060,44 @@ fn a_selector_that_is_not_one_is_an_input_error() {
     );
     assert!(errors[0].message.contains("Sometimes"), "{errors:?}");
 }
+
+#[test]
+fn lists_as_kubectl_writes_them_are_read_item_by_item() {
+    let migration = convert(&format!(
+        r#"{LOGGING}
+---
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: logging.banzaicloud.io/v1beta1
+    kind: Output
+    metadata: {{name: sink, namespace: team-a}}
+    spec:
+      nullout: {{}}
+  - apiVersion: logging.banzaicloud.io/v1beta1
+    kind: Flow
+    metadata: {{name: all, namespace: team-a}}
+    spec:
+      localOutputRefs: [sink]
+"#
+    ));
+    let labels: Vec<String> = migration
+        .converted
+        .iter()
+        .map(|c| c.object.label())
+        .collect();
+    assert!(labels.contains(&"Flow team-a/all".to_owned()), "{labels:?}");
+    assert!(
+        labels.contains(&"Output team-a/sink".to_owned()),
+        "{labels:?}"
+    );
+    assert_eq!(migration.report.skipped_documents, 0);
+    // Each item's lines are its own.
+    let flow = migration
+        .report
+        .objects
+        .iter()
+        .find(|o| o.source.to_string() == "Flow team-a/all")
+        .expect("reported");
+    assert_eq!(flow.line, 18);
+}

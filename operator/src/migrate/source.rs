@@ -167,8 +167,10 @@ pub fn read(documents: &[Document]) -> Result<Input, Vec<MigrateError>> {
     let mut errors = Vec::new();
     let mut seen: BTreeMap<SourceId, String> = BTreeMap::new();
     for document in documents {
-        if let Err(error) = read_document(document, &mut input, &mut seen) {
-            errors.push(*error);
+        for object in list_items(document) {
+            if let Err(error) = read_document(&object, &mut input, &mut seen) {
+                errors.push(*error);
+            }
         }
     }
     if !errors.is_empty() {
@@ -176,6 +178,34 @@ pub fn read(documents: &[Document]) -> Result<Input, Vec<MigrateError>> {
     }
     input.objects.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(input)
+}
+
+/// The objects of a document: its `items` when it is a list (`kubectl get -o yaml` writes a
+/// `v1 List`, the API server a `<Kind>List`), else the document itself.
+fn list_items(document: &Document) -> Vec<std::borrow::Cow<'_, Document>> {
+    let kind = document
+        .root
+        .get("kind")
+        .and_then(Node::as_str)
+        .unwrap_or_default();
+    match document.root.get("items").map(|items| &items.value) {
+        Some(Value::Seq(items)) if kind.ends_with("List") => items
+            .iter()
+            .map(|item| {
+                std::borrow::Cow::Owned(Document {
+                    file: document.file.clone(),
+                    index: document.index,
+                    line: if item.line == 0 {
+                        document.line
+                    } else {
+                        item.line
+                    },
+                    root: item.clone(),
+                })
+            })
+            .collect(),
+        _ => vec![std::borrow::Cow::Borrowed(document)],
+    }
 }
 
 fn read_document(

@@ -237,6 +237,10 @@ mod tests {
         let Value::Seq(rules) = &spec.node.get("match").unwrap().value else {
             panic!("match is a list")
         };
+        assert_eq!(
+            rules[0].line, 13,
+            "a list item's mapping starts at its first key"
+        );
         let select = rules[0].entry("select").unwrap();
         assert_eq!(select.line, 13);
         assert_eq!(select.node.entry("labels").unwrap().line, 14);
