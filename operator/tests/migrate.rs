@@ -1101,3 +1101,36 @@ items:
         .expect("reported");
     assert_eq!(flow.line, 18);
 }
+
+#[test]
+fn a_regex_over_more_namespaces_than_a_selector_lists_becomes_several_rules() {
+    let mut text = LOGGING.to_owned();
+    for index in 0..300 {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: team-{index}}}\n"
+        ));
+    }
+    text.push_str(
+        "---\napiVersion: logging.banzaicloud.io/v1beta1\nkind: ClusterOutput\nmetadata: {name: sink, namespace: logging}\nspec:\n  nullout: {}\n---\napiVersion: logging.banzaicloud.io/v1beta1\nkind: ClusterFlow\nmetadata: {name: teams, namespace: logging}\nspec:\n  match:\n    - select:\n        namespaces_regex: [\"^team-\"]\n  globalOutputRefs: [sink]\n",
+    );
+    let migration = convert(&text);
+    let rules = migration.converted.iter().find_map(|c| match &c.object {
+        migrate::SluiceObject::ClusterFlow(f) => Some(f.spec.match_rules.clone()),
+        _ => None,
+    });
+    let sizes: Vec<usize> = rules
+        .expect("converted")
+        .iter()
+        .map(|r| r.select.as_ref().map_or(0, |s| s.namespaces.len()))
+        .collect();
+    assert_eq!(sizes, vec![256, 44]);
+    assert!(
+        migration
+            .report
+            .checks
+            .iter()
+            .all(|c| c.divergences.is_empty()),
+        "{}",
+        migration.report.text()
+    );
+}

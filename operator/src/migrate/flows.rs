@@ -241,7 +241,7 @@ pub fn convert(
             name,
             ClusterFlowSpec {
                 logging_ref,
-                match_rules: rules.into_iter().map(cluster_rule).collect(),
+                match_rules: rules.into_iter().flat_map(cluster_rules).collect(),
                 filters,
                 global_output_refs: global,
             },
@@ -409,23 +409,42 @@ fn flow_rule(rule: Rule) -> FlowMatch {
     }
 }
 
-fn cluster_rule(rule: Rule) -> ClusterFlowMatch {
-    let selector = ClusterFlowSelector {
-        namespaces: rule.namespaces,
-        namespace_labels: rule.namespace_labels,
-        labels: rule.labels,
-        hosts: rule.hosts,
-        container_names: rule.container_names,
-    };
-    if rule.select {
-        ClusterFlowMatch {
-            select: Some(selector),
-            exclude: None,
-        }
+/// Most namespaces one ClusterFlow selector lists (its schema's maxItems, api/flow.rs).
+const MAX_SELECTOR_NAMESPACES: usize = 256;
+
+/// One rule as ClusterFlow rules: one, or, when it lists more namespaces than a selector
+/// may (an expanded `namespaces_regex`), consecutive copies over parts of the list, which
+/// decide exactly as the one rule would.
+fn cluster_rules(rule: Rule) -> Vec<ClusterFlowMatch> {
+    let parts: Vec<Vec<String>> = if rule.namespaces.len() <= MAX_SELECTOR_NAMESPACES {
+        vec![rule.namespaces.clone()]
     } else {
-        ClusterFlowMatch {
-            select: None,
-            exclude: Some(selector),
-        }
-    }
+        rule.namespaces
+            .chunks(MAX_SELECTOR_NAMESPACES)
+            .map(<[String]>::to_vec)
+            .collect()
+    };
+    parts
+        .into_iter()
+        .map(|namespaces| {
+            let selector = ClusterFlowSelector {
+                namespaces,
+                namespace_labels: rule.namespace_labels.clone(),
+                labels: rule.labels.clone(),
+                hosts: rule.hosts.clone(),
+                container_names: rule.container_names.clone(),
+            };
+            if rule.select {
+                ClusterFlowMatch {
+                    select: Some(selector),
+                    exclude: None,
+                }
+            } else {
+                ClusterFlowMatch {
+                    select: None,
+                    exclude: Some(selector),
+                }
+            }
+        })
+        .collect()
 }
