@@ -1,7 +1,7 @@
 //! Sluice: a Kubernetes operator for secure logging pipelines.
 //!
 //! Pure cores (no I/O): [`api`], [`layout`], [`model`], [`routing`], [`render`], [`pki`],
-//! [`bundle`], [`build`]. The thin shell: [`controller`] (the only code that talks to the API server),
+//! [`bundle`], [`build`], [`migrate`]. The thin shell: [`controller`] (the only code that talks to the API server),
 //! [`reload`] (inside data-plane pods: local files, the data-plane binary, loopback HTTP)
 //! and [`cli`]. Arrows point from shell to core, never back.
 
@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod cli;
 pub mod controller;
 pub mod layout;
+pub mod migrate;
 pub mod model;
 pub mod pki;
 pub mod reload;

@@ -72,13 +72,7 @@ pub struct Loaded {
 /// Reads every `.yaml`/`.yml` file in the given files and directories (recursively, sorted).
 /// Returns every error found, not just the first.
 pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<InputError>> {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        if let Err(error) = collect_files(path, &mut files) {
-            errors.push(error);
-        }
-    }
+    let (files, mut errors) = yaml_files(paths);
     let mut loaded = Loaded::default();
     let mut seen_secrets = BTreeMap::new();
     for file in &files {
@@ -110,7 +104,20 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<InputError>> {
     }
 }
 
-fn file_error(file: &Path, message: String) -> InputError {
+/// Every `.yaml`/`.yml` file in the given files and directories (recursively, sorted), and
+/// the paths that could not be read.
+pub fn yaml_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<InputError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if let Err(error) = collect_files(path, &mut files) {
+            errors.push(error);
+        }
+    }
+    (files, errors)
+}
+
+pub fn file_error(file: &Path, message: String) -> InputError {
     InputError {
         origin: Some(Origin {
             file: file.to_owned(),
@@ -192,7 +199,7 @@ pub fn load_secrets(
 
 /// Splits a YAML stream at `---` lines, keeping each document's first line number, so errors
 /// point at the right place even for empty documents.
-fn split_documents(text: &str) -> Vec<(usize, String)> {
+pub fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut documents = Vec::new();
     let mut current = String::new();
     let mut start = 1;
@@ -239,28 +246,33 @@ fn load_text(
         let value: Value = match serde_saphyr::from_str(&document) {
             Ok(value) => value,
             Err(e) => {
-                let at = e
-                    .location()
-                    .map(|l| {
-                        format!(
-                            "line {}, column {}: ",
-                            l.line() as usize + line - 1,
-                            l.column()
-                        )
-                    })
-                    .unwrap_or_default();
-                errors.push(InputError {
-                    origin: Some(origin),
-                    object: None,
-                    field: None,
-                    message: format!("YAML syntax error: {at}{}", first_line(&e.to_string())),
-                });
+                errors.push(syntax_error(origin, &e));
                 continue;
             }
         };
         if let Err(error) = load_document(value, &origin, loaded, seen_secrets) {
             errors.push(*error);
         }
+    }
+}
+
+/// A YAML syntax error in the document at `origin`, at its line and column in the file.
+pub fn syntax_error(origin: Origin, error: &serde_saphyr::Error) -> InputError {
+    let at = error
+        .location()
+        .map(|l| {
+            format!(
+                "line {}, column {}: ",
+                l.line() as usize + origin.line - 1,
+                l.column()
+            )
+        })
+        .unwrap_or_default();
+    InputError {
+        origin: Some(origin),
+        object: None,
+        field: None,
+        message: format!("YAML syntax error: {at}{}", first_line(&error.to_string())),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod api_docs;
 pub mod explain;
 pub mod input;
+pub mod migrate;
 pub mod reload;
 pub mod render;
 pub mod run;
@@ -29,6 +30,9 @@ enum Command {
     Render(render::RenderArgs),
     /// Show which flows take a log record with the given metadata, and where it goes.
     Explain(ExplainArgs),
+    /// Convert kube-logging/logging-operator objects into Sluice objects, with a report of
+    /// every field and a check that records are routed the same way (docs/migrate.md).
+    Migrate(migrate::MigrateArgs),
     /// Print the CustomResourceDefinitions, or write them into a directory.
     Crds {
         /// Write one file per CRD into this directory instead of printing a YAML stream.
@@ -69,6 +73,19 @@ struct ExplainArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Migrate(args) = &cli.command {
+        return match migrate::run(args) {
+            Ok(migrate::Outcome::Complete) => ExitCode::SUCCESS,
+            // Written, but lossy: a distinct code, so scripts can tell it from bad input.
+            Ok(migrate::Outcome::Partial) => ExitCode::from(2),
+            Err(errors) => {
+                for error in &errors {
+                    eprintln!("error: {error}");
+                }
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match cli.command {
         Command::Render(args) => render::render(&args).map(|yaml| print!("{yaml}")),
         Command::Explain(args) => run_explain(&args).map(|text| print!("{text}")),
@@ -80,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::CopyBinary { destination } => {
             reload::copy_binary(&destination).map_err(|e| vec![e])
         }
+        Command::Migrate(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
-//! The only code that talks to the API server: `sluice run`.
+//! The only code that talks to the API server: `sluice run`, and the read-only listing
+//! `sluice migrate --kubeconfig` does ([`incumbent`]).
 //!
 //! Reflectors cache the Sluice kinds, namespace metadata and Sluice's own children
 //! ([`watches`]); any change reconciles every Logging ([`reconcile`]), which resolves the
@@ -8,6 +9,7 @@
 pub mod apply;
 pub mod context;
 pub mod events;
+pub mod incumbent;
 pub mod inventory;
 pub mod leader;
 pub mod metrics;
