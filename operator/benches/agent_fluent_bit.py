@@ -299,6 +299,7 @@ class Receiver:
         self.last = time.monotonic()
         self.connections = 0
         self.messages = 0
+        self.acks = 0
 
     def record(self, tag, body):
         log = body.get("log") or body.get(b"log") or ""
@@ -322,6 +323,15 @@ class Receiver:
                 self.record(tag, item[1])
 
     async def serve(self, reader, writer):
+        try:
+            await self.serve_connection(reader, writer)
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        except Exception as error:  # a bug here would leave the agent waiting for an ack
+            print(f"receiver: {error!r}", file=sys.stderr)
+            raise
+
+    async def serve_connection(self, reader, writer):
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=1 << 30)
         self.connections += 1
         while True:
@@ -341,6 +351,7 @@ class Receiver:
                     option = message[3] if len(message) > 3 else None
                 if option and option.get("chunk"):
                     writer.write(msgpack.packb({"ack": option["chunk"]}))
+                    self.acks += 1
                     await writer.drain()
         writer.close()
 
@@ -423,7 +434,7 @@ async def run_case(args, flows, ceiling, pod_count):
                 tick += 1
                 if args.verbose and tick % 10 == 0:
                     print(f"  {time.monotonic() - t0:6.1f}s copies {receiver.total:,} messages {receiver.messages:,} "
-                          f"connections {receiver.connections:,} cpu {cpu_seconds(proc.pid) - cpu0:.1f}s", file=sys.stderr)
+                          f"acks {receiver.acks:,} connections {receiver.connections:,} cpu {cpu_seconds(proc.pid) - cpu0:.1f}s", file=sys.stderr)
                     if args.verbose and tick % 50 == 0:
                         try:
                             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/v1/storage", timeout=5) as r:
