@@ -65,10 +65,11 @@ pub const AGENT_TLS_DIR: &str = "/fluent-bit/tls";
 pub const AGENT_CONFIG_FILE: &str = "fluent-bit.yaml";
 /// The agent's routing filter (Lua), in its config bundle under a content-addressed name.
 pub const AGENT_ROUTER_SCRIPT: &str = "sluice-router.lua";
-/// Where the agent's routing table Secret is mounted: its own Secret, outside the pod
-/// template's config hash, so routing changes reach running agents without a restart.
+/// Where the agent's routing table Secrets are mounted (one projected volume: the index and
+/// every slot), outside the pod template's config hash, so routing changes reach running
+/// agents without a restart.
 pub const AGENT_ROUTES_DIR: &str = "/fluent-bit/routes";
-/// Name of the routing table file inside [`AGENT_ROUTES_DIR`].
+/// Name of the routing table's index file inside [`AGENT_ROUTES_DIR`].
 pub const AGENT_ROUTES_FILE: &str = "routes.lua";
 /// Where the agent keeps positions DBs and filesystem buffers (a hostPath).
 pub const AGENT_STATE_DIR: &str = "/var/lib/sluice-agent";
@@ -172,9 +173,20 @@ impl Names {
     pub fn agent_config_secret(&self) -> String {
         self.prefixed("agent-config")
     }
-    /// The agent's routing table (not hashed into the pod template).
+    /// The agent's routing table index (not hashed into the pod template).
     pub fn agent_routes_secret(&self) -> String {
         self.prefixed("agent-routes")
+    }
+    /// Routing table slot `slot` (1..=[`AGGREGATOR_CONFIG_SLOTS`]): the flows of aggregator
+    /// config slot `slot`.
+    pub fn agent_routes_slot_secret(&self, slot: usize) -> String {
+        self.prefixed(&format!("agent-routes-{slot:02}"))
+    }
+    /// Every Secret of the agent's routing table, index first.
+    pub fn agent_routes_secrets(&self) -> Vec<String> {
+        std::iter::once(self.agent_routes_secret())
+            .chain((1..=AGGREGATOR_CONFIG_SLOTS).map(|slot| self.agent_routes_slot_secret(slot)))
+            .collect()
     }
     pub fn aggregator(&self) -> String {
         self.prefixed("aggregator")

@@ -367,7 +367,6 @@ fn pods_read_config_only_through_the_reloader() {
 #[test]
 fn a_routing_change_updates_the_agents_table_without_rolling_them() {
     let pipeline = examples_pipeline();
-    let table = |children: &[Child]| find(children, ChildKind::Secret, "main-agent-routes").clone();
     let before = build::objects(&pipeline, &pki()).unwrap();
     // A label selector edit: the most common Flow change.
     let mut changed = pipeline.clone();
@@ -380,11 +379,24 @@ fn a_routing_change_updates_the_agents_table_without_rolling_them() {
     for value in rule.selector.labels.values_mut() {
         *value = "changed".to_owned();
     }
+    let edited = changed
+        .flows
+        .iter()
+        .find(|f| {
+            f.matcher
+                .rules
+                .iter()
+                .any(|r| r.selector.labels.values().any(|v| v == "changed"))
+        })
+        .unwrap();
+    let slot = sluice::render::fluentd::config_slot(&edited.key);
     let after = build::objects(&changed, &pki()).unwrap();
-    assert_ne!(
-        table(&before),
-        table(&after),
-        "the table Secret carries the change"
+    // Only the edited flow's slot of the table carries the change: not the index, not the
+    // other slots, not the aggregator's configuration.
+    assert_eq!(
+        changed_secrets(&before, &after),
+        [format!("main-agent-routes-{slot:02}")],
+        "the table's slot Secret carries the change"
     );
     assert_eq!(
         workloads(&before),
@@ -392,15 +404,29 @@ fn a_routing_change_updates_the_agents_table_without_rolling_them() {
         "a Flow edit must not restart every agent"
     );
 
-    // The table is mounted as a directory (never subPath), so kubelet updates reach the pod.
+    // The table is mounted as one directory (never subPath), so kubelet updates reach the
+    // pod: the index and every slot, none optional.
     let daemon_set = find(&after, ChildKind::DaemonSet, "main-agent");
     let pod = &daemon_set["spec"]["template"]["spec"];
     let volume = pod["volumes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["secret"]["secretName"] == "main-agent-routes")
-        .expect("the table Secret is a volume");
+        .find(|v| v["projected"]["sources"][0]["secret"]["name"] == "main-agent-routes")
+        .expect("the table Secrets are a volume");
+    let sources: Vec<&str> = volume["projected"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["secret"]["optional"], false);
+            s["secret"]["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(sources, pipeline.names.agent_routes_secrets());
+    for name in &sources {
+        find(&after, ChildKind::Secret, name);
+    }
     let mount = pod["containers"][0]["volumeMounts"]
         .as_array()
         .unwrap()

@@ -2018,17 +2018,21 @@ async fn a_flow_its_full_config_slot_leaves_out_is_degraded_alone() {
     assert!(!routes.contains(&route(&second)), "{routes}");
 }
 
-/// The agents' routing table as the reconcile applied it.
+/// The agents' routing table (every Secret of it) as the reconcile applied it.
 fn applied_agent_routes(calls: &[Call]) -> Option<String> {
-    let path = format!(
-        "/api/v1/namespaces/{CONTROL}/secrets/{}",
-        names().agent_routes_secret()
-    );
-    secret_text(
-        calls
-            .iter()
-            .find(|c| c.method == "PATCH" && c.path == path)?,
-    )
+    let texts: Vec<String> = names()
+        .agent_routes_secrets()
+        .iter()
+        .filter_map(|name| {
+            let path = format!("/api/v1/namespaces/{CONTROL}/secrets/{name}");
+            secret_text(
+                calls
+                    .iter()
+                    .find(|c| c.method == "PATCH" && c.path == path)?,
+            )
+        })
+        .collect();
+    (!texts.is_empty()).then(|| texts.join("\n"))
 }
 
 fn many_flows_harness(flows: usize, settings: Settings) -> Harness {
@@ -2647,10 +2651,19 @@ async fn load_scenario_one_edit_is_one_shard_write_plus_manifest_and_one_status_
     harness.observe(&calls);
     assert_eq!(writes(&harness.reconcile().await), Vec::<String>::new());
 
-    // A select-label edit lands in the agents' routing table only.
+    // A select-label edit lands in the flow's slot of the agents' routing table only: the
+    // same slot number as its aggregator slot, a few hundred bytes here, never the table.
     let [_, edited] = load_flow(17, "edit-2", Some("edit-1"), 3);
     let calls = harness.deliver_flow_edit(edited).await;
-    assert_eq!(writes(&calls), [secret("main-agent-routes"), status(17)]);
+    let routes_slot = format!("main-agent-routes-{slot:02}");
+    assert_eq!(writes(&calls), [secret(&routes_slot), status(17)]);
+    let written = calls
+        .iter()
+        .find(|c| c.path.ends_with(&routes_slot))
+        .and_then(secret_text)
+        .unwrap();
+    assert!(written.contains("\"edit-2\""), "{written}");
+    assert!(written.len() < 2048, "{} bytes", written.len());
 }
 
 /// The inventory copies only the Secrets the TLS planner reads, never the rendered config

@@ -332,7 +332,7 @@ fn a_record_two_flows_take_leaves_as_two_tagged_copies() {
     );
 }
 
-fn one_flow_table(container: &str) -> String {
+fn one_flow_table(container: &str) -> sluice::render::edge::AgentRoutes {
     let m = FlowMatcher {
         scope: Scope::Cluster,
         rules: vec![Rule {
@@ -343,12 +343,21 @@ fn one_flow_table(container: &str) -> String {
             },
         }],
     };
-    sluice::render::agent_routes(&build(&[m], false, Watched::All)).content
+    sluice::render::agent_routes(&build(&[m], false, Watched::All))
+}
+
+/// The one slot that holds a flow of `routes` (the others are empty).
+fn used_slot(routes: &sluice::render::edge::AgentRoutes) -> &sluice::render::ConfigFile {
+    routes
+        .slots
+        .iter()
+        .find(|slot| slot.content.contains("flow-"))
+        .expect("a slot holds the flow")
 }
 
 #[test]
 fn the_filter_rereads_a_changed_table_every_few_seconds() {
-    let router = support::EdgeRouter::with_table(&one_flow_table("web")).unwrap();
+    let router = support::EdgeRouter::with_routes(&one_flow_table("web")).unwrap();
     let web = Record {
         namespace: "a".into(),
         container: "web".into(),
@@ -361,34 +370,56 @@ fn the_filter_rereads_a_changed_table_every_few_seconds() {
     assert_eq!(router.routes(&web).len(), 1);
     assert!(router.routes(&db).is_empty());
 
-    router.write_table(&one_flow_table("db"));
-    // Within the check interval the loaded table still holds.
+    let changed = one_flow_table("db");
+    // The kubelet updates the one Secret whose slot changed; nothing else is rewritten.
+    let slot = used_slot(&changed);
+    router.write_file(&slot.name, &slot.content);
+    // Within the check interval the loaded table still holds, decisions kept per container
+    // included.
     router.set_time(4);
     assert_eq!(router.routes(&web).len(), 1);
     router.set_time(5);
     assert!(router.routes(&web).is_empty());
     assert_eq!(router.routes(&db).len(), 1);
 
-    // A broken table is reported and the last good one kept.
-    router.write_table("-- sluice-routes broken\nreturn {");
+    // A broken slot is reported and the last good one kept.
+    router.write_file(&slot.name, "-- sluice-routes-slot broken\nreturn {");
     router.set_time(10);
     assert_eq!(router.routes(&db).len(), 1);
     // So is one that tries to reach outside its empty environment.
-    router.write_table("-- sluice-routes hostile\nreturn os.exit(1)");
+    router.write_file(
+        &slot.name,
+        "-- sluice-routes-slot hostile\nreturn os.exit(1)",
+    );
     router.set_time(15);
     assert_eq!(router.routes(&db).len(), 1);
-    // And one that is not shaped like a routing table.
-    router.write_table("-- sluice-routes odd\nreturn {w=true}");
+    // And one that is not shaped like a routing slot, or an index that is not one.
+    router.write_file(&slot.name, "-- sluice-routes-slot odd\nreturn {w=true}");
+    router.write_file(
+        sluice::layout::AGENT_ROUTES_FILE,
+        "-- sluice-routes odd\nreturn {c={}}",
+    );
     router.set_time(20);
+    assert_eq!(router.routes(&db).len(), 1);
+    // A slot that disappeared keeps its last version too.
+    std::fs::remove_file(router.dir.path().join(&slot.name)).unwrap();
+    router.set_time(25);
     assert_eq!(router.routes(&db).len(), 1);
 }
 
 #[test]
-fn the_filter_refuses_to_start_without_a_table() {
-    let error = support::EdgeRouter::with_table("")
+fn the_filter_refuses_to_start_without_a_complete_table() {
+    let error = support::EdgeRouter::with_files(&[])
         .err()
         .expect("start-up fails");
     assert!(error.to_string().contains("no routing table"), "{error}");
+    // An index without its slots is not a table either.
+    let routes = one_flow_table("web");
+    let index = [(routes.index.name.clone(), routes.index.content.clone())];
+    let error = support::EdgeRouter::with_files(&index)
+        .err()
+        .expect("start-up fails");
+    assert!(error.to_string().contains("slot-01.lua"), "{error}");
 }
 
 #[test]
@@ -402,12 +433,10 @@ fn the_agent_runs_the_rendered_script() {
                 .ends_with(&format!("-{}", sluice::layout::AGENT_ROUTER_SCRIPT))
         })
         .expect("the script ships with the agent config");
-    let path = format!(
-        "{}/{}",
-        sluice::layout::AGENT_ROUTES_DIR,
-        sluice::layout::AGENT_ROUTES_FILE
+    assert_eq!(
+        script.content,
+        edge::filter_script(sluice::layout::AGENT_ROUTES_DIR)
     );
-    assert_eq!(script.content, edge::filter_script(&path));
     let yaml: serde_json::Value = serde_saphyr::from_str(&files[0].content).unwrap();
     let lua = &yaml["pipeline"]["filters"][1];
     // The bundle's shared files are installed under their content-addressed names.
@@ -423,4 +452,127 @@ fn the_agent_runs_the_rendered_script() {
         yaml["pipeline"]["filters"][3]["remove_key"],
         edge::ROUTE_KEY
     );
+}
+
+/// The routes the contract gives `record` under pipeline `p`, as the filter names them.
+fn expected_routes(p: &sluice::model::Pipeline, record: &Record) -> BTreeSet<String> {
+    let routed = sluice::routing::route(p.flows.iter().map(|f| &f.matcher), &p.watched, record);
+    match routed {
+        Routed::Unwatched => BTreeSet::new(),
+        Routed::Default if p.default_flow.is_none() => BTreeSet::new(),
+        Routed::Default => BTreeSet::from([edge::DEFAULT_ROUTE.to_owned()]),
+        Routed::Flows(indices) => indices
+            .into_iter()
+            .map(|i| edge::flow_route(&flow_label(&p.flows[i].key)).to_owned())
+            .collect(),
+    }
+}
+
+fn tag(container_instance: usize) -> String {
+    format!("kube.ns.pod-{container_instance}.app.{}", "0".repeat(64))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The filter decides once per container and reuses the decision: records arriving under
+    /// the same tag with other labels (a pod relabelled), another namespace, host or
+    /// container, and a table that changes between them, are routed exactly as the contract
+    /// says, every time.
+    #[test]
+    fn cached_decisions_agree_with_contract(
+        before in proptest::collection::vec(matcher(), 0..5),
+        after in proptest::collection::vec(matcher(), 0..5),
+        default in any::<bool>(),
+        watched in watched_strategy(),
+        steps in proptest::collection::vec((0..3usize, record(), 0..4u8), 1..24),
+    ) {
+        let tables = [build(&before, default, watched.clone()), build(&after, !default, watched)];
+        let router = support::EdgeRouter::new(&tables[0]);
+        let mut current = 0;
+        let mut now = 0;
+        for (instance, record, action) in &steps {
+            // One step in four swaps the table; the filter sees it at its next check.
+            if *action == 0 {
+                current = 1 - current;
+                router.write_routes(&sluice::render::agent_routes(&tables[current]));
+                now += 5;
+                router.set_time(now);
+            }
+            let routes: BTreeSet<String> =
+                router.routes_tagged(&tag(*instance), record).into_iter().collect();
+            prop_assert_eq!(
+                &routes,
+                &expected_routes(&tables[current], record),
+                "record {:?} under {} with table {}", record, tag(*instance), current
+            );
+        }
+    }
+
+    /// The kubelet updates the routing Secrets one at a time, so a pod may see some slots
+    /// new and the rest old. Each flow lives in one slot, so every flow is then routed by
+    /// one version of itself: as if the flows of the new slots had been edited and no
+    /// others. Flows keep their names across the edit (f0, f1, ... in both versions).
+    #[test]
+    fn a_table_half_updated_routes_each_flow_by_one_version(
+        before in proptest::collection::vec(matcher(), 1..6),
+        after in proptest::collection::vec(matcher(), 1..6),
+        default in any::<bool>(),
+        updated in proptest::collection::btree_set(1..=sluice::layout::AGGREGATOR_CONFIG_SLOTS, 0..32),
+        records in proptest::collection::vec(record(), 1..6),
+    ) {
+        let old = build(&before, default, Watched::All);
+        let new = build(&after, default, Watched::All);
+        let router = support::EdgeRouter::new(&old);
+        let routes = sluice::render::agent_routes(&new);
+        for slot in &updated {
+            let file = &routes.slots[slot - 1];
+            router.write_file(&file.name, &file.content);
+        }
+        router.set_time(5);
+        let slot_of = |f: &sluice::model::FlowPlan| sluice::render::fluentd::config_slot(&f.key);
+        let mut mixed = old.clone();
+        mixed.flows = old
+            .flows
+            .iter()
+            .filter(|f| !updated.contains(&slot_of(f)))
+            .chain(new.flows.iter().filter(|f| updated.contains(&slot_of(f))))
+            .cloned()
+            .collect();
+        for record in &records {
+            let got: BTreeSet<String> = router.routes(record).into_iter().collect();
+            prop_assert_eq!(&got, &expected_routes(&mixed, record), "record {:?}", record);
+        }
+    }
+}
+
+#[test]
+fn a_relabelled_pod_is_decided_again() {
+    let web = FlowMatcher {
+        scope: Scope::Namespace("a".into()),
+        rules: vec![Rule {
+            action: Action::Select,
+            selector: Selector {
+                labels: BTreeMap::from([("app".to_owned(), "x".to_owned())]),
+                ..Default::default()
+            },
+        }],
+    };
+    let p = build(&[web], false, Watched::All);
+    let router = support::EdgeRouter::new(&p);
+    let mut record = Record {
+        namespace: "a".into(),
+        container: "web".into(),
+        labels: BTreeMap::from([("app".to_owned(), "x".to_owned())]),
+        ..Default::default()
+    };
+    assert_eq!(router.routes(&record).len(), 1);
+    // Same container, same tag: a label taken away, one added, one changed.
+    record.labels.clear();
+    assert!(router.routes(&record).is_empty());
+    record.labels.insert("app".into(), "x".into());
+    record.labels.insert("extra".into(), "1".into());
+    assert_eq!(router.routes(&record).len(), 1);
+    record.labels.insert("app".into(), "y".into());
+    assert!(router.routes(&record).is_empty());
 }

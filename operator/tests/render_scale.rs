@@ -71,17 +71,17 @@ fn a_flow_costs_the_aggregator_at_most_300_bytes_besides_its_outputs() {
     assert!(per_flow <= 300, "{per_flow} bytes per flow");
 }
 
-/// The agent's table for 10,000 flows fits one Secret and loads in LuaJIT.
+/// The agent's table for 10,000 flows fits its slots, a few tens of KB each (what one
+/// select-label edit rewrites), and loads in LuaJIT.
 #[test]
 fn ten_thousand_flows_fit_the_agents_routing_table() {
     let p = simple_flows(10_000);
     let table = sluice::render::agent_routes(&p);
-    eprintln!("{} bytes of routing table", table.content.len());
-    assert!(
-        table.content.len() < 1024 * 1024,
-        "{} bytes",
-        table.content.len()
-    );
+    assert!(table.overflowed.is_empty());
+    let total: usize = table.files().map(|f| f.content.len()).sum();
+    let largest = table.slots.iter().map(|f| f.content.len()).max().unwrap();
+    eprintln!("{total} bytes of routing table, largest slot {largest}");
+    assert!(largest < 40 * 1024, "{largest} bytes");
     let router = EdgeRouter::new(&p);
     let record = sluice::routing::Record {
         namespace: "team-9999".into(),
@@ -167,5 +167,41 @@ fn a_full_slot_leaves_out_only_its_last_flows() {
         {
             assert!(files.overflowed.contains(&flow.key), "{:?}", flow.key);
         }
+    }
+}
+
+/// The routing table's size guard: a slot that would exceed its budget leaves out its last
+/// flows by key (reported as overflowed, so the controller degrades them with
+/// `ConfigSlotFull`), never writes a Secret the API server refuses, and keeps every other flow.
+#[test]
+fn a_full_routing_slot_leaves_out_its_last_flows_only() {
+    let p = simple_flows(400);
+    let budget = 400;
+    let routes = sluice::render::edge::routes_table_with_budget(&p, budget);
+    assert!(!routes.overflowed.is_empty());
+    assert!(routes.overflowed.len() < p.flows.len());
+    for flow in &p.flows {
+        let route =
+            sluice::render::edge::flow_route(&sluice::render::fluentd::flow_label(&flow.key))
+                .to_owned();
+        let slot = &routes.slots[sluice::render::fluentd::config_slot(&flow.key) - 1];
+        assert_eq!(
+            slot.content.contains(&route),
+            !routes.overflowed.contains(&flow.key),
+            "{route}"
+        );
+    }
+    // In each slot the flows left out come after every flow kept, by key.
+    for left_out in &routes.overflowed {
+        let slot = sluice::render::fluentd::config_slot(left_out);
+        assert!(p.flows.iter().all(|f| {
+            sluice::render::fluentd::config_slot(&f.key) != slot
+                || routes.overflowed.contains(&f.key)
+                || f.key < *left_out
+        }));
+    }
+    for slot in &routes.slots {
+        // The budget counts the flows; the revision line and the braces come on top.
+        assert!(slot.content.len() < budget + 100, "{}", slot.content.len());
     }
 }

@@ -290,10 +290,15 @@ fn typical_cluster_agent() {
     let files = sluice::render::agent(&p);
     assert_eq!(files.len(), 2, "fluent-bit.yaml and the routing filter");
     insta::assert_snapshot!("typical_agent", files[0].content);
-    insta::assert_snapshot!(
-        "typical_agent_routes",
-        sluice::render::agent_routes(&p).content
-    );
+    let routes = sluice::render::agent_routes(&p);
+    insta::assert_snapshot!("typical_agent_routes", routes.index.content);
+    let used: Vec<String> = routes
+        .slots
+        .iter()
+        .filter(|slot| slot.content.contains("flow-"))
+        .map(|slot| format!("# {}\n{}", slot.name, slot.content))
+        .collect();
+    insta::assert_snapshot!("typical_agent_route_slots", used.join("\n"));
 }
 
 /// The aggregator routes by tag only: no label_router, no Ruby run per record, fluentd's own

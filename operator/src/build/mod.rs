@@ -125,16 +125,23 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
             serde_json::to_value(bundle_secret(names, name, component, files, &owner)),
         )?;
     }
-    push(
-        ChildKind::Secret,
-        serde_json::to_value(config_secret(
-            names,
-            names.agent_routes_secret(),
-            workloads::AGENT,
-            std::slice::from_ref(&agent_routes),
-            &owner,
-        )),
-    )?;
+    // One Secret per routing file: a select-label edit rewrites its flow's slot only.
+    for (name, file) in names
+        .agent_routes_secrets()
+        .into_iter()
+        .zip(agent_routes.files())
+    {
+        push(
+            ChildKind::Secret,
+            serde_json::to_value(config_secret(
+                names,
+                name,
+                workloads::AGENT,
+                std::slice::from_ref(file),
+                &owner,
+            )),
+        )?;
+    }
     for secret in &pki.secrets {
         let mut secret = secret.clone();
         secret.metadata.namespace = Some(names.control_namespace.clone());

@@ -385,7 +385,14 @@ pub(crate) fn agent_daemon_set(
     });
     mounts.push(mount("state", layout::AGENT_STATE_DIR, false));
     mounts.push(mount("config-active", layout::RELOAD_ACTIVE_DIR, true));
-    volumes.push(secret_volume("routes", names.agent_routes_secret()));
+    // The index and every slot in one directory. None is optional: the filter refuses to
+    // start without a complete table, and the kubelet starts the pod only once all exist.
+    let route_sources: Vec<(String, bool)> = names
+        .agent_routes_secrets()
+        .into_iter()
+        .map(|secret| (secret, false))
+        .collect();
+    volumes.push(projected_secrets("routes", &route_sources));
     mounts.push(mount("routes", layout::AGENT_ROUTES_DIR, true));
     if tls_enabled(pipeline) {
         volumes.push(secret_volume(

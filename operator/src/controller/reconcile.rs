@@ -475,29 +475,39 @@ async fn announce_changes(
     }
 }
 
-/// Flows a full config slot left out. Rendering again is needed to know which, so it is done
-/// only when some slot Secret is at least half full (at 10,000 simple flows slots hold about
-/// a quarter of the budget).
+/// Flows a full config slot left out: of the aggregator's configuration or of the agents'
+/// routing table. Rendering again is needed to know which, so it is done only when some slot
+/// Secret is at least half full (at 10,000 simple flows aggregator slots hold about a
+/// quarter of the budget, routing slots a fortieth).
 fn overflowed_flows(pipeline: &Pipeline, children: &[Child]) -> Vec<ObjectKey> {
+    use crate::render::edge::ROUTES_SLOT_BUDGET;
     use crate::render::fluentd::SLOT_BUDGET;
-    let slot_secrets = pipeline
-        .names
-        .candidate_bundle_secrets(crate::layout::AGGREGATOR_COMPONENT);
-    let crowded = children.iter().any(|child| {
-        child.kind == ChildKind::Secret
-            && child
-                .object
-                .metadata
-                .name
-                .as_ref()
-                .is_some_and(|name| slot_secrets.contains(name))
-            && base64_data_size(&child.object) / 4 * 3 > SLOT_BUDGET / 2
-    });
-    if crowded {
-        crate::render::aggregator(pipeline).overflowed
-    } else {
-        Vec::new()
+    let names = &pipeline.names;
+    let aggregator_slots = names.candidate_bundle_secrets(crate::layout::AGGREGATOR_COMPONENT);
+    let routing_slots = names.agent_routes_secrets();
+    let crowded = |slots: &[String], budget: usize| {
+        children.iter().any(|child| {
+            child.kind == ChildKind::Secret
+                && child
+                    .object
+                    .metadata
+                    .name
+                    .as_ref()
+                    .is_some_and(|name| slots.contains(name))
+                && base64_data_size(&child.object) / 4 * 3 > budget / 2
+        })
+    };
+    let mut overflowed = Vec::new();
+    if crowded(&aggregator_slots, SLOT_BUDGET) {
+        overflowed = crate::render::aggregator(pipeline).overflowed;
     }
+    if crowded(&routing_slots, ROUTES_SLOT_BUDGET) {
+        // The agents' table is built without the flows the aggregator left out (build::objects).
+        let mut routed = pipeline.clone();
+        routed.flows.retain(|flow| !overflowed.contains(&flow.key));
+        overflowed.extend(crate::render::agent_routes(&routed).overflowed);
+    }
+    overflowed
 }
 
 /// Bytes of a Secret's base64 `data` values, read off the built object without serialising
@@ -537,7 +547,7 @@ fn leave_out_overflowed(resolution: &mut Resolution, logging: &str, overflowed: 
             reason: "ConfigSlotFull",
             field: "spec".to_owned(),
             message: format!(
-                "left out of Logging {logging}: its share of the aggregator configuration (slot {}) is full",
+                "left out of Logging {logging}: its share of the configuration (slot {} of the aggregator's configuration or of the agents' routing table) is full",
                 crate::render::fluentd::config_slot(key)
             ),
         });

@@ -1,7 +1,8 @@
 //! Routing at the edge: the fluent-bit Lua filter that applies the routing contract on the
 //! agent, and the routing table it reads. The Lua code (`edge.lua`) is fixed; the table is
 //! data generated from the same [`routing`](crate::routing) types `sluice explain` evaluates,
-//! mounted from its own Secret and re-read by the filter when it changes (docs/routing.md).
+//! split into an index and slots (a flow's slot is its aggregator config slot), each in its
+//! own Secret, and re-read by the filter when it changes (docs/routing.md).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,11 +10,11 @@ use std::fmt::Write as _;
 use sha2::{Digest, Sha256};
 
 use crate::layout;
-use crate::model::Pipeline;
-use crate::routing::{Action, Candidates, FlowMatcher, Selector, Watched};
+use crate::model::{ObjectKey, Pipeline};
+use crate::routing::{Action, FlowMatcher, Scope, Selector, Watched};
 
 use super::ConfigFile;
-use super::fluentd::flow_label;
+use super::fluentd::{config_slot, flow_label};
 
 /// Record key the Lua filter writes the route into and the rewrite_tag filter reads; removed
 /// again before the record leaves the node. Top level is safe: parsed application JSON lives
@@ -27,8 +28,13 @@ pub const TAG_PREFIX: &str = "sluice.";
 pub const LUA_FUNCTION: &str = "sluice_route";
 /// The only routes the rewrite_tag rule accepts (flow routes are `flow-` + 12 hex digits).
 pub const ROUTE_PATTERN: &str = "^(flow-[0-9a-f]{12}|default)$";
-/// First line of the table file, followed by the revision.
+/// First line of the index file, followed by the revision.
 const REVISION_PREFIX: &str = "-- sluice-routes ";
+/// First line of a slot file, followed by the slot's revision.
+const SLOT_REVISION_PREFIX: &str = "-- sluice-routes-slot ";
+/// Largest slot file we write: a Secret holds at most 1 MiB (base64 is not counted against
+/// it, but its keys are).
+pub const ROUTES_SLOT_BUDGET: usize = 900 * 1024;
 
 const LUA_TEMPLATE: &str = include_str!("edge.lua");
 
@@ -59,21 +65,25 @@ pub fn lua_string(text: &str) -> String {
     out
 }
 
-/// The filter's Lua code, reading its table from `routes_file`.
-pub fn filter_script(routes_file: &str) -> String {
+/// The filter's Lua code, reading its table from the directory `routes_dir`: the index
+/// [`layout::AGENT_ROUTES_FILE`] and the slots [`routes_slot_file`].
+pub fn filter_script(routes_dir: &str) -> String {
     LUA_TEMPLATE
-        .replace("\"@ROUTES_FILE@\"", &lua_string(routes_file))
+        .replace("\"@ROUTES_DIR@\"", &lua_string(routes_dir))
+        .replace("\"@INDEX_FILE@\"", &lua_string(layout::AGENT_ROUTES_FILE))
+        .replace("@SLOTS@", &layout::AGGREGATOR_CONFIG_SLOTS.to_string())
         .replace("\"@ROUTE_KEY@\"", &lua_string(ROUTE_KEY))
+}
+
+/// File name of routing slot `slot` (1-based), the name `edge.lua` reads.
+pub fn routes_slot_file(slot: usize) -> String {
+    format!("slot-{slot:02}.lua")
 }
 
 /// The agent's script file, under its content-addressed name in the shared directory of the
 /// config bundle (the agent's config names it by absolute path).
 pub fn agent_script() -> ConfigFile {
-    let content = filter_script(&format!(
-        "{}/{}",
-        layout::AGENT_ROUTES_DIR,
-        layout::AGENT_ROUTES_FILE
-    ));
+    let content = filter_script(layout::AGENT_ROUTES_DIR);
     ConfigFile {
         name: crate::bundle::content_addressed_name(
             layout::AGENT_ROUTER_SCRIPT,
@@ -101,97 +111,188 @@ fn push_field(tokens: &mut Vec<String>, kind: u8, values: Vec<&String>) {
     tokens.extend(values.into_iter().map(|value| lua_string(value)));
 }
 
-/// A flow list (the ClusterFlows, or one namespace's Flows) as ONE flat Lua array, one flow
-/// per line. Every table in the routing table is an object LuaJIT's collector marks and
-/// sweeps on every cycle (benches/README.md), so a flow costs a few array slots, not a table
-/// per flow, rule and label map. A flow is `route, takes-unmatched, end`, then its rules in
-/// order, each `select, end, fields...`; an `end` is the 1-based index just past the flow or
-/// rule, so the filter skips the rest of a flow once a rule decided.
-fn write_flows<'a>(out: &mut String, flows: impl Iterator<Item = (String, &'a FlowMatcher)>) {
-    let mut tokens: Vec<String> = Vec::new();
-    let mut lines = Vec::new();
-    for (route, matcher) in flows {
-        let start = tokens.len();
-        tokens.push(lua_string(&route));
-        tokens.push(matcher.takes_unmatched().to_string());
+/// One flow as a line of a flat Lua array. A flow list (the ClusterFlows, or one namespace's
+/// Flows) is ONE array, one flow per line: every table in the routing table is an object
+/// LuaJIT's collector marks and sweeps on every cycle (benches/README.md), so a flow costs a
+/// few array slots, not a table per flow, rule and label map. A flow is `route,
+/// takes-unmatched, length`, then its rules in order, each `select, length, fields...`; a
+/// length counts the slots of its flow or rule, so a line means the same wherever it stands
+/// and the filter skips the rest of a flow once a rule decided.
+fn flow_line(route: &str, matcher: &FlowMatcher) -> String {
+    let mut tokens: Vec<String> = vec![
+        lua_string(route),
+        matcher.takes_unmatched().to_string(),
+        String::new(),
+    ];
+    for rule in &matcher.rules {
+        let rule_start = tokens.len();
+        tokens.push((rule.action == Action::Select).to_string());
         tokens.push(String::new());
-        for rule in &matcher.rules {
-            let rule_start = tokens.len();
-            tokens.push((rule.action == Action::Select).to_string());
-            tokens.push(String::new());
-            let s: &Selector = &rule.selector;
-            push_field(&mut tokens, FIELD_NAMESPACES, s.namespaces.iter().collect());
-            push_field(
-                &mut tokens,
-                FIELD_CONTAINERS,
-                s.container_names.iter().collect(),
-            );
-            push_field(&mut tokens, FIELD_HOSTS, s.hosts.iter().collect());
-            let pairs = |map: &'a BTreeMap<String, String>| {
-                map.iter().flat_map(|(k, v)| [k, v]).collect::<Vec<_>>()
-            };
-            push_field(&mut tokens, FIELD_LABELS, pairs(&s.labels));
-            push_field(
-                &mut tokens,
-                FIELD_NAMESPACE_LABELS,
-                pairs(&s.namespace_labels),
-            );
-            tokens[rule_start + 1] = (tokens.len() + 1).to_string();
-        }
-        tokens[start + 2] = (tokens.len() + 1).to_string();
-        lines.push(start..tokens.len());
+        let s: &Selector = &rule.selector;
+        push_field(&mut tokens, FIELD_NAMESPACES, s.namespaces.iter().collect());
+        push_field(
+            &mut tokens,
+            FIELD_CONTAINERS,
+            s.container_names.iter().collect(),
+        );
+        push_field(&mut tokens, FIELD_HOSTS, s.hosts.iter().collect());
+        push_field(&mut tokens, FIELD_LABELS, pairs(&s.labels));
+        push_field(
+            &mut tokens,
+            FIELD_NAMESPACE_LABELS,
+            pairs(&s.namespace_labels),
+        );
+        tokens[rule_start + 1] = (tokens.len() - rule_start).to_string();
     }
+    tokens[2] = tokens.len().to_string();
+    tokens.join(",")
+}
+
+/// A map's keys and values, alternating.
+fn pairs(map: &BTreeMap<String, String>) -> Vec<&String> {
+    map.iter().flat_map(|(k, v)| [k, v]).collect()
+}
+
+/// Flow lines as one flat Lua array.
+fn write_list(out: &mut String, lines: &[String]) {
     out.push_str("{\n");
     for line in lines {
-        out.push_str(&tokens[line].join(","));
+        out.push_str(line);
         out.push_str(",\n");
     }
     out.push('}');
 }
 
-/// The routing table: `w` the watched namespaces (`true` = all), `d` the default flow's
-/// route, `c` the ClusterFlows, `n` each namespace's Flows, each list one flat array
-/// ([`write_flows`]) (a record is evaluated against
-/// `c` and its own namespace's entry only). Its first line carries a revision, the hash of
-/// the rest, which is all the filter reads to notice a change.
-pub fn routes_table(pipeline: &Pipeline) -> ConfigFile {
-    let flows = &pipeline.flows;
-    let candidates = Candidates::new(flows.iter().map(|flow| &flow.matcher));
-    let route_of = |index: usize| {
-        let flow = &flows[index];
-        (flow_route(&flow_label(&flow.key)).to_owned(), &flow.matcher)
-    };
-    let mut body = String::from("return {\n");
+/// The agent's routing table: an index and [`layout::AGGREGATOR_CONFIG_SLOTS`] slots, each
+/// file in a Secret of its own, and the flows left out because their slot is full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRoutes {
+    /// `routes.lua`: `w` the watched namespaces (`true` = all), `d` the default flow's route.
+    pub index: ConfigFile,
+    /// `slot-01.lua` to `slot-32.lua`, in order, empty slots too. Slot `s` holds the flows
+    /// whose aggregator config slot is `s` ([`config_slot`]): `c` their ClusterFlows, `n` their
+    /// Flows by namespace, each list one flat array ([`write_flows`]); `l` when a rule
+    /// selects on namespace labels. A select-label edit rewrites its flow's slot only.
+    pub slots: Vec<ConfigFile>,
+    /// Flows left out because their slot would exceed [`ROUTES_SLOT_BUDGET`] (the last by key).
+    pub overflowed: Vec<ObjectKey>,
+}
+
+impl AgentRoutes {
+    /// Every file, index first.
+    pub fn files(&self) -> impl Iterator<Item = &ConfigFile> {
+        std::iter::once(&self.index).chain(&self.slots)
+    }
+}
+
+/// Each file's first line carries a revision, a hash of the rest, which is all the filter
+/// reads to notice a change.
+fn with_revision(prefix: &str, name: String, body: String) -> ConfigFile {
+    let revision = hex::encode(&Sha256::digest(body.as_bytes())[..8]);
+    ConfigFile {
+        name,
+        content: format!("{prefix}{revision}\n{body}"),
+    }
+}
+
+/// The routing table ([`AgentRoutes`]). A record is evaluated against the ClusterFlows of
+/// every slot and its own namespace's Flows of every slot.
+pub fn routes_table(pipeline: &Pipeline) -> AgentRoutes {
+    routes_table_with_budget(pipeline, ROUTES_SLOT_BUDGET)
+}
+
+/// [`routes_table`] with an explicit slot budget (tests use small ones).
+pub fn routes_table_with_budget(pipeline: &Pipeline, budget: usize) -> AgentRoutes {
+    let mut index = String::from("return {\n");
     match &pipeline.watched {
-        Watched::All => body.push_str("w=true,\n"),
+        Watched::All => index.push_str("w=true,\n"),
         Watched::Only(namespaces) => {
-            body.push_str("w={");
+            index.push_str("w={");
             for namespace in namespaces {
-                let _ = write!(body, "[{}]=true,", lua_string(namespace));
+                let _ = write!(index, "[{}]=true,", lua_string(namespace));
             }
-            body.push_str("},\n");
+            index.push_str("},\n");
         }
     }
     if pipeline.default_flow.is_some() {
-        let _ = writeln!(body, "d={},", lua_string(DEFAULT_ROUTE));
+        let _ = writeln!(index, "d={},", lua_string(DEFAULT_ROUTE));
     }
-    body.push_str("c=");
-    write_flows(&mut body, candidates.cluster.iter().map(|&i| route_of(i)));
-    body.push_str(",\nn={\n");
-    for (namespace, indices) in &candidates.by_namespace {
-        // Flows of namespaces the Logging does not watch can never take a record.
-        if !pipeline.watched.contains(namespace) {
+    index.push_str("}\n");
+
+    // Per slot: the ClusterFlows, then each namespace's Flows, in key order, so which flows a
+    // full slot leaves out never depends on the order objects arrived in.
+    let mut flows: Vec<_> = pipeline
+        .flows
+        .iter()
+        .filter(|flow| match &flow.matcher.scope {
+            Scope::Cluster => true,
+            // Flows of namespaces the Logging does not watch can never take a record.
+            Scope::Namespace(namespace) => pipeline.watched.contains(namespace),
+        })
+        .collect();
+    flows.sort_by(|a, b| a.key.cmp(&b.key));
+    let slots = layout::AGGREGATOR_CONFIG_SLOTS;
+    type Lists<'a> = (Vec<String>, BTreeMap<&'a str, Vec<String>>, usize, bool);
+    let mut contents: Vec<Lists> = (0..slots)
+        .map(|_| (Vec::new(), BTreeMap::new(), 0, false))
+        .collect();
+    let mut overflowed = Vec::new();
+    for flow in flows {
+        let Some((cluster, by_namespace, size, namespace_labels)) =
+            contents.get_mut(config_slot(&flow.key) - 1)
+        else {
+            continue;
+        };
+        let line = flow_line(flow_route(&flow_label(&flow.key)), &flow.matcher);
+        // The list's own brackets and the namespace key count too.
+        let cost = line.len()
+            + 2
+            + match &flow.matcher.scope {
+                Scope::Namespace(namespace) => namespace.len() + 8,
+                Scope::Cluster => 0,
+            };
+        if *size + cost > budget {
+            overflowed.push(flow.key.clone());
             continue;
         }
-        let _ = write!(body, "[{}]=", lua_string(namespace));
-        write_flows(&mut body, indices.iter().map(|&i| route_of(i)));
-        body.push_str(",\n");
+        *size += cost;
+        *namespace_labels |= flow
+            .matcher
+            .rules
+            .iter()
+            .any(|rule| !rule.selector.namespace_labels.is_empty());
+        match &flow.matcher.scope {
+            Scope::Cluster => cluster.push(line),
+            Scope::Namespace(namespace) => by_namespace
+                .entry(namespace.as_str())
+                .or_default()
+                .push(line),
+        }
     }
-    body.push_str("},\n}\n");
-    let revision = hex::encode(&Sha256::digest(body.as_bytes())[..8]);
-    ConfigFile {
-        name: layout::AGENT_ROUTES_FILE.to_owned(),
-        content: format!("{REVISION_PREFIX}{revision}\n{body}"),
+    let slots = contents
+        .into_iter()
+        .enumerate()
+        .map(|(index, (cluster, by_namespace, _, namespace_labels))| {
+            let mut body = String::from("return {\n");
+            if namespace_labels {
+                body.push_str("l=true,\n");
+            }
+            body.push_str("c=");
+            write_list(&mut body, &cluster);
+            body.push_str(",\nn={\n");
+            for (namespace, lines) in &by_namespace {
+                let _ = write!(body, "[{}]=", lua_string(namespace));
+                write_list(&mut body, lines);
+                body.push_str(",\n");
+            }
+            body.push_str("},\n}\n");
+            with_revision(SLOT_REVISION_PREFIX, routes_slot_file(index + 1), body)
+        })
+        .collect();
+    AgentRoutes {
+        index: with_revision(REVISION_PREFIX, layout::AGENT_ROUTES_FILE.to_owned(), index),
+        slots,
+        overflowed,
     }
 }
 

@@ -21,6 +21,8 @@ use super::escape::{checked, is_dns_label};
 
 /// Where the kubelet links container logs: `<pod>_<namespace>_<container>-<id>.log`.
 pub const CONTAINER_LOG_DIR: &str = "/var/log/containers";
+/// `storage.max_chunks_up`: above the number of routes one node can have active at once.
+const MAX_CHUNKS_UP: &str = "2048";
 /// Name of the tag parser the kubernetes filter uses.
 const TAG_PARSER: &str = "sluice-kube-tag";
 
@@ -236,7 +238,10 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
         .set("hot_reload", "on")
         .set("storage.path", format!("{state}/storage"))
         .set("storage.sync", "normal")
-        .set("storage.max_chunks_up", "128")
+        // Every route active on the node holds a chunk of its own (the emitter keeps one per
+        // tag): at fluent-bit's default of 128 a node with more routes than that paused its
+        // inputs on every flush (docs/dataplane.md, "The agent").
+        .set("storage.max_chunks_up", MAX_CHUNKS_UP)
         .set("storage.backlog.mem_limit", "16M");
 
     let parsers = vec![
@@ -317,7 +322,11 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
             .set("call", edge::LUA_FUNCTION),
         // Re-tag each routed record `sluice.<route>`; `false` drops the `kube.*` original.
         // The emitter keeps its chunks on disk like the tail input, so a slow aggregator
-        // backs up to the filesystem buffer instead of losing records held in memory.
+        // backs up to the filesystem buffer instead of losing records held in memory. Its
+        // memory limit is off: over it the emitter refuses a record, and rewrite_tag then
+        // keeps it under its `kube.*` tag, which no output takes (lost without a word).
+        // Back-pressure comes from the emitter pausing itself and the tail input at
+        // `storage.max_chunks_up` instead (plugins/in_emitter/emitter.c).
         Section::default()
             .set("name", "rewrite_tag")
             .set("alias", "sluice-dispatch")
@@ -332,7 +341,8 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
                 ),
             )
             .set("emitter_name", "sluice-routed")
-            .set("emitter_storage.type", "filesystem"),
+            .set("emitter_storage.type", "filesystem")
+            .set("emitter_mem_buf_limit", "0"),
         Section::default()
             .set("name", "record_modifier")
             .set("alias", "sluice-route-key")

@@ -25,9 +25,9 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
     fluentbit::agent(pipeline)
 }
 
-/// The agent's routing table (placed in its own Secret mounted at `layout::AGENT_ROUTES_DIR`,
-/// which agents re-read without restarting).
-pub fn agent_routes(pipeline: &Pipeline) -> ConfigFile {
+/// The agent's routing table: an index and slots, each in a Secret of its own, mounted
+/// together at `layout::AGENT_ROUTES_DIR`; agents re-read them without restarting.
+pub fn agent_routes(pipeline: &Pipeline) -> edge::AgentRoutes {
     edge::routes_table(pipeline)
 }
 

@@ -359,24 +359,33 @@ pub struct EdgeRouter {
 
 impl EdgeRouter {
     pub fn new(p: &Pipeline) -> Self {
-        Self::with_table(&sluice::render::agent_routes(p).content).expect("the filter loads")
+        Self::with_routes(&sluice::render::agent_routes(p)).expect("the filter loads")
     }
 
-    /// Loads the filter against `table` (the content of the routes file).
-    pub fn with_table(table: &str) -> mlua::Result<Self> {
+    /// Loads the filter against these routing files.
+    pub fn with_routes(routes: &sluice::render::edge::AgentRoutes) -> mlua::Result<Self> {
+        let files: Vec<(String, String)> = routes
+            .files()
+            .map(|f| (f.name.clone(), f.content.clone()))
+            .collect();
+        Self::with_files(&files)
+    }
+
+    /// Loads the filter against a routing directory holding exactly `files` (name, content).
+    pub fn with_files(files: &[(String, String)]) -> mlua::Result<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let router = EdgeRouter {
             lua: mlua::Lua::new(),
             dir,
         };
-        if !table.is_empty() {
-            router.write_table(table);
+        for (name, content) in files {
+            router.write_file(name, content);
         }
         router
             .lua
             .load("os.time = function() return now or 0 end")
             .exec()?;
-        let script = sluice::render::edge::filter_script(router.table_path().to_str().unwrap());
+        let script = sluice::render::edge::filter_script(router.dir.path().to_str().unwrap());
         router
             .lua
             .load(&script)
@@ -385,15 +394,19 @@ impl EdgeRouter {
         Ok(router)
     }
 
-    pub fn table_path(&self) -> std::path::PathBuf {
-        self.dir.path().join(sluice::layout::AGENT_ROUTES_FILE)
+    /// Replaces one routing file the way kubelet updates a Secret volume: a new file moved in
+    /// place.
+    pub fn write_file(&self, name: &str, content: &str) {
+        let staged = self.dir.path().join("..staged");
+        std::fs::write(&staged, content).unwrap();
+        std::fs::rename(&staged, self.dir.path().join(name)).unwrap();
     }
 
-    /// Replaces the table the way kubelet updates a Secret volume: a new file moved in place.
-    pub fn write_table(&self, table: &str) {
-        let staged = self.dir.path().join("..staged");
-        std::fs::write(&staged, table).unwrap();
-        std::fs::rename(&staged, self.table_path()).unwrap();
+    /// Replaces every routing file with those of `routes`.
+    pub fn write_routes(&self, routes: &sluice::render::edge::AgentRoutes) {
+        for file in routes.files() {
+            self.write_file(&file.name, &file.content);
+        }
     }
 
     pub fn set_time(&self, seconds: i64) {
@@ -403,6 +416,18 @@ impl EdgeRouter {
     /// Runs the filter on a record with this metadata, as fluent-bit's kubernetes filter
     /// attaches it. Returns the routes of the records that leave the filter, in order.
     pub fn routes(&self, record: &sluice::routing::Record) -> Vec<String> {
+        let tag = format!(
+            "kube.{}.pod-1.{}.{}",
+            record.namespace,
+            record.container,
+            "0".repeat(64)
+        );
+        self.routes_tagged(&tag, record)
+    }
+
+    /// [`Self::routes`] for a record arriving under `tag`: the filter keeps its decisions per
+    /// tag, so tests choose tags to make it reuse or revisit one.
+    pub fn routes_tagged(&self, tag: &str, record: &sluice::routing::Record) -> Vec<String> {
         let lua = &self.lua;
         let table = |map: &BTreeMap<String, String>| {
             let t = lua.create_table().unwrap();
@@ -435,12 +460,6 @@ impl EdgeRouter {
             .globals()
             .get(sluice::render::edge::LUA_FUNCTION)
             .unwrap();
-        let tag = format!(
-            "kube.{}.pod-1.{}.{}",
-            record.namespace,
-            record.container,
-            "0".repeat(64)
-        );
         let (code, timestamp, out): (i64, f64, mlua::Table) =
             function.call((tag, 1.5, body)).expect("the filter runs");
         assert_eq!(timestamp, 1.5);
