@@ -80,19 +80,51 @@ fn problems_verdict(problems: &[Problem]) -> Verdict {
     }
 }
 
-/// How a Flow, ClusterFlow, Output or ClusterOutput figures in the resolved pipelines.
+/// How a Flow, ClusterFlow, Output or ClusterOutput figures in the resolved pipelines. Only
+/// admitted Loggings (`model::admit`) have pipelines, and each applies its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Usage<'a> {
     /// Part of the rendered configuration of these Loggings.
     InUse(&'a str),
-    /// Valid, but nothing uses it; the text says why.
+    /// In no Logging's configuration; the text says why.
     Unused(&'a str),
+    /// Its `loggingRef` names this Logging, which is refused and applies nothing.
+    LoggingRefused(&'a str),
 }
 
-/// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready` says whether it is
-/// usable: in the rendered configuration, or valid but unused; it is False only when its
-/// problems kept it out. `Degraded` lists every problem, including warnings on objects that
-/// are still in use (such as disabled certificate verification).
+/// Reasons of a `Ready` False that only wait for something outside the object: it is valid,
+/// and no Logging that applies anything renders it. Argo CD shows them as Suspended.
+pub const NOT_RENDERED_REASONS: &[&str] = &["Unused", "LoggingRefused"];
+
+/// `Ready` of a Flow, ClusterFlow, Output or ClusterOutput: True only when a Logging that is
+/// applied renders it. Decided here alone, so what "runs" means can grow in one place.
+fn object_ready(usage: Usage<'_>, degraded: &Verdict) -> Verdict {
+    match usage {
+        Usage::InUse(loggings) => Verdict::new(
+            true,
+            "Accepted",
+            format!("included in the rendered configuration of Logging {loggings}"),
+        ),
+        _ if degraded.ok => Verdict::new(
+            false,
+            degraded.reason.as_str(),
+            "left out of the rendered configuration; see Degraded",
+        ),
+        Usage::Unused(why) => Verdict::new(false, "Unused", why),
+        Usage::LoggingRefused(logging) => Verdict::new(
+            false,
+            "LoggingRefused",
+            format!(
+                "valid, but its loggingRef names Logging {logging}, which is refused and applies nothing; see that Logging's status"
+            ),
+        ),
+    }
+}
+
+/// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready`: part of the configuration
+/// of a Logging that is applied ([`object_ready`]). `Degraded` lists every problem, whether
+/// it kept the object out or not, including warnings on objects that are still in use (such
+/// as disabled certificate verification).
 pub fn object_status(
     generation: Option<i64>,
     problems: &[Problem],
@@ -102,19 +134,7 @@ pub fn object_status(
 ) -> ObjectStatus {
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     let degraded = problems_verdict(problems);
-    let ready = match usage {
-        Usage::InUse(loggings) => Verdict::new(
-            true,
-            "Accepted",
-            format!("included in the rendered configuration of Logging {loggings}"),
-        ),
-        Usage::Unused(why) if problems.is_empty() => Verdict::new(true, "Unused", why),
-        Usage::Unused(_) => Verdict::new(
-            false,
-            degraded.reason.as_str(),
-            "left out of the rendered configuration; see Degraded",
-        ),
-    };
+    let ready = object_ready(usage, &degraded);
     ObjectStatus {
         observed_generation: generation,
         conditions: vec![
@@ -131,7 +151,7 @@ pub struct LoggingFacts<'a> {
     pub generation: Option<i64>,
     /// The Logging's own problems plus those of its TLS plan.
     pub problems: Vec<Problem>,
-    /// False when the Logging is invalid and nothing was built.
+    /// False when the Logging is refused (`model::admit`) and nothing was built.
     pub built: bool,
     pub tls_mode: TlsMode,
     pub certificates: Option<CertificatesStatus>,
@@ -271,7 +291,7 @@ pub fn logging_status(
         Verdict::new(
             false,
             degraded.reason.as_str(),
-            "the Logging is invalid; nothing was applied",
+            "the Logging is refused; nothing was applied (see Degraded)",
         )
     } else if !agent.ok {
         Verdict::new(false, "AgentNotReady", agent.message.clone())
@@ -433,23 +453,40 @@ mod tests {
         let degraded = status.conditions.iter().find(|c| c.type_ == DEGRADED);
         assert_eq!(degraded.map(|c| c.reason.as_str()), Some("Alpha"));
         assert_eq!(degraded.map(|c| c.status.as_str()), Some("True"));
-        // A warning on an object still in use: Degraded, yet Ready.
+        // A problem on an object still in use (one of a flow's outputs is missing): it runs,
+        // and someone has to fix it.
         let ready = status.conditions.iter().find(|c| c.type_ == READY);
         assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
     }
 
+    fn find<'a>(status: &'a ObjectStatus, type_: &str) -> (&'a str, &'a str) {
+        let found = status.conditions.iter().find(|c| c.type_ == type_);
+        found.map_or(("", ""), |c| (c.status.as_str(), c.reason.as_str()))
+    }
+
     #[test]
-    fn valid_but_unused_objects_are_ready_and_say_why() {
-        let status = object_status(
+    fn objects_no_applied_logging_renders_are_not_ready_and_say_why() {
+        let unused = object_status(
             Some(1),
             &[],
             Usage::Unused("no flow sends records to it"),
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
-        let ready = status.conditions.iter().find(|c| c.type_ == READY);
-        assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
-        assert_eq!(ready.map(|c| c.reason.as_str()), Some("Unused"));
+        assert_eq!(find(&unused, READY), ("False", "Unused"));
+        assert_eq!(find(&unused, DEGRADED), ("False", "NoProblems"));
+        let refused = object_status(
+            Some(1),
+            &[],
+            Usage::LoggingRefused("other"),
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(find(&refused, READY), ("False", "LoggingRefused"));
+        for status in [&unused, &refused] {
+            let reason = find(status, READY).1;
+            assert!(NOT_RENDERED_REASONS.contains(&reason), "{reason}");
+        }
     }
 
     #[test]
