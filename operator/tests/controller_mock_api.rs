@@ -2865,3 +2865,33 @@ async fn a_flow_of_a_refused_logging_is_not_ready() {
         "included in the rendered configuration of Logging main"
     );
 }
+
+/// TLS disabled on purpose is a warning: the Logging is not Degraded (Argo CD keeps it
+/// Healthy), the `Warning` condition and one Warning Event say so.
+#[tokio::test]
+async fn tls_disabled_is_a_warning_not_degraded() {
+    let (_, mut fixture) = served_examples();
+    fixture.loggings[0]["spec"]["tls"] = json!({"mode": "Disabled"});
+    let harness = Harness::start(fixture);
+    let calls = harness.reconcile().await;
+    let status = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_eq!(condition(status, "Degraded")["status"], "False", "{status}");
+    assert_eq!(condition(status, "Warning")["status"], "True", "{status}");
+    assert_eq!(
+        condition(status, "Warning")["reason"],
+        "TlsDisabled",
+        "{status}"
+    );
+    assert_eq!(
+        condition(status, "CertificatesReady")["reason"],
+        "TlsDisabled"
+    );
+    let warnings: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.body["type"] == "Warning")
+        .map(|c| &c.body["reason"])
+        .collect();
+    assert_eq!(warnings, [&json!("TlsDisabled")]);
+    // Applied all the same.
+    find(&calls, "PATCH", DS_PATH);
+}

@@ -1141,3 +1141,17 @@ spec:
         assert!(!with_flow.problems.contains_key(&key), "{reason}");
     }
 }
+
+#[test]
+fn tls_disabled_is_a_warning_that_refuses_nothing() {
+    let plain = logging_yaml(
+        "plain",
+        "{controlNamespace: plain-ns, tls: {mode: Disabled}}",
+    );
+    let resolution = model::resolve(&load_with(&plain).objects.inventory());
+    let problems = &resolution.problems[&logging_key("plain")];
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].reason, "TlsDisabled");
+    assert!(problems[0].is_warning());
+    assert!(resolution.pipelines.iter().any(|p| p.logging == "plain"));
+}

@@ -11,6 +11,9 @@ use crate::model::Problem;
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
+/// True while the object has warnings ([`crate::model::WARNING_REASONS`]): reported, but
+/// nothing to fix, so they never set `Degraded` (Argo CD shows `Degraded` as unhealthy).
+pub const WARNING: &str = "Warning";
 pub const CERTIFICATES_READY: &str = "CertificatesReady";
 pub const AGENT_READY: &str = "AgentReady";
 pub const AGGREGATOR_READY: &str = "AggregatorReady";
@@ -71,12 +74,36 @@ pub fn problem_lines(problems: &[Problem]) -> Vec<String> {
     lines
 }
 
-fn problems_verdict(problems: &[Problem]) -> Verdict {
-    let mut sorted = problems.to_vec();
-    sorted.sort();
-    match sorted.first() {
-        None => Verdict::new(false, "NoProblems", "no problems found"),
-        Some(first) => Verdict::new(true, first.reason, problem_lines(&sorted).join("; ")),
+/// `Degraded`: the problems someone has to fix, warnings left out.
+fn degraded_verdict(problems: &[Problem]) -> Verdict {
+    let mut errors: Vec<Problem> = problems
+        .iter()
+        .filter(|p| !p.is_warning())
+        .cloned()
+        .collect();
+    errors.sort();
+    match errors.first() {
+        Some(first) => Verdict::new(true, first.reason, problem_lines(&errors).join("; ")),
+        None if problems.is_empty() => Verdict::new(false, "NoProblems", "no problems found"),
+        None => Verdict::new(
+            false,
+            "NoProblems",
+            "nothing to fix; see the Warning condition",
+        ),
+    }
+}
+
+/// `Warning`: the warnings alone.
+fn warning_verdict(problems: &[Problem]) -> Verdict {
+    let mut warnings: Vec<Problem> = problems
+        .iter()
+        .filter(|p| p.is_warning())
+        .cloned()
+        .collect();
+    warnings.sort();
+    match warnings.first() {
+        Some(first) => Verdict::new(true, first.reason, problem_lines(&warnings).join("; ")),
+        None => Verdict::new(false, "NoWarnings", "no warnings"),
     }
 }
 
@@ -122,9 +149,9 @@ fn object_ready(usage: Usage<'_>, degraded: &Verdict) -> Verdict {
 }
 
 /// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready`: part of the configuration
-/// of a Logging that is applied ([`object_ready`]). `Degraded` lists every problem, whether
-/// it kept the object out or not, including warnings on objects that are still in use (such
-/// as disabled certificate verification).
+/// of a Logging that is applied ([`object_ready`]). `Degraded`: problems someone has to fix,
+/// whether they kept the object out or not (an Output one of whose flows' outputs is missing
+/// still runs). `Warning`: warnings, such as disabled certificate verification.
 pub fn object_status(
     generation: Option<i64>,
     problems: &[Problem],
@@ -133,13 +160,15 @@ pub fn object_status(
     now: jiff::Timestamp,
 ) -> ObjectStatus {
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
-    let degraded = problems_verdict(problems);
+    let degraded = degraded_verdict(problems);
     let ready = object_ready(usage, &degraded);
+    let warning = warning_verdict(problems);
     ObjectStatus {
         observed_generation: generation,
         conditions: vec![
             condition(READY, &ready, generation, previous_conditions, now),
             condition(DEGRADED, &degraded, generation, previous_conditions, now),
+            condition(WARNING, &warning, generation, previous_conditions, now),
         ],
         problems: problem_lines(problems),
     }
@@ -282,7 +311,8 @@ pub fn logging_status(
         .map(|p| p.common.conditions.as_slice())
         .unwrap_or(&[]);
     let generation = facts.generation;
-    let degraded = problems_verdict(&facts.problems);
+    let degraded = degraded_verdict(&facts.problems);
+    let warning = warning_verdict(&facts.problems);
     let certificates = certificates_verdict(facts);
     let agent = agent_verdict(facts.agent);
     let aggregator = aggregator_verdict(facts.aggregator);
@@ -305,6 +335,7 @@ pub fn logging_status(
     let mut conditions = vec![
         condition(READY, &ready, generation, previous_conditions, now),
         condition(DEGRADED, &degraded, generation, previous_conditions, now),
+        condition(WARNING, &warning, generation, previous_conditions, now),
         condition(
             CERTIFICATES_READY,
             &certificates,
@@ -462,6 +493,47 @@ mod tests {
     fn find<'a>(status: &'a ObjectStatus, type_: &str) -> (&'a str, &'a str) {
         let found = status.conditions.iter().find(|c| c.type_ == type_);
         found.map_or(("", ""), |c| (c.status.as_str(), c.reason.as_str()))
+    }
+
+    #[test]
+    fn warnings_leave_degraded_false_and_set_warning() {
+        let status = object_status(
+            Some(1),
+            &[problem("TlsVerificationDisabled", "spec.http.tls")],
+            Usage::InUse("main"),
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(find(&status, READY), ("True", "Accepted"));
+        assert_eq!(find(&status, DEGRADED), ("False", "NoProblems"));
+        assert_eq!(find(&status, WARNING), ("True", "TlsVerificationDisabled"));
+        assert_eq!(status.problems, vec!["spec.http.tls: broken".to_owned()]);
+
+        let both = object_status(
+            Some(1),
+            &[
+                problem("TlsVerificationDisabled", "spec.http.tls"),
+                problem("OutputNotFound", "spec.x"),
+            ],
+            Usage::InUse("main"),
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(find(&both, DEGRADED), ("True", "OutputNotFound"));
+        assert_eq!(find(&both, WARNING), ("True", "TlsVerificationDisabled"));
+    }
+
+    #[test]
+    fn a_logging_with_tls_disabled_is_not_degraded() {
+        let facts = LoggingFacts {
+            built: true,
+            tls_mode: TlsMode::Disabled,
+            problems: vec![problem("TlsDisabled", "spec.tls.mode")],
+            ..LoggingFacts::default()
+        };
+        let status = logging_status(&facts, None, jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!(find(&status.common, DEGRADED), ("False", "NoProblems"));
+        assert_eq!(find(&status.common, WARNING), ("True", "TlsDisabled"));
     }
 
     #[test]
