@@ -200,6 +200,7 @@ async fn examples_end_to_end() -> Result<()> {
             let types = [
                 "Ready",
                 "Degraded",
+                "Warning",
                 "CertificatesReady",
                 "AgentReady",
                 "AggregatorReady",

@@ -266,6 +266,14 @@ impl Names {
     pub fn shared_key_secret(&self) -> String {
         self.prefixed("shared-key")
     }
+    /// The host directory of the agents' tail positions and buffers: `spec.agent.stateHostPath`,
+    /// by default one per Logging name.
+    pub fn agent_state_host_path(&self, spec: &crate::api::LoggingSpec) -> String {
+        spec.agent
+            .as_ref()
+            .and_then(|agent| agent.state_host_path.clone())
+            .unwrap_or_else(|| format!("/var/lib/sluice/{}", self.logging))
+    }
 
     /// DNS names the aggregator's server certificate must cover: the Service and headless
     /// Service in short, namespaced, `svc` and fully qualified form, plus a wildcard for the

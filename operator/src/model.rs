@@ -2,6 +2,7 @@
 //! resolves references, producing a [`Pipeline`]: what the renderers and builder consume.
 //! An invalid object is left out with a [`Problem`]; everything else keeps flowing.
 
+mod admission;
 pub mod limits;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,10 +22,10 @@ use crate::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched};
 mod secrets;
 pub mod validate;
 
+pub use admission::{Admission, ControlNamespaces, admit};
 pub use secrets::logging_secret_names;
 
 use validate::filters::validate_filters;
-use validate::logging::validate_logging;
 
 /// Everything the operator (from the API server) or the CLI (from files) has seen. Sluice's
 /// own objects are borrowed from whoever holds them (the operator's caches, the CLI's
@@ -47,6 +48,9 @@ pub struct Inventory<'a> {
     /// generation it rejected and its message. Left out while their generation is unchanged,
     /// so everyone else's changes still reach the pods; an edit brings them back.
     pub config_rejected: BTreeMap<ObjectKey, ConfigRejected>,
+    /// Where Loggings may put their control namespace; a Logging naming another one is
+    /// refused and resolves nothing ([`admit`]).
+    pub control_namespaces: ControlNamespaces,
 }
 
 /// Sluice objects, Secrets and Namespaces held by value, as the CLI reads them from files.
@@ -151,6 +155,22 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Reasons of problems that need nobody's action: a choice the spec made on purpose (no TLS,
+/// an unverified endpoint, a buffer an admin's limit lowered) or a deprecation. They are
+/// reported (status, Events) but never make an object `Degraded` nor refuse a Logging.
+pub const WARNING_REASONS: &[&str] = &[
+    "BufferLimitLowered",
+    "TlsDisabled",
+    "TlsVerificationDisabled",
+];
+
+impl Problem {
+    /// Whether this is a warning ([`WARNING_REASONS`]) rather than something to fix.
+    pub fn is_warning(&self) -> bool {
+        WARNING_REASONS.contains(&self.reason)
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.message)
@@ -209,7 +229,8 @@ pub struct Pipeline {
 /// The outcome of resolving an [`Inventory`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resolution {
-    /// One pipeline per valid Logging, sorted by Logging name.
+    /// One pipeline per admitted Logging ([`admit`]), sorted by Logging name. A Logging
+    /// without one applies nothing.
     pub pipelines: Vec<Pipeline>,
     /// Problems of every object across all pipelines (an object used by two Loggings gets
     /// both sets), plus problems that belong to no pipeline (a dangling `loggingRef`).
@@ -217,42 +238,24 @@ pub struct Resolution {
     pub problems: BTreeMap<ObjectKey, Vec<Problem>>,
 }
 
-/// Resolves every Logging in the inventory. Pure and deterministic.
+/// Resolves every admitted Logging in the inventory ([`admit`]); the others contribute
+/// nothing but their own problems. Pure and deterministic.
 pub fn resolve(inventory: &Inventory<'_>) -> Resolution {
-    let mut resolution = Resolution::default();
-    let mut loggings: Vec<&Logging> = inventory.loggings.clone();
-    loggings.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
-
-    let mut control_namespaces: BTreeMap<&str, &str> = BTreeMap::new();
-    for logging in loggings {
-        let name = name_of(&logging.metadata);
-        let key = ObjectKey::cluster(Kind::Logging, name);
-        let mut problems = validate_logging(name, &logging.spec);
-        let namespace = logging.spec.control_namespace.as_str();
-        if let Some(first) = control_namespaces.get(namespace) {
-            problems.push(Problem {
-                reason: "ControlNamespaceInUse",
-                field: "spec.controlNamespace".into(),
-                message: format!(
-                    "namespace {namespace:?} is already the control namespace of Logging {first:?}"
-                ),
-            });
-        } else {
-            control_namespaces.insert(namespace, name);
+    let admission = admit(&inventory.loggings, &inventory.control_namespaces);
+    let mut resolution = Resolution {
+        pipelines: Vec::with_capacity(admission.admitted.len()),
+        problems: admission.problems,
+    };
+    for logging in &admission.admitted {
+        let pipeline = Resolver::new(inventory, &admission.admitted, logging).pipeline();
+        for (object, object_problems) in &pipeline.problems {
+            resolution
+                .problems
+                .entry(object.clone())
+                .or_default()
+                .extend(object_problems.iter().cloned());
         }
-        if problems.is_empty() {
-            let pipeline = Resolver::new(inventory, logging).pipeline();
-            for (object, object_problems) in &pipeline.problems {
-                resolution
-                    .problems
-                    .entry(object.clone())
-                    .or_default()
-                    .extend(object_problems.iter().cloned());
-            }
-            resolution.pipelines.push(pipeline);
-        } else {
-            resolution.problems.entry(key).or_default().extend(problems);
-        }
+        resolution.pipelines.push(pipeline);
     }
 
     dangling_logging_refs(inventory, &mut resolution.problems);
@@ -359,9 +362,25 @@ fn by_name<'a, T, N: std::hash::Hash + Eq>(
     index
 }
 
-/// Builds the pipeline of one valid Logging.
+/// Whether an object with this `loggingRef`, in `namespace` (`None`: cluster-scoped), belongs
+/// to Logging `logging`, which collects `watched`.
+pub fn belongs(
+    logging: &str,
+    watched: &Watched,
+    logging_ref: Option<&str>,
+    namespace: Option<&str>,
+) -> bool {
+    match logging_ref {
+        Some(name) => name == logging,
+        None => namespace.is_none_or(|ns| watched.contains(ns)),
+    }
+}
+
+/// Builds the pipeline of one admitted Logging.
 struct Resolver<'a> {
     inventory: &'a Inventory<'a>,
+    /// Every admitted Logging: the Secrets they manage are no output's to read.
+    admitted: &'a [&'a Logging],
     logging: &'a Logging,
     name: &'a str,
     watched: Watched,
@@ -378,10 +397,15 @@ struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    fn new(inventory: &'a Inventory<'a>, logging: &'a Logging) -> Self {
+    fn new(
+        inventory: &'a Inventory<'a>,
+        admitted: &'a [&'a Logging],
+        logging: &'a Logging,
+    ) -> Self {
         let watched = watched_namespaces(&logging.spec, &inventory.namespaces);
         Self {
             inventory,
+            admitted,
             logging,
             name: name_of(&logging.metadata),
             watched,
@@ -402,10 +426,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn belongs(&self, logging_ref: &Option<String>, namespace: Option<&str>) -> bool {
-        match logging_ref {
-            Some(name) => name == self.name,
-            None => namespace.is_none_or(|ns| self.watched.contains(ns)),
-        }
+        belongs(self.name, &self.watched, logging_ref.as_deref(), namespace)
     }
 
     fn not_watched(&self, namespace: &str) -> Problem {
@@ -927,9 +948,7 @@ impl<'a> Resolver<'a> {
             .secrets_by_name
             .get(&(namespace, name.as_str()))
             .copied();
-        if let Some(owner) =
-            secrets::managed_by_sluice(&self.inventory.loggings, namespace, name, secret)
-        {
+        if let Some(owner) = secrets::managed_by_sluice(self.admitted, namespace, name, secret) {
             return Err((
                 "SecretNotAllowed",
                 format!(

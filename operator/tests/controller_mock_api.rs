@@ -26,9 +26,9 @@ use sluice::controller::context::{Cores, Stores};
 use sluice::controller::metrics::Metrics;
 use sluice::controller::{Context, ControlNamespaces, Settings, reconcile};
 use sluice::layout::Names;
-use sluice::model::{Kind, ObjectKey, Pipeline, Problem, Resolution};
+use sluice::model::{FlowPlan, Kind, ObjectKey, OutputPlan, Pipeline, Problem, Resolution};
 use sluice::pki::PkiPlan;
-use sluice::routing::Watched;
+use sluice::routing::{FlowMatcher, Scope, Watched};
 
 const CONTROL: &str = "sluice-system";
 const APPLY_QUERY: &str = "fieldManager=sluice.dev%2Foperator&force=true";
@@ -288,17 +288,36 @@ fn default_children() -> Vec<Child> {
     ]
 }
 
+/// The canned pipeline of `main`: Flow team-a/app sending to Output team-a/store, so both
+/// are rendered (Ready); any other Flow is not.
 fn pipeline(logging: &Logging) -> Pipeline {
+    let store = ObjectKey::namespaced(Kind::Output, "team-a", "store");
     Pipeline {
         logging: "main".to_owned(),
         logging_uid: logging.uid(),
         spec: logging.spec.clone(),
         names: names(),
         watched: Watched::All,
-        flows: Vec::new(),
+        flows: vec![FlowPlan {
+            key: ObjectKey::namespaced(Kind::Flow, "team-a", "app"),
+            matcher: FlowMatcher {
+                scope: Scope::Namespace("team-a".to_owned()),
+                rules: Vec::new(),
+            },
+            filters: Vec::new(),
+            outputs: vec![store.clone()],
+        }],
         default_flow: None,
         error_output: None,
-        outputs: BTreeMap::new(),
+        outputs: BTreeMap::from([(
+            store.clone(),
+            OutputPlan {
+                key: store,
+                spec: serde_json::from_value(json!({"stdout": {}}))
+                    .unwrap_or_else(|e| panic!("{e}")),
+                secret_files: BTreeMap::new(),
+            },
+        )]),
         output_secret_data: BTreeMap::new(),
         problems: BTreeMap::new(),
         buffers: Default::default(),
@@ -633,8 +652,25 @@ impl Harness {
     }
 
     async fn reconcile(&self) -> Vec<Call> {
+        self.reconcile_logging(self.logging()).await
+    }
+
+    /// Reconciles the cached Logging named `name`.
+    async fn reconcile_named(&self, name: &str) -> Vec<Call> {
+        let logging = self
+            .ctx
+            .stores
+            .loggings
+            .state()
+            .into_iter()
+            .find(|l| l.name_any() == name)
+            .unwrap_or_else(|| panic!("no Logging {name}"));
+        self.reconcile_logging(logging).await
+    }
+
+    async fn reconcile_logging(&self, logging: Arc<DeserializeGuard<Logging>>) -> Vec<Call> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        let action = reconcile::reconcile(self.logging(), self.ctx.clone()).await;
+        let action = reconcile::reconcile(logging, self.ctx.clone()).await;
         if let Err(error) = action {
             panic!("reconcile failed: {error}");
         }
@@ -1374,7 +1410,15 @@ async fn many_unreadable_secrets_are_read_concurrently_and_remembered() {
 async fn a_control_namespace_outside_the_allowed_list_applies_nothing() {
     let mut logging = logging_json(None);
     logging["spec"]["controlNamespace"] = json!("kube-system");
-    let harness = Harness::new(logging, vec![flow_json("app", 1, None)]);
+    // The model decides (`model::admit`): the real one, not a canned resolution.
+    let harness = Harness::start(Fixture {
+        loggings: vec![logging],
+        flows: vec![flow_json("app", 1, None)],
+        outputs: vec![output_json()],
+        control_namespaces: vec![CONTROL.to_owned()],
+        real_cores: true,
+        ..Fixture::default()
+    });
     let calls = harness.reconcile().await;
     assert!(
         calls
@@ -2692,4 +2736,162 @@ async fn config_bundles_are_not_copied_into_the_inventory() {
             .keys()
             .all(|(_, name)| !name.contains("-config")),
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Loggings are isolated from each other (docs/operations.md, "Which Loggings are applied").
+
+const MAIN_CREATED: &str = "2026-01-01T00:00:00Z";
+
+/// The examples (`main` created at [`MAIN_CREATED`]) plus these Loggings and Flows.
+fn examples_with(loggings: Vec<Value>, flows: Vec<Value>) -> Harness {
+    let (_, mut fixture) = served_examples();
+    for logging in &mut fixture.loggings {
+        logging["metadata"]["creationTimestamp"] = json!(MAIN_CREATED);
+    }
+    fixture.loggings.extend(loggings);
+    fixture.flows.extend(flows);
+    Harness::start(fixture)
+}
+
+/// A Logging created a month after `main` that wants what `main` has: every namespace, the
+/// shared ClusterOutputs and, for its own TLS, the names of their Secrets.
+fn greedy_logging(name: &str, control_namespace: &str) -> Value {
+    json!({
+        "apiVersion": "logging.sluice.dev/v1alpha1",
+        "kind": "Logging",
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1,
+                     "resourceVersion": "11", "creationTimestamp": "2026-02-01T00:00:00Z"},
+        "spec": {
+            "controlNamespace": control_namespace,
+            "defaultFlow": {"globalOutputRefs": ["security-siem", "shared-loki"]},
+            "tls": {"mode": "Existing",
+                    "existing": {"serverSecretName": "siem-hec", "clientSecretName": "loki-credentials"}}
+        }
+    })
+}
+
+/// The status writes of Flows, Outputs and the cluster kinds among `calls`, by path.
+fn object_statuses(calls: &[Call]) -> BTreeMap<String, Value> {
+    calls
+        .iter()
+        .filter(|c| c.path.ends_with("/status") && !c.path.contains("/loggings/"))
+        .map(|c| (c.path.clone(), c.body.clone()))
+        .collect()
+}
+
+/// A refused Logging (a control namespace the operator does not allow; a control namespace
+/// an older Logging holds, under a name that sorts first) changes nothing `main`'s reconcile
+/// sends: the same requests, the same object statuses, no Secret read for it. Its own
+/// reconcile writes its status and one Warning Event, and nothing else.
+#[tokio::test]
+async fn a_refused_logging_changes_nothing_the_working_one_sends() {
+    let alone = examples_with(Vec::new(), Vec::new())
+        .reconcile_named("main")
+        .await;
+    for (name, namespace, reason) in [
+        ("iw-other", "iw-norb", "ControlNamespaceNotAllowed"),
+        ("aaa-newcomer", "sluice-system", "ControlNamespaceInUse"),
+    ] {
+        let mut harness = examples_with(vec![greedy_logging(name, namespace)], Vec::new());
+        let calls = harness.reconcile_named("main").await;
+        assert_eq!(lines(&calls), lines(&alone), "{name}");
+        assert_eq!(object_statuses(&calls), object_statuses(&alone), "{name}");
+        harness.observe(&calls);
+
+        let refused = harness.reconcile_named(name).await;
+        let mut sent = lines(&refused);
+        sent.sort();
+        assert_eq!(
+            sent,
+            [
+                format!(
+                    "PATCH /apis/logging.sluice.dev/v1alpha1/loggings/{name}/status?{APPLY_QUERY}"
+                ),
+                "POST /apis/events.k8s.io/v1/namespaces/default/events?".to_owned(),
+            ],
+            "{name}"
+        );
+        let path = format!("/apis/logging.sluice.dev/v1alpha1/loggings/{name}/status");
+        let status = &find(&refused, "PATCH", &path).body["status"];
+        assert_eq!(condition(status, "Degraded")["status"], "True", "{status}");
+        assert_eq!(condition(status, "Degraded")["reason"], reason, "{status}");
+        assert_eq!(condition(status, "Ready")["status"], "False", "{status}");
+        let event = find(
+            &refused,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+        );
+        assert_eq!(event.body["type"], "Warning");
+        assert_eq!(event.body["reason"], reason);
+        assert_eq!(event.body["regarding"]["name"], name);
+    }
+}
+
+/// A Flow whose `loggingRef` names a refused Logging runs nowhere: Ready False, and it says
+/// why, without being Degraded (the Logging is).
+#[tokio::test]
+async fn a_flow_of_a_refused_logging_is_not_ready() {
+    let flow = team_object(
+        "Flow",
+        "payments",
+        "api-copy",
+        json!({"loggingRef": "iw-other", "localOutputRefs": ["payments-es"]}),
+    );
+    let harness = examples_with(vec![greedy_logging("iw-other", "iw-norb")], vec![flow]);
+    let calls = harness.reconcile_named("main").await;
+    let status = &find(
+        &calls,
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/namespaces/payments/flows/api-copy/status",
+    )
+    .body["status"];
+    assert_eq!(condition(status, "Ready")["status"], "False", "{status}");
+    assert_eq!(
+        condition(status, "Ready")["reason"],
+        "LoggingRefused",
+        "{status}"
+    );
+    assert_eq!(condition(status, "Degraded")["status"], "False", "{status}");
+    // The Output it names is `main`'s, and only `main` is said to render it.
+    let output = &find(
+        &calls,
+        "PATCH",
+        "/apis/logging.sluice.dev/v1alpha1/namespaces/payments/outputs/payments-es/status",
+    )
+    .body["status"];
+    assert_eq!(
+        condition(output, "Ready")["message"],
+        "included in the rendered configuration of Logging main"
+    );
+}
+
+/// TLS disabled on purpose is a warning: the Logging is not Degraded (Argo CD keeps it
+/// Healthy), the `Warning` condition and one Warning Event say so.
+#[tokio::test]
+async fn tls_disabled_is_a_warning_not_degraded() {
+    let (_, mut fixture) = served_examples();
+    fixture.loggings[0]["spec"]["tls"] = json!({"mode": "Disabled"});
+    let harness = Harness::start(fixture);
+    let calls = harness.reconcile().await;
+    let status = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_eq!(condition(status, "Degraded")["status"], "False", "{status}");
+    assert_eq!(condition(status, "Warning")["status"], "True", "{status}");
+    assert_eq!(
+        condition(status, "Warning")["reason"],
+        "TlsDisabled",
+        "{status}"
+    );
+    assert_eq!(
+        condition(status, "CertificatesReady")["reason"],
+        "TlsDisabled"
+    );
+    let warnings: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.body["type"] == "Warning")
+        .map(|c| &c.body["reason"])
+        .collect();
+    assert_eq!(warnings, [&json!("TlsDisabled")]);
+    // Applied all the same.
+    find(&calls, "PATCH", DS_PATH);
 }

@@ -131,7 +131,7 @@ fn progressing_while_workloads_roll_out() {
 }
 
 #[test]
-fn degraded_on_problems_or_unusable_certificates() {
+fn degraded_only_for_problems_someone_has_to_fix() {
     let mut conditions = ready_logging();
     conditions[0] = condition("Ready", "False", "SecretNotFound", "");
     conditions[1] = condition(
@@ -150,6 +150,27 @@ fn degraded_on_problems_or_unusable_certificates() {
         "{message}"
     );
 
+    // A second Logging claiming a control namespace an older one holds.
+    let mut conditions = ready_logging();
+    conditions[0] = condition(
+        "Ready",
+        "False",
+        "ControlNamespaceInUse",
+        "nothing was applied",
+    );
+    conditions[1] = condition(
+        "Degraded",
+        "True",
+        "ControlNamespaceInUse",
+        "spec.controlNamespace: …",
+    );
+    let (status, _) = health(logging(
+        1,
+        Some(json!({"observedGeneration": 1, "conditions": conditions})),
+    ));
+    assert_eq!(status, "Degraded");
+
+    // Certificates not issued yet, with no problem: the operator is still at work.
     let mut conditions = ready_logging();
     conditions[0] = condition("Ready", "False", "CertificatesNotReady", "");
     conditions[2] = condition("CertificatesReady", "False", "NotIssued", "CA missing");
@@ -157,8 +178,50 @@ fn degraded_on_problems_or_unusable_certificates() {
         1,
         Some(json!({"observedGeneration": 1, "conditions": conditions})),
     ));
-    assert_eq!(status, "Degraded");
-    assert_eq!(message, "NotIssued: CA missing");
+    assert_eq!(status, "Progressing");
+    assert_eq!(message, "CertificatesNotReady");
+}
+
+/// Warnings are choices or notices, not faults: the resource stays Healthy and the message
+/// carries the warning (TLS disabled used to show Degraded forever).
+#[test]
+fn warnings_leave_the_resource_healthy() {
+    // TLS disabled, as the operator reports it.
+    let mut conditions = ready_logging();
+    conditions[2] = condition(
+        "CertificatesReady",
+        "False",
+        "TlsDisabled",
+        "TLS is disabled: agents send records to the aggregator in plain text",
+    );
+    conditions.push(condition(
+        "Warning",
+        "True",
+        "TlsDisabled",
+        "spec.tls.mode: TLS is disabled",
+    ));
+    let (status, message) = health(logging(
+        2,
+        Some(json!({"observedGeneration": 2, "conditions": conditions})),
+    ));
+    assert_eq!(status, "Healthy");
+    assert!(message.contains("warning: TlsDisabled"), "{message}");
+
+    // A deprecation, or any other warning, on any kind.
+    for kind in ["Logging", "Flow", "ClusterFlow", "Output", "ClusterOutput"] {
+        let object = json!({
+            "apiVersion": "logging.sluice.dev/v1alpha1", "kind": kind,
+            "metadata": {"name": "x", "generation": 1},
+            "status": {"observedGeneration": 1, "conditions": [
+                condition("Ready", "True", "Accepted", "rendered by Logging main"),
+                condition("Degraded", "False", "NoProblems", "nothing to fix; see the Warning condition"),
+                condition("Warning", "True", "FieldDeprecated", "spec.old: use spec.new"),
+            ]}
+        });
+        let (status, message) = health(object);
+        assert_eq!(status, "Healthy", "{kind}");
+        assert!(message.contains("FieldDeprecated"), "{kind}: {message}");
+    }
 }
 
 #[test]
@@ -187,12 +250,21 @@ fn flows_and_outputs_use_ready_and_degraded() {
             ),
         ]);
         assert_eq!(health(broken).0, "Degraded", "{kind}");
-        // Valid but in no Logging's configuration is still usable (operations.md).
-        let unused = object(vec![
-            condition("Ready", "True", "Unused", "no Logging watches team-a"),
-            condition("Degraded", "False", "NoProblems", ""),
-        ]);
-        assert_eq!(health(unused).0, "Healthy", "{kind}");
+        // Valid, but no applied Logging renders it: nothing runs it, and it waits for a change
+        // elsewhere (a Logging collecting its namespace, a flow using it, its Logging fixed).
+        for reason in sluice::controller::status::NOT_RENDERED_REASONS {
+            let waiting = object(vec![
+                condition(
+                    "Ready",
+                    "False",
+                    reason,
+                    "no applied Logging collects team-a",
+                ),
+                condition("Degraded", "False", "NoProblems", ""),
+                condition("Warning", "False", "NoWarnings", ""),
+            ]);
+            assert_eq!(health(waiting).0, "Suspended", "{kind} {reason}");
+        }
         let undecided = object(vec![condition("Degraded", "False", "NoProblems", "")]);
         assert_eq!(health(undecided).0, "Progressing", "{kind}");
     }

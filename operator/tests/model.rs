@@ -950,3 +950,208 @@ fn a_splunk_token_that_cannot_be_a_header_is_left_out() {
     // One trailing line break is what `chomp` removes.
     assert_eq!(problems_with_client(spec, "token", "unused"), []);
 }
+
+// ---------------------------------------------------------------------------------------
+// Loggings are isolated from each other: of two claiming one control namespace (or one
+// agent host directory) the older keeps it, and a refused Logging contributes nothing.
+
+/// The examples plus `extra`, each Logging created at the instant `created` gives its name.
+fn loaded_created(extra: &str, created: &[(&str, &str)]) -> model::Objects {
+    let mut objects = load_with(extra).objects;
+    for logging in &mut objects.loggings {
+        let name = logging.metadata.name.clone().unwrap_or_default();
+        let at = created.iter().find(|(n, _)| *n == name).map(|(_, at)| at);
+        logging.metadata.creation_timestamp =
+            at.map(|at| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at.parse().unwrap()));
+    }
+    objects
+}
+
+/// A Logging named `name` with this spec (YAML flow mapping).
+fn logging_yaml(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: logging.sluice.dev/v1alpha1\nkind: Logging\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
+}
+
+fn logging_key(name: &str) -> ObjectKey {
+    ObjectKey::cluster(Kind::Logging, name)
+}
+
+/// `resolution` without the problems of Logging `refused`.
+fn without(resolution: &model::Resolution, refused: &str) -> model::Resolution {
+    let mut rest = resolution.clone();
+    rest.problems.remove(&logging_key(refused));
+    rest
+}
+
+/// Asserts Logging `refused` is refused for `reason` and that everything else resolves
+/// exactly as without it: same pipelines, same problems, so no Secret it names, no shared
+/// object it uses and no Flow or Output it would collect can tell it exists.
+fn assert_contributes_nothing(
+    baseline: &model::Resolution,
+    resolution: &model::Resolution,
+    refused: &str,
+    reason: &str,
+) {
+    let found = reasons(resolution, &logging_key(refused));
+    assert!(
+        found.iter().any(|(r, _)| *r == reason),
+        "{refused}: {found:?}"
+    );
+    assert!(resolution.pipelines.iter().all(|p| p.logging != refused));
+    assert_eq!(&without(resolution, refused), baseline);
+}
+
+/// A Logging that wants everything the examples' `main` has: all namespaces, the shared
+/// ClusterOutputs (the protected one too), and their Secrets' names for its own TLS.
+const GREEDY: &str = "{controlNamespace: sluice-system, defaultFlow: {globalOutputRefs: [security-siem, shared-loki]}, errorOutputRef: dead-letters, tls: {mode: Existing, existing: {serverSecretName: siem-hec, clientSecretName: loki-credentials}}}";
+
+#[test]
+fn the_older_logging_keeps_a_contested_control_namespace_whatever_the_names() {
+    let created = [
+        ("main", "2026-01-01T00:00:00Z"),
+        ("aaa-newcomer", "2026-02-01T00:00:00Z"),
+    ];
+    let baseline = model::resolve(&loaded_created("", &created).inventory());
+    assert_eq!(baseline.problems, Default::default());
+
+    // "aaa-newcomer" sorts before "main" by name, yet it came later.
+    let newcomer = logging_yaml("aaa-newcomer", GREEDY);
+    let objects = loaded_created(&newcomer, &created);
+    let resolution = model::resolve(&objects.inventory());
+    assert_contributes_nothing(
+        &baseline,
+        &resolution,
+        "aaa-newcomer",
+        "ControlNamespaceInUse",
+    );
+    let message = &resolution.problems[&logging_key("aaa-newcomer")][0].message;
+    assert!(message.contains("\"main\""), "{message}");
+
+    // Created first, the same Logging keeps the namespace and `main` is the one refused.
+    let swapped = [
+        ("main", "2026-02-01T00:00:00Z"),
+        ("aaa-newcomer", "2026-01-01T00:00:00Z"),
+    ];
+    let resolution = model::resolve(&loaded_created(&newcomer, &swapped).inventory());
+    assert_eq!(
+        reasons(&resolution, &logging_key("main")),
+        [("ControlNamespaceInUse", "spec.controlNamespace".to_owned())]
+    );
+    let admitted: Vec<&str> = resolution
+        .pipelines
+        .iter()
+        .map(|p| p.logging.as_str())
+        .collect();
+    assert_eq!(admitted, ["aaa-newcomer"]);
+}
+
+#[test]
+fn loggings_created_in_the_same_second_claim_in_name_order() {
+    let at = "2026-01-01T00:00:00Z";
+    let newcomer = logging_yaml("zzz", "{controlNamespace: sluice-system}");
+    let resolution =
+        model::resolve(&loaded_created(&newcomer, &[("main", at), ("zzz", at)]).inventory());
+    assert_eq!(
+        reasons(&resolution, &logging_key("zzz")),
+        [("ControlNamespaceInUse", "spec.controlNamespace".to_owned())]
+    );
+    assert!(!resolution.problems.contains_key(&logging_key("main")));
+}
+
+#[test]
+fn the_older_logging_keeps_its_agents_host_directory() {
+    let created = [
+        ("main", "2026-01-01T00:00:00Z"),
+        ("other", "2026-02-01T00:00:00Z"),
+    ];
+    let baseline = model::resolve(&loaded_created("", &created).inventory());
+    // `main` keeps its positions under the default /var/lib/sluice/main.
+    for path in [
+        "/var/lib/sluice/main",
+        "/var/lib/sluice/main/",
+        "/var/lib/sluice",
+    ] {
+        let other = logging_yaml(
+            "other",
+            &format!("{{controlNamespace: other-ns, agent: {{stateHostPath: {path:?}}}}}"),
+        );
+        let resolution = model::resolve(&loaded_created(&other, &created).inventory());
+        assert_contributes_nothing(&baseline, &resolution, "other", "StateHostPathInUse");
+    }
+    let apart = logging_yaml(
+        "other",
+        "{controlNamespace: other-ns, agent: {stateHostPath: /var/lib/sluice/mainline}}",
+    );
+    let resolution = model::resolve(&loaded_created(&apart, &created).inventory());
+    assert!(!resolution.problems.contains_key(&logging_key("other")));
+}
+
+#[test]
+fn a_refused_logging_contributes_nothing() {
+    let created = [
+        ("main", "2026-01-01T00:00:00Z"),
+        ("iw-other", "2026-02-01T00:00:00Z"),
+    ];
+    let allowed =
+        model::ControlNamespaces::Only(vec!["sluice-system".to_owned(), "iw-own".to_owned()]);
+    let resolve = |extra: &str| {
+        let objects = loaded_created(extra, &created);
+        let mut inventory = objects.inventory();
+        inventory.control_namespaces = allowed.clone();
+        model::resolve(&inventory)
+    };
+    let baseline = resolve("");
+    assert_eq!(baseline.problems, Default::default());
+    // A Flow of the refused Logging is no one's: not rendered, and without a problem (its
+    // Logging exists; its status says it is refused).
+    let flow = r#"
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: Flow
+metadata: {name: api-copy, namespace: payments}
+spec:
+  loggingRef: iw-other
+  localOutputRefs: [payments-es]
+  globalOutputRefs: [shared-loki]
+"#;
+    for (spec, reason) in [
+        // Not allowed: its control namespace is not one of --control-namespaces.
+        (
+            GREEDY.replace("sluice-system", "iw-norb"),
+            "ControlNamespaceNotAllowed",
+        ),
+        // Conflicting: `main` is older.
+        (GREEDY.to_owned(), "ControlNamespaceInUse"),
+        // Invalid, in an allowed namespace of its own.
+        (
+            GREEDY.replace("sluice-system", "iw-own").replace(
+                "dead-letters",
+                "dead-letters, globalFilters: [{grep: {regexp: [{key: a, pattern: '('}]}}]",
+            ),
+            "InvalidPattern",
+        ),
+    ] {
+        let other = logging_yaml("iw-other", &spec);
+        assert_contributes_nothing(&baseline, &resolve(&other), "iw-other", reason);
+        let with_flow = resolve(&format!("{other}{flow}"));
+        assert_contributes_nothing(&baseline, &with_flow, "iw-other", reason);
+        let key = ObjectKey::namespaced(Kind::Flow, "payments", "api-copy");
+        assert!(!with_flow.problems.contains_key(&key), "{reason}");
+    }
+}
+
+#[test]
+fn tls_disabled_is_a_warning_that_refuses_nothing() {
+    let plain = logging_yaml(
+        "plain",
+        "{controlNamespace: plain-ns, tls: {mode: Disabled}}",
+    );
+    let resolution = model::resolve(&load_with(&plain).objects.inventory());
+    let problems = &resolution.problems[&logging_key("plain")];
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].reason, "TlsDisabled");
+    assert!(problems[0].is_warning());
+    assert!(resolution.pipelines.iter().any(|p| p.logging == "plain"));
+}

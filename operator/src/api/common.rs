@@ -74,11 +74,13 @@ pub struct ObjectStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` and `Degraded` on every kind, plus kind-specific types.
+    /// `Ready`, `Degraded` (something to fix) and `Warning` (nothing to fix, worth knowing)
+    /// on every kind, plus kind-specific types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// Human-readable problems found in this object; empty when all is well.
+    /// Human-readable problems found in this object, warnings included; empty when all is
+    /// well.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }

@@ -50,7 +50,8 @@ use super::{
 #[serde(rename_all = "camelCase")]
 pub struct LoggingSpec {
     /// Namespace holding the aggregator, its Secrets and the TLS material. Cannot change
-    /// once set: delete and recreate the Logging to move it.
+    /// once set: delete and recreate the Logging to move it. One Logging per namespace: of
+    /// two naming the same one, the older keeps it and the other applies nothing.
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("controlNamespace is immutable"))]
     #[schemars(length(min = 1, max = 63))]
     pub control_namespace: String,
@@ -183,7 +184,8 @@ pub struct AgentSpec {
     #[schemars(length(max = 16), inner(length(min = 1, max = 1024)))]
     pub log_path_roots: Vec<String>,
     /// Host directory for tail positions and filesystem buffers, so a restarted agent resumes
-    /// where it stopped. Default: `/var/lib/sluice/<logging name>`.
+    /// where it stopped. Default: `/var/lib/sluice/<logging name>`. No two Loggings may
+    /// share it (nor nest one in the other): the older keeps it, the other applies nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_host_path: Option<String>,
     /// Upper bound of the on-disk buffer per node, as a fluent-bit size such as `2G`.
@@ -312,7 +314,8 @@ pub struct PodDisruptionBudgetSpec {
 #[x_kube(validation = kube::core::Rule::new("!has(self.mode) || self.mode != 'Existing' || has(self.existing)").message("mode Existing needs the existing Secret names"))]
 pub struct TlsSpec {
     /// `Managed` (default): Sluice mints, renews and rotates everything. `Existing`: use the
-    /// Secrets named in `existing`. `Disabled`: plain text, reported by a warning condition.
+    /// Secrets named in `existing`. `Disabled`: plain text, reported as the warning
+    /// `TlsDisabled` (`Warning` condition, not `Degraded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<TlsMode>,
     /// Key algorithm of minted keys. Default: `EcdsaP256`.
@@ -442,8 +445,8 @@ pub struct DefaultFlowSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoggingStatus {
-    /// Generation, conditions (`Ready`, `Degraded`, `CertificatesReady`, `AgentReady`,
-    /// `AggregatorReady`) and problems.
+    /// Generation, conditions (`Ready`, `Degraded`, `Warning`, `CertificatesReady`,
+    /// `AgentReady`, `AggregatorReady`) and problems.
     #[serde(flatten)]
     pub common: ObjectStatus,
     /// Validity of the TLS material in use.

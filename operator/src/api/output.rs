@@ -205,7 +205,8 @@ pub struct OutputTls {
     /// Client private key (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_ref: Option<SecretKeyRef>,
-    /// Skip verifying the endpoint's certificate. Reported as a problem on the object.
+    /// Skip verifying the endpoint's certificate. Reported as a warning on the object
+    /// (`Warning` condition, not `Degraded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_skip_verify: Option<bool>,
 }

@@ -356,10 +356,7 @@ pub(crate) fn agent_daemon_set(
     } else {
         agent.log_path_roots.clone()
     };
-    let state_path = agent
-        .state_host_path
-        .clone()
-        .unwrap_or_else(|| format!("/var/lib/sluice/{}", names.logging));
+    let state_path = names.agent_state_host_path(&pipeline.spec);
 
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();

@@ -34,7 +34,7 @@ pub fn markdown(crds: &[CustomResourceDefinition]) -> String {
          a test fails when it is stale. Defaults are applied by Sluice in memory and never written \
          into your objects, so GitOps tools see no drift. Every kind is in the `sluice` category \
          (`kubectl get sluice`) and has a `status` with `observedGeneration`, `conditions` \
-         (`Ready`, `Degraded`, and on Logging `CertificatesReady`, `AgentReady`, `AggregatorReady`) \
+         (`Ready`, `Degraded`, `Warning`, and on Logging `CertificatesReady`, `AgentReady`, `AggregatorReady`) \
          and `problems`.\n\n",
     );
     for crd in crds {

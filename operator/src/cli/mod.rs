@@ -87,7 +87,12 @@ pub fn main() -> ExitCode {
         };
     }
     let result = match cli.command {
-        Command::Render(args) => render::render(&args).map(|yaml| print!("{yaml}")),
+        Command::Render(args) => render::render(&args).map(|rendered| {
+            for warning in &rendered.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", rendered.yaml);
+        }),
         Command::Explain(args) => run_explain(&args).map(|text| print!("{text}")),
         Command::Crds { out_dir, api_docs } => {
             crds(out_dir.as_deref(), api_docs.as_deref()).map_err(|e| vec![e])
@@ -129,7 +134,7 @@ fn run_explain(args: &ExplainArgs) -> Result<String, Vec<String>> {
         container: args.container.clone(),
     };
     let resolution = crate::model::resolve(&loaded.objects.inventory());
-    for warning in render::problems_as_errors(&loaded, &resolution) {
+    for warning in render::problems_as_messages(&loaded, &resolution, |_| true) {
         eprintln!("warning: {warning}");
     }
     Ok(explain::explain(&resolution.pipelines, &record))

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use super::input::{self, InputError, Loaded};
 use crate::build;
-use crate::model::{self, Resolution};
+use crate::model::{self, Problem, Resolution};
 use crate::pki::{self, PkiRequest};
 
 /// Options of `sluice render`.
@@ -25,8 +25,15 @@ pub struct RenderArgs {
     pub now: Option<jiff::Timestamp>,
 }
 
+/// What `render` produced: the YAML stream, and warnings that did not stop it.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pub yaml: String,
+    pub warnings: Vec<String>,
+}
+
 /// Renders to a YAML stream, or every error found.
-pub fn render(args: &RenderArgs) -> Result<String, Vec<String>> {
+pub fn render(args: &RenderArgs) -> Result<Rendered, Vec<String>> {
     let loaded = input::load(&args.files).map_err(to_messages)?;
     let existing = match &args.pki_from {
         Some(path) => previous_secrets(path)?,
@@ -51,9 +58,9 @@ pub fn render_loaded(
     loaded: &Loaded,
     previous: &[Secret],
     now: jiff::Timestamp,
-) -> Result<String, Vec<String>> {
+) -> Result<Rendered, Vec<String>> {
     let resolution = model::resolve(&loaded.objects.inventory());
-    let mut errors = problems_as_errors(loaded, &resolution);
+    let mut errors = problems_as_messages(loaded, &resolution, |p| !p.is_warning());
     if resolution.pipelines.is_empty() && errors.is_empty() {
         errors.push(
             "no Logging found: nothing to render (a Logging is the root of every pipeline)"
@@ -107,24 +114,32 @@ pub fn render_loaded(
         }
     }
     if errors.is_empty() {
-        Ok(out)
+        Ok(Rendered {
+            yaml: out,
+            warnings: problems_as_messages(loaded, &resolution, Problem::is_warning),
+        })
     } else {
         Err(errors)
     }
 }
 
-/// Every problem the model found, prefixed with where the object came from.
-pub fn problems_as_errors(loaded: &Loaded, resolution: &Resolution) -> Vec<String> {
-    let mut errors = Vec::new();
+/// The problems the model found that `which` selects, prefixed with where the object came
+/// from.
+pub fn problems_as_messages(
+    loaded: &Loaded,
+    resolution: &Resolution,
+    which: impl Fn(&Problem) -> bool,
+) -> Vec<String> {
+    let mut messages = Vec::new();
     for (key, problems) in &resolution.problems {
         let origin = loaded
             .origins
             .get(key)
             .map(|o| format!("{o}: "))
             .unwrap_or_default();
-        for problem in problems {
-            errors.push(format!("{origin}{key}: {problem}"));
+        for problem in problems.iter().filter(|p| which(p)) {
+            messages.push(format!("{origin}{key}: {problem}"));
         }
     }
-    errors
+    messages
 }

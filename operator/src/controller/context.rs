@@ -14,6 +14,7 @@ use kube::runtime::reflector::Store;
 use super::metrics::Metrics;
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
 use crate::build::{BuildError, Child, ChildKind};
+pub use crate::model::ControlNamespaces;
 use crate::model::{Inventory, ObjectKey, Pipeline, Resolution};
 use crate::pki::{PkiPlan, PkiRequest};
 
@@ -76,19 +77,10 @@ pub struct Stores {
     /// Objects Sluice created, by kind, selected by label. Secrets are cached per control
     /// namespace (one store each), and only Sluice's own.
     pub children: BTreeMap<ChildKind, Vec<Store<DynamicObject>>>,
-    /// The namespaces Sluice may write Secrets in.
+    /// The namespaces Sluice may write Secrets in; Loggings naming another are refused.
+    /// Explicit, because "any" needs cluster-wide Secret `list`/`watch` RBAC that a default
+    /// install does not grant.
     pub control_namespaces: ControlNamespaces,
-}
-
-/// Where Loggings may put their control namespace, and so where Sluice watches and writes
-/// Secrets. Explicit, because "any" needs cluster-wide Secret `list`/`watch` RBAC that a
-/// default install does not grant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ControlNamespaces {
-    /// These namespaces only, one Secret watch each (a RoleBinding each).
-    Only(Vec<String>),
-    /// Any namespace: one cluster-wide Secret watch (a ClusterRoleBinding).
-    All,
 }
 
 impl Stores {
@@ -112,25 +104,6 @@ impl Stores {
     }
 }
 
-impl ControlNamespaces {
-    /// Whether a Logging may use `namespace` as its control namespace.
-    pub fn allows(&self, namespace: &str) -> bool {
-        match self {
-            Self::Only(namespaces) => namespaces.iter().any(|n| n == namespace),
-            Self::All => true,
-        }
-    }
-}
-
-impl std::fmt::Display for ControlNamespaces {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Only(namespaces) => f.write_str(&namespaces.join(", ")),
-            Self::All => f.write_str("*"),
-        }
-    }
-}
-
 impl Stores {
     /// Every cached child of a kind.
     pub fn children_of(&self, kind: ChildKind) -> Vec<Arc<DynamicObject>> {
@@ -138,11 +111,6 @@ impl Stores {
             .get(&kind)
             .map(|stores| stores.iter().flat_map(Store::state).collect())
             .unwrap_or_default()
-    }
-
-    /// Whether a Logging may use `namespace` as its control namespace.
-    pub fn control_namespace_allowed(&self, namespace: &str) -> bool {
-        self.control_namespaces.allows(namespace)
     }
 }
 

@@ -20,8 +20,9 @@ use kube::{Resource, ResourceExt};
 use super::context::Context;
 use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
 use crate::build::ChildKind;
-use crate::model::{Inventory, Kind, ObjectKey};
+use crate::model::{self, Inventory, Kind, ObjectKey};
 use crate::render::escape::is_dns_subdomain;
+use crate::routing::Watched;
 
 /// A Secret by namespace and name.
 pub type SecretName = (String, String);
@@ -105,6 +106,7 @@ impl Snapshot {
             namespaces,
             secret_errors: BTreeMap::new(),
             config_rejected: current_blame(ctx),
+            control_namespaces: ctx.stores.control_namespaces.clone(),
         }
     }
 }
@@ -194,39 +196,51 @@ fn to_secret(object: &DynamicObject) -> Option<Secret> {
     serde_json::from_value(value).ok()
 }
 
-/// Every user Secret the inventory's objects name, by namespace and name: Secrets named by
-/// an Output live in its namespace; those named by a ClusterOutput or a Logging live in a
-/// Logging's control namespace. Flows are not walked: no filter takes a Secret, and the
+/// Every user Secret the admitted Loggings may read, by namespace and name: those named by
+/// an Output one of them collects live in its namespace; those named by a ClusterOutput or a
+/// Logging live in the control namespace of a Logging it belongs to. A refused Logging
+/// (`model::admit`) causes no read. Flows are not walked: no filter takes a Secret, and the
 /// model reads Secrets only for outputs (walking 10,000 flow specs was 7 % of a reconcile).
 pub fn referenced_secrets(inventory: &Inventory<'_>) -> BTreeSet<SecretName> {
-    let control_namespaces: BTreeSet<String> = inventory
-        .loggings
+    let admitted = model::admit(&inventory.loggings, &inventory.control_namespaces).admitted;
+    let collectors: Vec<(&str, Watched)> = admitted
         .iter()
-        .map(|l| l.spec.control_namespace.clone())
+        .map(|l| {
+            (
+                l.metadata.name.as_deref().unwrap_or_default(),
+                model::watched_namespaces(&l.spec, &inventory.namespaces),
+            )
+        })
         .collect();
+    let collected = |logging_ref: Option<&str>, namespace: Option<&str>| -> Vec<&Logging> {
+        admitted
+            .iter()
+            .zip(&collectors)
+            .filter(|(_, (name, watched))| model::belongs(name, watched, logging_ref, namespace))
+            .map(|(logging, _)| *logging)
+            .collect()
+    };
     let mut names = BTreeSet::new();
-    let mut add_in = |namespaces: &mut dyn Iterator<Item = String>, refs: &BTreeSet<String>| {
-        for namespace in namespaces {
-            for name in refs {
-                names.insert((namespace.clone(), name.clone()));
-            }
+    let mut add_in = |namespace: &str, refs: &BTreeSet<String>| {
+        for name in refs {
+            names.insert((namespace.to_owned(), name.clone()));
         }
     };
     for output in &inventory.outputs {
-        add_in(
-            &mut output.namespace().into_iter(),
-            &secret_ref_names(&output.spec),
-        );
+        let namespace = output.namespace().unwrap_or_default();
+        if !collected(output.spec.logging_ref.as_deref(), Some(&namespace)).is_empty() {
+            add_in(&namespace, &secret_ref_names(&output.spec));
+        }
     }
     for output in &inventory.cluster_outputs {
-        add_in(
-            &mut control_namespaces.iter().cloned(),
-            &secret_ref_names(&output.spec),
-        );
+        let refs = secret_ref_names(&output.spec);
+        for logging in collected(output.spec.output.logging_ref.as_deref(), None) {
+            add_in(&logging.spec.control_namespace, &refs);
+        }
     }
-    for logging in &inventory.loggings {
+    for logging in &admitted {
         add_in(
-            &mut std::iter::once(logging.spec.control_namespace.clone()),
+            &logging.spec.control_namespace,
             &logging_secret_names(logging),
         );
     }

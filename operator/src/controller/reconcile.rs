@@ -7,7 +7,7 @@
 //! anyway, computes them afresh).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -204,24 +204,8 @@ async fn reconcile_logging(
     let mut workloads: (Option<Arc<DynamicObject>>, Option<Arc<DynamicObject>>) = (None, None);
     let mut overflowed = Vec::new();
     let mut certificates_changed = false;
-    let allowed = ctx
-        .stores
-        .control_namespace_allowed(&logging.spec.control_namespace);
-    if !allowed {
-        problems.push(Problem {
-            reason: "ControlNamespaceNotAllowed",
-            field: "spec.controlNamespace".to_owned(),
-            message: format!(
-                "{} is not one of the operator's --control-namespaces ({}); nothing is applied",
-                logging.spec.control_namespace, ctx.stores.control_namespaces
-            ),
-        });
-    }
-    let pipeline = resolution
-        .pipelines
-        .iter()
-        .find(|p| p.logging == name)
-        .filter(|_| allowed);
+    // No pipeline: the model refused the Logging (`model::admit`) and its problems say why.
+    let pipeline = resolution.pipelines.iter().find(|p| p.logging == name);
     if let Some(pipeline) = pipeline {
         let existing = inventory::secrets_in(&pipeline.names.control_namespace, &inventory.secrets);
         let rollout = Rollout::Observed {
@@ -663,11 +647,17 @@ async fn update_object_statuses(
             .await;
     }
     let users = users_by_object(resolution);
+    let admitted: HashSet<&str> = resolution
+        .pipelines
+        .iter()
+        .map(|p| p.logging.as_str())
+        .collect();
     let stores = &ctx.stores;
     let mut pass = StatusPass {
         ctx,
         resolution,
         users: &users,
+        admitted: &admitted,
         now,
         current: &mut current,
         pending: Vec::new(),
@@ -782,9 +772,9 @@ fn users_by_object(resolution: &Resolution) -> HashMap<&ObjectKey, Cow<'_, str>>
 fn unused_reason(kind: Kind) -> &'static str {
     match kind {
         Kind::Flow => {
-            "valid, but no Logging collects this namespace (see the Logging's watchNamespaces and this flow's loggingRef)"
+            "valid, but no applied Logging collects this namespace (see the Loggings' watchNamespaces and status, and this flow's loggingRef)"
         }
-        Kind::ClusterFlow => "valid, but no Logging uses it (see loggingRef)",
+        Kind::ClusterFlow => "valid, but no applied Logging uses it (see loggingRef)",
         Kind::Output | Kind::ClusterOutput => "valid, but no flow sends records to it",
         Kind::Logging => "",
     }
@@ -799,21 +789,30 @@ fn status_inputs(problems: &[Problem], usage: status::Usage<'_>) -> u64 {
     hasher.finish()
 }
 
-/// Access to the status of the four non-Logging kinds.
+/// Access to the status and `loggingRef` of the four non-Logging kinds.
 pub trait HasObjectStatus {
     fn object_status(&self) -> Option<&crate::api::ObjectStatus>;
+    fn logging_ref(&self) -> Option<&str>;
 }
 
 macro_rules! has_object_status {
-    ($($kind:ty),*) => {$(
+    ($($kind:ty => $($spec:ident).+),*) => {$(
         impl HasObjectStatus for $kind {
             fn object_status(&self) -> Option<&crate::api::ObjectStatus> {
                 self.status.as_ref()
             }
+            fn logging_ref(&self) -> Option<&str> {
+                self.$($spec).+.logging_ref.as_deref()
+            }
         }
     )*};
 }
-has_object_status!(Flow, ClusterFlow, Output, ClusterOutput);
+has_object_status!(
+    Flow => spec,
+    ClusterFlow => spec,
+    Output => spec,
+    ClusterOutput => spec.output
+);
 
 /// An object's current problems, to be announced as Events against what its status recorded.
 struct Announcement<'a> {
@@ -828,6 +827,8 @@ struct StatusPass<'a> {
     ctx: &'a Context,
     resolution: &'a Resolution,
     users: &'a HashMap<&'a ObjectKey, Cow<'a, str>>,
+    /// Loggings with a pipeline: admitted, and so applied by their own reconciles.
+    admitted: &'a HashSet<&'a str>,
     now: jiff::Timestamp,
     current: &'a mut CurrentStatuses,
     /// The statuses that changed, sorted within each kind.
@@ -864,9 +865,12 @@ impl StatusPass<'_> {
                 .get(&key)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            let usage = match self.users.get(&key) {
-                Some(loggings) => status::Usage::InUse(loggings),
-                None => status::Usage::Unused(unused_reason(kind)),
+            let usage = match (self.users.get(&key), object.logging_ref()) {
+                (Some(loggings), _) => status::Usage::InUse(loggings),
+                (None, Some(logging)) if !self.admitted.contains(logging) => {
+                    status::Usage::LoggingRefused(logging)
+                }
+                (None, _) => status::Usage::Unused(unused_reason(kind)),
             };
             let version = (
                 object.meta().uid.as_deref(),

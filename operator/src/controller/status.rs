@@ -11,6 +11,9 @@ use crate::model::Problem;
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
+/// True while the object has warnings ([`crate::model::WARNING_REASONS`]): reported, but
+/// nothing to fix, so they never set `Degraded` (Argo CD shows `Degraded` as unhealthy).
+pub const WARNING: &str = "Warning";
 pub const CERTIFICATES_READY: &str = "CertificatesReady";
 pub const AGENT_READY: &str = "AgentReady";
 pub const AGGREGATOR_READY: &str = "AggregatorReady";
@@ -71,28 +74,84 @@ pub fn problem_lines(problems: &[Problem]) -> Vec<String> {
     lines
 }
 
-fn problems_verdict(problems: &[Problem]) -> Verdict {
-    let mut sorted = problems.to_vec();
-    sorted.sort();
-    match sorted.first() {
-        None => Verdict::new(false, "NoProblems", "no problems found"),
-        Some(first) => Verdict::new(true, first.reason, problem_lines(&sorted).join("; ")),
+/// `Degraded`: the problems someone has to fix, warnings left out.
+fn degraded_verdict(problems: &[Problem]) -> Verdict {
+    let mut errors: Vec<Problem> = problems
+        .iter()
+        .filter(|p| !p.is_warning())
+        .cloned()
+        .collect();
+    errors.sort();
+    match errors.first() {
+        Some(first) => Verdict::new(true, first.reason, problem_lines(&errors).join("; ")),
+        None if problems.is_empty() => Verdict::new(false, "NoProblems", "no problems found"),
+        None => Verdict::new(
+            false,
+            "NoProblems",
+            "nothing to fix; see the Warning condition",
+        ),
     }
 }
 
-/// How a Flow, ClusterFlow, Output or ClusterOutput figures in the resolved pipelines.
+/// `Warning`: the warnings alone.
+fn warning_verdict(problems: &[Problem]) -> Verdict {
+    let mut warnings: Vec<Problem> = problems
+        .iter()
+        .filter(|p| p.is_warning())
+        .cloned()
+        .collect();
+    warnings.sort();
+    match warnings.first() {
+        Some(first) => Verdict::new(true, first.reason, problem_lines(&warnings).join("; ")),
+        None => Verdict::new(false, "NoWarnings", "no warnings"),
+    }
+}
+
+/// How a Flow, ClusterFlow, Output or ClusterOutput figures in the resolved pipelines. Only
+/// admitted Loggings (`model::admit`) have pipelines, and each applies its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Usage<'a> {
     /// Part of the rendered configuration of these Loggings.
     InUse(&'a str),
-    /// Valid, but nothing uses it; the text says why.
+    /// In no Logging's configuration; the text says why.
     Unused(&'a str),
+    /// Its `loggingRef` names this Logging, which is refused and applies nothing.
+    LoggingRefused(&'a str),
 }
 
-/// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready` says whether it is
-/// usable: in the rendered configuration, or valid but unused; it is False only when its
-/// problems kept it out. `Degraded` lists every problem, including warnings on objects that
-/// are still in use (such as disabled certificate verification).
+/// Reasons of a `Ready` False that only wait for something outside the object: it is valid,
+/// and no Logging that applies anything renders it. Argo CD shows them as Suspended.
+pub const NOT_RENDERED_REASONS: &[&str] = &["Unused", "LoggingRefused"];
+
+/// `Ready` of a Flow, ClusterFlow, Output or ClusterOutput: True only when a Logging that is
+/// applied renders it. Decided here alone, so what "runs" means can grow in one place.
+fn object_ready(usage: Usage<'_>, degraded: &Verdict) -> Verdict {
+    match usage {
+        Usage::InUse(loggings) => Verdict::new(
+            true,
+            "Accepted",
+            format!("included in the rendered configuration of Logging {loggings}"),
+        ),
+        _ if degraded.ok => Verdict::new(
+            false,
+            degraded.reason.as_str(),
+            "left out of the rendered configuration; see Degraded",
+        ),
+        Usage::Unused(why) => Verdict::new(false, "Unused", why),
+        Usage::LoggingRefused(logging) => Verdict::new(
+            false,
+            "LoggingRefused",
+            format!(
+                "valid, but its loggingRef names Logging {logging}, which is refused and applies nothing; see that Logging's status"
+            ),
+        ),
+    }
+}
+
+/// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready`: part of the configuration
+/// of a Logging that is applied ([`object_ready`]). `Degraded`: problems someone has to fix,
+/// whether they kept the object out or not (an Output one of whose flows' outputs is missing
+/// still runs). `Warning`: warnings, such as disabled certificate verification.
 pub fn object_status(
     generation: Option<i64>,
     problems: &[Problem],
@@ -101,25 +160,15 @@ pub fn object_status(
     now: jiff::Timestamp,
 ) -> ObjectStatus {
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
-    let degraded = problems_verdict(problems);
-    let ready = match usage {
-        Usage::InUse(loggings) => Verdict::new(
-            true,
-            "Accepted",
-            format!("included in the rendered configuration of Logging {loggings}"),
-        ),
-        Usage::Unused(why) if problems.is_empty() => Verdict::new(true, "Unused", why),
-        Usage::Unused(_) => Verdict::new(
-            false,
-            degraded.reason.as_str(),
-            "left out of the rendered configuration; see Degraded",
-        ),
-    };
+    let degraded = degraded_verdict(problems);
+    let ready = object_ready(usage, &degraded);
+    let warning = warning_verdict(problems);
     ObjectStatus {
         observed_generation: generation,
         conditions: vec![
             condition(READY, &ready, generation, previous_conditions, now),
             condition(DEGRADED, &degraded, generation, previous_conditions, now),
+            condition(WARNING, &warning, generation, previous_conditions, now),
         ],
         problems: problem_lines(problems),
     }
@@ -131,7 +180,7 @@ pub struct LoggingFacts<'a> {
     pub generation: Option<i64>,
     /// The Logging's own problems plus those of its TLS plan.
     pub problems: Vec<Problem>,
-    /// False when the Logging is invalid and nothing was built.
+    /// False when the Logging is refused (`model::admit`) and nothing was built.
     pub built: bool,
     pub tls_mode: TlsMode,
     pub certificates: Option<CertificatesStatus>,
@@ -262,7 +311,8 @@ pub fn logging_status(
         .map(|p| p.common.conditions.as_slice())
         .unwrap_or(&[]);
     let generation = facts.generation;
-    let degraded = problems_verdict(&facts.problems);
+    let degraded = degraded_verdict(&facts.problems);
+    let warning = warning_verdict(&facts.problems);
     let certificates = certificates_verdict(facts);
     let agent = agent_verdict(facts.agent);
     let aggregator = aggregator_verdict(facts.aggregator);
@@ -271,7 +321,7 @@ pub fn logging_status(
         Verdict::new(
             false,
             degraded.reason.as_str(),
-            "the Logging is invalid; nothing was applied",
+            "the Logging is refused; nothing was applied (see Degraded)",
         )
     } else if !agent.ok {
         Verdict::new(false, "AgentNotReady", agent.message.clone())
@@ -285,6 +335,7 @@ pub fn logging_status(
     let mut conditions = vec![
         condition(READY, &ready, generation, previous_conditions, now),
         condition(DEGRADED, &degraded, generation, previous_conditions, now),
+        condition(WARNING, &warning, generation, previous_conditions, now),
         condition(
             CERTIFICATES_READY,
             &certificates,
@@ -433,23 +484,81 @@ mod tests {
         let degraded = status.conditions.iter().find(|c| c.type_ == DEGRADED);
         assert_eq!(degraded.map(|c| c.reason.as_str()), Some("Alpha"));
         assert_eq!(degraded.map(|c| c.status.as_str()), Some("True"));
-        // A warning on an object still in use: Degraded, yet Ready.
+        // A problem on an object still in use (one of a flow's outputs is missing): it runs,
+        // and someone has to fix it.
         let ready = status.conditions.iter().find(|c| c.type_ == READY);
         assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
     }
 
+    fn find<'a>(status: &'a ObjectStatus, type_: &str) -> (&'a str, &'a str) {
+        let found = status.conditions.iter().find(|c| c.type_ == type_);
+        found.map_or(("", ""), |c| (c.status.as_str(), c.reason.as_str()))
+    }
+
     #[test]
-    fn valid_but_unused_objects_are_ready_and_say_why() {
+    fn warnings_leave_degraded_false_and_set_warning() {
         let status = object_status(
+            Some(1),
+            &[problem("TlsVerificationDisabled", "spec.http.tls")],
+            Usage::InUse("main"),
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(find(&status, READY), ("True", "Accepted"));
+        assert_eq!(find(&status, DEGRADED), ("False", "NoProblems"));
+        assert_eq!(find(&status, WARNING), ("True", "TlsVerificationDisabled"));
+        assert_eq!(status.problems, vec!["spec.http.tls: broken".to_owned()]);
+
+        let both = object_status(
+            Some(1),
+            &[
+                problem("TlsVerificationDisabled", "spec.http.tls"),
+                problem("OutputNotFound", "spec.x"),
+            ],
+            Usage::InUse("main"),
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(find(&both, DEGRADED), ("True", "OutputNotFound"));
+        assert_eq!(find(&both, WARNING), ("True", "TlsVerificationDisabled"));
+    }
+
+    #[test]
+    fn a_logging_with_tls_disabled_is_not_degraded() {
+        let facts = LoggingFacts {
+            built: true,
+            tls_mode: TlsMode::Disabled,
+            problems: vec![problem("TlsDisabled", "spec.tls.mode")],
+            ..LoggingFacts::default()
+        };
+        let status = logging_status(&facts, None, jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!(find(&status.common, DEGRADED), ("False", "NoProblems"));
+        assert_eq!(find(&status.common, WARNING), ("True", "TlsDisabled"));
+    }
+
+    #[test]
+    fn objects_no_applied_logging_renders_are_not_ready_and_say_why() {
+        let unused = object_status(
             Some(1),
             &[],
             Usage::Unused("no flow sends records to it"),
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
-        let ready = status.conditions.iter().find(|c| c.type_ == READY);
-        assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
-        assert_eq!(ready.map(|c| c.reason.as_str()), Some("Unused"));
+        assert_eq!(find(&unused, READY), ("False", "Unused"));
+        assert_eq!(find(&unused, DEGRADED), ("False", "NoProblems"));
+        let refused = object_status(
+            Some(1),
+            &[],
+            Usage::LoggingRefused("other"),
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(find(&refused, READY), ("False", "LoggingRefused"));
+        for status in [&unused, &refused] {
+            let reason = find(status, READY).1;
+            assert!(NOT_RENDERED_REASONS.contains(&reason), "{reason}");
+        }
     }
 
     #[test]

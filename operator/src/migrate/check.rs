@@ -31,14 +31,8 @@ const STAND_IN_LOGGING: &str = "sluice-migrate-check";
 /// Problems of Sluice's model that concern the cluster rather than the conversion.
 const TO_DO_REASONS: &[&str] = &["SecretNotFound", "SecretUnreadable"];
 /// Problems that change an object without leaving it out, or that follow from another
-/// object's (reported on that one).
-const CHANGED_REASONS: &[&str] = &[
-    "BufferLimitLowered",
-    "TlsVerificationDisabled",
-    "BufferOvercommitted",
-    "NoUsableOutputs",
-    "OutputInvalid",
-];
+/// object's (reported on that one); warnings (`Problem::is_warning`) count too.
+const CHANGED_REASONS: &[&str] = &["BufferOvercommitted", "NoUsableOutputs", "OutputInvalid"];
 
 /// Routing checks per domain, and report entries per source object for the problems Sluice
 /// finds in what was converted.
@@ -107,7 +101,7 @@ pub fn check(
 fn problem_entry(key: &ObjectKey, problem: &Problem) -> Entry {
     let status = if TO_DO_REASONS.contains(&problem.reason) {
         Status::ToDo
-    } else if CHANGED_REASONS.contains(&problem.reason) {
+    } else if problem.is_warning() || CHANGED_REASONS.contains(&problem.reason) {
         Status::Changed
     } else {
         Status::NotConverted

@@ -1,7 +1,7 @@
 //! The Logging itself: names Sluice derives objects from, the TLS settings the aggregator
 //! compiles, and the Logging's own filters.
 
-use crate::api::LoggingSpec;
+use crate::api::{LoggingSpec, TlsMode};
 use crate::model::{Problem, problem};
 use crate::render::escape::is_dns_label;
 
@@ -38,6 +38,14 @@ pub fn validate_logging(name: &str, spec: &LoggingSpec) -> Vec<Problem> {
         }
     }
     if let Some(tls) = &spec.tls {
+        if tls.mode == Some(TlsMode::Disabled) {
+            // A choice, not a fault: a warning (`Problem::is_warning`).
+            problems.push(problem(
+                "TlsDisabled",
+                "spec.tls.mode",
+                "TLS is disabled: agents send records to the aggregator in plain text, which anyone on the path can read and alter",
+            ));
+        }
         for (field, value) in [
             ("caValidity", &tls.ca_validity),
             ("leafValidity", &tls.leaf_validity),
