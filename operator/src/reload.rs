@@ -176,14 +176,30 @@ impl Reloader {
         }
     }
 
-    /// While draining: counts the chunks left and asks the process to flush them now.
-    async fn drain_pass(&mut self) {
+    /// What the process runs without this reloader having told it: the revision the init
+    /// container (`--once`, another process) installed, or one a restarted sidecar finds.
+    /// The process loaded it when it started, so it is running and was accepted: reported as
+    /// such, or the operator would never promote a pod's first revision.
+    fn adopt_current(&mut self) {
+        if self.lock().running.is_some() {
+            return;
+        }
+        if let Some(current) = self.running() {
+            self.record_accepted(&current);
+            self.lock().running = Some(current);
+        }
+    }
+
+    /// While draining: counts the chunks left and, with `flush`, asks the process to flush
+    /// them now.
+    async fn drain_pass(&mut self, flush: bool) {
         if !self.lock().draining {
             return;
         }
         let chunks = self.settings.buffer_dir.as_deref().map(count_chunks);
         self.lock().buffered_chunks = chunks;
-        if chunks != Some(0)
+        if flush
+            && chunks != Some(0)
             && let Some(url) = &self.settings.flush_url
             && let Err(error) = http::trigger(url, Method::Get).await
         {
@@ -192,9 +208,23 @@ impl Reloader {
     }
 
     /// One pass of the watch loop: retry a pending reload, then take the newest candidate if
-    /// it is complete, new and not rejected before.
+    /// it is complete, new and not rejected before; while draining, flush.
     pub async fn step(&mut self) -> Result<Outcome, ReloadError> {
-        self.drain_pass().await;
+        let outcome = self.apply_newest().await;
+        // Never a flush request right behind a reload: fluentd flushes from a thread of its
+        // own, which then runs into buffers the reload is shutting down (`Buffer#terminate`
+        // leaves `@queue` nil: "undefined method `empty?' for nil" on flush). The next pass,
+        // one poll interval later, flushes.
+        let reloaded = matches!(
+            outcome,
+            Ok(Outcome::Applied(_) | Outcome::AppliedReloadPending(_))
+        );
+        self.drain_pass(!reloaded).await;
+        outcome
+    }
+
+    async fn apply_newest(&mut self) -> Result<Outcome, ReloadError> {
+        self.adopt_current();
         if self.running().is_none() {
             // No init container ran (or it failed): do its job first.
             return Ok(match self.prepare().await {

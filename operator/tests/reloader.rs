@@ -55,7 +55,7 @@ async fn endpoint() -> Endpoint {
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (c, h) = (calls.clone(), healthy.clone());
     let router = axum::Router::new().route(
-        "/api/config.gracefulReload",
+        "/api/config.reload",
         axum::routing::get(move || {
             let (c, h) = (c.clone(), h.clone());
             async move {
@@ -72,7 +72,7 @@ async fn endpoint() -> Endpoint {
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
     Endpoint {
-        url: format!("http://{address}/api/config.gracefulReload"),
+        url: format!("http://{address}/api/config.reload"),
         calls,
         healthy,
     }
@@ -184,6 +184,56 @@ async fn an_accepted_revision_becomes_current_and_the_process_reloads_once() {
     assert_eq!(endpoint.calls.load(Ordering::SeqCst), 1);
 }
 
+/// The init container (`sluice reload --once`, a process of its own) installs the first
+/// revision; the sidecar, started afterwards, must report it as running and accepted, or the
+/// operator never promotes a pod's first revision.
+#[tokio::test]
+async fn the_sidecar_reports_the_revision_the_init_container_installed() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    let first = write_bundle(&pod.candidate, "# one flow\n", "s3cret");
+    let settings = settings(&pod, &endpoint.url);
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["reload", "--once", "--entry", "fluent.conf"])
+        .arg(format!("--reload-url={}", endpoint.url))
+        .arg(format!("--candidate={}", pod.candidate.display()))
+        .arg(format!("--accepted={}", pod.accepted.display()))
+        .arg(format!("--active={}", pod.active.display()))
+        .arg(format!(
+            "--termination-log={}",
+            pod.active.join("termination-log").display()
+        ))
+        .arg("--")
+        .args(&settings.validate)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+
+    let mut sidecar = Reloader::new(settings);
+    assert_eq!(sidecar.step().await.unwrap(), Outcome::Idle);
+    let status = sidecar.status();
+    assert_eq!(status.running.as_deref(), Some(first.as_str()));
+    assert_eq!(status.accepted, vec![first.clone()]);
+    assert_eq!(status.candidate.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        checks(&pod).len(),
+        1,
+        "the init container's check is not repeated"
+    );
+    assert_eq!(
+        endpoint.calls.load(Ordering::SeqCst),
+        0,
+        "the process loaded it when it started: no reload"
+    );
+    // The next revision goes through as usual and replaces it.
+    let second = write_bundle(&pod.candidate, "# two flows\n", "s3cret");
+    assert_eq!(
+        sidecar.step().await.unwrap(),
+        Outcome::Applied(second.clone())
+    );
+    assert_eq!(sidecar.status().accepted, vec![second, first]);
+}
+
 #[tokio::test]
 async fn a_rejected_revision_never_replaces_the_running_one_and_is_not_retried() {
     let endpoint = endpoint().await;
@@ -261,10 +311,7 @@ async fn an_unreachable_reload_endpoint_is_reported() {
     write_bundle(&pod.candidate, "# one\n", "s3cret");
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/api/config.gracefulReload",
-        closed.local_addr().unwrap()
-    );
+    let url = format!("http://{}/api/config.reload", closed.local_addr().unwrap());
     drop(closed);
     let mut reloader = Reloader::new(settings(&pod, &url));
     reloader.prepare().await.unwrap();
@@ -565,4 +612,42 @@ fn the_reloader_command_lines_the_pods_run_are_accepted_by_the_binary() {
         }
     }
     assert_eq!(checked, 2, "the agent's and the aggregator's");
+}
+
+/// A drain's flush request never follows a reload in the same pass: fluentd flushes from a
+/// thread of its own, and one that runs while the reload shuts the old buffers down fails
+/// with "undefined method `empty?' for nil" (Buffer#terminate). The flush waits for the next
+/// pass.
+#[tokio::test]
+async fn a_drain_never_asks_for_a_flush_right_behind_a_reload() {
+    let reload = endpoint().await;
+    let flush = endpoint().await;
+    let pod = pod();
+    write_bundle(&pod.candidate, "# one\n", "s3cret");
+    let buffers = pod.active.parent().unwrap().join("buffers");
+    std::fs::create_dir_all(&buffers).unwrap();
+    std::fs::write(buffers.join("buffer.b1.log"), "x").unwrap();
+    let mut settings = settings(&pod, &reload.url);
+    settings.buffer_dir = Some(buffers);
+    settings.flush_url = Some(flush.url.clone());
+    let mut reloader = Reloader::new(settings);
+    reloader.prepare().await.unwrap();
+    reloader.status_handle().lock().unwrap().draining = true;
+
+    let next = write_bundle(&pod.candidate, "# two\n", "s3cret");
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(next));
+    assert_eq!(reload.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        flush.calls.load(Ordering::SeqCst),
+        0,
+        "not in the pass that reloaded"
+    );
+    assert_eq!(reloader.status().buffered_chunks, Some(1));
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(
+        flush.calls.load(Ordering::SeqCst),
+        1,
+        "the next pass flushes"
+    );
+    assert_eq!(reload.calls.load(Ordering::SeqCst), 1);
 }
