@@ -24,6 +24,9 @@ pub const CERT_VERIFIER_FILE: &str = "cert-verifier.rb";
 /// (grep, parser expressions) run on the worker every tenant shares; a backtracking pattern
 /// must not stall it. Ruby >= 3.2 raises `Regexp::TimeoutError` once a match runs longer.
 pub const REGEXP_TIMEOUT_SECONDS: f64 = 1.0;
+/// Label receiving the records an output gave up on (fluentd's error stream), which goes to
+/// the Logging's error output.
+pub const ERROR_LABEL: &str = "@ERROR";
 /// Label receiving fluentd's own log events (fluentd's `Fluent::Log::LOG_EVENT_LABEL`).
 pub const FLUENT_LOG_LABEL: &str = "@FLUENT_LOG";
 
@@ -274,7 +277,7 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
 }
 
 fn write_error_label(w: &mut Writer, pipeline: &Pipeline) {
-    w.open("label", Some("@ERROR"));
+    w.open("label", Some(ERROR_LABEL));
     w.open("match", Some("**"));
     match pipeline
         .error_output
@@ -396,6 +399,14 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorF
         main.blank();
         write_flow_label(&mut main, pipeline, default, DEFAULT_FLOW_LABEL);
     }
+    main.comment(
+        "A route this revision does not dispatch (agents still tagging for a flow just \
+         removed): to the error output rather than dropped unseen",
+    );
+    main.open("match", Some(&format!("{}**", edge::TAG_PREFIX)));
+    main.param("@type", "relabel");
+    main.param("@label", ERROR_LABEL);
+    main.close("match");
     main.comment("Any other tag is not routed");
     main.open("match", Some("**"));
     main.param("@type", "null");
