@@ -12,6 +12,11 @@ use sluice::reload::{Method, Outcome, Reloader, Settings};
 
 /// Writes a bundle the way the kubelet presents a projected volume: one file per key.
 fn write_bundle(dir: &Path, config: &str, credential: &str) -> String {
+    write_bundle_with(dir, config, credential, &[])
+}
+
+/// [`write_bundle`] with further revision files.
+fn write_bundle_with(dir: &Path, config: &str, credential: &str, extra: &[(&str, &str)]) -> String {
     std::fs::create_dir_all(dir).unwrap();
     for entry in std::fs::read_dir(dir).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
@@ -34,6 +39,12 @@ fn write_bundle(dir: &Path, config: &str, credential: &str) -> String {
             placement: Placement::Shared,
         },
     ];
+    let mut files = files;
+    files.extend(extra.iter().map(|(name, content)| BundleFile {
+        name: (*name).to_owned(),
+        content: content.as_bytes().to_vec(),
+        placement: Placement::Revision,
+    }));
     for file in &files {
         std::fs::write(dir.join(&file.name), &file.content).unwrap();
     }
@@ -650,4 +661,87 @@ async fn a_drain_never_asks_for_a_flush_right_behind_a_reload() {
         "the next pass flushes"
     );
     assert_eq!(reload.calls.load(Ordering::SeqCst), 1);
+}
+
+/// A revision that drops an output (a flow removed): its buffer still holds chunks the old
+/// process took, and no plugin of the new one would ever flush them. The reloader has the
+/// process flush and waits until they are gone before it loads the revision.
+#[tokio::test]
+async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
+    use axum::http::StatusCode;
+    let reload = endpoint().await;
+    let pod = pod();
+    let buffers = pod.active.parent().unwrap().join("buffers");
+    let kept = buffers.join("flow-aaaaaaaaaaaa-bbbbbbbbbbbb");
+    let dropped = buffers.join("flow-cccccccccccc-dddddddddddd");
+    for dir in [&kept, &dropped] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("buffer.q1.log"), "x").unwrap();
+    }
+    let both = format!("{}\n{}\n", kept.display(), dropped.display());
+    write_bundle_with(
+        &pod.candidate,
+        "# two flows\n",
+        "s3cret",
+        &[("buffers.list", &both)],
+    );
+    // The flush endpoint: fluentd flushing takes a moment, then the chunk is gone.
+    let flushes = Arc::new(AtomicUsize::new(0));
+    let (f, chunk) = (flushes.clone(), dropped.join("buffer.q1.log"));
+    let router = axum::Router::new().route(
+        "/api/plugins.flushBuffers",
+        axum::routing::get(move || {
+            let (f, chunk) = (f.clone(), chunk.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = std::fs::remove_file(chunk);
+                });
+                (StatusCode::OK, "{}")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let flush_url = format!(
+        "http://{}/api/plugins.flushBuffers",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut settings = settings(&pod, &reload.url);
+    settings.buffer_dir = Some(buffers.clone());
+    settings.flush_url = Some(flush_url);
+    let mut reloader = Reloader::new(settings);
+    reloader.prepare().await.unwrap();
+
+    // Same buffers: no flush.
+    let same = write_bundle_with(
+        &pod.candidate,
+        "# edited\n",
+        "s3cret",
+        &[("buffers.list", &both)],
+    );
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(same));
+    assert_eq!(flushes.load(Ordering::SeqCst), 0);
+
+    let one = format!("{}\n", kept.display());
+    let next = write_bundle_with(
+        &pod.candidate,
+        "# one flow\n",
+        "s3cret",
+        &[("buffers.list", &one)],
+    );
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(next));
+    assert!(flushes.load(Ordering::SeqCst) >= 1, "asked to flush first");
+    assert_eq!(
+        sluice::reload::count_chunks(&dropped),
+        0,
+        "the process reloads only once the dropped buffer is empty"
+    );
+    assert_eq!(
+        sluice::reload::count_chunks(&kept),
+        1,
+        "kept buffers are left alone"
+    );
+    assert_eq!(reload.calls.load(Ordering::SeqCst), 2);
 }
