@@ -93,7 +93,6 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
         routed = without;
         &routed
     };
-    let agent_routes = render::agent_routes(agent_pipeline);
     let agent_bundle = agent_bundle(agent_pipeline);
     let hashes = Hashes {
         tls: pki.material_hash.clone(),
@@ -131,13 +130,7 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
     }
     push(
         ChildKind::Secret,
-        serde_json::to_value(config_secret(
-            names,
-            names.agent_routes_secret(),
-            workloads::AGENT,
-            std::slice::from_ref(&agent_routes),
-            &owner,
-        )),
+        serde_json::to_value(routes_secret(agent_pipeline)),
     )?;
     for secret in &pki.secrets {
         let mut secret = secret.clone();
@@ -181,6 +174,31 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
             ))
     });
     Ok(children)
+}
+
+/// The agents' routing table Secret for `pipeline`: the table (`routes.lua`) and the routes
+/// it emits (`routes.list`). The operator builds it again for a pipeline holding only the
+/// flows every aggregator pod dispatches (docs/architecture.md, "Config reload").
+pub fn agent_routes_secret(pipeline: &Pipeline) -> Result<Child, BuildError> {
+    let kind = ChildKind::Secret;
+    let object = serde_json::to_value(routes_secret(pipeline))
+        .and_then(serde_json::from_value::<DynamicObject>)
+        .map_err(|source| BuildError { kind, source })?;
+    Ok(Child { kind, object })
+}
+
+fn routes_secret(pipeline: &Pipeline) -> Secret {
+    let files = [
+        render::agent_routes(pipeline),
+        render::edge::routes_list(&render::edge::routes(pipeline)),
+    ];
+    config_secret(
+        &pipeline.names,
+        pipeline.names.agent_routes_secret(),
+        workloads::AGENT,
+        &files,
+        &owner_reference(pipeline),
+    )
 }
 
 /// Hashes put on pod templates: what the pods read that no reload can carry (the TLS
@@ -252,9 +270,24 @@ fn aggregator_bundle(pipeline: &Pipeline) -> (BundleSecrets, Vec<crate::model::O
     let names = &pipeline.names;
     let rendered = render::aggregator(pipeline);
     let overflowed = rendered.overflowed;
+    // The routes this configuration dispatches travel in its bundle, so the operator knows
+    // them for every revision a pod reports (controller/rollout.rs, `gate_routes`).
+    let mut dispatched = render::edge::routes(pipeline);
+    for key in &overflowed {
+        dispatched.remove(render::edge::flow_route(&render::fluentd::flow_label(key)));
+    }
+    let buffers = ConfigFile {
+        name: layout::BUFFERS_LIST_FILE.to_owned(),
+        content: rendered
+            .buffers
+            .iter()
+            .map(|path| format!("{path}\n"))
+            .collect(),
+    };
     let mut main: Vec<BundleFile> = rendered
         .main
         .into_iter()
+        .chain([render::edge::routes_list(&dispatched), buffers])
         .map(|file| bundle_file(file, Placement::Revision))
         .chain(
             rendered

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod context;
+pub mod data_plane;
 pub mod events;
 pub mod inventory;
 pub mod leader;

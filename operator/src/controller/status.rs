@@ -9,6 +9,8 @@ use crate::api::{BuffersStatus, CertificatesStatus, LoggingStatus, ObjectStatus,
 use crate::layout::FIELD_MANAGER;
 use crate::model::Problem;
 
+pub use super::data_plane::Verdict as DataPlane;
+
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const CERTIFICATES_READY: &str = "CertificatesReady";
@@ -89,32 +91,20 @@ pub enum Usage<'a> {
     Unused(&'a str),
 }
 
-/// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready` says whether it is
-/// usable: in the rendered configuration, or valid but unused; it is False only when its
-/// problems kept it out. `Degraded` lists every problem, including warnings on objects that
-/// are still in use (such as disabled certificate verification).
+/// Status of a Flow, ClusterFlow, Output or ClusterOutput: `Ready` from [`ready_verdict`],
+/// `Degraded` listing every problem, including warnings on objects that are still in use
+/// (such as disabled certificate verification).
 pub fn object_status(
     generation: Option<i64>,
     problems: &[Problem],
     usage: Usage<'_>,
+    data_plane: DataPlane,
     previous: Option<&ObjectStatus>,
     now: jiff::Timestamp,
 ) -> ObjectStatus {
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     let degraded = problems_verdict(problems);
-    let ready = match usage {
-        Usage::InUse(loggings) => Verdict::new(
-            true,
-            "Accepted",
-            format!("included in the rendered configuration of Logging {loggings}"),
-        ),
-        Usage::Unused(why) if problems.is_empty() => Verdict::new(true, "Unused", why),
-        Usage::Unused(_) => Verdict::new(
-            false,
-            degraded.reason.as_str(),
-            "left out of the rendered configuration; see Degraded",
-        ),
-    };
+    let ready = ready_verdict(problems, usage, data_plane, &degraded);
     ObjectStatus {
         observed_generation: generation,
         conditions: vec![
@@ -122,6 +112,48 @@ pub fn object_status(
             condition(DEGRADED, &degraded, generation, previous_conditions, now),
         ],
         problems: problem_lines(problems),
+    }
+}
+
+/// `Ready` of a Flow, ClusterFlow, Output or ClusterOutput: True when the data plane of every
+/// Logging using it runs it at its current generation (`Running`: every aggregator pod runs
+/// a revision holding it and, for a flow, the agents' routing table gives it records), or
+/// when it is valid and unused (`Unused`, saying why). False while a Logging has it in its
+/// configuration but does not run it yet (`Pending`), and when its problems keep it out
+/// (the first problem's reason, such as `ConfigRejected` when the aggregator refused a
+/// revision with it).
+pub fn ready_verdict(
+    problems: &[Problem],
+    usage: Usage<'_>,
+    data_plane: DataPlane,
+    degraded: &Verdict,
+) -> Verdict {
+    match (usage, data_plane) {
+        (Usage::InUse(loggings), DataPlane::Running) => Verdict::new(
+            true,
+            super::data_plane::RUNNING,
+            format!(
+                "running in Logging {loggings}: every aggregator replica runs a revision with this generation"
+            ),
+        ),
+        (Usage::InUse(loggings), DataPlane::Pending) => Verdict::new(
+            false,
+            "Pending",
+            format!(
+                "in the configuration of Logging {loggings}, not running yet: waiting until every aggregator replica runs a revision with this generation and, for a flow, the agents route records to it"
+            ),
+        ),
+        (Usage::InUse(loggings), DataPlane::NotTracked) => Verdict::new(
+            true,
+            "Accepted",
+            format!("included in the rendered configuration of Logging {loggings}"),
+        ),
+        (Usage::Unused(why), _) if problems.is_empty() => Verdict::new(true, "Unused", why),
+        (Usage::Unused(_), _) => Verdict::new(
+            false,
+            degraded.reason.as_str(),
+            "left out of the rendered configuration; see Degraded",
+        ),
     }
 }
 
@@ -405,13 +437,14 @@ mod tests {
         let t0 = jiff::Timestamp::from_second(1_000).unwrap_or_default();
         let t1 = jiff::Timestamp::from_second(2_000).unwrap_or_default();
         let used = Usage::InUse("main");
-        let first = object_status(Some(1), &[], used, None, t0);
-        let again = object_status(Some(1), &[], used, Some(&first), t1);
+        let first = object_status(Some(1), &[], used, DataPlane::Running, None, t0);
+        let again = object_status(Some(1), &[], used, DataPlane::Running, Some(&first), t1);
         assert_eq!(first, again);
         let broken = object_status(
             Some(2),
             &[problem("OutputNotFound", "spec.x")],
             Usage::Unused("left out"),
+            DataPlane::NotTracked,
             Some(&again),
             t1,
         );
@@ -427,6 +460,7 @@ mod tests {
             None,
             &[problem("Zeta", "spec.b"), problem("Alpha", "spec.a")],
             Usage::InUse("main"),
+            DataPlane::Running,
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
@@ -444,6 +478,7 @@ mod tests {
             Some(1),
             &[],
             Usage::Unused("no flow sends records to it"),
+            DataPlane::NotTracked,
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
