@@ -71,6 +71,13 @@ pub const AGENT_ROUTER_SCRIPT: &str = "sluice-router.lua";
 pub const AGENT_ROUTES_DIR: &str = "/fluent-bit/routes";
 /// Name of the routing table's index file inside [`AGENT_ROUTES_DIR`].
 pub const AGENT_ROUTES_FILE: &str = "routes.lua";
+/// The routes a routing table emits (agents' routing table Secret) or a configuration
+/// dispatches (the aggregator's config bundle), one per line, sorted: what the operator
+/// compares before it lets agents emit a route (docs/architecture.md, "Config reload").
+pub const ROUTES_LIST_FILE: &str = "routes.list";
+/// In the aggregator's config bundle: every output buffer path of the revision, one per line;
+/// the reloader drains the buffers a new revision drops before it reloads.
+pub const BUFFERS_LIST_FILE: &str = "buffers.list";
 /// Where the agent keeps positions DBs and filesystem buffers (a hostPath).
 pub const AGENT_STATE_DIR: &str = "/var/lib/sluice-agent";
 /// Where the aggregator's TLS Secret is mounted.

@@ -27,6 +27,8 @@ pub use http::{Method, serve_status};
 const ACCEPTED_KEPT: usize = 8;
 /// Longest wait between two attempts to trigger a reload that failed.
 const RELOAD_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Longest wait for the buffers a new revision drops to flush before it is loaded anyway.
+const DROPPED_BUFFERS_WAIT: Duration = Duration::from_secs(30);
 
 /// Everything the reloader needs to know; the CLI fills it from flags.
 #[derive(Clone, Debug)]
@@ -176,14 +178,30 @@ impl Reloader {
         }
     }
 
-    /// While draining: counts the chunks left and asks the process to flush them now.
-    async fn drain_pass(&mut self) {
+    /// What the process runs without this reloader having told it: the revision the init
+    /// container (`--once`, another process) installed, or one a restarted sidecar finds.
+    /// The process loaded it when it started, so it is running and was accepted: reported as
+    /// such, or the operator would never promote a pod's first revision.
+    fn adopt_current(&mut self) {
+        if self.lock().running.is_some() {
+            return;
+        }
+        if let Some(current) = self.running() {
+            self.record_accepted(&current);
+            self.lock().running = Some(current);
+        }
+    }
+
+    /// While draining: counts the chunks left and, with `flush`, asks the process to flush
+    /// them now.
+    async fn drain_pass(&mut self, flush: bool) {
         if !self.lock().draining {
             return;
         }
         let chunks = self.settings.buffer_dir.as_deref().map(count_chunks);
         self.lock().buffered_chunks = chunks;
-        if chunks != Some(0)
+        if flush
+            && chunks != Some(0)
             && let Some(url) = &self.settings.flush_url
             && let Err(error) = http::trigger(url, Method::Get).await
         {
@@ -192,9 +210,23 @@ impl Reloader {
     }
 
     /// One pass of the watch loop: retry a pending reload, then take the newest candidate if
-    /// it is complete, new and not rejected before.
+    /// it is complete, new and not rejected before; while draining, flush.
     pub async fn step(&mut self) -> Result<Outcome, ReloadError> {
-        self.drain_pass().await;
+        let outcome = self.apply_newest().await;
+        // Never a flush request right behind a reload: fluentd flushes from a thread of its
+        // own, which then runs into buffers the reload is shutting down (`Buffer#terminate`
+        // leaves `@queue` nil: "undefined method `empty?' for nil" on flush). The next pass,
+        // one poll interval later, flushes.
+        let reloaded = matches!(
+            outcome,
+            Ok(Outcome::Applied(_) | Outcome::AppliedReloadPending(_))
+        );
+        self.drain_pass(!reloaded).await;
+        outcome
+    }
+
+    async fn apply_newest(&mut self) -> Result<Outcome, ReloadError> {
+        self.adopt_current();
         if self.running().is_none() {
             // No init container ran (or it failed): do its job first.
             return Ok(match self.prepare().await {
@@ -237,12 +269,69 @@ impl Reloader {
                     files::remove_revision(&self.settings.active, &revision);
                     return Ok(Outcome::Superseded(revision));
                 }
+                self.drain_dropped_buffers(&installed).await;
                 let previous = self.running();
                 files::make_current(&self.settings.active, &revision).map_err(io_error)?;
                 let outcome = self.reload(revision.clone()).await;
                 files::collect_garbage(&self.settings.active, &revision, previous.as_deref());
                 Ok(outcome)
             }
+        }
+    }
+
+    /// Buffers the running revision writes to that the revision in `next` drops (a flow or
+    /// output removed), and that still hold chunks: their plugins are gone once the process
+    /// reloads, so nothing would ever flush them. Asks the process to flush and waits, a
+    /// bounded time, until they are empty; an output that is down keeps its chunks on the
+    /// volume. Only for bundles listing their buffers (the aggregator's).
+    async fn drain_dropped_buffers(&mut self, next: &Path) {
+        let (Some(flush_url), Some(buffer_dir)) = (
+            self.settings.flush_url.clone(),
+            self.settings.buffer_dir.clone(),
+        ) else {
+            return;
+        };
+        let Some(running) = self.running() else {
+            return;
+        };
+        let current = files::revisions_dir(&self.settings.active).join(&running);
+        let (Some(before), Some(after)) = (files::buffers(&current), files::buffers(next)) else {
+            return;
+        };
+        let dropped: Vec<PathBuf> = before
+            .difference(&after)
+            .map(PathBuf::from)
+            .filter(|path| path.starts_with(&buffer_dir) && count_chunks(path) > 0)
+            .collect();
+        if dropped.is_empty() {
+            return;
+        }
+        tracing::info!(
+            buffers = dropped.len(),
+            "flushing the buffers the new revision drops before loading it"
+        );
+        let started = Instant::now();
+        let mut asked: Option<Instant> = None;
+        loop {
+            let left: u64 = dropped.iter().map(|path| count_chunks(path)).sum();
+            if left == 0 {
+                return;
+            }
+            if started.elapsed() >= DROPPED_BUFFERS_WAIT {
+                tracing::warn!(
+                    chunks = left,
+                    "buffers the new revision drops still hold chunks; they stay on the volume"
+                );
+                return;
+            }
+            // Again every few seconds: a flush that failed is not retried by itself soon.
+            if asked.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                if let Err(error) = http::trigger(&flush_url, Method::Get).await {
+                    tracing::warn!(%error, "flush request failed");
+                }
+                asked = Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

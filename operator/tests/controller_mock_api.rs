@@ -172,7 +172,7 @@ fn scripted_drain(drains: Drains) -> Arc<sluice::controller::rollout::DrainFn> {
 type Reloaders = Arc<Mutex<BTreeMap<String, Vec<sluice::bundle::ReloaderStatus>>>>;
 
 fn scripted_probe(reloaders: Reloaders) -> Arc<sluice::controller::rollout::ProbeFn> {
-    Arc::new(move |host: String| {
+    Arc::new(move |host: String, limit: usize| {
         let answer: Vec<Result<sluice::bundle::ReloaderStatus, String>> = reloaders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -180,6 +180,7 @@ fn scripted_probe(reloaders: Reloaders) -> Arc<sluice::controller::rollout::Prob
             .cloned()
             .unwrap_or_default()
             .into_iter()
+            .take(limit)
             .map(Ok)
             .collect();
         Box::pin(async move { answer })
@@ -1570,28 +1571,23 @@ async fn the_examples_apply_exactly_what_render_builds() {
         assert_eq!(owner["uid"], "uid--main", "{}", call.path);
     }
 
-    // The examples are valid: every Flow and Output is Ready, none Degraded.
+    // The examples are valid: every Flow and Output is in the configuration, none Degraded,
+    // and none Ready yet: no aggregator pod runs the configuration (none answers here).
     let statuses: Vec<&Call> = calls
         .iter()
         .filter(|c| c.path.ends_with("/status") && !c.path.contains("/loggings/"))
         .collect();
     assert!(!statuses.is_empty());
     for call in statuses {
-        assert_eq!(
-            condition(&call.body["status"], "Ready")["status"],
-            "True",
-            "{}: {}",
-            call.path,
-            call.body
-        );
+        let ready = condition(&call.body["status"], "Ready");
+        let degraded = condition(&call.body["status"], "Degraded");
+        let in_use = ready["reason"] == "Pending";
+        let unused = ready["reason"] == "Unused" && ready["status"] == "True";
+        assert!(in_use || unused, "{}: {}", call.path, call.body);
+        assert_eq!(degraded["status"], "False", "{}: {}", call.path, call.body);
         // Every example flow is part of the rendered configuration.
         if call.path.contains("flows/") {
-            assert_eq!(
-                condition(&call.body["status"], "Ready")["reason"],
-                "Accepted",
-                "{}",
-                call.path
-            );
+            assert_eq!(ready["reason"], "Pending", "{}", call.path);
         }
     }
 
@@ -1870,7 +1866,8 @@ async fn assert_only_the_output_degrades(mut harness: Harness, reason: &str) -> 
         "/apis/logging.sluice.dev/v1alpha1/namespaces/team-b/flows/app/status",
     )
     .body["status"];
-    assert_eq!(condition(team_b, "Ready")["status"], "True", "{team_b}");
+    // In the configuration, waiting for aggregator pods (none answers here).
+    assert_eq!(condition(team_b, "Ready")["reason"], "Pending", "{team_b}");
     let config =
         applied_aggregator_config(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
     assert!(config.contains("first-edit"));
@@ -2030,9 +2027,10 @@ async fn a_flow_its_full_config_slot_leaves_out_is_degraded_alone() {
     );
     for kept in [first, "app"] {
         let status = status_of(kept);
+        // In the configuration, waiting for aggregator pods (none answers here).
         assert_eq!(
-            condition(&status, "Ready")["status"],
-            "True",
+            condition(&status, "Ready")["reason"],
+            "Pending",
             "{kept}: {status}"
         );
     }
@@ -2894,4 +2892,323 @@ async fn tls_disabled_is_a_warning_not_degraded() {
     assert_eq!(warnings, [&json!("TlsDisabled")]);
     // Applied all the same.
     find(&calls, "PATCH", DS_PATH);
+}
+
+// A revision is one unit across components: agents get a route only once every aggregator
+// replica dispatches it, and status says what the data plane runs.
+
+/// A Logging with two aggregator replicas, one Flow and its Output in team-a.
+fn replicas_harness() -> Harness {
+    let mut logging = logging_json(None);
+    logging["spec"]["aggregator"] = json!({"replicas": 2});
+    Harness::start(Fixture {
+        loggings: vec![logging],
+        flows: vec![team_object(
+            "Flow",
+            "team-a",
+            "app",
+            json!({"localOutputRefs": ["store"]}),
+        )],
+        outputs: vec![team_object(
+            "Output",
+            "team-a",
+            "store",
+            json!({"nullOutput": {}}),
+        )],
+        namespaces: vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
+        ],
+        control_namespaces: vec![CONTROL.to_owned()],
+        real_cores: true,
+        ..Fixture::default()
+    })
+}
+
+/// The route of a Flow of team-a.
+fn team_a_route(name: &str) -> String {
+    let key = ObjectKey::namespaced(Kind::Flow, "team-a", name);
+    sluice::render::edge::flow_route(&sluice::render::fluentd::flow_label(&key)).to_owned()
+}
+
+/// The routes in the routing table Secret the caches hold.
+fn published_routes(harness: &Harness) -> Vec<String> {
+    use base64::Engine;
+    let secret = harness
+        .ctx
+        .stores
+        .children_of(ChildKind::Secret)
+        .into_iter()
+        .find(|s| s.name_any() == names().agent_routes_secret())
+        .unwrap_or_else(|| panic!("the routing table is not cached"));
+    let encoded = secret.data["data"][sluice::layout::ROUTES_LIST_FILE]
+        .as_str()
+        .unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn routes_path() -> String {
+    format!(
+        "/api/v1/namespaces/{CONTROL}/secrets/{}",
+        names().agent_routes_secret()
+    )
+}
+
+fn flow_status_path(name: &str) -> String {
+    format!("/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/{name}/status")
+}
+
+/// The Ready condition these calls wrote for a Flow of team-a, if they wrote its status.
+fn written_ready(calls: &[Call], name: &str) -> Option<Value> {
+    let path = flow_status_path(name);
+    calls
+        .iter()
+        .rev()
+        .find(|c| c.method == "PATCH" && c.path == path)
+        .map(|c| condition(&c.body["status"], "Ready").clone())
+}
+
+/// The Logging's first revision, with both aggregator replicas and the agents running it.
+async fn settled_on_the_first_revision(harness: &mut Harness) -> String {
+    harness.settle().await;
+    let aggregator = cached_revision(harness, &names().aggregator_config_secret());
+    let agent = cached_revision(harness, &names().agent_config_secret());
+    harness.reloaders_answer(
+        "aggregator",
+        vec![running(&aggregator), running(&aggregator)],
+    );
+    harness.reloaders_answer("agent", vec![running(&agent)]);
+    harness.settle().await;
+    aggregator
+}
+
+#[tokio::test]
+async fn the_first_revision_routes_at_once_and_is_ready_once_every_replica_runs_it() {
+    let mut harness = replicas_harness();
+    // Created: the routing table holds every route (no aggregator runs an older revision),
+    // the flow is in the configuration but not running yet.
+    let calls = harness.reconcile().await;
+    assert!(
+        applied_agent_routes(&calls).is_some_and(|t| t.contains(&team_a_route("app"))),
+        "{:#?}",
+        lines(&calls)
+    );
+    let ready = written_ready(&calls, "app").unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "Pending", "{ready}");
+    harness.observe(&calls);
+    harness.settle().await;
+    let first = cached_revision(&harness, &names().aggregator_config_secret());
+
+    // One replica runs it: promoted (accepted Secrets exist), still not Ready.
+    harness.reloaders_answer("aggregator", vec![running(&first), running("an-older-one")]);
+    let calls = harness.reconcile().await;
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path.ends_with("/secrets/main-aggregator-accepted")),
+        "{:#?}",
+        lines(&calls)
+    );
+    assert!(
+        written_ready(&calls, "app").is_none(),
+        "{:#?}",
+        lines(&calls)
+    );
+    harness.observe(&calls);
+
+    // Both run it: Ready, reason Running.
+    harness.reloaders_answer("aggregator", vec![running(&first), running(&first)]);
+    let calls = harness.reconcile().await;
+    let ready = written_ready(&calls, "app").unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert_eq!(ready["status"], "True", "{ready}");
+    assert_eq!(ready["reason"], "Running", "{ready}");
+    let output = calls
+        .iter()
+        .find(|c| c.path.ends_with("/outputs/store/status"))
+        .unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert_eq!(
+        condition(&output.body["status"], "Ready")["reason"],
+        "Running"
+    );
+    harness.observe(&calls);
+    // A new operator process trusts the stored statuses: nothing flips back.
+    harness.restart();
+    harness.reloaders_answer("aggregator", vec![]);
+    let calls = harness.reconcile().await;
+    assert!(
+        calls.iter().all(|c| !is_object_status(c)),
+        "{:#?}",
+        lines(&calls)
+    );
+}
+
+#[tokio::test]
+async fn a_new_route_reaches_the_agents_only_once_every_aggregator_replica_and_the_accepted_revision_dispatch_it()
+ {
+    let mut harness = replicas_harness();
+    let first = settled_on_the_first_revision(&mut harness).await;
+    let route = team_a_route("audit");
+    assert!(!published_routes(&harness).contains(&route));
+
+    // A new Flow: the aggregator's candidate has it at once, the agents' table does not.
+    let calls = harness
+        .deliver_flow_edit(team_object(
+            "Flow",
+            "team-a",
+            "audit",
+            json!({"localOutputRefs": ["store"]}),
+        ))
+        .await;
+    let config =
+        applied_aggregator_config(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert!(
+        config.contains(&format!("<match sluice.{route}>")),
+        "{config}"
+    );
+    assert!(
+        calls.iter().all(|c| c.path != routes_path()),
+        "the routing table is not written: {:#?}",
+        lines(&calls)
+    );
+    assert_eq!(
+        written_ready(&calls, "audit").map(|r| r["reason"].clone()),
+        Some(json!("Pending"))
+    );
+    harness.observe(&calls);
+    let second = cached_revision(&harness, &names().aggregator_config_secret());
+    assert_ne!(second, first);
+
+    // The replicas' kubelets sync at different moments: one runs the new revision (which is
+    // promoted), the other the old one. Still nothing for the agents.
+    harness.reloaders_answer("aggregator", vec![running(&second), running(&first)]);
+    let calls = harness.reconcile().await;
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path.ends_with("/secrets/main-aggregator-accepted")),
+        "promoted: {:#?}",
+        lines(&calls)
+    );
+    assert!(calls.iter().all(|c| c.path != routes_path()));
+    harness.observe(&calls);
+    let calls = harness.reconcile().await;
+    assert!(calls.iter().all(|c| c.path != routes_path()));
+    assert!(published_routes(&harness).iter().all(|r| *r != route));
+
+    // A replica that answers nothing, or runs a revision the operator does not know, holds
+    // the route back too.
+    harness.reloaders_answer("aggregator", vec![running(&second)]);
+    assert!(
+        harness
+            .reconcile()
+            .await
+            .iter()
+            .all(|c| c.path != routes_path())
+    );
+    harness.reloaders_answer("aggregator", vec![running(&second), running("unknown")]);
+    assert!(
+        harness
+            .reconcile()
+            .await
+            .iter()
+            .all(|c| c.path != routes_path())
+    );
+
+    // Every replica dispatches it, and so does the accepted revision: the agents get it, and
+    // the flow is Ready in the same reconcile.
+    harness.reloaders_answer("aggregator", vec![running(&second), running(&second)]);
+    let calls = harness.reconcile().await;
+    let table = applied_agent_routes(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert!(table.contains(&route), "{table}");
+    assert_eq!(
+        written_ready(&calls, "audit").map(|r| r["reason"].clone()),
+        Some(json!("Running"))
+    );
+    harness.observe(&calls);
+    assert!(published_routes(&harness).contains(&route));
+}
+
+#[tokio::test]
+async fn a_route_of_a_revision_the_aggregator_rejects_never_reaches_the_agents() {
+    let mut harness = replicas_harness();
+    let first = settled_on_the_first_revision(&mut harness).await;
+    let route = team_a_route("audit");
+    let calls = harness
+        .deliver_flow_edit(team_object(
+            "Flow",
+            "team-a",
+            "audit",
+            json!({"localOutputRefs": ["store"]}),
+        ))
+        .await;
+    harness.observe(&calls);
+    let rejected = cached_revision(&harness, &names().aggregator_config_secret());
+    // The binary's error names no Sluice id.
+    let refused = sluice::bundle::ReloaderStatus {
+        running: Some(first.clone()),
+        accepted: vec![first.clone()],
+        rejected: Some(sluice::bundle::Rejection {
+            revision: rejected.clone(),
+            error: "[error]: config error error_class=Fluent::ConfigError error=\"something somewhere\"".to_owned(),
+        }),
+        ..Default::default()
+    };
+    harness.reloaders_answer("aggregator", vec![refused.clone(), refused]);
+    let calls = harness.reconcile().await;
+    assert!(calls.iter().all(|c| c.path != routes_path()));
+    assert!(calls.iter().all(|c| !c.path.contains("-accepted")));
+    let logging = &find(&calls, "PATCH", LOGGING_STATUS).body["status"];
+    assert_eq!(condition(logging, "Degraded")["reason"], "ConfigRejected");
+    harness.observe(&calls);
+
+    // What it added is blamed, left out, and not Ready; the rest keeps running.
+    let calls = harness.reconcile().await;
+    let ready = written_ready(&calls, "audit").unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "ConfigRejected", "{ready}");
+    assert!(written_ready(&calls, "app").is_none(), "app stays Running");
+    assert!(calls.iter().all(|c| c.path != routes_path()));
+    harness.observe(&calls);
+    // Back to the revision that runs: settled, and the agents never saw the route.
+    assert_eq!(
+        cached_revision(&harness, &names().aggregator_config_secret()),
+        first
+    );
+    harness.settle().await;
+    assert!(published_routes(&harness).iter().all(|r| *r != route));
+}
+
+#[tokio::test]
+async fn a_removed_route_leaves_the_agents_with_the_candidate_that_drops_it() {
+    let mut harness = replicas_harness();
+    let first = settled_on_the_first_revision(&mut harness).await;
+    let route = team_a_route("app");
+    assert!(published_routes(&harness).contains(&route));
+    // Removing the flow: the agents stop tagging for it in the same reconcile, whatever the
+    // replicas run (records of a removed flow have nowhere to go).
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Delete(guard(team_object(
+            "Flow",
+            "team-a",
+            "app",
+            json!({"localOutputRefs": ["store"]}),
+        ))));
+    harness.ctx.trigger.bump();
+    let calls = harness.reconcile().await;
+    let table = applied_agent_routes(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert!(!table.contains(&route), "{table}");
+    assert!(applied_aggregator_config(&calls).is_some());
+    harness.observe(&calls);
+    assert_ne!(
+        cached_revision(&harness, &names().aggregator_config_secret()),
+        first
+    );
 }

@@ -12,6 +12,11 @@ use sluice::reload::{Method, Outcome, Reloader, Settings};
 
 /// Writes a bundle the way the kubelet presents a projected volume: one file per key.
 fn write_bundle(dir: &Path, config: &str, credential: &str) -> String {
+    write_bundle_with(dir, config, credential, &[])
+}
+
+/// [`write_bundle`] with further revision files.
+fn write_bundle_with(dir: &Path, config: &str, credential: &str, extra: &[(&str, &str)]) -> String {
     std::fs::create_dir_all(dir).unwrap();
     for entry in std::fs::read_dir(dir).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
@@ -34,6 +39,12 @@ fn write_bundle(dir: &Path, config: &str, credential: &str) -> String {
             placement: Placement::Shared,
         },
     ];
+    let mut files = files;
+    files.extend(extra.iter().map(|(name, content)| BundleFile {
+        name: (*name).to_owned(),
+        content: content.as_bytes().to_vec(),
+        placement: Placement::Revision,
+    }));
     for file in &files {
         std::fs::write(dir.join(&file.name), &file.content).unwrap();
     }
@@ -55,7 +66,7 @@ async fn endpoint() -> Endpoint {
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (c, h) = (calls.clone(), healthy.clone());
     let router = axum::Router::new().route(
-        "/api/config.gracefulReload",
+        "/api/config.reload",
         axum::routing::get(move || {
             let (c, h) = (c.clone(), h.clone());
             async move {
@@ -72,7 +83,7 @@ async fn endpoint() -> Endpoint {
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
     Endpoint {
-        url: format!("http://{address}/api/config.gracefulReload"),
+        url: format!("http://{address}/api/config.reload"),
         calls,
         healthy,
     }
@@ -184,6 +195,56 @@ async fn an_accepted_revision_becomes_current_and_the_process_reloads_once() {
     assert_eq!(endpoint.calls.load(Ordering::SeqCst), 1);
 }
 
+/// The init container (`sluice reload --once`, a process of its own) installs the first
+/// revision; the sidecar, started afterwards, must report it as running and accepted, or the
+/// operator never promotes a pod's first revision.
+#[tokio::test]
+async fn the_sidecar_reports_the_revision_the_init_container_installed() {
+    let endpoint = endpoint().await;
+    let pod = pod();
+    let first = write_bundle(&pod.candidate, "# one flow\n", "s3cret");
+    let settings = settings(&pod, &endpoint.url);
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["reload", "--once", "--entry", "fluent.conf"])
+        .arg(format!("--reload-url={}", endpoint.url))
+        .arg(format!("--candidate={}", pod.candidate.display()))
+        .arg(format!("--accepted={}", pod.accepted.display()))
+        .arg(format!("--active={}", pod.active.display()))
+        .arg(format!(
+            "--termination-log={}",
+            pod.active.join("termination-log").display()
+        ))
+        .arg("--")
+        .args(&settings.validate)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+
+    let mut sidecar = Reloader::new(settings);
+    assert_eq!(sidecar.step().await.unwrap(), Outcome::Idle);
+    let status = sidecar.status();
+    assert_eq!(status.running.as_deref(), Some(first.as_str()));
+    assert_eq!(status.accepted, vec![first.clone()]);
+    assert_eq!(status.candidate.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        checks(&pod).len(),
+        1,
+        "the init container's check is not repeated"
+    );
+    assert_eq!(
+        endpoint.calls.load(Ordering::SeqCst),
+        0,
+        "the process loaded it when it started: no reload"
+    );
+    // The next revision goes through as usual and replaces it.
+    let second = write_bundle(&pod.candidate, "# two flows\n", "s3cret");
+    assert_eq!(
+        sidecar.step().await.unwrap(),
+        Outcome::Applied(second.clone())
+    );
+    assert_eq!(sidecar.status().accepted, vec![second, first]);
+}
+
 #[tokio::test]
 async fn a_rejected_revision_never_replaces_the_running_one_and_is_not_retried() {
     let endpoint = endpoint().await;
@@ -261,10 +322,7 @@ async fn an_unreachable_reload_endpoint_is_reported() {
     write_bundle(&pod.candidate, "# one\n", "s3cret");
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/api/config.gracefulReload",
-        closed.local_addr().unwrap()
-    );
+    let url = format!("http://{}/api/config.reload", closed.local_addr().unwrap());
     drop(closed);
     let mut reloader = Reloader::new(settings(&pod, &url));
     reloader.prepare().await.unwrap();
@@ -565,4 +623,125 @@ fn the_reloader_command_lines_the_pods_run_are_accepted_by_the_binary() {
         }
     }
     assert_eq!(checked, 2, "the agent's and the aggregator's");
+}
+
+/// A drain's flush request never follows a reload in the same pass: fluentd flushes from a
+/// thread of its own, and one that runs while the reload shuts the old buffers down fails
+/// with "undefined method `empty?' for nil" (Buffer#terminate). The flush waits for the next
+/// pass.
+#[tokio::test]
+async fn a_drain_never_asks_for_a_flush_right_behind_a_reload() {
+    let reload = endpoint().await;
+    let flush = endpoint().await;
+    let pod = pod();
+    write_bundle(&pod.candidate, "# one\n", "s3cret");
+    let buffers = pod.active.parent().unwrap().join("buffers");
+    std::fs::create_dir_all(&buffers).unwrap();
+    std::fs::write(buffers.join("buffer.b1.log"), "x").unwrap();
+    let mut settings = settings(&pod, &reload.url);
+    settings.buffer_dir = Some(buffers);
+    settings.flush_url = Some(flush.url.clone());
+    let mut reloader = Reloader::new(settings);
+    reloader.prepare().await.unwrap();
+    reloader.status_handle().lock().unwrap().draining = true;
+
+    let next = write_bundle(&pod.candidate, "# two\n", "s3cret");
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(next));
+    assert_eq!(reload.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        flush.calls.load(Ordering::SeqCst),
+        0,
+        "not in the pass that reloaded"
+    );
+    assert_eq!(reloader.status().buffered_chunks, Some(1));
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(
+        flush.calls.load(Ordering::SeqCst),
+        1,
+        "the next pass flushes"
+    );
+    assert_eq!(reload.calls.load(Ordering::SeqCst), 1);
+}
+
+/// A revision that drops an output (a flow removed): its buffer still holds chunks the old
+/// process took, and no plugin of the new one would ever flush them. The reloader has the
+/// process flush and waits until they are gone before it loads the revision.
+#[tokio::test]
+async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
+    use axum::http::StatusCode;
+    let reload = endpoint().await;
+    let pod = pod();
+    let buffers = pod.active.parent().unwrap().join("buffers");
+    let kept = buffers.join("flow-aaaaaaaaaaaa-bbbbbbbbbbbb");
+    let dropped = buffers.join("flow-cccccccccccc-dddddddddddd");
+    for dir in [&kept, &dropped] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("buffer.q1.log"), "x").unwrap();
+    }
+    let both = format!("{}\n{}\n", kept.display(), dropped.display());
+    write_bundle_with(
+        &pod.candidate,
+        "# two flows\n",
+        "s3cret",
+        &[("buffers.list", &both)],
+    );
+    // The flush endpoint: fluentd flushing takes a moment, then the chunk is gone.
+    let flushes = Arc::new(AtomicUsize::new(0));
+    let (f, chunk) = (flushes.clone(), dropped.join("buffer.q1.log"));
+    let router = axum::Router::new().route(
+        "/api/plugins.flushBuffers",
+        axum::routing::get(move || {
+            let (f, chunk) = (f.clone(), chunk.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = std::fs::remove_file(chunk);
+                });
+                (StatusCode::OK, "{}")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let flush_url = format!(
+        "http://{}/api/plugins.flushBuffers",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut settings = settings(&pod, &reload.url);
+    settings.buffer_dir = Some(buffers.clone());
+    settings.flush_url = Some(flush_url);
+    let mut reloader = Reloader::new(settings);
+    reloader.prepare().await.unwrap();
+
+    // Same buffers: no flush.
+    let same = write_bundle_with(
+        &pod.candidate,
+        "# edited\n",
+        "s3cret",
+        &[("buffers.list", &both)],
+    );
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(same));
+    assert_eq!(flushes.load(Ordering::SeqCst), 0);
+
+    let one = format!("{}\n", kept.display());
+    let next = write_bundle_with(
+        &pod.candidate,
+        "# one flow\n",
+        "s3cret",
+        &[("buffers.list", &one)],
+    );
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(next));
+    assert!(flushes.load(Ordering::SeqCst) >= 1, "asked to flush first");
+    assert_eq!(
+        sluice::reload::count_chunks(&dropped),
+        0,
+        "the process reloads only once the dropped buffer is empty"
+    );
+    assert_eq!(
+        sluice::reload::count_chunks(&kept),
+        1,
+        "kept buffers are left alone"
+    );
+    assert_eq!(reload.calls.load(Ordering::SeqCst), 2);
 }

@@ -322,8 +322,21 @@ fn aggregator_dispatches_by_tag_without_per_record_ruby() {
         top.iter().all(|(name, _)| *name == "match"),
         "no top-level filter: {top:?}"
     );
-    // Every flow plus the default flow, then the catch-all last.
-    assert_eq!(top.len(), p.flows.len() + 2);
+    // Every flow plus the default flow, then a route this revision does not dispatch to the
+    // error output (copies still in flight for a flow just removed), then any other tag
+    // nowhere.
+    assert_eq!(top.len(), p.flows.len() + 3);
+    assert_eq!(top[top.len() - 2], ("match", "sluice.**"));
+    let unknown_routes = &root.children.iter().rev().find(|e| e.arg == "sluice.**");
+    let unknown_routes = unknown_routes.expect("a catch-all for sluice tags");
+    assert_eq!(
+        unknown_routes.param_text("@type").as_deref(),
+        Some("relabel")
+    );
+    assert_eq!(
+        unknown_routes.param_text("@label").as_deref(),
+        Some("@ERROR")
+    );
     assert_eq!(top.last(), Some(&("match", "**")));
     assert_eq!(dispatch(&root).len(), p.flows.len() + 1);
     let fluent_log = root

@@ -90,7 +90,6 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
         routed = without;
         &routed
     };
-    let agent_routes = render::agent_routes(agent_pipeline);
     let agent_bundle = agent_bundle(agent_pipeline);
     let hashes = Hashes {
         tls: pki.material_hash.clone(),
@@ -126,21 +125,8 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
         )?;
     }
     // One Secret per routing file: a select-label edit rewrites its flow's slot only.
-    for (name, file) in names
-        .agent_routes_secrets()
-        .into_iter()
-        .zip(agent_routes.files())
-    {
-        push(
-            ChildKind::Secret,
-            serde_json::to_value(config_secret(
-                names,
-                name,
-                workloads::AGENT,
-                std::slice::from_ref(file),
-                &owner,
-            )),
-        )?;
+    for secret in routes_secrets(agent_pipeline) {
+        push(ChildKind::Secret, serde_json::to_value(secret))?;
     }
     for secret in &pki.secrets {
         let mut secret = secret.clone();
@@ -184,6 +170,45 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
             ))
     });
     Ok(children)
+}
+
+/// The agents' routing table Secrets for `pipeline`: the index (`routes.lua`, with the routes
+/// the table emits in `routes.list`) and every slot. The operator builds them again for a
+/// pipeline holding only the flows every aggregator pod dispatches (docs/architecture.md,
+/// "Config reload").
+pub fn agent_routes_children(pipeline: &Pipeline) -> Result<Vec<Child>, BuildError> {
+    let kind = ChildKind::Secret;
+    routes_secrets(pipeline)
+        .into_iter()
+        .map(|secret| {
+            let object = serde_json::to_value(secret)
+                .and_then(serde_json::from_value::<DynamicObject>)
+                .map_err(|source| BuildError { kind, source })?;
+            Ok(Child { kind, object })
+        })
+        .collect()
+}
+
+fn routes_secrets(pipeline: &Pipeline) -> Vec<Secret> {
+    let names = &pipeline.names;
+    let owner = owner_reference(pipeline);
+    let table = render::agent_routes(pipeline);
+    let routes = render::edge::routes_list(&render::edge::routes(pipeline));
+    names
+        .agent_routes_secrets()
+        .into_iter()
+        .zip(table.files())
+        .enumerate()
+        .map(|(position, (name, file))| {
+            let index = [file.clone(), routes.clone()];
+            let files: &[ConfigFile] = if position == 0 {
+                &index
+            } else {
+                std::slice::from_ref(file)
+            };
+            config_secret(names, name, workloads::AGENT, files, &owner)
+        })
+        .collect()
 }
 
 /// Hashes put on pod templates: what the pods read that no reload can carry (the TLS
@@ -255,9 +280,24 @@ fn aggregator_bundle(pipeline: &Pipeline) -> (BundleSecrets, Vec<crate::model::O
     let names = &pipeline.names;
     let rendered = render::aggregator(pipeline);
     let overflowed = rendered.overflowed;
+    // The routes this configuration dispatches travel in its bundle, so the operator knows
+    // them for every revision a pod reports (controller/rollout.rs, `gate_routes`).
+    let mut dispatched = render::edge::routes(pipeline);
+    for key in &overflowed {
+        dispatched.remove(render::edge::flow_route(&render::fluentd::flow_label(key)));
+    }
+    let buffers = ConfigFile {
+        name: layout::BUFFERS_LIST_FILE.to_owned(),
+        content: rendered
+            .buffers
+            .iter()
+            .map(|path| format!("{path}\n"))
+            .collect(),
+    };
     let mut main: Vec<BundleFile> = rendered
         .main
         .into_iter()
+        .chain([render::edge::routes_list(&dispatched), buffers])
         .map(|file| bundle_file(file, Placement::Revision))
         .chain(
             rendered

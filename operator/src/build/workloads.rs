@@ -691,10 +691,13 @@ pub(crate) fn aggregator_stateful_set(
                 "-r".to_owned(),
                 format!("{{dir}}/{}", layout::AGGREGATOR_REGEXP_TIMEOUT_FILE),
             ],
-            // fluentd 1.17's supervisor re-reads the `-c` path on this call, checks the new
-            // configuration and keeps the running one if it fails (lib/fluent/supervisor.rb,
-            // supervisor_sigusr2_handler), then has the workers reload it.
-            reload_url: "http://127.0.0.1:24444/api/config.gracefulReload".to_owned(),
+            // A worker restart, not a graceful reload (docs/architecture.md, "Config reload"):
+            // the supervisor sends SIGTERM to its workers and starts them again on the `-c`
+            // path, which the reloader has pointed at the checked revision (fluentd 1.17.1 and
+            // 1.19 alike: lib/fluent/supervisor.rb, `/api/config.reload` → SIGHUP →
+            // `kill_worker`). The old worker's connections close with it, so agents resend
+            // what it never acknowledged; its buffers are on disk for the new one.
+            reload_url: "http://127.0.0.1:24444/api/config.reload".to_owned(),
             reload_method: "get",
             // A drain before scale-in waits for these chunks, and has fluentd flush them.
             flags: vec![

@@ -149,6 +149,9 @@ pub struct Memory {
     /// generation it rejected (`model::Inventory::config_rejected`).
     pub config_rejected:
         std::collections::BTreeMap<crate::model::ObjectKey, crate::model::ConfigRejected>,
+    /// Per Logging: the aggregator candidates built and which objects of them run
+    /// everywhere, for the `Ready` of Flows and Outputs.
+    pub data_plane: HashMap<String, super::data_plane::Revisions>,
 }
 
 /// Tunables of the controller loop.

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod context;
+pub mod data_plane;
 pub mod events;
 pub mod incumbent;
 pub mod inventory;

@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use super::apply;
 use super::context::{Context, CurrentStatuses, Error};
+use super::data_plane;
 use super::events::reference;
 use super::inventory;
 use super::rollout::{self, ConfigRollout};
@@ -221,6 +222,12 @@ async fn reconcile_logging(
         if let Some(recheck) = rollout::gate_scale_in(ctx, pipeline, &mut children).await {
             requeue = requeue.min(recheck);
         }
+        let mut answers = rollout::Answers::default();
+        let routes = rollout::gate_routes(ctx, pipeline, &mut children, &mut answers).await?;
+        if !routes.withheld.is_empty() && routes.reachable {
+            requeue = requeue.min(rollout::PENDING_RECHECK);
+        }
+        data_plane::record_candidate(ctx, pipeline, &children);
         let applied = apply::apply_children(ctx, &children).await?;
         for (kind, child, message) in &applied.rejected {
             problems.push(Problem {
@@ -237,7 +244,7 @@ async fn reconcile_logging(
             crate::layout::AGENT_COMPONENT,
             crate::layout::AGGREGATOR_COMPONENT,
         ] {
-            match rollout::advance(ctx, pipeline, component, &children).await? {
+            match rollout::advance(ctx, pipeline, component, &children, &mut answers).await? {
                 ConfigRollout::Settled | ConfigRollout::Promoted => {}
                 ConfigRollout::Pending { reachable } => {
                     // Pods are judging it: look again soon. None answered (none running, or
@@ -247,7 +254,13 @@ async fn reconcile_logging(
                     }
                 }
                 ConfigRollout::Rejected { revision, error } => {
-                    let blamed = rollout::blamed(pipeline, &error);
+                    let mut blamed = rollout::blamed(pipeline, &error);
+                    if blamed.is_empty() && component == crate::layout::AGGREGATOR_COMPONENT {
+                        // The error names no Sluice id: every object the rejected revision
+                        // added or changed compared to what runs is suspect, and left out
+                        // until edited, so nothing of the rejected revision runs anywhere.
+                        blamed = data_plane::unconfirmed(ctx, &pipeline.logging);
+                    }
                     if !blamed.is_empty() {
                         rollout::remember_blame(ctx, &blamed, &error);
                         // The next resolve leaves them out, so everyone else's changes go on.
@@ -256,6 +269,10 @@ async fn reconcile_logging(
                     problems.push(rollout::rejection_problem(component, &revision, &error));
                 }
             }
+        }
+        if data_plane::observe(ctx, pipeline, &routes, &mut answers).await {
+            // Pods are catching up: their status changes the objects' Ready.
+            requeue = requeue.min(rollout::PENDING_RECHECK);
         }
         summary.applied = applied.created.len() + applied.updated.len() + applied.recreated.len();
         summary.deleted = deleted.len();
@@ -781,11 +798,16 @@ fn unused_reason(kind: Kind) -> &'static str {
 }
 
 /// A hash of everything an object status is computed from besides the object itself.
-fn status_inputs(problems: &[Problem], usage: status::Usage<'_>) -> u64 {
+fn status_inputs(
+    problems: &[Problem],
+    usage: status::Usage<'_>,
+    data_plane: status::DataPlane,
+) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     problems.hash(&mut hasher);
     usage.hash(&mut hasher);
+    data_plane.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -872,20 +894,30 @@ impl StatusPass<'_> {
                 }
                 (None, _) => status::Usage::Unused(unused_reason(kind)),
             };
+            let generation = object.meta().generation;
+            let data_plane = match usage {
+                status::Usage::InUse(loggings) => {
+                    data_plane::verdict(self.ctx, loggings, &key, generation)
+                }
+                status::Usage::Unused(_) | status::Usage::LoggingRefused(_) => {
+                    status::DataPlane::NotTracked
+                }
+            };
             let version = (
                 object.meta().uid.as_deref(),
                 object.meta().resource_version.as_deref(),
             );
-            let inputs = status_inputs(problems, usage);
+            let inputs = status_inputs(problems, usage, data_plane);
             if let (Some(uid), Some(version)) = version
                 && self.current.is_current(uid, version, inputs)
             {
                 continue;
             }
             let computed = status::object_status(
-                object.meta().generation,
+                generation,
                 problems,
                 usage,
+                data_plane,
                 object.object_status(),
                 self.now,
             );

@@ -4,7 +4,7 @@
 //! ones that pods starting later fall back to. Rejected: say so on the Logging, and blame the
 //! Flow or Output the binary's error names, which the next resolve leaves out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -21,21 +21,25 @@ use crate::layout::{self, Names};
 use crate::model::{ConfigRejected, ObjectKey, Pipeline, Problem};
 use crate::render::fluentd::{buffer_path, flow_label};
 
-/// How many pods of a component are asked: the binary's verdict is the same in every pod
-/// of one image, a few guard against one that lags behind.
-const PODS_ASKED: usize = 3;
+/// How many agent pods are asked: the binary's verdict is the same in every pod of one
+/// image, a few guard against one that lags behind.
+const AGENT_PODS_ASKED: usize = 3;
+/// How many aggregator pods are asked: every one, since agents send to any of them and a
+/// route may be given to the agents only once each dispatches it ([`gate_routes`]).
+const AGGREGATOR_PODS_ASKED: usize = 64;
 /// How soon to look again while a revision is neither accepted nor rejected.
 pub const PENDING_RECHECK: Duration = Duration::from_secs(5);
 /// Longest part of the binary's output put in a condition message.
 const ERROR_KEPT: usize = 2048;
 
-/// Asks the reloaders behind a host name (every address it resolves to) for their status.
+/// Asks the reloaders behind a host name (at most that many of the addresses it resolves
+/// to) for their status.
 pub type ProbeFn =
-    dyn Fn(String) -> BoxFuture<'static, Vec<Result<ReloaderStatus, String>>> + Send + Sync;
+    dyn Fn(String, usize) -> BoxFuture<'static, Vec<Result<ReloaderStatus, String>>> + Send + Sync;
 
-/// The real probe: DNS of the headless Service, then `GET /status` on a few addresses.
+/// The real probe: DNS of the headless Service, then `GET /status` on the addresses.
 pub fn http_probe() -> Arc<ProbeFn> {
-    Arc::new(|host: String| {
+    Arc::new(|host: String, limit: usize| {
         Box::pin(async move {
             let addresses = match tokio::net::lookup_host((host.as_str(), port())).await {
                 Ok(addresses) => {
@@ -46,10 +50,10 @@ pub fn http_probe() -> Arc<ProbeFn> {
                 }
                 Err(error) => return vec![Err(format!("{host}: {error}"))],
             };
-            let mut statuses = Vec::new();
-            for address in addresses.into_iter().take(PODS_ASKED) {
+            // Concurrently: one pod that does not answer costs its timeout once, not per pod.
+            let asks = addresses.into_iter().take(limit).map(|address| async move {
                 let url = format!("http://{address}/status");
-                let answer = crate::reload::http::request(
+                crate::reload::http::request(
                     &url,
                     crate::reload::Method::Get,
                     Duration::from_secs(2),
@@ -61,10 +65,9 @@ pub fn http_probe() -> Arc<ProbeFn> {
                     } else {
                         Err(format!("{url} answered {code}"))
                     }
-                });
-                statuses.push(answer);
-            }
-            statuses
+                })
+            });
+            futures::future::join_all(asks).await
         })
     })
 }
@@ -228,18 +231,67 @@ fn accepted_children(names: &Names, component: &str, children: &[Child]) -> Vec<
     accepted
 }
 
+/// The reloaders' answers, asked at most once per component and reconcile: the routes
+/// gate, the promotion and the data-plane status all read the same answers.
+#[derive(Default)]
+pub struct Answers {
+    by_component: BTreeMap<&'static str, Vec<Result<ReloaderStatus, String>>>,
+}
+
+impl Answers {
+    /// What the reloaders of `component` answer (every aggregator pod, a few agent pods).
+    pub async fn of(
+        &mut self,
+        ctx: &Context,
+        names: &Names,
+        component: &'static str,
+    ) -> &[Result<ReloaderStatus, String>] {
+        if !self.by_component.contains_key(component) {
+            let limit = if component == layout::AGGREGATOR_COMPONENT {
+                AGGREGATOR_PODS_ASKED
+            } else {
+                AGENT_PODS_ASKED
+            };
+            let statuses = (ctx.probe)(names.reloader_host(component), limit).await;
+            for error in statuses.iter().filter_map(|s| s.as_ref().err()) {
+                tracing::debug!(component, %error, "reloader status unavailable");
+            }
+            self.by_component.insert(component, statuses);
+        }
+        self.by_component
+            .get(component)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// The revision of a component's candidate bundle among the built children.
+pub fn candidate_revision(
+    pipeline: &Pipeline,
+    component: &str,
+    children: &[Child],
+) -> Option<String> {
+    let main = pipeline
+        .names
+        .candidate_bundle_secrets(component)
+        .into_iter()
+        .next()?;
+    built_secret(children, &main).and_then(manifest_revision)
+}
+
 /// Looks at one component's rollout and carries it one step: promote, report or wait.
 pub async fn advance(
     ctx: &Context,
     pipeline: &Pipeline,
-    component: &str,
+    component: &'static str,
     children: &[Child],
+    answers: &mut Answers,
 ) -> Result<ConfigRollout, Error> {
     let names = &pipeline.names;
     let Some(main) = names.candidate_bundle_secrets(component).into_iter().next() else {
         return Ok(ConfigRollout::Settled);
     };
-    let Some(candidate) = built_secret(children, &main).and_then(manifest_revision) else {
+    let Some(candidate) = candidate_revision(pipeline, component, children) else {
         return Ok(ConfigRollout::Settled);
     };
     let accepted = names
@@ -249,32 +301,29 @@ pub async fn advance(
     if accepted.as_deref() == Some(candidate.as_str()) {
         return Ok(ConfigRollout::Settled);
     }
-    let statuses = (ctx.probe)(names.reloader_host(component)).await;
+    let statuses = answers.of(ctx, names, component).await;
     let mut rejection = None;
-    for status in &statuses {
-        match status {
-            Ok(status)
-                if status.running.as_deref() == Some(candidate.as_str())
-                    || status.accepted.contains(&candidate) =>
-            {
-                let accepted = accepted_children(names, component, children);
-                apply::apply_children(ctx, &accepted).await?;
-                ctx.metrics.config_rollout(component, "promoted");
-                tracing::info!(
-                    component,
-                    revision = short_revision(&candidate),
-                    "configuration accepted by the data plane; promoted"
-                );
-                return Ok(ConfigRollout::Promoted);
-            }
-            Ok(ReloaderStatus {
-                rejected: Some(rejected),
-                ..
-            }) if rejected.revision == candidate => rejection = Some(rejected.error.clone()),
-            Ok(_) => {}
-            Err(error) => tracing::debug!(component, %error, "reloader status unavailable"),
+    for status in statuses.iter().flatten() {
+        if status.running.as_deref() == Some(candidate.as_str())
+            || status.accepted.contains(&candidate)
+        {
+            let accepted = accepted_children(names, component, children);
+            apply::apply_children(ctx, &accepted).await?;
+            ctx.metrics.config_rollout(component, "promoted");
+            tracing::info!(
+                component,
+                revision = short_revision(&candidate),
+                "configuration accepted by the data plane; promoted"
+            );
+            return Ok(ConfigRollout::Promoted);
+        }
+        if let Some(rejected) = &status.rejected
+            && rejected.revision == candidate
+        {
+            rejection = Some(rejected.error.clone());
         }
     }
+    let reachable = statuses.iter().any(Result::is_ok);
     Ok(match rejection {
         Some(error) => {
             ctx.metrics.config_rollout(component, "rejected");
@@ -283,9 +332,185 @@ pub async fn advance(
                 error,
             }
         }
-        None => ConfigRollout::Pending {
-            reachable: statuses.iter().any(Result::is_ok),
-        },
+        None => ConfigRollout::Pending { reachable },
+    })
+}
+
+/// The routes in the route list of a Secret's data (JSON as the API holds it); `None`
+/// without one.
+fn secret_routes(object: &DynamicObject) -> Option<BTreeSet<String>> {
+    let encoded = object
+        .data
+        .get("data")?
+        .get(layout::ROUTES_LIST_FILE)?
+        .as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    Some(crate::render::edge::parse_routes_list(
+        &String::from_utf8_lossy(&bytes),
+    ))
+}
+
+/// The routes the agents may emit: those they emit now that the pipeline still has, plus
+/// the pipeline's new ones that `dispatched_everywhere` holds. Before the routing table was
+/// ever written (`published` is `None`) every route goes: no aggregator runs an older
+/// revision yet, and any that starts runs this candidate or a newer accepted one.
+pub fn allowed_routes(
+    wanted: &BTreeSet<String>,
+    published: Option<&BTreeSet<String>>,
+    dispatched_everywhere: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    match published {
+        None => wanted.clone(),
+        Some(published) => wanted
+            .iter()
+            .filter(|route| published.contains(*route) || dispatched_everywhere.contains(*route))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// The routes dispatched by the accepted revision and by the revision every aggregator pod
+/// runs: empty unless at least `expected` pods answered, each running a revision whose
+/// routes are `known`. A pod starting later runs the candidate or falls back to the
+/// accepted revision, so both must hold a route before agents may emit it.
+pub fn dispatched_everywhere(
+    statuses: &[Result<ReloaderStatus, String>],
+    expected: usize,
+    known: &BTreeMap<String, BTreeSet<String>>,
+    accepted: Option<&str>,
+) -> BTreeSet<String> {
+    let Some(mut everywhere) = accepted.and_then(|revision| known.get(revision)).cloned() else {
+        return BTreeSet::new();
+    };
+    let mut answered = 0;
+    for status in statuses {
+        let running = status
+            .as_ref()
+            .ok()
+            .and_then(|status| status.running.as_deref())
+            .and_then(|revision| known.get(revision));
+        let Some(running) = running else {
+            return BTreeSet::new();
+        };
+        everywhere.retain(|route| running.contains(route));
+        answered += 1;
+    }
+    if answered < expected.max(1) {
+        return BTreeSet::new();
+    }
+    everywhere
+}
+
+/// Aggregator pods the StatefulSet has: every one must dispatch a route before agents emit it.
+pub fn aggregator_pods(ctx: &Context, names: &Names) -> usize {
+    let Some(stateful_set) = ctx
+        .stores
+        .children_of(ChildKind::StatefulSet)
+        .into_iter()
+        .find(|s| {
+            s.metadata.name.as_deref() == Some(names.aggregator().as_str())
+                && s.metadata.namespace.as_deref() == Some(names.control_namespace.as_str())
+        })
+    else {
+        return 1;
+    };
+    let count = |pointer: &str| stateful_set.data.pointer(pointer).and_then(|v| v.as_i64());
+    let pods = count("/status/replicas")
+        .into_iter()
+        .chain(count("/spec/replicas"))
+        .max()
+        .unwrap_or(1);
+    usize::try_from(pods).unwrap_or(1)
+}
+
+/// Routes the agents' routing table leaves out for now, after [`gate_routes`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoutesGate {
+    /// Routes of the pipeline no agent emits yet: not every aggregator pod, or the accepted
+    /// revision, dispatches them.
+    pub withheld: BTreeSet<String>,
+    /// Some aggregator reloader answered: worth looking again soon.
+    pub reachable: bool,
+}
+
+/// A revision is one unit across components: agents emit a route only once every
+/// aggregator pod dispatches it (docs/architecture.md, "Config reload"). The routing table
+/// built from the pipeline is replaced, in `children`, by one holding only the routes agents
+/// emit already and the new ones every aggregator pod and the accepted revision dispatch. A
+/// route the aggregator never accepted (its revision was rejected) is never given to the
+/// agents; removed routes go at once (agents stop first, so nothing is sent to a dispatch
+/// that is gone).
+pub async fn gate_routes(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    children: &mut [Child],
+    answers: &mut Answers,
+) -> Result<RoutesGate, Error> {
+    let names = &pipeline.names;
+    let table = names.agent_routes_secret();
+    let Some(wanted) = built_secret(children, &table).and_then(secret_routes) else {
+        return Ok(RoutesGate::default());
+    };
+    let published =
+        cached_secret(ctx, &names.control_namespace, &table).and_then(|s| secret_routes(&s));
+    if published
+        .as_ref()
+        .is_none_or(|published| wanted.is_subset(published))
+    {
+        return Ok(RoutesGate::default());
+    }
+    let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let main = names.aggregator_config_secret();
+    if let Some(secret) = built_secret(children, &main)
+        && let (Some(revision), Some(routes)) = (manifest_revision(secret), secret_routes(secret))
+    {
+        known.insert(revision, routes);
+    }
+    let accepted = names
+        .accepted_secret(&main)
+        .and_then(|name| cached_secret(ctx, &names.control_namespace, &name));
+    let accepted_revision = accepted.as_deref().and_then(manifest_revision);
+    if let Some(secret) = &accepted
+        && let (Some(revision), Some(routes)) = (&accepted_revision, secret_routes(secret))
+    {
+        known.insert(revision.clone(), routes);
+    }
+    let expected = aggregator_pods(ctx, names);
+    let statuses = answers.of(ctx, names, layout::AGGREGATOR_COMPONENT).await;
+    let reachable = statuses.iter().any(Result::is_ok);
+    let everywhere =
+        dispatched_everywhere(statuses, expected, &known, accepted_revision.as_deref());
+    let allowed = allowed_routes(&wanted, published.as_ref(), &everywhere);
+    let withheld: BTreeSet<String> = wanted.difference(&allowed).cloned().collect();
+    if withheld.is_empty() {
+        return Ok(RoutesGate {
+            withheld,
+            reachable,
+        });
+    }
+    tracing::info!(
+        withheld = withheld.len(),
+        "routes withheld from the agents until every aggregator pod dispatches them"
+    );
+    let mut gated = pipeline.clone();
+    gated
+        .flows
+        .retain(|flow| allowed.contains(crate::render::edge::flow_route(&flow_label(&flow.key))));
+    if !allowed.contains(crate::render::edge::DEFAULT_ROUTE) {
+        gated.default_flow = None;
+    }
+    for rebuilt in crate::build::agent_routes_children(&gated)? {
+        if let Some(child) = children.iter_mut().find(|c| {
+            c.kind == ChildKind::Secret && c.object.metadata.name == rebuilt.object.metadata.name
+        }) {
+            *child = rebuilt;
+        }
+    }
+    Ok(RoutesGate {
+        withheld,
+        reachable,
     })
 }
 

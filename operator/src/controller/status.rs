@@ -9,6 +9,8 @@ use crate::api::{BuffersStatus, CertificatesStatus, LoggingStatus, ObjectStatus,
 use crate::layout::FIELD_MANAGER;
 use crate::model::Problem;
 
+pub use super::data_plane::Verdict as DataPlane;
+
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 /// True while the object has warnings ([`crate::model::WARNING_REASONS`]): reported, but
@@ -123,11 +125,30 @@ pub enum Usage<'a> {
 /// and no Logging that applies anything renders it. Argo CD shows them as Suspended.
 pub const NOT_RENDERED_REASONS: &[&str] = &["Unused", "LoggingRefused"];
 
-/// `Ready` of a Flow, ClusterFlow, Output or ClusterOutput: True only when a Logging that is
-/// applied renders it. Decided here alone, so what "runs" means can grow in one place.
-fn object_ready(usage: Usage<'_>, degraded: &Verdict) -> Verdict {
-    match usage {
-        Usage::InUse(loggings) => Verdict::new(
+/// `Ready` of a Flow, ClusterFlow, Output or ClusterOutput: True only when the data plane of
+/// every applied Logging rendering it runs it at its current generation (`Running`: every
+/// aggregator pod runs a revision holding it and, for a flow, the agents' routing table gives
+/// it records). False while it is in the configuration but not running yet (`Pending`), when
+/// its problems keep it out (the first problem's reason, such as `ConfigRejected` when the
+/// aggregator refused a revision with it), and when no applied Logging renders it. Decided
+/// here alone, so what "runs" means grows in one place.
+fn object_ready(usage: Usage<'_>, data_plane: DataPlane, degraded: &Verdict) -> Verdict {
+    match (usage, data_plane) {
+        (Usage::InUse(loggings), DataPlane::Running) => Verdict::new(
+            true,
+            super::data_plane::RUNNING,
+            format!(
+                "running in Logging {loggings}: every aggregator replica runs a revision with this generation"
+            ),
+        ),
+        (Usage::InUse(loggings), DataPlane::Pending) => Verdict::new(
+            false,
+            "Pending",
+            format!(
+                "in the configuration of Logging {loggings}, not running yet: waiting until every aggregator replica runs a revision with this generation and, for a flow, the agents route records to it"
+            ),
+        ),
+        (Usage::InUse(loggings), DataPlane::NotTracked) => Verdict::new(
             true,
             "Accepted",
             format!("included in the rendered configuration of Logging {loggings}"),
@@ -137,8 +158,8 @@ fn object_ready(usage: Usage<'_>, degraded: &Verdict) -> Verdict {
             degraded.reason.as_str(),
             "left out of the rendered configuration; see Degraded",
         ),
-        Usage::Unused(why) => Verdict::new(false, "Unused", why),
-        Usage::LoggingRefused(logging) => Verdict::new(
+        (Usage::Unused(why), _) => Verdict::new(false, "Unused", why),
+        (Usage::LoggingRefused(logging), _) => Verdict::new(
             false,
             "LoggingRefused",
             format!(
@@ -148,20 +169,21 @@ fn object_ready(usage: Usage<'_>, degraded: &Verdict) -> Verdict {
     }
 }
 
-/// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready`: part of the configuration
-/// of a Logging that is applied ([`object_ready`]). `Degraded`: problems someone has to fix,
-/// whether they kept the object out or not (an Output one of whose flows' outputs is missing
-/// still runs). `Warning`: warnings, such as disabled certificate verification.
+/// Status of a Flow, ClusterFlow, Output or ClusterOutput. `Ready`: [`object_ready`].
+/// `Degraded`: problems someone has to fix, whether they kept the object out or not (an
+/// Output one of whose flows' outputs is missing still runs). `Warning`: warnings, such as
+/// disabled certificate verification.
 pub fn object_status(
     generation: Option<i64>,
     problems: &[Problem],
     usage: Usage<'_>,
+    data_plane: DataPlane,
     previous: Option<&ObjectStatus>,
     now: jiff::Timestamp,
 ) -> ObjectStatus {
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     let degraded = degraded_verdict(problems);
-    let ready = object_ready(usage, &degraded);
+    let ready = object_ready(usage, data_plane, &degraded);
     let warning = warning_verdict(problems);
     ObjectStatus {
         observed_generation: generation,
@@ -456,13 +478,14 @@ mod tests {
         let t0 = jiff::Timestamp::from_second(1_000).unwrap_or_default();
         let t1 = jiff::Timestamp::from_second(2_000).unwrap_or_default();
         let used = Usage::InUse("main");
-        let first = object_status(Some(1), &[], used, None, t0);
-        let again = object_status(Some(1), &[], used, Some(&first), t1);
+        let first = object_status(Some(1), &[], used, DataPlane::Running, None, t0);
+        let again = object_status(Some(1), &[], used, DataPlane::Running, Some(&first), t1);
         assert_eq!(first, again);
         let broken = object_status(
             Some(2),
             &[problem("OutputNotFound", "spec.x")],
             Usage::Unused("left out"),
+            DataPlane::NotTracked,
             Some(&again),
             t1,
         );
@@ -478,6 +501,7 @@ mod tests {
             None,
             &[problem("Zeta", "spec.b"), problem("Alpha", "spec.a")],
             Usage::InUse("main"),
+            DataPlane::Running,
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
@@ -501,6 +525,7 @@ mod tests {
             Some(1),
             &[problem("TlsVerificationDisabled", "spec.http.tls")],
             Usage::InUse("main"),
+            DataPlane::NotTracked,
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
@@ -516,6 +541,7 @@ mod tests {
                 problem("OutputNotFound", "spec.x"),
             ],
             Usage::InUse("main"),
+            DataPlane::NotTracked,
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
@@ -542,6 +568,7 @@ mod tests {
             Some(1),
             &[],
             Usage::Unused("no flow sends records to it"),
+            DataPlane::NotTracked,
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );
@@ -551,6 +578,7 @@ mod tests {
             Some(1),
             &[],
             Usage::LoggingRefused("other"),
+            DataPlane::NotTracked,
             None,
             jiff::Timestamp::UNIX_EPOCH,
         );

@@ -155,6 +155,19 @@ pub fn current_revision(active: &Path) -> Option<String> {
     complete.then_some(manifest.revision)
 }
 
+/// The buffer paths an installed revision lists (`layout::BUFFERS_LIST_FILE`); `None` when
+/// it lists none (the agent's bundle).
+pub fn buffers(revision_dir: &Path) -> Option<BTreeSet<String>> {
+    let text = std::fs::read_to_string(revision_dir.join(crate::layout::BUFFERS_LIST_FILE)).ok()?;
+    Some(
+        text.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 pub fn remove_revision(active: &Path, revision: &str) {
     let _ = std::fs::remove_dir_all(revisions_dir(active).join(revision));
 }

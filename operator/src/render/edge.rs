@@ -4,7 +4,7 @@
 //! split into an index and slots (a flow's slot is its aggregator config slot), each in its
 //! own Secret, and re-read by the filter when it changes (docs/routing.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
@@ -296,6 +296,42 @@ pub fn routes_table_with_budget(pipeline: &Pipeline, budget: usize) -> AgentRout
     }
 }
 
+/// Every route a pipeline's routing table can emit and its aggregator configuration
+/// dispatches: one per flow, and [`DEFAULT_ROUTE`] with a default flow.
+pub fn routes(pipeline: &Pipeline) -> BTreeSet<String> {
+    let mut routes: BTreeSet<String> = pipeline
+        .flows
+        .iter()
+        .map(|flow| flow_route(&flow_label(&flow.key)).to_owned())
+        .collect();
+    if pipeline.default_flow.is_some() {
+        routes.insert(DEFAULT_ROUTE.to_owned());
+    }
+    routes
+}
+
+/// The route list file ([`layout::ROUTES_LIST_FILE`]): one route per line, sorted.
+pub fn routes_list(routes: &BTreeSet<String>) -> ConfigFile {
+    let mut content = String::with_capacity(routes.len() * 18);
+    for route in routes {
+        content.push_str(route);
+        content.push('\n');
+    }
+    ConfigFile {
+        name: layout::ROUTES_LIST_FILE.to_owned(),
+        content,
+    }
+}
+
+/// The routes of a route list file; lines that are not routes are ignored.
+pub fn parse_routes_list(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +341,18 @@ mod tests {
         assert_eq!(lua_string("team-a"), "\"team-a\"");
         assert_eq!(lua_string("a\"b\\c\nd]]"), "\"a\\034b\\092c\\010d]]\"");
         assert_eq!(lua_string("é"), "\"\\195\\169\"");
+    }
+
+    #[test]
+    fn a_route_list_reads_back_as_written() {
+        let routes: BTreeSet<String> = ["flow-0123456789ab", "default"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let file = routes_list(&routes);
+        assert_eq!(file.content, "default\nflow-0123456789ab\n");
+        assert_eq!(parse_routes_list(&file.content), routes);
+        assert!(parse_routes_list("").is_empty());
     }
 
     #[test]

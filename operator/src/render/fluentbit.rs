@@ -19,6 +19,11 @@ use super::ConfigFile;
 use super::edge;
 use super::escape::{checked, is_dns_label};
 
+/// Longest an aggregator may stay silent on a connection with a chunk in flight before the
+/// agent gives up on it and retries the chunk. Long enough for fluentd to buffer the biggest
+/// chunk under load; a tenant's `overflowAction: block` can make an acknowledgement slower,
+/// and then the retry may deliver the chunk twice.
+const AGGREGATOR_IO_TIMEOUT: &str = "60s";
 /// Where the kubelet links container logs: `<pod>_<namespace>_<container>-<id>.log`.
 pub const CONTAINER_LOG_DIR: &str = "/var/log/containers";
 /// `storage.max_chunks_up`: above the number of routes one node can have active at once.
@@ -391,6 +396,11 @@ pub fn agent(pipeline: &Pipeline) -> Vec<ConfigFile> {
         // fluentd drops every record ("skip invalid event") when metadata is retained.
         .set("retain_metadata_in_forward_mode", "false")
         .set("require_ack_response", "true")
+        // fluent-bit waits for an acknowledgement as long as the connection stays open
+        // (`net.io_timeout` defaults to 0, no limit: src/flb_upstream.c): an aggregator that
+        // keeps a connection but never answers (a stuck worker, a peer gone without a reset)
+        // would hold the chunk forever. Past this the chunk fails and is retried.
+        .set("net.io_timeout", AGGREGATOR_IO_TIMEOUT)
         .set("net.keepalive", "on")
         // Fresh connections every few hundred chunks spread agents over aggregator replicas
         // and pick up rotated certificates.

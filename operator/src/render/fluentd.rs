@@ -24,6 +24,9 @@ pub const CERT_VERIFIER_FILE: &str = "cert-verifier.rb";
 /// (grep, parser expressions) run on the worker every tenant shares; a backtracking pattern
 /// must not stall it. Ruby >= 3.2 raises `Regexp::TimeoutError` once a match runs longer.
 pub const REGEXP_TIMEOUT_SECONDS: f64 = 1.0;
+/// Label receiving the records an output gave up on (fluentd's error stream), which goes to
+/// the Logging's error output.
+pub const ERROR_LABEL: &str = "@ERROR";
 /// Label receiving fluentd's own log events (fluentd's `Fluent::Log::LOG_EVENT_LABEL`).
 pub const FLUENT_LOG_LABEL: &str = "@FLUENT_LOG";
 
@@ -70,7 +73,14 @@ fn write_dispatch(w: &mut Writer, key: Option<&ObjectKey>, route: &str, label: &
     w.close("match");
 }
 
-fn write_flow_label(w: &mut Writer, pipeline: &Pipeline, flow: &FlowPlan, label: &str) {
+/// Writes a flow's `<label>`; returns the buffer paths of its outputs.
+fn write_flow_label(
+    w: &mut Writer,
+    pipeline: &Pipeline,
+    flow: &FlowPlan,
+    label: &str,
+) -> Vec<String> {
+    let mut buffers = Vec::new();
     w.comment(&comment_text(&key_text(&flow.key)));
     w.open("label", Some(label));
     // Global filters run on each flow's copy, before its own filters, rather than in front
@@ -101,16 +111,19 @@ fn write_flow_label(w: &mut Writer, pipeline: &Pipeline, flow: &FlowPlan, label:
                 .trim_start_matches('/');
             write_output(w, output, id, &path, flush_at_shutdown(pipeline));
             w.close("store");
+            buffers.push(path);
         }
     }
     w.close("match");
     w.close("label");
+    buffers
 }
 
 /// One flow's share of the configuration.
 struct FlowText {
     route: String,
     label: String,
+    buffers: Vec<String>,
 }
 
 fn flow_text(pipeline: &Pipeline, flow: &FlowPlan) -> FlowText {
@@ -123,10 +136,11 @@ fn flow_text(pipeline: &Pipeline, flow: &FlowPlan) -> FlowText {
         &label,
     );
     let mut body = Writer::new();
-    write_flow_label(&mut body, pipeline, flow, &label);
+    let buffers = write_flow_label(&mut body, pipeline, flow, &label);
     FlowText {
         route: route.finish(),
         label: body.finish(),
+        buffers,
     }
 }
 
@@ -273,8 +287,10 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
     w.close("label");
 }
 
-fn write_error_label(w: &mut Writer, pipeline: &Pipeline) {
-    w.open("label", Some("@ERROR"));
+/// Writes the `@ERROR` label; returns the buffer path of the error output, if any.
+fn write_error_label(w: &mut Writer, pipeline: &Pipeline) -> Option<String> {
+    let mut buffer = None;
+    w.open("label", Some(ERROR_LABEL));
     w.open("match", Some("**"));
     match pipeline
         .error_output
@@ -288,11 +304,13 @@ fn write_error_label(w: &mut Writer, pipeline: &Pipeline) {
                 .trim_start_matches(layout::AGGREGATOR_BUFFER_DIR)
                 .trim_start_matches('/');
             write_output(w, output, id, &path, flush_at_shutdown(pipeline));
+            buffer = Some(path);
         }
         None => w.param("@type", "null"),
     }
     w.close("match");
     w.close("label");
+    buffer
 }
 
 /// Largest slot we write: a Secret holds at most 1 MiB, and its keys and the manifest need
@@ -328,6 +346,9 @@ pub struct AggregatorFiles {
     pub slots: Vec<ConfigFile>,
     /// Flows left out because their slot is full.
     pub overflowed: Vec<ObjectKey>,
+    /// Every output buffer path of this configuration, sorted: the reloader drains those a
+    /// new revision drops before it restarts fluentd on it (their plugins are gone after).
+    pub buffers: Vec<String>,
 }
 
 impl AggregatorFiles {
@@ -360,6 +381,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorF
     let mut slots: Vec<String> = vec![String::new(); layout::AGGREGATOR_CONFIG_SLOTS];
     let mut full = [false; layout::AGGREGATOR_CONFIG_SLOTS];
     let mut overflowed = Vec::new();
+    let mut buffers = Vec::new();
     // In key order, so which flows a full slot leaves out never depends on the order
     // objects arrived in: the last ones by key.
     let mut flows: Vec<&FlowPlan> = pipeline.flows.iter().collect();
@@ -377,6 +399,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorF
         }
         slot.push_str(&text.route);
         slot.push_str(&text.label);
+        buffers.extend(text.buffers);
     }
 
     let mut main = Writer::new();
@@ -394,14 +417,29 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorF
         main.comment("The default flow: records of watched namespaces no flow took");
         write_dispatch(&mut main, None, edge::DEFAULT_ROUTE, DEFAULT_FLOW_LABEL);
         main.blank();
-        write_flow_label(&mut main, pipeline, default, DEFAULT_FLOW_LABEL);
+        buffers.extend(write_flow_label(
+            &mut main,
+            pipeline,
+            default,
+            DEFAULT_FLOW_LABEL,
+        ));
     }
+    main.comment(
+        "A route this revision does not dispatch (agents still tagging for a flow just \
+         removed): to the error output rather than dropped unseen",
+    );
+    main.open("match", Some(&format!("{}**", edge::TAG_PREFIX)));
+    main.param("@type", "relabel");
+    main.param("@label", ERROR_LABEL);
+    main.close("match");
     main.comment("Any other tag is not routed");
     main.open("match", Some("**"));
     main.param("@type", "null");
     main.close("match");
     main.blank();
-    write_error_label(&mut main, pipeline);
+    buffers.extend(write_error_label(&mut main, pipeline));
+    buffers.sort();
+    buffers.dedup();
 
     let slots = slots
         .into_iter()
@@ -432,6 +470,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorF
         shared: vec![cert_verifier_file(pipeline)],
         slots,
         overflowed,
+        buffers,
     }
 }
 

@@ -336,11 +336,14 @@ pub fn parse_aggregator(files: &sluice::render::fluentd::AggregatorFiles) -> Ele
 
 // ---------------------------------------------------------------------------------------
 
-/// The aggregator's dispatch: every top-level `<match TAG> @type relabel`, tag → `@label`.
+/// The aggregator's dispatch: every flow's top-level `<match sluice.<route>> @type relabel`,
+/// tag → `@label`.
 pub fn dispatch(root: &Element) -> BTreeMap<String, String> {
     root.children
         .iter()
         .filter(|e| e.name == "match" && e.param_text("@type").as_deref() == Some("relabel"))
+        // The catch-all of routes this configuration does not dispatch is not a flow's.
+        .filter(|e| !e.arg.ends_with("**"))
         .map(|e| {
             (
                 e.arg.clone(),

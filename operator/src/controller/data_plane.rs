@@ -1,0 +1,370 @@
+//! What the data plane runs, for the status of Flows, ClusterFlows, Outputs and
+//! ClusterOutputs: an object is running when every aggregator pod runs a revision holding it
+//! at its current generation and, for a flow, the agents' routing table gives it records
+//! (docs/operations.md, "Status conditions").
+//!
+//! The operator numbers the aggregator candidates it builds and remembers, for each object of
+//! the newest one, the first candidate that held its current generation. The reloaders report
+//! the revision each pod runs: the lowest number among them confirms every object that entered
+//! at or before it. A new operator process starts from what the stored statuses say ran.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use kube::Resource;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::context::Context;
+use super::reconcile::HasObjectStatus;
+use super::rollout::{self, Answers, RoutesGate};
+use crate::build::Child;
+use crate::layout;
+use crate::model::{Kind, ObjectKey, Pipeline};
+use crate::render::edge::flow_route;
+use crate::render::fluentd::flow_label;
+
+/// Candidates remembered: a pod running an older one counts as running an unknown revision.
+const REVISIONS_KEPT: usize = 64;
+/// `Ready` reason of an object the data plane runs.
+pub const RUNNING: &str = "Running";
+
+/// One object of the newest candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub generation: Option<i64>,
+    /// A flow's route (what agents tag its records with); `None` for outputs.
+    pub route: Option<String>,
+    /// Its stored status says it ran at this generation (what a new process starts from).
+    pub reported_running: bool,
+}
+
+/// One Logging's candidates and what runs of them.
+#[derive(Debug, Default)]
+pub struct Revisions {
+    /// Candidates built, oldest first, with the number each got.
+    order: VecDeque<(String, u64)>,
+    next: u64,
+    /// Objects of the newest candidate, with the number of the first candidate that held
+    /// their current generation.
+    objects: HashMap<ObjectKey, (Held, u64)>,
+    /// Objects known to run everywhere, at the generation confirmed.
+    running: HashMap<ObjectKey, Option<i64>>,
+}
+
+impl Revisions {
+    /// Records the candidate just built and the objects it holds.
+    pub fn built(&mut self, revision: &str, objects: impl IntoIterator<Item = (ObjectKey, Held)>) {
+        let number = match self.order.back() {
+            Some((last, number)) if last == revision => *number,
+            _ => {
+                let number = self.next;
+                self.next += 1;
+                self.order.retain(|(known, _)| known != revision);
+                self.order.push_back((revision.to_owned(), number));
+                while self.order.len() > REVISIONS_KEPT {
+                    self.order.pop_front();
+                }
+                number
+            }
+        };
+        let mut previous = std::mem::take(&mut self.objects);
+        for (key, held) in objects {
+            let since = match previous.remove(&key) {
+                Some((before, since)) if before.generation == held.generation => since,
+                _ => number,
+            };
+            if held.reported_running && !self.running.contains_key(&key) {
+                self.running.insert(key.clone(), held.generation);
+            }
+            self.objects.insert(key, (held, since));
+        }
+        let objects = &self.objects;
+        self.running.retain(|key, _| objects.contains_key(key));
+    }
+
+    /// The number of the oldest revision among those the pods run; `None` when a pod runs
+    /// one this process did not build (or reports none).
+    pub fn oldest_running(&self, revisions: &[Option<&str>]) -> Option<u64> {
+        let numbers = revisions.iter().map(|revision| {
+            let revision = (*revision)?;
+            self.order
+                .iter()
+                .find(|(known, _)| known == revision)
+                .map(|(_, number)| *number)
+        });
+        numbers.collect::<Option<Vec<u64>>>()?.into_iter().min()
+    }
+
+    /// Every object that entered at or before revision `oldest` runs, unless its route is
+    /// withheld from the agents.
+    pub fn confirm(&mut self, oldest: u64, withheld: &BTreeSet<String>) {
+        for (key, (held, since)) in &self.objects {
+            let routed = held
+                .route
+                .as_ref()
+                .is_none_or(|route| !withheld.contains(route));
+            if *since <= oldest && routed {
+                self.running.insert(key.clone(), held.generation);
+            }
+        }
+    }
+
+    pub fn is_running(&self, key: &ObjectKey, generation: Option<i64>) -> bool {
+        self.running.get(key) == Some(&generation)
+    }
+
+    /// Whether the newest candidate holds the object.
+    pub fn holds(&self, key: &ObjectKey) -> bool {
+        self.objects.contains_key(key)
+    }
+
+    /// Objects of the newest candidate not known to run at their generation: what it added
+    /// or changed compared to what runs.
+    pub fn unconfirmed(&self) -> Vec<ObjectKey> {
+        let mut keys: Vec<ObjectKey> = self
+            .objects
+            .iter()
+            .filter(|(key, (held, _))| !self.is_running(key, held.generation))
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+/// How an object in use figures in the data plane of the Loggings using it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Every Logging using it runs it at its current generation.
+    Running,
+    /// Some Logging does not run this generation yet.
+    Pending,
+    /// No configuration bundle was built for its Loggings (canned builds in tests): nothing
+    /// to wait for.
+    NotTracked,
+}
+
+fn cached<K>(store: &Store<DeserializeGuard<K>>, key: &ObjectKey) -> (Option<i64>, bool)
+where
+    K: Resource<DynamicType = ()> + HasObjectStatus + Clone,
+{
+    let mut reference = ObjectRef::new(&key.name);
+    if let Some(namespace) = &key.namespace {
+        reference = reference.within(namespace);
+    }
+    let Some(guard) = store.get(&reference) else {
+        return (None, false);
+    };
+    let Ok(object) = guard.0.as_ref() else {
+        return (None, false);
+    };
+    let generation = object.meta().generation;
+    (
+        generation,
+        reported_running(object.object_status(), generation),
+    )
+}
+
+/// The stored status says the object ran at `generation`.
+pub fn reported_running(
+    status: Option<&crate::api::ObjectStatus>,
+    generation: Option<i64>,
+) -> bool {
+    status.into_iter().flat_map(|s| &s.conditions).any(|c| {
+        c.type_ == super::status::READY
+            && c.status == "True"
+            && c.reason == RUNNING
+            && c.observed_generation == generation
+    })
+}
+
+fn held(ctx: &Context, key: &ObjectKey, route: Option<String>) -> Held {
+    let stores = &ctx.stores;
+    let (generation, reported_running) = match key.kind {
+        Kind::Flow => cached(&stores.flows, key),
+        Kind::ClusterFlow => cached(&stores.cluster_flows, key),
+        Kind::Output => cached(&stores.outputs, key),
+        Kind::ClusterOutput => cached(&stores.cluster_outputs, key),
+        Kind::Logging => (None, false),
+    };
+    Held {
+        generation,
+        route,
+        reported_running,
+    }
+}
+
+/// Records the aggregator candidate just built, with every Flow and Output it holds.
+pub fn record_candidate(ctx: &Context, pipeline: &Pipeline, children: &[Child]) {
+    let Some(revision) =
+        rollout::candidate_revision(pipeline, layout::AGGREGATOR_COMPONENT, children)
+    else {
+        return;
+    };
+    let flows = pipeline.flows.iter().map(|flow| {
+        let route = flow_route(&flow_label(&flow.key)).to_owned();
+        (flow.key.clone(), held(ctx, &flow.key, Some(route)))
+    });
+    let outputs = pipeline
+        .outputs
+        .keys()
+        .map(|key| (key.clone(), held(ctx, key, None)));
+    let objects: Vec<(ObjectKey, Held)> = flows.chain(outputs).collect();
+    ctx.memory()
+        .data_plane
+        .entry(pipeline.logging.clone())
+        .or_default()
+        .built(&revision, objects);
+}
+
+/// Asks the aggregator pods what they run (unless everything is known to run already) and
+/// confirms what runs everywhere. True while something still waits for pods that answer.
+pub async fn observe(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    gate: &RoutesGate,
+    answers: &mut Answers,
+) -> bool {
+    let waiting = ctx
+        .memory()
+        .data_plane
+        .get(&pipeline.logging)
+        .is_some_and(|revisions| !revisions.unconfirmed().is_empty());
+    if !waiting {
+        return false;
+    }
+    let expected = rollout::aggregator_pods(ctx, &pipeline.names);
+    let statuses = answers
+        .of(ctx, &pipeline.names, layout::AGGREGATOR_COMPONENT)
+        .await;
+    let reachable = statuses.iter().any(Result::is_ok);
+    let running: Vec<Option<&str>> = statuses
+        .iter()
+        .map(|status| status.as_ref().ok().and_then(|s| s.running.as_deref()))
+        .collect();
+    let mut memory = ctx.memory();
+    let Some(revisions) = memory.data_plane.get_mut(&pipeline.logging) else {
+        return false;
+    };
+    if running.len() >= expected.max(1)
+        && let Some(oldest) = revisions.oldest_running(&running)
+    {
+        revisions.confirm(oldest, &gate.withheld);
+    }
+    reachable && !revisions.unconfirmed().is_empty()
+}
+
+/// What a rejected aggregator revision added or changed compared to what runs.
+pub fn unconfirmed(ctx: &Context, logging: &str) -> Vec<ObjectKey> {
+    ctx.memory()
+        .data_plane
+        .get(logging)
+        .map(Revisions::unconfirmed)
+        .unwrap_or_default()
+}
+
+/// Whether the Loggings using an object (`loggings`, comma-separated) run it at
+/// `generation`.
+pub fn verdict(ctx: &Context, loggings: &str, key: &ObjectKey, generation: Option<i64>) -> Verdict {
+    let memory = ctx.memory();
+    let mut verdict = Verdict::NotTracked;
+    for logging in loggings.split(", ") {
+        let Some(revisions) = memory.data_plane.get(logging) else {
+            continue;
+        };
+        if !revisions.holds(key) {
+            continue;
+        }
+        if !revisions.is_running(key, generation) {
+            return Verdict::Pending;
+        }
+        verdict = Verdict::Running;
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(name: &str) -> ObjectKey {
+        ObjectKey::namespaced(Kind::Flow, "team-a", name)
+    }
+
+    fn held(generation: i64, route: &str) -> Held {
+        Held {
+            generation: Some(generation),
+            route: Some(route.to_owned()),
+            reported_running: false,
+        }
+    }
+
+    #[test]
+    fn an_object_runs_once_every_pod_runs_a_revision_holding_its_generation() {
+        let mut revisions = Revisions::default();
+        revisions.built("r1", [(flow("a"), held(1, "flow-a"))]);
+        revisions.built(
+            "r2",
+            [
+                (flow("a"), held(1, "flow-a")),
+                (flow("b"), held(1, "flow-b")),
+            ],
+        );
+        let none = BTreeSet::new();
+        // One pod still runs r1: a runs, b does not yet.
+        let oldest = revisions.oldest_running(&[Some("r2"), Some("r1")]);
+        assert_eq!(oldest, Some(0));
+        revisions.confirm(0, &none);
+        assert!(revisions.is_running(&flow("a"), Some(1)));
+        assert!(!revisions.is_running(&flow("b"), Some(1)));
+        assert_eq!(revisions.unconfirmed(), vec![flow("b")]);
+        // A pod running a revision this process never built confirms nothing.
+        assert_eq!(revisions.oldest_running(&[Some("r2"), Some("r0")]), None);
+        assert_eq!(revisions.oldest_running(&[Some("r2"), None]), None);
+        // Both run r2; b's route is still withheld from the agents: not running.
+        let withheld = BTreeSet::from(["flow-b".to_owned()]);
+        revisions.confirm(1, &withheld);
+        assert!(!revisions.is_running(&flow("b"), Some(1)));
+        revisions.confirm(1, &none);
+        assert!(revisions.is_running(&flow("b"), Some(1)));
+        // An edit: the new generation waits for the revision holding it.
+        revisions.built(
+            "r3",
+            [
+                (flow("a"), held(2, "flow-a")),
+                (flow("b"), held(1, "flow-b")),
+            ],
+        );
+        assert_eq!(revisions.unconfirmed(), vec![flow("a")]);
+        assert!(!revisions.is_running(&flow("a"), Some(2)));
+    }
+
+    #[test]
+    fn a_revision_built_again_counts_from_its_newest_build() {
+        let mut revisions = Revisions::default();
+        revisions.built("r1", [(flow("a"), held(1, "flow-a"))]);
+        revisions.built("r2", []);
+        // Recreated at generation 1: the same content as r1 again.
+        revisions.built("r1", [(flow("a"), held(1, "flow-a"))]);
+        let oldest = revisions.oldest_running(&[Some("r1")]);
+        revisions.confirm(oldest.unwrap_or_default(), &BTreeSet::new());
+        assert!(revisions.is_running(&flow("a"), Some(1)));
+    }
+
+    #[test]
+    fn a_new_process_trusts_what_stored_statuses_say_ran() {
+        let mut revisions = Revisions::default();
+        let mut reported = held(3, "flow-a");
+        reported.reported_running = true;
+        revisions.built(
+            "r9",
+            [(flow("a"), reported), (flow("b"), held(1, "flow-b"))],
+        );
+        assert!(revisions.is_running(&flow("a"), Some(3)));
+        assert_eq!(revisions.unconfirmed(), vec![flow("b")]);
+        // Removed from the candidate: forgotten.
+        revisions.built("r10", [(flow("b"), held(1, "flow-b"))]);
+        assert!(!revisions.holds(&flow("a")));
+        assert!(!revisions.is_running(&flow("a"), Some(3)));
+    }
+}
