@@ -2,6 +2,8 @@
 //! resolves references, producing a [`Pipeline`]: what the renderers and builder consume.
 //! An invalid object is left out with a [`Problem`]; everything else keeps flowing.
 
+pub mod capacity;
+pub mod instances;
 pub mod limits;
 
 use std::collections::{BTreeMap, HashMap};
@@ -204,6 +206,8 @@ pub struct Pipeline {
     pub problems: BTreeMap<ObjectKey, Vec<Problem>>,
     /// How the output buffers share the aggregator's buffer volume.
     pub buffers: limits::BufferBudget,
+    /// How large the aggregator's configuration is against what its pods can check and run.
+    pub capacity: capacity::Load,
 }
 
 /// The outcome of resolving an [`Inventory`].
@@ -618,6 +622,18 @@ impl<'a> Resolver<'a> {
         for (key, p) in buffer_problems {
             self.report(&key, p);
         }
+        let (capacity, capacity_problems) = capacity::admit(
+            &logging_key,
+            spec,
+            &mut flows,
+            default_flow.as_ref(),
+            error_output.as_ref(),
+            &self.outputs,
+            crate::render::fluentd::config_slot,
+        );
+        for (key, p) in capacity_problems {
+            self.report(&key, p);
+        }
 
         Pipeline {
             logging: self.name.to_owned(),
@@ -632,6 +648,7 @@ impl<'a> Resolver<'a> {
             output_secret_data: self.output_secret_data,
             problems: self.problems,
             buffers,
+            capacity,
         }
     }
 
