@@ -88,35 +88,29 @@ fn own_outputs(aggregator: Value, n: usize, spec: impl Fn(usize) -> Value) -> Ob
 
 #[test]
 fn ten_thousand_simple_flows_fit_the_default_limits() {
-    let shapes: [(&str, Box<dyn Fn(usize) -> Value>); 3] = [
+    let mut shared = logging(json!({}));
+    for n in 0..NAMESPACES {
+        output(&mut shared, &format!("team-{n}"), "es", es("logs"));
+    }
+    for i in 0..10_000 {
+        flow(
+            &mut shared,
+            &format!("team-{}", i % NAMESPACES),
+            &format!("flow-{i:05}"),
+            "es",
+        );
+    }
+    for (shape, objects) in [
+        ("one Output per namespace", shared),
         (
             "an equal Elasticsearch Output each",
-            Box::new(|_| es("logs")),
+            own_outputs(json!({}), 10_000, |_| es("logs")),
         ),
         (
             "a null Output each",
-            Box::new(|_| json!({"nullOutput": {}})),
+            own_outputs(json!({}), 10_000, |_| json!({"nullOutput": {}})),
         ),
-        ("one Output per namespace", Box::new(|_| es("logs"))),
-    ];
-    for (shape, spec) in shapes {
-        let objects = if shape == "one Output per namespace" {
-            let mut objects = logging(json!({}));
-            for n in 0..NAMESPACES {
-                output(&mut objects, &format!("team-{n}"), "es", spec(n));
-            }
-            for i in 0..10_000 {
-                flow(
-                    &mut objects,
-                    &format!("team-{}", i % NAMESPACES),
-                    &format!("flow-{i:05}"),
-                    "es",
-                );
-            }
-            objects
-        } else {
-            own_outputs(json!({}), 10_000, spec)
-        };
+    ] {
         let resolution = model::resolve(&objects.inventory());
         let pipeline = &resolution.pipelines[0];
         assert_eq!(pipeline.flows.len(), 10_000, "{shape}");

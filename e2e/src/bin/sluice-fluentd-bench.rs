@@ -586,44 +586,57 @@ fn delivered(out: &Path) -> Result<(BTreeMap<String, usize>, usize, usize)> {
     Ok((per_tag, total, duplicates))
 }
 
-/// Feeds the records and waits until `expected` lines arrived (or nothing moves for a
-/// minute). Returns fluentd's CPU seconds spent meanwhile, less its idle rate.
-fn feed_and_count(
-    args: &Args,
-    fluent_bit: &Path,
-    dir: &Path,
-    running: &Running,
-    routes: &[String],
-    expected: usize,
-    idle_rate: f64,
+/// What one feeding delivered, and fluentd's CPU seconds spent on it (less its idle rate).
+struct Fed {
+    cpu: f64,
+    per_tag: BTreeMap<String, usize>,
+    total: usize,
+    duplicates: usize,
+}
+
+/// Feeds records through fluent-bit into one fluentd.
+struct Feeder<'a> {
+    fluent_bit: &'a Path,
+    records: usize,
     ports: Ports,
-) -> Result<(f64, f64, BTreeMap<String, usize>, usize, usize)> {
-    let records = dir.join("records.jsonl");
-    write_records(&records, routes, args.records)?;
-    let pids = session_processes(running.child.id());
-    let cpu_before = cpu_seconds(&pids);
-    let started = Instant::now();
-    let mut feeder = feed(fluent_bit, dir, &records, ports.forward)?;
-    let out = dir.join("out");
-    let mut last = (0, Instant::now());
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let (_, total, _) = delivered(&out)?;
-        if total >= expected {
-            break;
+}
+
+impl Feeder<'_> {
+    /// Feeds the records of `routes` and waits until all arrived (or nothing moves for a
+    /// minute).
+    fn run(&self, dir: &Path, running: &Running, routes: &[String], idle_rate: f64) -> Result<Fed> {
+        let records = dir.join("records.jsonl");
+        write_records(&records, routes, self.records)?;
+        let pids = session_processes(running.child.id());
+        let cpu_before = cpu_seconds(&pids);
+        let started = Instant::now();
+        let mut feeder = feed(self.fluent_bit, dir, &records, self.ports.forward)?;
+        let out = dir.join("out");
+        let mut last = (0, Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let (_, total, _) = delivered(&out)?;
+            if total >= self.records {
+                break;
+            }
+            if total != last.0 {
+                last = (total, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(60) {
+                break;
+            }
         }
-        if total != last.0 {
-            last = (total, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(60) {
-            break;
-        }
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(&pids) - cpu_before - idle_rate * wall;
+        let _ = feeder.kill();
+        let _ = feeder.wait();
+        let (per_tag, total, duplicates) = delivered(&out)?;
+        Ok(Fed {
+            cpu: cpu.max(0.001),
+            per_tag,
+            total,
+            duplicates,
+        })
     }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(&pids) - cpu_before - idle_rate * wall;
-    let _ = feeder.kill();
-    let _ = feeder.wait();
-    let (per_tag, total, duplicates) = delivered(&out)?;
-    Ok((cpu.max(0.001), wall, per_tag, total, duplicates))
 }
 
 /// The routing-free ceiling: fluentd with the same input and one file output taking every
@@ -769,16 +782,12 @@ fn main() -> Result<()> {
             continue;
         };
         let routes = routes_of(pipeline);
-        let (cpu, _, per_tag, total, duplicates) = feed_and_count(
-            &args,
+        let feeder = Feeder {
             fluent_bit,
-            &run_dir,
-            &running,
-            &routes,
-            args.records,
-            idle_rate,
+            records: args.records,
             ports,
-        )?;
+        };
+        let fed = feeder.run(&run_dir, &running, &routes, idle_rate)?;
         drop(running);
         // Exact delivery: every flow its records, once.
         let per_route = args.records.div_ceil(routes.len().max(1));
@@ -791,7 +800,7 @@ fn main() -> Result<()> {
             }
             left -= take;
         }
-        let exact = per_tag == expected && duplicates == 0;
+        let exact = fed.per_tag == expected && fed.duplicates == 0;
         // The ceiling, on the same records.
         let ceiling_dir = dir.join("ceiling");
         let ceiling_main = ceiling_config(&ceiling_dir, ports)?;
@@ -802,28 +811,20 @@ fn main() -> Result<()> {
         let before = cpu_seconds(&ceiling_pids);
         std::thread::sleep(Duration::from_secs(5));
         let ceiling_idle = (cpu_seconds(&ceiling_pids) - before) / 5.0;
-        let (ceiling_cpu, _, _, ceiling_total, _) = feed_and_count(
-            &args,
-            fluent_bit,
-            &ceiling_dir,
-            &ceiling_running,
-            &routes,
-            args.records,
-            ceiling_idle,
-            ports,
-        )?;
+        let ceiling = feeder.run(&ceiling_dir, &ceiling_running, &routes, ceiling_idle)?;
         drop(ceiling_running);
-        let rate = total as f64 / cpu;
-        let ceiling = ceiling_total as f64 / ceiling_cpu;
+        let rate = fed.total as f64 / fed.cpu;
+        let ceiling_rate = ceiling.total as f64 / ceiling.cpu;
         let _ = write!(
             row,
-            " {rate:.0} | {ceiling:.0} | {:.2} | {total} of {}{} |",
-            rate / ceiling,
+            " {rate:.0} | {ceiling_rate:.0} | {:.2} | {} of {}{} |",
+            rate / ceiling_rate,
+            fed.total,
             args.records,
             if exact {
                 ", exact per flow".to_owned()
             } else {
-                format!(", NOT exact ({duplicates} duplicates)")
+                format!(", NOT exact ({} duplicates)", fed.duplicates)
             }
         );
         println!("{row}");

@@ -133,7 +133,7 @@ impl Limits {
             .as_ref()
             .and_then(|a| a.config_check.as_ref())
             .and_then(|c| c.memory_limit.as_deref())
-            && !quantity_bytes(text).is_some_and(|bytes| bytes > 0)
+            && quantity_bytes(text).is_none_or(|bytes| bytes == 0)
         {
             problems.push(problem(
                 "InvalidQuantity",

@@ -105,15 +105,14 @@ impl OutputInstances {
                 let print = (key.kind == Kind::Output)
                     .then(|| outputs.get(key).and_then(|plan| fingerprint(&plan.spec)))
                     .flatten();
-                match print.and_then(|print| match by_print.get(&print) {
-                    Some(index) => Some(Ok(*index)),
-                    None => Some(Err(print)),
-                }) {
-                    Some(Ok(index)) => group[index].push(key.clone()),
-                    Some(Err(print)) => {
-                        by_print.insert(print, group.len());
-                        group.push(vec![key.clone()]);
-                    }
+                match print {
+                    Some(print) => match by_print.get(&print) {
+                        Some(&index) => group[index].push(key.clone()),
+                        None => {
+                            by_print.insert(print, group.len());
+                            group.push(vec![key.clone()]);
+                        }
+                    },
                     None => group.push(vec![key.clone()]),
                 }
             }
