@@ -611,7 +611,7 @@ impl<'a> Resolver<'a> {
             .error_output_ref
             .as_ref()
             .and_then(|name| self.cluster_output(name, true, &logging_key, "spec.errorOutputRef"));
-        let (buffers, buffer_problems) = limits::allocate(
+        let (buffers, buffer_problems, instances) = limits::allocate(
             &logging_key,
             spec,
             &mut flows,
@@ -628,7 +628,7 @@ impl<'a> Resolver<'a> {
             &mut flows,
             default_flow.as_ref(),
             error_output.as_ref(),
-            &self.outputs,
+            (&self.outputs, &instances),
             crate::render::fluentd::config_slot,
         );
         for (key, p) in capacity_problems {

@@ -329,8 +329,8 @@ fn output_left_out(output: &ObjectKey, reason: &'static str, message: String) ->
 /// (ClusterFlows, the default flow, the error output) are placed first, as the admin sized
 /// them; then each namespace's instances, round-robin across namespaces, each only while the
 /// budget still holds it: an instance that does not fit is removed from the Flows using it,
-/// which get the Problem, never the Logging. Returns the budget and the problems, each with
-/// the object it belongs to.
+/// which get the Problem, never the Logging. Returns the budget, the problems, each with the
+/// object it belongs to, and the instances of the final flows and sizes.
 pub fn allocate(
     logging: &ObjectKey,
     spec: &LoggingSpec,
@@ -338,7 +338,7 @@ pub fn allocate(
     default_flow: Option<&FlowPlan>,
     error_output: Option<&ObjectKey>,
     outputs: &mut BTreeMap<ObjectKey, OutputPlan>,
-) -> (BufferBudget, Vec<(ObjectKey, Problem)>) {
+) -> (BufferBudget, Vec<(ObjectKey, Problem)>, OutputInstances) {
     let mut problems = Vec::new();
     let (volume, volume_problem) = volume(spec);
     if let Some(p) = volume_problem {
@@ -623,7 +623,7 @@ pub fn allocate(
         per_output_default,
         buffers,
     };
-    (budget, problems)
+    (budget, problems, placed)
 }
 
 fn is_buffered_now(outputs: &BTreeMap<ObjectKey, OutputPlan>, key: &ObjectKey) -> bool {
