@@ -125,6 +125,14 @@ pub const RELOADER_PORT: i32 = 8099;
 /// adding or editing a flow rewrites one slot Secret and the pod template never names a
 /// flow-dependent volume.
 pub const AGGREGATOR_CONFIG_SLOTS: usize = 32;
+/// Memory limit of the aggregator's fluentd container unless the Logging sets its resources.
+pub const DEFAULT_AGGREGATOR_MEMORY_LIMIT: &str = "1Gi";
+/// Memory limit of the aggregator's reloader containers, where `fluentd --dry-run` checks
+/// every configuration, unless the Logging sets `aggregator.configCheck.memoryLimit`.
+pub const DEFAULT_CONFIG_CHECK_MEMORY: &str = "512Mi";
+/// Seconds the aggregator's configuration check may run unless the Logging sets
+/// `aggregator.configCheck.timeoutSeconds`.
+pub const DEFAULT_CONFIG_CHECK_TIMEOUT_SECONDS: u64 = 120;
 /// The operator's image, run as the init container that installs the reloader. Its tag is
 /// the operator's own version, so a release's reloader and operator always match.
 pub const DEFAULT_RELOADER_IMAGE: &str =

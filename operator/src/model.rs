@@ -3,6 +3,8 @@
 //! An invalid object is left out with a [`Problem`]; everything else keeps flowing.
 
 mod admission;
+pub mod capacity;
+pub mod instances;
 pub mod limits;
 
 use std::collections::{BTreeMap, HashMap};
@@ -224,6 +226,8 @@ pub struct Pipeline {
     pub problems: BTreeMap<ObjectKey, Vec<Problem>>,
     /// How the output buffers share the aggregator's buffer volume.
     pub buffers: limits::BufferBudget,
+    /// How large the aggregator's configuration is against what its pods can check and run.
+    pub capacity: capacity::Load,
 }
 
 /// The outcome of resolving an [`Inventory`].
@@ -628,7 +632,7 @@ impl<'a> Resolver<'a> {
             .error_output_ref
             .as_ref()
             .and_then(|name| self.cluster_output(name, true, &logging_key, "spec.errorOutputRef"));
-        let (buffers, buffer_problems) = limits::allocate(
+        let (buffers, buffer_problems, instances) = limits::allocate(
             &logging_key,
             spec,
             &mut flows,
@@ -637,6 +641,18 @@ impl<'a> Resolver<'a> {
             &mut self.outputs,
         );
         for (key, p) in buffer_problems {
+            self.report(&key, p);
+        }
+        let (capacity, capacity_problems) = capacity::admit(
+            &logging_key,
+            spec,
+            &mut flows,
+            default_flow.as_ref(),
+            error_output.as_ref(),
+            (&self.outputs, &instances),
+            crate::render::fluentd::config_slot,
+        );
+        for (key, p) in capacity_problems {
             self.report(&key, p);
         }
 
@@ -653,6 +669,7 @@ impl<'a> Resolver<'a> {
             output_secret_data: self.output_secret_data,
             problems: self.problems,
             buffers,
+            capacity,
         }
     }
 

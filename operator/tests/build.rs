@@ -568,3 +568,73 @@ fn the_agent_runs_as_the_service_account_the_install_binds() {
         }));
     }
 }
+
+/// fluentd listens only after the supervisor and the worker configured every plugin: no
+/// probe may kill it meanwhile. The startup probe allows twice the check timeout and a
+/// minute (a configuration the capacity model admits checks within half the timeout), and
+/// the check's limits are the Logging's.
+#[test]
+fn the_aggregator_may_load_its_configuration_and_the_check_has_the_loggings_limits() {
+    let aggregator_pod = |pipeline: &Pipeline| {
+        let children = build::objects(pipeline, &pki()).unwrap();
+        let set = find(
+            &children,
+            ChildKind::StatefulSet,
+            &pipeline.names.aggregator(),
+        );
+        set["spec"]["template"]["spec"].clone()
+    };
+    let container = |pod: &serde_json::Value, name: &str| {
+        pod["containers"]
+            .as_array()
+            .into_iter()
+            .chain(pod["initContainers"].as_array())
+            .flatten()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no container {name}"))
+    };
+    let budget = |probe: &serde_json::Value| {
+        probe["periodSeconds"].as_i64().unwrap_or(10)
+            * probe["failureThreshold"].as_i64().unwrap_or(3)
+            + probe["initialDelaySeconds"].as_i64().unwrap_or(0)
+    };
+    let mut pipeline = examples_pipeline();
+    for (settings, memory, timeout) in [
+        (None, "512Mi", 120),
+        (
+            Some(serde_json::json!({"memoryLimit": "2Gi", "timeoutSeconds": 300})),
+            "2Gi",
+            300,
+        ),
+    ] {
+        if let Some(settings) = settings {
+            pipeline
+                .spec
+                .aggregator
+                .get_or_insert_with(Default::default)
+                .config_check = Some(serde_json::from_value(settings).unwrap());
+        }
+        let pod = aggregator_pod(&pipeline);
+        let fluentd = container(&pod, "fluentd");
+        assert_eq!(fluentd["startupProbe"]["tcpSocket"]["port"], "metrics");
+        assert!(
+            budget(&fluentd["startupProbe"]) >= 2 * timeout + 60,
+            "{fluentd}"
+        );
+        assert!(fluentd["livenessProbe"]["initialDelaySeconds"].is_null());
+        for name in ["config-init", "config-reloader"] {
+            let reloader = container(&pod, name);
+            assert_eq!(reloader["resources"]["limits"]["memory"], memory);
+            let flag = format!("--validate-timeout={timeout}s");
+            assert!(
+                reloader["command"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a == flag.as_str()),
+                "{reloader}"
+            );
+        }
+    }
+}

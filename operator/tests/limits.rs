@@ -310,10 +310,86 @@ fn reasons<'a>(resolution: &'a Resolution, key: &ObjectKey) -> Vec<&'a str> {
     problems(resolution, key).iter().map(|p| p.reason).collect()
 }
 
+/// A namespace the examples' Logging watches (by its label), with one Flow `copy` sending
+/// to ClusterOutput `output`.
+fn watched_namespace_with_flow(namespace: &str, output: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}, labels: {{logging.example.com/collect: \"true\"}}}}\n{}",
+        flows_to(namespace, "copy", 1, output)
+    )
+}
+
+/// What the status reports is what the rendered buffers add up to: one per output
+/// instance (and the error output) per worker.
+fn assert_status_is_rendered(main: &Pipeline, workers: u64) {
+    let instances = model::instances::OutputInstances::of(main);
+    let mut sum = 0u64;
+    let mut buffers = 0u64;
+    let leads = instances
+        .instances
+        .iter()
+        .map(|instance| instance.lead())
+        .chain(main.error_output.iter());
+    for key in leads {
+        if let Some(total) = total_limit(main, key) {
+            sum += model::limits::fluentd_size_bytes(&total).unwrap() * workers;
+            buffers += workers;
+        }
+    }
+    assert_eq!(sum, main.buffers.allocated);
+    assert_eq!(buffers, main.buffers.buffers);
+}
+
+const SHARED_HTTP: &str = r#"
+---
+apiVersion: logging.sluice.dev/v1alpha1
+kind: ClusterOutput
+metadata: {name: shared-http}
+spec:
+  http: {endpoint: "https://logs.example"}
+"#;
+
+#[test]
+fn flows_of_one_namespace_share_an_outputs_buffer() {
+    // Twelve Flows of `data` sending to one ClusterOutput share one instance (a buffer per
+    // worker), where each had a buffer of its own before.
+    let without = pipeline(&resolve_examples_with(SHARED_HTTP), "main")
+        .buffers
+        .clone();
+    let resolution = resolve_examples_with(&format!(
+        "{SHARED_HTTP}{}",
+        flows_to("data", "copy", 12, "shared-http")
+    ));
+    let main = pipeline(&resolution, "main");
+    let shared = ObjectKey::cluster(Kind::ClusterOutput, "shared-http");
+    for i in 0..12 {
+        let key = flow("data", &format!("copy-{i:02}"));
+        assert_eq!(reasons(&resolution, &key), Vec::<&str>::new());
+        let plan = main.flows.iter().find(|f| f.key == key).unwrap();
+        assert!(plan.outputs.contains(&shared));
+    }
+    assert_eq!(main.buffers.buffers, without.buffers + 2);
+    assert_status_is_rendered(main, 2);
+    // One `<label>` with one plugin for all twelve.
+    let conf: String = sluice::render::aggregator(main)
+        .all()
+        .map(|f| f.content.as_str())
+        .collect();
+    let data_instance = "# ClusterOutput shared-http for the Flows of namespace data\n<label @out-";
+    assert_eq!(conf.matches(data_instance).count(), 1, "{conf}");
+    assert_eq!(conf.matches("@type http\n").count(), 2, "{conf}");
+}
+
 #[test]
 fn tenant_flows_to_a_cluster_output_cannot_overcommit_the_volume() {
-    // cluster-archive sets totalLimitSize 2g: each Flow sending to it asks 2g × 2 workers.
-    let resolution = resolve_examples_with(&flows_to("data", "copy", 12, "cluster-archive"));
+    // Each namespace sending to cluster-archive gets its own instance (2g × 2 workers), so
+    // one namespace's flood never drops another's records: twelve namespaces do not fit.
+    // Named to sort after the examples' teams: instances of equal rank larger than the
+    // default are placed in namespace order.
+    let extra: String = (0..12)
+        .map(|i| watched_namespace_with_flow(&format!("z-team-{i:02}"), "cluster-archive"))
+        .collect();
+    let resolution = resolve_examples_with(&extra);
     let main = pipeline(&resolution, "main");
     let logging = ObjectKey::cluster(Kind::Logging, "main");
     assert_eq!(problems(&resolution, &logging), Vec::<&Problem>::new());
@@ -321,7 +397,7 @@ fn tenant_flows_to_a_cluster_output_cannot_overcommit_the_volume() {
     let archive = ObjectKey::cluster(Kind::ClusterOutput, "cluster-archive");
     let mut placed = 0;
     for i in 0..12 {
-        let key = flow("data", &format!("copy-{i:02}"));
+        let key = flow(&format!("z-team-{i:02}"), "copy-00");
         let plan = main.flows.iter().find(|f| f.key == key).unwrap();
         if plan.outputs.contains(&archive) {
             placed += 1;
@@ -334,8 +410,8 @@ fn tenant_flows_to_a_cluster_output_cannot_overcommit_the_volume() {
             assert!(found[0].message.contains("cluster-archive"), "{found:?}");
         }
     }
-    assert!(placed < 12, "{placed}");
-    // The admin's own pairs and the other teams' keep their buffers.
+    assert!(placed > 0 && placed < 12, "{placed}");
+    // The admin's own instances and the other teams' keep their buffers.
     let payments = flow("payments", "api");
     assert_eq!(reasons(&resolution, &payments), Vec::<&str>::new());
     assert!(
@@ -343,57 +419,53 @@ fn tenant_flows_to_a_cluster_output_cannot_overcommit_the_volume() {
             .iter()
             .any(|f| f.key == payments && !f.outputs.is_empty())
     );
-    // What the status reports is what the rendered, placed pairs add up to.
-    let mut sum = 0u64;
-    for key in main
-        .flows
-        .iter()
-        .chain(main.default_flow.iter())
-        .flat_map(|f| f.outputs.iter())
-        .chain(main.error_output.iter())
-    {
-        if let Some(total) = total_limit(main, key) {
-            sum += model::limits::fluentd_size_bytes(&total).unwrap() * 2;
-        }
-    }
-    assert_eq!(sum, main.buffers.allocated);
+    assert_status_is_rendered(main, 2);
 }
 
-const BIG_CLUSTER_OUTPUT: &str = r#"
----
-apiVersion: logging.sluice.dev/v1alpha1
-kind: ClusterOutput
-metadata: {name: big}
-spec:
-  http: {endpoint: "https://logs.example"}
-  buffer: {totalLimitSize: 1g}
-"#;
+/// An Output `name` in `namespace` sending to its own endpoint, asking for 1g.
+fn big_output(namespace: &str, name: &str) -> String {
+    format!(
+        "---\napiVersion: logging.sluice.dev/v1alpha1\nkind: Output\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  http: {{endpoint: \"https://{name}.example\"}}\n  buffer: {{totalLimitSize: 1g}}\n"
+    )
+}
+
+/// `count` Flows named `<prefix>-<i>` in `namespace`, each sending to its own big Output.
+fn flows_to_own_big_outputs(namespace: &str, prefix: &str, count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            let name = format!("{prefix}-{i:02}");
+            format!(
+                "---\napiVersion: logging.sluice.dev/v1alpha1\nkind: Flow\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{localOutputRefs: [{name}]}}\n{}",
+                big_output(namespace, &name)
+            )
+        })
+        .collect()
+}
 
 #[test]
-fn a_namespace_with_many_flows_cannot_starve_one_with_a_single_flow() {
-    // 3686Mi of budget (4Gi, one worker): team-a's Flow `all` gets the default (3686Mi / 12
-    // pairs = 307Mi), then three 1g pairs fit: team-z's only one (the first of its
-    // namespace), team-a's a-00 and a-01. team-a's Flows sort first yet cannot take team-z's
-    // place.
-    let logging = team_x("{}", HTTP_SPEC)
+fn a_namespace_with_many_outputs_cannot_starve_one_with_a_single_output() {
+    // 3686Mi of budget (4Gi, one worker): team-a's Output `out` gets the default (3686Mi /
+    // 12 instances = 307Mi), then three 1g instances fit: team-z's only one (the first of
+    // its namespace), team-a's a-00 and a-01. team-a's Flows sort first yet cannot take
+    // team-z's place.
+    let logging = team_x("{maxTotalLimitSize: 1g}", HTTP_SPEC)
         .replace(
             "watchNamespaces: [team-x]",
             "watchNamespaces: [team-a, team-z]",
         )
         .replace("namespace: team-x", "namespace: team-a");
     let extra = format!(
-        "{logging}{BIG_CLUSTER_OUTPUT}{}{}",
-        flows_to("team-a", "a", 10, "big"),
-        flows_to("team-z", "z", 1, "big")
+        "{logging}{}{}",
+        flows_to_own_big_outputs("team-a", "a", 10),
+        flows_to_own_big_outputs("team-z", "z", 1)
     );
     let resolution = resolve_examples_with(&extra);
     let other = pipeline(&resolution, "other");
-    let big = ObjectKey::cluster(Kind::ClusterOutput, "big");
-    let sends = |key: &ObjectKey| {
+    let sends = |flow_key: &ObjectKey| {
         other
             .flows
             .iter()
-            .any(|f| &f.key == key && f.outputs.contains(&big))
+            .any(|f| &f.key == flow_key && !f.outputs.is_empty())
     };
     assert!(sends(&flow("team-z", "z-00")));
     assert_eq!(
@@ -412,37 +484,83 @@ fn a_namespace_with_many_flows_cannot_starve_one_with_a_single_flow() {
             .problems
             .contains_key(&ObjectKey::cluster(Kind::Logging, "other"))
     );
+    assert_status_is_rendered(other, 1);
 
-    // The admin may cap a namespace's pairs outright: team-a keeps its first pair by flow
-    // name (a-00 sorts before all).
-    let capped = extra.replace(
-        "tenantLimits: {}",
-        "tenantLimits: {maxFlowOutputPairsPerNamespace: 1}",
+    // The admin may cap a namespace's outputs outright: team-a keeps its first by flow
+    // name (a-00 sorts before all). The deprecated pair cap reads the same.
+    for cap in [
+        "maxOutputsPerNamespace: 1",
+        "maxFlowOutputPairsPerNamespace: 1",
+    ] {
+        let capped = extra.replace(
+            "tenantLimits: {maxTotalLimitSize: 1g}",
+            &format!("tenantLimits: {{maxTotalLimitSize: 1g, {cap}}}"),
+        );
+        let resolution = resolve_examples_with(&capped);
+        let other = pipeline(&resolution, "other");
+        let all = other
+            .flows
+            .iter()
+            .find(|f| f.key == flow("team-a", "all"))
+            .unwrap();
+        assert!(!all.outputs.contains(&out_a()));
+        assert_eq!(
+            reasons(&resolution, &flow("team-a", "all")),
+            ["TooManyOutputs"]
+        );
+        let field = cap.split(':').next().unwrap();
+        assert!(
+            problems(&resolution, &flow("team-a", "all"))[0]
+                .message
+                .contains(field),
+            "{cap}"
+        );
+        assert_eq!(
+            reasons(&resolution, &flow("team-a", "a-00")),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            reasons(&resolution, &flow("team-a", "a-01")),
+            ["TooManyOutputs"]
+        );
+        assert_eq!(
+            reasons(&resolution, &flow("team-z", "z-00")),
+            Vec::<&str>::new()
+        );
+    }
+}
+
+#[test]
+fn equal_outputs_of_a_namespace_share_one_buffer_and_the_cap_counts_it_once() {
+    // Ten Flows, each with its own Output, all ten equal: one instance, so a cap of one
+    // output per namespace leaves every Flow its output.
+    let outputs: String = (0..10)
+        .map(|i| {
+            format!(
+                "---\napiVersion: logging.sluice.dev/v1alpha1\nkind: Flow\nmetadata: {{name: f-{i:02}, namespace: team-x}}\nspec: {{localOutputRefs: [o-{i:02}]}}\n---\napiVersion: logging.sluice.dev/v1alpha1\nkind: Output\nmetadata: {{name: o-{i:02}, namespace: team-x}}\nspec: {HTTP_SPEC}\n"
+            )
+        })
+        .collect();
+    let extra = format!(
+        "{}{outputs}",
+        team_x("{maxOutputsPerNamespace: 1}", HTTP_SPEC)
     );
-    let resolution = resolve_examples_with(&capped);
+    let resolution = resolve_examples_with(&extra);
     let other = pipeline(&resolution, "other");
-    let all = other
-        .flows
-        .iter()
-        .find(|f| f.key == flow("team-a", "all"))
-        .unwrap();
-    assert!(!all.outputs.contains(&out_a()));
-    assert_eq!(
-        reasons(&resolution, &flow("team-a", "all")),
-        ["TooManyFlowOutputPairs"]
-    );
-    assert_eq!(
-        reasons(&resolution, &flow("team-a", "a-00")),
-        Vec::<&str>::new()
-    );
-    assert_eq!(
-        reasons(&resolution, &flow("team-a", "a-01")),
-        ["TooManyFlowOutputPairs"]
-    );
-    assert_eq!(
-        reasons(&resolution, &flow("team-z", "z-00")),
-        Vec::<&str>::new()
-    );
+    for i in 0..10 {
+        assert_eq!(
+            reasons(&resolution, &flow("team-x", &format!("f-{i:02}"))),
+            Vec::<&str>::new()
+        );
+    }
+    // `out` (the Flow `all`'s) is equal too: one buffer for all eleven.
+    assert_eq!(other.buffers.buffers, 1);
+    assert_status_is_rendered(other, 1);
+    let conf: String = sluice::render::aggregator(other)
+        .all()
+        .map(|f| f.content.as_str())
+        .collect();
+    assert_eq!(conf.matches("@type http\n").count(), 1, "{conf}");
 }
 
 fn out_a() -> ObjectKey {

@@ -47,13 +47,27 @@ fn examples_aggregator_config() {
         for (name, content) in support::aggregator_snapshots(&shards) {
             insta::assert_snapshot!(format!("examples_{}_aggregator_{name}", p.logging), content);
         }
-        // Every flow of the examples (and the default flow) is dispatched to.
+        // Every flow of the examples (and the default flow) reaches one output per
+        // instance it sends to.
         let root = support::parse_aggregator(&shards);
-        let dispatched = support::dispatch(&root).len();
-        assert_eq!(
-            dispatched,
-            p.flows.len() + usize::from(p.default_flow.is_some())
-        );
+        let instances = sluice::model::instances::OutputInstances::of(&p);
+        let routes = p
+            .flows
+            .iter()
+            .map(|flow| {
+                let label = sluice::render::fluentd::flow_label(&flow.key);
+                (flow, sluice::render::edge::flow_route(&label).to_owned())
+            })
+            .chain(
+                p.default_flow
+                    .iter()
+                    .map(|flow| (flow, sluice::render::edge::DEFAULT_ROUTE.to_owned())),
+            );
+        for (flow, route) in routes {
+            let reached = support::route_through(&root, &sluice::render::edge::route_tag(&route));
+            assert_eq!(reached.len(), instances.of_flow(flow).len(), "{}", flow.key);
+            assert!(!reached.is_empty(), "{}", flow.key);
+        }
     }
 }
 

@@ -8,9 +8,10 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
+use sluice::model::instances::OutputInstances;
 use sluice::model::{Kind, ObjectKey};
 use sluice::render::edge;
-use sluice::render::fluentd::{DEFAULT_FLOW_LABEL, flow_label};
+use sluice::render::fluentd::{flow_label, instance_label, plugin_id};
 use sluice::routing::{Action, FlowMatcher, Record, Routed, Rule, Scope, Selector, Watched};
 use support::*;
 
@@ -98,26 +99,61 @@ fn watched_strategy() -> impl Strategy<Value = Watched> {
     ]
 }
 
+/// Flows on the `matchers`, with filters and outputs varied by their index: every flow
+/// sends to ClusterOutput `out`; a namespaced flow also to its namespace's Output `local`
+/// (index even) and to `same` (index a multiple of 3), an Output equal to `local`, so they
+/// share one instance; odd flows have a filter of their own. One global filter.
 fn build(matchers: &[FlowMatcher], default: bool, watched: Watched) -> sluice::model::Pipeline {
     let out = cluster_output_key("out");
+    let mut outputs = vec![output_plan(
+        out.clone(),
+        output_spec(serde_json::json!({"stdout": {}})),
+    )];
+    let grep: sluice::api::Filter = serde_json::from_value(
+        serde_json::json!({"grep": {"exclude": [{"key": "log", "pattern": "debug"}]}}),
+    )
+    .unwrap();
     let flows = matchers
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let key = match &m.scope {
-                Scope::Namespace(ns) => ObjectKey::namespaced(Kind::Flow, ns, &format!("f{i}")),
-                Scope::Cluster => ObjectKey::cluster(Kind::ClusterFlow, &format!("f{i}")),
+            let (key, mut refs) = match &m.scope {
+                Scope::Namespace(ns) => {
+                    let mut refs = vec![out.clone()];
+                    for (name, wanted) in [("local", i % 2 == 0), ("same", i % 3 == 0)] {
+                        let local = ObjectKey::namespaced(Kind::Output, ns, name);
+                        if wanted {
+                            refs.push(local.clone());
+                        }
+                        if !outputs.iter().any(|o| o.key == local) {
+                            outputs.push(output_plan(
+                                local,
+                                output_spec(serde_json::json!({"nullOutput": {}})),
+                            ));
+                        }
+                    }
+                    (
+                        ObjectKey::namespaced(Kind::Flow, ns, &format!("f{i}")),
+                        refs,
+                    )
+                }
+                Scope::Cluster => (
+                    ObjectKey::cluster(Kind::ClusterFlow, &format!("f{i}")),
+                    vec![out.clone()],
+                ),
             };
-            flow(key, m.clone(), vec![out.clone()])
+            refs.dedup();
+            let mut plan = flow(key, m.clone(), refs);
+            if i % 2 == 1 {
+                plan.filters.push(grep.clone());
+            }
+            plan
         })
         .collect();
     let mut p = pipeline(
-        logging_spec(serde_json::json!({})),
+        logging_spec(serde_json::json!({"globalFilters": [{"dedot": {}}]})),
         flows,
-        vec![output_plan(
-            out.clone(),
-            output_spec(serde_json::json!({"stdout": {}})),
-        )],
+        outputs,
     );
     p.watched = watched;
     if default {
@@ -160,8 +196,10 @@ fn rewrite_rule(p: &sluice::model::Pipeline) -> (String, regex::Regex, String) {
 }
 
 /// What the rendered agent and aggregator do with the record: the Lua filter's routes,
-/// turned into tags by the rewrite_tag rule, dispatched by the aggregator to labels, mapped
-/// back to the flows owning those labels.
+/// turned into tags by the rewrite_tag rule, routed through the aggregator's configuration
+/// as fluentd routes them, mapped back to the flows whose tags they are. Each copy must reach
+/// exactly its flow's output instances (the namespace's own, never another's), once each,
+/// after exactly the global filters and its flow's own.
 fn rendered_route(
     p: &sluice::model::Pipeline,
     router: &support::EdgeRouter,
@@ -171,13 +209,7 @@ fn rendered_route(
     let (key, pattern, template) = rewrite_rule(p);
     assert_eq!(key, edge::ROUTE_KEY);
     let root = parse_aggregator(&sluice::render::aggregator(p));
-    let dispatch = dispatch(&root);
-    let labels: BTreeSet<&str> = root
-        .children
-        .iter()
-        .filter(|e| e.name == "label")
-        .map(|e| e.arg.as_str())
-        .collect();
+    let instances = OutputInstances::of(p);
     let mut takers = Vec::new();
     let mut default = false;
     for route in &routes {
@@ -185,22 +217,52 @@ fn rendered_route(
             .captures(route)
             .expect("rewrite_tag accepts every route");
         let tag = template.replace("$1", &captures[1]);
-        let label = dispatch
-            .get(&tag)
-            .unwrap_or_else(|| panic!("no dispatch for {tag}"));
-        assert!(
-            labels.contains(label.as_str()),
-            "{label} is dispatched to but not defined"
-        );
-        if label == DEFAULT_FLOW_LABEL {
+        let flow = if route == edge::DEFAULT_ROUTE {
             default = true;
+            p.default_flow
+                .as_ref()
+                .expect("a default route needs a default flow")
         } else {
             let index = p
                 .flows
                 .iter()
-                .position(|f| flow_label(&f.key) == *label)
-                .expect("dispatch label names a flow");
+                .position(|f| edge::flow_route(&flow_label(&f.key)) == route)
+                .expect("the route names a flow");
             takers.push(index);
+            &p.flows[index]
+        };
+        let mut expected: Vec<String> = instances
+            .of_flow(flow)
+            .into_iter()
+            .map(|i| plugin_id(&instance_label(&instances.instances[i])).to_owned())
+            .collect();
+        expected.sort();
+        let deliveries = route_through(&root, &tag);
+        let reached: Vec<String> = deliveries.iter().map(|d| d.output.clone()).collect();
+        assert_eq!(
+            reached, expected,
+            "{tag} reaches its flow's instances, once each"
+        );
+        for delivery in &deliveries {
+            let global = p.spec.global_filters.len();
+            assert_eq!(
+                delivery.filters.len(),
+                global + flow.filters.len(),
+                "{tag}: {:?}",
+                delivery.filters
+            );
+            let own = if route == edge::DEFAULT_ROUTE {
+                "**"
+            } else {
+                tag.as_str()
+            };
+            for (n, filter) in delivery.filters.iter().enumerate() {
+                let arg = if n < global { "**" } else { own };
+                assert!(
+                    filter.starts_with(&format!("<filter {arg}>")),
+                    "{tag} passes only its own filters: {filter}"
+                );
+            }
         }
     }
     takers.sort();

@@ -1,5 +1,7 @@
 //! Size limits: a simple flow costs at most 1 KB of configuration, and large configurations
 //! are split into shards that each fit a Secret, without changing what fluentd reads.
+//! Flows sending to one output share its instance: a flow adds a tag to a hand-off, not a
+//! plugin.
 
 mod support;
 
@@ -42,6 +44,38 @@ pub fn simple_flows(n: usize) -> Pipeline {
     pipeline(logging_spec(json!({})), flows, outputs)
 }
 
+/// `n` Flows spread over ten namespaces, each sending to its namespace's Elasticsearch
+/// Output (one Output shared by many flows).
+pub fn shared_flows(n: usize) -> Pipeline {
+    let mut p = simple_flows(10);
+    p.flows.clear();
+    for i in 0..n {
+        let ns = format!("team-{}", i % 10);
+        p.flows.push(flow(
+            ObjectKey::namespaced(Kind::Flow, &ns, &format!("flow-{i:05}")),
+            FlowMatcher {
+                scope: Scope::Namespace(ns.clone()),
+                rules: Vec::new(),
+            },
+            vec![ObjectKey::namespaced(Kind::Output, &ns, "es")],
+        ));
+    }
+    p
+}
+
+/// Whether each flow's tag reaches an output in the rendered configuration.
+fn routed(p: &Pipeline, files: &AggregatorFiles) -> Vec<bool> {
+    let root = parse_aggregator(files);
+    p.flows
+        .iter()
+        .map(|flow| {
+            let label = sluice::render::fluentd::flow_label(&flow.key);
+            let tag = sluice::render::edge::route_tag(sluice::render::edge::flow_route(&label));
+            !route_through(&root, &tag).is_empty()
+        })
+        .collect()
+}
+
 fn total(files: &AggregatorFiles) -> usize {
     files.all().map(|f| f.content.len()).sum()
 }
@@ -55,20 +89,14 @@ fn simple_flow_costs_at_most_one_kilobyte() {
     assert!(per_flow <= 1024, "{per_flow} bytes per simple flow");
 }
 
-/// What a flow costs the aggregator besides its outputs: its dispatch `<match>` and its
-/// `<label>`. The routing rules live in the agent's table, not here.
+/// What a flow costs the aggregator besides its outputs and filters: its tag in its
+/// hand-off and the comment naming it. The routing rules live in the agent's table, not here.
 #[test]
-fn a_flow_costs_the_aggregator_at_most_300_bytes_besides_its_outputs() {
-    let without_outputs = |n| {
-        let mut p = simple_flows(n);
-        for flow in &mut p.flows {
-            flow.outputs.clear();
-        }
-        total(&sluice::render::aggregator(&p))
-    };
-    let per_flow = (without_outputs(100) - without_outputs(0)) / 100;
-    eprintln!("{per_flow} bytes per flow besides outputs");
-    assert!(per_flow <= 300, "{per_flow} bytes per flow");
+fn a_flow_sharing_an_output_costs_the_aggregator_at_most_100_bytes() {
+    let size = |n| total(&sluice::render::aggregator(&shared_flows(n)));
+    let per_flow = (size(1_100) - size(100)) / 1_000;
+    eprintln!("{per_flow} bytes per flow sharing an output");
+    assert!(per_flow <= 100, "{per_flow} bytes per flow");
 }
 
 /// The agent's table for 10,000 flows fits its slots, a few tens of KB each (what one
@@ -93,47 +121,74 @@ fn ten_thousand_flows_fit_the_agents_routing_table() {
 
 #[test]
 fn ten_thousand_flows_fit_the_fixed_slots() {
-    let p = simple_flows(10_000);
-    let files = sluice::render::aggregator(&p);
-    assert_eq!(files.slots.len(), sluice::layout::AGGREGATOR_CONFIG_SLOTS);
-    assert!(files.overflowed.is_empty());
-    for slot in &files.slots {
-        assert!(
-            slot.content.len() <= SLOT_BUDGET,
-            "{} holds {} bytes",
-            slot.name,
-            slot.content.len()
-        );
+    for p in [simple_flows(10_000), shared_flows(10_000)] {
+        let files = sluice::render::aggregator(&p);
+        assert_eq!(files.slots.len(), sluice::layout::AGGREGATOR_CONFIG_SLOTS);
+        assert!(files.overflowed.is_empty());
+        for slot in &files.slots {
+            assert!(
+                slot.content.len() <= SLOT_BUDGET,
+                "{} holds {} bytes",
+                slot.name,
+                slot.content.len()
+            );
+        }
+        assert!(routed(&p, &files).iter().all(|r| *r));
     }
+    // Shared: ten output plugins in all, whatever the number of flows, and one hand-off per
+    // output and slot.
+    let files = sluice::render::aggregator(&shared_flows(10_000));
     let root = parse_aggregator(&files);
-    assert_eq!(dispatch(&root).len(), 10_000);
-    let labels: BTreeSet<&str> = root
-        .children
-        .iter()
-        .filter(|e| e.name == "label" && e.arg.starts_with("@flow-"))
-        .map(|e| e.arg.as_str())
-        .collect();
-    assert_eq!(labels.len(), 10_000);
+    let plugins = root
+        .walk()
+        .into_iter()
+        .filter(|e| e.param_text("@type").as_deref() == Some("elasticsearch"))
+        .count();
+    assert_eq!(plugins, 10);
+    let handoffs = root
+        .walk()
+        .into_iter()
+        .filter(|e| e.name == "match" && e.param_text("@type").as_deref() == Some("relabel"))
+        .count();
+    assert!(handoffs <= 32 * 10 + 32, "{handoffs} relabels");
 }
 
-/// Stable assignment: a flow's slot depends on its key alone, so adding one flow to many
-/// rewrites one slot, and the main file not at all.
+/// Stable assignment: a flow's slot depends on its key alone, so adding a flow that sends to
+/// an output already in use rewrites one slot, and the main file not at all; a flow with an
+/// output of its own also writes that output's instance, in the instance's slot.
 #[test]
 fn adding_a_flow_rewrites_only_its_own_slot() {
-    let before = sluice::render::aggregator(&simple_flows(200));
-    let after = sluice::render::aggregator(&simple_flows(201));
+    let changed = |before: &AggregatorFiles, after: &AggregatorFiles| -> BTreeSet<String> {
+        before
+            .slots
+            .iter()
+            .zip(&after.slots)
+            .filter(|(b, a)| b != a)
+            .map(|(_, a)| a.name.clone())
+            .collect()
+    };
+    let before = sluice::render::aggregator(&shared_flows(200));
+    let after = sluice::render::aggregator(&shared_flows(201));
     assert_eq!(before.main, after.main);
-    let changed: Vec<&str> = before
-        .slots
-        .iter()
-        .zip(&after.slots)
-        .filter(|(b, a)| b != a)
-        .map(|(_, a)| a.name.as_str())
-        .collect();
-    let added = &simple_flows(201).flows[200];
+    let added = &shared_flows(201).flows[200];
     assert_eq!(
-        changed,
-        [sluice::render::fluentd::slot_file(config_slot(&added.key))]
+        changed(&before, &after),
+        BTreeSet::from([sluice::render::fluentd::slot_file(config_slot(&added.key))])
+    );
+
+    let p = simple_flows(201);
+    let before = sluice::render::aggregator(&simple_flows(200));
+    let after = sluice::render::aggregator(&p);
+    assert_eq!(before.main, after.main);
+    let instances = sluice::model::instances::OutputInstances::of(&p);
+    let instance = &instances.instances[instances.of_flow(&p.flows[200])[0]];
+    let label = sluice::render::fluentd::instance_label(instance);
+    assert_eq!(
+        changed(&before, &after),
+        BTreeSet::from([
+            sluice::render::fluentd::slot_file(config_slot(&p.flows[200].key)),
+            sluice::render::fluentd::slot_file(sluice::render::fluentd::instance_slot(&label)),
+        ])
     );
 }
 
@@ -151,12 +206,18 @@ fn slots_spread_flows_evenly_enough() {
 /// A full slot leaves out its last flows by key, and only them; the rest still renders.
 #[test]
 fn a_full_slot_leaves_out_only_its_last_flows() {
-    let p = simple_flows(400);
+    let p = shared_flows(2_000);
     let files = aggregator_with_budget(&p, 4 * 1024);
     assert!(!files.overflowed.is_empty());
-    let root = parse_aggregator(&files);
-    let routed = dispatch(&root).len();
-    assert_eq!(routed + files.overflowed.len(), 400);
+    let routed = routed(&p, &files);
+    for (flow, routed) in p.flows.iter().zip(&routed) {
+        assert_eq!(
+            *routed,
+            !files.overflowed.contains(&flow.key),
+            "{:?}",
+            flow.key
+        );
+    }
     for left_out in &files.overflowed {
         let slot = config_slot(left_out);
         // Every flow of the same slot that sorts after a left-out flow is left out too.
@@ -204,4 +265,39 @@ fn a_full_routing_slot_leaves_out_its_last_flows_only() {
         // The budget counts the flows; the revision line and the braces come on top.
         assert!(slot.content.len() < budget + 100, "{}", slot.content.len());
     }
+}
+
+/// A tag no flow of this configuration has (an agent still routing by an older table) reaches
+/// no flow, only the error output, whether its slot holds flows or not.
+#[test]
+fn tags_of_unknown_flows_reach_only_the_error_output() {
+    let mut p = shared_flows(100);
+    let es = ObjectKey::namespaced(Kind::Output, "team-0", "es");
+    assert!(p.outputs.contains_key(&es));
+    let to_error = |p: &Pipeline, tag: &str| {
+        let root = parse_aggregator(&sluice::render::aggregator(p));
+        let deliveries = route_through(&root, tag);
+        assert!(
+            deliveries
+                .iter()
+                .all(|d| d.output.starts_with("sluice-error-")),
+            "{tag}: {deliveries:?}"
+        );
+        !deliveries.is_empty()
+    };
+    let unknown = [
+        "sluice.flow-000000000000",
+        "sluice.flow-7fffffffffff",
+        "sluice.flow-ffffffffffff",
+        "sluice.flow-3a0000000000",
+    ];
+    for tag in unknown {
+        assert!(!to_error(&p, tag), "no error output: dropped");
+    }
+    p.error_output = Some(es);
+    for tag in unknown {
+        assert!(to_error(&p, tag), "{tag} reaches the error output");
+    }
+    let root = parse_aggregator(&sluice::render::aggregator(&p));
+    assert_eq!(route_through(&root, "kube.var.log"), Vec::new());
 }

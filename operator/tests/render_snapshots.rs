@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use sluice::api::Filter;
 use sluice::model::{Kind, ObjectKey, Pipeline};
-use sluice::render::fluentd::{filters_snippet, output_snippet};
+use sluice::render::fluentd::{DEFAULT_FLOW_LABEL, filters_snippet, output_snippet};
 use sluice::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched};
 use support::*;
 
@@ -322,10 +322,15 @@ fn aggregator_dispatches_by_tag_without_per_record_ruby() {
         top.iter().all(|(name, _)| *name == "match"),
         "no top-level filter: {top:?}"
     );
-    // Every flow plus the default flow, then a route this revision does not dispatch to the
-    // error output (copies still in flight for a flow just removed), then any other tag
-    // nowhere.
-    assert_eq!(top.len(), p.flows.len() + 3);
+    // One relabel per slot holding flows and the default flow's, then a route this revision
+    // does not dispatch to the error output (copies still in flight for a flow just
+    // removed), then any other tag nowhere.
+    let slots: BTreeSet<usize> = p
+        .flows
+        .iter()
+        .map(|f| sluice::render::fluentd::config_slot(&f.key))
+        .collect();
+    assert_eq!(top.len(), slots.len() + 3);
     assert_eq!(top[top.len() - 2], ("match", "sluice.**"));
     let unknown_routes = &root.children.iter().rev().find(|e| e.arg == "sluice.**");
     let unknown_routes = unknown_routes.expect("a catch-all for sluice tags");
@@ -338,7 +343,7 @@ fn aggregator_dispatches_by_tag_without_per_record_ruby() {
         Some("@ERROR")
     );
     assert_eq!(top.last(), Some(&("match", "**")));
-    assert_eq!(dispatch(&root).len(), p.flows.len() + 1);
+    assert_eq!(dispatch(&root).len(), slots.len() + 1);
     let fluent_log = root
         .children
         .iter()
@@ -374,7 +379,8 @@ fn tls_disabled() {
 }
 
 /// The router must see pod labels as collected: global filters (here a `dedot` that would
-/// rename `app.kubernetes.io/name`) run inside each flow, never in front of the router.
+/// rename `app.kubernetes.io/name`) run after the dispatch, first in every slot's label and
+/// in the default flow's, never in front of the router nor in an output instance.
 #[test]
 fn global_filters_run_after_routing_in_every_flow() {
     let p = typical();
@@ -384,19 +390,34 @@ fn global_filters_run_after_routing_in_every_flow() {
         .iter()
         .any(|e| e.name == "filter" && e.param_text("@type").as_deref() == Some("dedot"));
     assert!(!top_level_dedot, "a global filter runs before the router");
-    let labels: Vec<_> = root
+    let flow_labels: Vec<_> = root
         .children
         .iter()
-        .filter(|e| e.name == "label" && e.arg != "@ERROR" && e.arg != "@FLUENT_LOG")
+        .filter(|e| {
+            e.name == "label" && (e.arg.starts_with("@sluice-slot-") || e.arg == DEFAULT_FLOW_LABEL)
+        })
         .collect();
-    assert_eq!(labels.len(), p.flows.len() + 1);
-    for label in labels {
+    assert!(flow_labels.len() >= 2, "{}", flow_labels.len());
+    for label in flow_labels {
         let first = label.children.first().expect("label body");
+        assert_eq!(first.name, "filter", "{}", label.arg);
+        assert_eq!(first.arg, "**", "{}", label.arg);
         assert_eq!(
             first.param_text("@type").as_deref(),
             Some("dedot"),
             "{}",
             label.arg
+        );
+    }
+    for instance in root
+        .children
+        .iter()
+        .filter(|e| e.name == "label" && e.arg.starts_with("@out-"))
+    {
+        assert!(
+            instance.children.iter().all(|e| e.name != "filter"),
+            "{}",
+            instance.arg
         );
     }
 }

@@ -364,7 +364,7 @@ async fn main() -> Result<()> {
         "spec": {
             "controlNamespace": CONTROL,
             "watchNamespaces": watched,
-            "tenantLimits": {"maxFlowOutputPairsPerNamespace": 100_000},
+            "tenantLimits": {"maxOutputsPerNamespace": 1000},
         },
     }));
     apply_documents(&client, &base).await?;

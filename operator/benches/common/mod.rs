@@ -59,5 +59,6 @@ pub fn simple_flows(n: usize) -> Pipeline {
         output_secret_data: BTreeMap::new(),
         problems: BTreeMap::new(),
         buffers: Default::default(),
+        capacity: Default::default(),
     }
 }

@@ -141,10 +141,17 @@ pub struct TenantLimits {
     /// Output is left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_ambient_credentials: Option<bool>,
-    /// Most flow-output pairs (a Flow sending to one buffered output, Output or ClusterOutput)
-    /// of one namespace that get a buffer: a namespace's pairs beyond it, in flow-name order,
-    /// are left out (`TooManyFlowOutputPairs` on the Flow). With `maxFlushThreadCount` it also
-    /// bounds the flush threads a namespace adds to each worker. Default: 32.
+    /// Most buffered output instances the Flows of one namespace send to (each has a buffer
+    /// and flush threads in every worker; docs/dataplane.md, "Output instances"): Flows
+    /// sending to the same Output share one, equal Outputs of a namespace share one, and a
+    /// ClusterOutput counts once per namespace using it. A namespace's outputs beyond it, in
+    /// the order its Flows (by name) reference them, are left out of those Flows
+    /// (`TooManyOutputs` on each). Default: 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_outputs_per_namespace: Option<i32>,
+    /// Deprecated: a Flow sending to an output no longer gets a buffer of its own, so pairs
+    /// cost nothing to count. Read as `maxOutputsPerNamespace` when that is unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_flow_output_pairs_per_namespace: Option<i32>,
@@ -256,6 +263,29 @@ pub struct AggregatorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
+    /// The check every configuration passes before fluentd loads it (`fluentd --dry-run`,
+    /// run by the config reloader), which also bounds how large a configuration the
+    /// aggregator takes: flows whose configuration would not pass it within these limits,
+    /// or not fit the fluentd container's memory limit, are left out
+    /// (docs/dataplane.md, "Capacity").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_check: Option<ConfigCheckSpec>,
+}
+
+/// Limits of the aggregator's configuration check.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigCheckSpec {
+    /// Memory limit of the reloader containers (`config-init`, `config-reloader`), in which
+    /// the check runs; a Kubernetes quantity. Default: `512Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub memory_limit: Option<String>,
+    /// Seconds the check may run before it is killed and the revision counts as rejected.
+    /// Default: 120.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 3600))]
+    pub timeout_seconds: Option<i32>,
 }
 
 /// The aggregator's buffer volume: exactly one of `persistentVolumeClaim` or `emptyDir`.
@@ -458,9 +488,38 @@ pub struct LoggingStatus {
     /// How the output buffers of one aggregator pod share its buffer volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffers: Option<BuffersStatus>,
+    /// How large the aggregator's configuration is, and what it costs against the limits
+    /// of its check and of fluentd (docs/dataplane.md, "Capacity").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityStatus>,
 }
 
-/// The buffer budget of one aggregator pod: every flow-output pair (and the error output)
+/// The estimated cost of the aggregator's configuration against its limits, from fluentd
+/// 1.17's measured cost per flow, filter and output instance. Rounded up (memory to 32Mi,
+/// time to 5 s) so that single edits do not rewrite the status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityStatus {
+    /// Estimated peak memory of the configuration check, a Kubernetes quantity.
+    pub check_memory: String,
+    /// The reloader containers' memory limit the check runs within.
+    pub check_memory_limit: String,
+    /// Estimated seconds the check takes.
+    pub check_seconds: i64,
+    /// Seconds the check may take.
+    pub check_timeout_seconds: i64,
+    /// Estimated peak memory of the fluentd container while it reloads (supervisor and
+    /// workers each holding the old and the new configuration).
+    pub aggregator_memory: String,
+    /// The fluentd container's memory limit; absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregator_memory_limit: Option<String>,
+    /// Flows left out because the configuration would exceed a limit (each has the
+    /// condition `AggregatorCapacityExceeded`).
+    pub flows_left_out: i64,
+}
+
+/// The buffer budget of one aggregator pod: every output instance (and the error output)
 /// has a file buffer per fluentd worker, each up to its `total_limit_size`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -471,7 +530,7 @@ pub struct BuffersStatus {
     pub allocated: String,
     /// `total_limit_size` of an output that sets none, a Kubernetes quantity.
     pub per_output_default: String,
-    /// Number of buffers in one pod: flow-output pairs (and the error output) × workers.
+    /// Number of buffers in one pod: output instances (and the error output) × workers.
     pub buffers: i64,
 }
 

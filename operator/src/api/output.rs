@@ -383,8 +383,8 @@ pub struct BufferSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+[kmgtKMGT]?$"))]
     pub chunk_limit_size: Option<String>,
-    /// Largest total size of this buffer (per flow using the output and per worker), such as
-    /// `1g`. Default: the share of the buffer volume the Logging reports in
+    /// Largest total size of this buffer (per output instance and worker: the Flows of one
+    /// namespace sending to this output share one), such as `1g`. Default: the share of the buffer volume the Logging reports in
     /// `status.buffers.perOutputDefault`; capped by the Logging's `tenantLimits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+[kmgtKMGT]?$"))]

@@ -21,10 +21,20 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{Hashes, metadata};
 use crate::api::{PodScheduling, Resources, TlsMode};
 use crate::layout::{self, Names};
-use crate::model::Pipeline;
+use crate::model::{Pipeline, capacity};
 
 pub(crate) const AGENT: &str = layout::AGENT_COMPONENT;
 pub(crate) const AGGREGATOR: &str = layout::AGGREGATOR_COMPONENT;
+
+/// Seconds between two startup probes of the aggregator.
+const STARTUP_PROBE_PERIOD_SECONDS: i32 = 10;
+
+/// Failed startup probes tolerated: twice the check timeout and a minute (see the probe).
+fn startup_failure_threshold(check_timeout_seconds: u64) -> i32 {
+    let budget = check_timeout_seconds.saturating_mul(2).saturating_add(60);
+    i32::try_from(budget.div_ceil(STARTUP_PROBE_PERIOD_SECONDS.unsigned_abs().into()))
+        .unwrap_or(i32::MAX)
+}
 
 /// Group given to the aggregator's volumes, so fluentd can write buffers whatever user the
 /// image runs as.
@@ -185,7 +195,7 @@ struct ReloadCommand {
     reload_method: &'static str,
     /// Further flags of `sluice reload`.
     flags: Vec<(&'static str, String)>,
-    memory_limit: &'static str,
+    memory_limit: String,
 }
 
 /// Volumes, init containers and the sidecar that deliver config bundles to a data-plane
@@ -296,7 +306,7 @@ fn reloader(
                 ("memory".into(), "64Mi".into()),
             ]),
             // The check loads the data-plane binary with every plugin.
-            limits: BTreeMap::from([("memory".into(), command.memory_limit.into())]),
+            limits: BTreeMap::from([("memory".into(), command.memory_limit.clone())]),
         },
     );
     let init = Container {
@@ -476,7 +486,7 @@ pub(crate) fn agent_daemon_set(
             reload_url: format!("http://127.0.0.1:{metrics_port}/api/v2/reload"),
             reload_method: "post",
             flags: Vec::new(),
-            memory_limit: "128Mi",
+            memory_limit: "128Mi".to_owned(),
         },
     );
     volumes.extend(reloader.volumes);
@@ -599,8 +609,12 @@ pub(crate) fn aggregator_stateful_set(
             ("cpu".into(), "500m".into()),
             ("memory".into(), "512Mi".into()),
         ]),
-        limits: BTreeMap::from([("memory".into(), "1Gi".into())]),
+        limits: BTreeMap::from([(
+            "memory".into(),
+            layout::DEFAULT_AGGREGATOR_MEMORY_LIMIT.into(),
+        )]),
     };
+    let check_timeout = capacity::check_timeout_seconds(&pipeline.spec);
     let forward_probe = Probe {
         tcp_socket: Some(TCPSocketAction {
             port: IntOrString::String("forward".to_owned()),
@@ -650,15 +664,30 @@ pub(crate) fn aggregator_stateful_set(
             },
         ]),
         readiness_probe: Some(forward_probe),
+        // fluentd listens only once the supervisor and then the worker have configured
+        // every plugin, which takes about as long as two checks: the capacity model keeps a
+        // check within half its timeout, so twice the timeout and a minute bound the start
+        // of any configuration the operator renders. Until then no liveness probe runs.
+        startup_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("metrics".to_owned()),
+                ..TCPSocketAction::default()
+            }),
+            period_seconds: Some(STARTUP_PROBE_PERIOD_SECONDS),
+            failure_threshold: Some(startup_failure_threshold(check_timeout)),
+            ..Probe::default()
+        }),
         // On the metrics port: the forward input is what a drain or a rejected reload may
-        // take away, and that must not get the pod killed.
+        // take away, and that must not get the pod killed. A graceful reload configures the
+        // new plugins while the old ones still listen; the port is closed only between
+        // stopping the old and starting the new ones.
         liveness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::String("metrics".to_owned()),
                 ..TCPSocketAction::default()
             }),
-            initial_delay_seconds: Some(30),
             period_seconds: Some(10),
+            failure_threshold: Some(6),
             ..Probe::default()
         }),
         // Endpoints drop the pod while it still accepts, so agents move their connections
@@ -706,8 +735,11 @@ pub(crate) fn aggregator_stateful_set(
                     "--flush-url",
                     "http://127.0.0.1:24444/api/plugins.flushBuffers".to_owned(),
                 ),
+                ("--validate-timeout", format!("{check_timeout}s")),
             ],
-            memory_limit: "512Mi",
+            // The check configures every plugin of the configuration; the capacity model
+            // keeps configurations within this limit (docs/dataplane.md, "Capacity").
+            memory_limit: capacity::check_memory_limit(&pipeline.spec),
         },
     );
     volumes.extend(reloader.volumes);

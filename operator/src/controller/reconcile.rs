@@ -282,6 +282,7 @@ async fn reconcile_logging(
         facts.built = true;
         facts.certificates = Some(plan.certificates.clone());
         facts.buffers = Some(pipeline.buffers.status());
+        facts.capacity = Some(pipeline.capacity.status());
         facts.watched_namespaces = match &pipeline.watched {
             Watched::All => None,
             Watched::Only(set) => Some(set.iter().cloned().collect()),

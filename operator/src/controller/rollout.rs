@@ -18,8 +18,10 @@ use super::context::{Context, Error};
 use crate::build::{Child, ChildKind};
 use crate::bundle::{self, Manifest, ReloaderStatus, short_revision};
 use crate::layout::{self, Names};
+use crate::model::instances::OutputInstances;
 use crate::model::{ConfigRejected, ObjectKey, Pipeline, Problem};
-use crate::render::fluentd::{buffer_path, flow_label};
+use crate::render::edge::flow_route;
+use crate::render::fluentd::{flow_label, instance_label, plugin_id};
 
 /// How many agent pods are asked: the binary's verdict is the same in every pod of one
 /// image, a few guard against one that lags behind.
@@ -536,29 +538,26 @@ pub fn rejection_problem(component: &str, revision: &str, error: &str) -> Proble
 }
 
 static SLUICE_IDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"flow-[0-9a-f]{12}(?:-[0-9a-f]{12})?").unwrap_or_else(|_| unreachable!())
+    Regex::new(r"\b(?:flow|out)-[0-9a-f]{12}\b").unwrap_or_else(|_| unreachable!())
 });
 
 /// The Flows and Outputs the binary's error names by the ids Sluice gave them: a flow's
-/// label (`@flow-<hash>`) blames the flow, an output's buffer id (`flow-<hash>-<hash>`, also
-/// its `@id`) blames the output.
+/// route (`flow-<hash>`, in its tag `sluice.flow-<hash>` and its filters' patterns) blames
+/// the flow, an output instance's id (`out-<hash>`, its label, `@id` and buffer directory)
+/// blames every output it renders.
 pub fn blamed(pipeline: &Pipeline, error: &str) -> Vec<ObjectKey> {
     let named: Vec<&str> = SLUICE_IDS.find_iter(error).map(|m| m.as_str()).collect();
     let mut keys = Vec::new();
     for flow in &pipeline.flows {
         let label = flow_label(&flow.key);
-        let flow_id = label.trim_start_matches('@');
-        let mut output_blamed = false;
-        for output in &flow.outputs {
-            let path = buffer_path(&label, output);
-            let id = path.rsplit('/').next().unwrap_or_default();
-            if named.contains(&id) {
-                keys.push(output.clone());
-                output_blamed = true;
-            }
-        }
-        if !output_blamed && named.contains(&flow_id) {
+        if named.contains(&flow_route(&label)) {
             keys.push(flow.key.clone());
+        }
+    }
+    for instance in OutputInstances::of(pipeline).instances {
+        let label = instance_label(&instance);
+        if named.contains(&plugin_id(&label)) {
+            keys.extend(instance.outputs);
         }
     }
     keys.sort();

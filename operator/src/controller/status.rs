@@ -5,7 +5,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
-use crate::api::{BuffersStatus, CertificatesStatus, LoggingStatus, ObjectStatus, TlsMode};
+use crate::api::{
+    BuffersStatus, CapacityStatus, CertificatesStatus, LoggingStatus, ObjectStatus, TlsMode,
+};
 use crate::layout::FIELD_MANAGER;
 use crate::model::Problem;
 
@@ -211,6 +213,7 @@ pub struct LoggingFacts<'a> {
     pub watched_namespaces: Option<Vec<String>>,
     /// The buffer budget of the built pipeline (`model::limits`).
     pub buffers: Option<BuffersStatus>,
+    pub capacity: Option<CapacityStatus>,
 }
 
 fn int(value: &Value, pointer: &str) -> Option<i64> {
@@ -384,6 +387,7 @@ pub fn logging_status(
         certificates: facts.certificates.clone(),
         watched_namespaces: facts.watched_namespaces.clone(),
         buffers: facts.buffers.clone(),
+        capacity: facts.capacity.clone(),
     }
 }
 

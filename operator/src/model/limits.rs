@@ -12,6 +12,7 @@ use crate::api::{
     BuffersStatus, LoggingSpec, OutputKind, OutputSpec, OverflowAction, TenantLimits,
 };
 
+use super::instances::{OutputInstance, OutputInstances, Sharing};
 use super::{FlowPlan, Kind, ObjectKey, OutputPlan, Problem, problem};
 
 const KI: u64 = 1024;
@@ -37,13 +38,13 @@ pub const DEFAULT_OVERFLOW_ACTIONS: [OverflowAction; 2] = [
     OverflowAction::ThrowException,
     OverflowAction::DropOldestChunk,
 ];
-/// Flow-output pairs a namespace gets buffers for unless the admin sets another number.
-pub const DEFAULT_MAX_PAIRS_PER_NAMESPACE: i32 = 32;
+/// Buffered output instances a namespace's Flows get unless the admin sets another number.
+pub const DEFAULT_MAX_OUTPUTS_PER_NAMESPACE: i32 = 32;
 /// Share of the volume handed out to buffers; the rest covers file-system overhead, the
 /// buffers' metadata files and chunks still being written when the oldest one is dropped.
 const USABLE_PERCENT: u64 = 90;
-/// Smallest default, so a crowded volume gets fewer working buffers (the tenant pairs that no
-/// longer fit are left out) rather than buffers smaller than a chunk.
+/// Smallest default, so a crowded volume gets fewer working buffers (the tenant instances
+/// that no longer fit are left out) rather than buffers smaller than a chunk.
 const MIN_DEFAULT_TOTAL: u64 = 4 * DEFAULT_CHUNK_LIMIT;
 
 static FLUENTD_SIZE: LazyLock<Regex> = LazyLock::new(|| {
@@ -140,7 +141,7 @@ pub struct BufferBudget {
     pub allocated: u64,
     /// `total_limit_size` of an output that sets none (tenant Outputs: at most their cap).
     pub per_output_default: u64,
-    /// Buffers in one pod: flow-output pairs (and the error output) × workers.
+    /// Buffers in one pod: output instances (and the error output) × workers.
     pub buffers: u64,
 }
 
@@ -296,16 +297,23 @@ fn lowered(field: &str, asked: &str, cap: &str, because: &str) -> Problem {
 /// Bytes a tenant Output may ask for without a `maxTotalLimitSize`, and the phrase naming it.
 const FAIR_SHARE: &str = "this output's share of the buffer volume (the Logging's status.buffers; its admin may raise spec.tenantLimits.maxTotalLimitSize)";
 
-/// One flow-output pair of a namespaced Flow, in the order the budget considers it.
-struct TenantPair {
-    /// Index into the flows.
-    flow: usize,
-    output: ObjectKey,
-    /// The pair's position among its namespace's pairs (flows by name, outputs as referenced).
-    rank: usize,
+/// The cap on a namespace's buffered output instances, and the field that set it.
+fn outputs_cap(limits: &TenantLimits) -> (usize, &'static str) {
+    let (cap, field) = match (
+        limits.max_outputs_per_namespace,
+        limits.max_flow_output_pairs_per_namespace,
+    ) {
+        (Some(cap), _) => (cap, "maxOutputsPerNamespace"),
+        // Deprecated, read as the new cap: it bounded the same buffers and threads.
+        (None, Some(cap)) => (cap, "maxFlowOutputPairsPerNamespace"),
+        (None, None) => (DEFAULT_MAX_OUTPUTS_PER_NAMESPACE, "maxOutputsPerNamespace"),
+    };
+    (usize::try_from(cap.clamp(1, 1000)).unwrap_or(1), field)
 }
 
-fn pair_left_out(output: &ObjectKey, reason: &'static str, message: String) -> Problem {
+/// The problem of a Flow that loses `output` because its namespace's instance of it got no
+/// buffer.
+fn output_left_out(output: &ObjectKey, reason: &'static str, message: String) -> Problem {
     let field = if output.kind == Kind::ClusterOutput {
         "spec.globalOutputRefs"
     } else {
@@ -316,11 +324,13 @@ fn pair_left_out(output: &ObjectKey, reason: &'static str, message: String) -> P
 
 /// Sizes every buffer, applies the tenant caps, and writes the resulting `totalLimitSize`,
 /// `chunkLimitSize` and `flushThreadCount` into each output's `spec.buffer` (what the
-/// renderer writes). The admin's pairs (ClusterFlows, the default flow, the error output) are
-/// placed first, as the admin sized them; then the namespaced Flows' pairs, round-robin across
-/// namespaces, each only while the budget still holds it: a pair that does not fit is removed
-/// from its Flow, which gets the Problem, never the Logging. Returns the budget and the
-/// problems, each with the object it belongs to.
+/// renderer writes). A buffer belongs to an output instance (`model::instances`), shared by
+/// every flow of one namespace (or every admin flow) sending to it. The admin's instances
+/// (ClusterFlows, the default flow, the error output) are placed first, as the admin sized
+/// them; then each namespace's instances, round-robin across namespaces, each only while the
+/// budget still holds it: an instance that does not fit is removed from the Flows using it,
+/// which get the Problem, never the Logging. Returns the budget, the problems, each with the
+/// object it belongs to, and the instances of the final flows and sizes.
 pub fn allocate(
     logging: &ObjectKey,
     spec: &LoggingSpec,
@@ -328,7 +338,7 @@ pub fn allocate(
     default_flow: Option<&FlowPlan>,
     error_output: Option<&ObjectKey>,
     outputs: &mut BTreeMap<ObjectKey, OutputPlan>,
-) -> (BufferBudget, Vec<(ObjectKey, Problem)>) {
+) -> (BufferBudget, Vec<(ObjectKey, Problem)>, OutputInstances) {
     let mut problems = Vec::new();
     let (volume, volume_problem) = volume(spec);
     if let Some(p) = volume_problem {
@@ -337,38 +347,42 @@ pub fn allocate(
     let workers = workers(spec);
     let limits = limits(spec);
     let is_buffered = |key: &ObjectKey| outputs.get(key).is_some_and(|plan| buffered(&plan.spec));
-
-    // Buffers per output of the admin's own pairs, in one pod: one per flow using it (and
-    // the error label) per worker.
-    let mut admin: BTreeMap<ObjectKey, u64> = BTreeMap::new();
-    for key in flows
+    let grouped = OutputInstances::group(flows.iter().chain(default_flow), outputs);
+    let buffered_instances: Vec<&OutputInstance> = grouped
+        .instances
         .iter()
-        .filter(|flow| flow.key.kind != Kind::Flow)
-        .chain(default_flow)
-        .flat_map(|flow| &flow.outputs)
-        .chain(error_output)
-        .filter(|key| is_buffered(key))
-    {
-        *admin.entry(key.clone()).or_default() += workers;
-    }
-    // The tenants' pairs, ranked within their namespace by flow name (flows are sorted by
-    // key) and then in the order the flow references its outputs.
-    let mut tenant: Vec<TenantPair> = Vec::new();
-    let mut per_namespace: BTreeMap<Option<String>, usize> = BTreeMap::new();
-    for (index, flow) in flows.iter().enumerate() {
-        if flow.key.kind != Kind::Flow {
-            continue;
-        }
-        for output in flow.outputs.iter().filter(|key| is_buffered(key)) {
-            let rank = per_namespace.entry(flow.key.namespace.clone()).or_default();
-            tenant.push(TenantPair {
-                flow: index,
-                output: output.clone(),
-                rank: *rank,
-            });
+        .filter(|instance| is_buffered(instance.lead()))
+        .collect();
+
+    // The admin's buffers, by the output they render: one per admin instance (and the
+    // error output's own) per worker.
+    let mut admin: Vec<&ObjectKey> = buffered_instances
+        .iter()
+        .filter(|instance| instance.sharing == Sharing::Admin)
+        .map(|instance| instance.lead())
+        .collect();
+    admin.extend(error_output.filter(|key| is_buffered(key)));
+    // The tenants' instances, ranked within their namespace by first use: flows by name
+    // (they are sorted by key), outputs in the order each flow references them.
+    let mut rank_of: BTreeMap<(Sharing, &ObjectKey), usize> = BTreeMap::new();
+    let mut per_namespace: BTreeMap<Sharing, usize> = BTreeMap::new();
+    for flow in flows.iter().filter(|flow| flow.key.kind == Kind::Flow) {
+        let sharing = Sharing::of_flow(&flow.key);
+        for index in grouped.of_flow(flow) {
+            let lead = grouped.instances[index].lead();
+            if !is_buffered(lead) || rank_of.contains_key(&(sharing.clone(), lead)) {
+                continue;
+            }
+            let rank = per_namespace.entry(sharing.clone()).or_default();
+            rank_of.insert((sharing.clone(), lead), *rank);
             *rank += 1;
         }
     }
+    let tenant: Vec<&OutputInstance> = buffered_instances
+        .iter()
+        .copied()
+        .filter(|instance| instance.sharing != Sharing::Admin)
+        .collect();
 
     let asked = |key: &ObjectKey| {
         outputs
@@ -385,12 +399,12 @@ pub fn allocate(
     let mut default_buffers = u64::try_from(tenant.len())
         .unwrap_or(u64::MAX)
         .saturating_mul(workers);
-    for (key, count) in &admin {
+    for key in &admin {
         match asked(key) {
             Some((_, bytes)) => {
-                admin_explicit = admin_explicit.saturating_add(bytes.saturating_mul(*count));
+                admin_explicit = admin_explicit.saturating_add(bytes.saturating_mul(workers));
             }
-            None => default_buffers = default_buffers.saturating_add(*count),
+            None => default_buffers = default_buffers.saturating_add(workers),
         }
     }
     let per_output_default =
@@ -412,11 +426,12 @@ pub fn allocate(
         .unwrap_or(DEFAULT_MAX_FLUSH_THREADS)
         .clamp(1, 64);
 
-    // One size per output (fluentd's buffer is the output's): ClusterOutputs as the admin
-    // wrote them, tenant Outputs capped.
-    let used: BTreeSet<&ObjectKey> = admin
-        .keys()
-        .chain(tenant.iter().map(|pair| &pair.output))
+    // One size per output (fluentd's buffer is the instance's, and an instance's outputs
+    // have equal specs): ClusterOutputs as the admin wrote them, tenant Outputs capped.
+    let used: BTreeSet<&ObjectKey> = buffered_instances
+        .iter()
+        .flat_map(|instance| &instance.outputs)
+        .chain(admin.iter().copied())
         .collect();
     let mut sizes: BTreeMap<ObjectKey, u64> = BTreeMap::new();
     for key in used {
@@ -442,21 +457,20 @@ pub fn allocate(
     }
 
     let mut allocated = 0u64;
-    let mut buffers = 0u64;
-    for (key, count) in &admin {
-        allocated = allocated.saturating_add(sizes[key].saturating_mul(*count));
-        buffers += count;
+    for key in &admin {
+        allocated = allocated.saturating_add(sizes[*key].saturating_mul(workers));
     }
     if allocated > volume {
-        // Only the admin's own sizes can get here: tenants' pairs are placed below.
+        // Only the admin's own sizes can get here: tenants' instances are placed below.
+        let buffers = u64::try_from(admin.len()).unwrap_or(u64::MAX);
         problems.push((
             logging.clone(),
             problem(
                 "BufferOvercommitted",
                 "spec.aggregator.bufferVolume",
                 format!(
-                    "the {buffers} buffers of the admin's own flows in an aggregator pod ({} flow-output pairs × {workers} workers) may grow to {}, more than the {} buffer volume, and leave no room for any namespace's Flow; lower the totalLimitSize of ClusterOutputs or enlarge the volume",
-                    buffers / workers,
+                    "the {} buffers of the admin's own flows in an aggregator pod ({buffers} outputs × {workers} workers) may grow to {}, more than the {} buffer volume, and leave no room for any namespace's Flow; lower the totalLimitSize of ClusterOutputs or enlarge the volume",
+                    buffers * workers,
                     quantity(allocated),
                     quantity(volume)
                 ),
@@ -464,65 +478,70 @@ pub fn allocate(
         ));
     }
 
-    // Tenant pairs: every namespace's first pair, then every namespace's second, …; pairs
-    // larger than the default only after every default-sized one, so asking for more (where
-    // the admin allows it) never displaces another namespace's fair share.
-    let pair_cap = usize::try_from(
-        limits
-            .max_flow_output_pairs_per_namespace
-            .unwrap_or(DEFAULT_MAX_PAIRS_PER_NAMESPACE)
-            .clamp(1, 1000),
-    )
-    .unwrap_or(1);
-    tenant.sort_by_key(|pair| {
+    // Tenant instances: every namespace's first, then every namespace's second, …;
+    // instances larger than the default only after every default-sized one, so asking for
+    // more (where the admin allows it) never displaces another namespace's fair share.
+    let (outputs_cap, cap_field) = outputs_cap(&limits);
+    let rank = |instance: &OutputInstance| {
+        rank_of
+            .get(&(instance.sharing.clone(), instance.lead()))
+            .copied()
+            .unwrap_or(usize::MAX)
+    };
+    let mut ordered = tenant;
+    ordered.sort_by_key(|instance| {
         (
-            sizes[&pair.output] > per_output_default,
-            pair.rank,
-            flows[pair.flow].key.namespace.clone(),
+            sizes[instance.lead()] > per_output_default,
+            rank(instance),
+            instance.sharing.clone(),
         )
     });
-    let mut left_out: Vec<(usize, ObjectKey)> = Vec::new();
-    for pair in &tenant {
-        let flow = &flows[pair.flow].key;
-        let namespace = flow.namespace.as_deref().unwrap_or_default();
-        let cost = sizes[&pair.output].saturating_mul(workers);
-        let refused = if pair.rank >= pair_cap {
-            Some(pair_left_out(
-                &pair.output,
-                "TooManyFlowOutputPairs",
-                format!(
-                    "output {} gets no buffer: namespace {namespace} already has {pair_cap} flow-output pairs (the Logging's spec.tenantLimits.maxFlowOutputPairsPerNamespace), counted by flow name",
-                    pair.output.name
+    let mut left_out: Vec<(&OutputInstance, Problem)> = Vec::new();
+    for instance in ordered {
+        let namespace = instance.sharing.as_text();
+        let lead = instance.lead();
+        let cost = sizes[lead].saturating_mul(workers);
+        let name = &lead.name;
+        if rank(instance) >= outputs_cap {
+            left_out.push((
+                instance,
+                output_left_out(
+                    lead,
+                    "TooManyOutputs",
+                    format!(
+                        "output {name} gets no buffer: namespace {namespace}'s Flows already send to {outputs_cap} outputs with buffers (the Logging's spec.tenantLimits.{cap_field}), counted by flow name"
+                    ),
                 ),
-            ))
+            ));
         } else if allocated.saturating_add(cost) > usable {
-            Some(pair_left_out(
-                &pair.output,
-                "BufferBudgetExhausted",
-                format!(
-                    "output {} gets no buffer: its {} × {workers} workers do not fit what is left of the Logging's buffer budget ({} of {} placed; see its status.buffers), so this flow does not send to it",
-                    pair.output.name,
-                    fluentd_size(sizes[&pair.output]),
-                    quantity(allocated),
-                    quantity(usable)
+            left_out.push((
+                instance,
+                output_left_out(
+                    lead,
+                    "BufferBudgetExhausted",
+                    format!(
+                        "output {name} gets no buffer: its {} × {workers} workers do not fit what is left of the Logging's buffer budget ({} of {} placed; see its status.buffers), so this flow does not send to it",
+                        fluentd_size(sizes[lead]),
+                        quantity(allocated),
+                        quantity(usable)
+                    ),
                 ),
-            ))
+            ));
         } else {
-            None
-        };
-        match refused {
-            Some(p) => {
-                problems.push((flow.clone(), p));
-                left_out.push((pair.flow, pair.output.clone()));
-            }
-            None => {
-                allocated = allocated.saturating_add(cost);
-                buffers += workers;
-            }
+            allocated = allocated.saturating_add(cost);
         }
     }
-    for (flow, output) in &left_out {
-        flows[*flow].outputs.retain(|key| key != output);
+    for (instance, refusal) in &left_out {
+        for flow in flows
+            .iter_mut()
+            .filter(|flow| Sharing::of_flow(&flow.key) == instance.sharing)
+        {
+            let before = flow.outputs.len();
+            flow.outputs.retain(|key| !instance.outputs.contains(key));
+            if flow.outputs.len() != before {
+                problems.push((flow.key.clone(), refusal.clone()));
+            }
+        }
     }
 
     for (key, total) in &sizes {
@@ -577,13 +596,38 @@ pub fn allocate(
         buffer.flush_thread_count = Some(threads);
     }
 
+    // What the renderer will write, counted on the final flows and sizes: outputs whose
+    // specs became equal once sized share an instance there too.
+    let placed = OutputInstances::group(flows.iter().chain(default_flow), outputs);
+    let mut allocated = 0u64;
+    let mut buffers = 0u64;
+    let leads = placed
+        .instances
+        .iter()
+        .map(OutputInstance::lead)
+        .chain(error_output);
+    for key in leads.filter(|key| is_buffered_now(outputs, key)) {
+        let size = outputs
+            .get(key)
+            .and_then(|plan| plan.spec.buffer.as_ref())
+            .and_then(|b| b.total_limit_size.as_deref())
+            .and_then(fluentd_size_bytes)
+            .unwrap_or(0);
+        allocated = allocated.saturating_add(size.saturating_mul(workers));
+        buffers += workers;
+    }
+
     let budget = BufferBudget {
         volume,
         allocated,
         per_output_default,
         buffers,
     };
-    (budget, problems)
+    (budget, problems, placed)
+}
+
+fn is_buffered_now(outputs: &BTreeMap<ObjectKey, OutputPlan>, key: &ObjectKey) -> bool {
+    outputs.get(key).is_some_and(|plan| buffered(&plan.spec))
 }
 
 #[cfg(test)]

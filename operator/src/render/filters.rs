@@ -9,14 +9,20 @@ use super::writer::Writer;
 
 /// Writes `<filter **>` blocks for `filters`, in order.
 pub fn write_filters(w: &mut Writer, filters: &[Filter]) {
+    write_filters_matching(w, "**", filters);
+}
+
+/// Writes `<filter pattern>` blocks for `filters`, in order; `pattern` is a fluentd tag
+/// pattern Sluice built.
+pub fn write_filters_matching(w: &mut Writer, pattern: &str, filters: &[Filter]) {
     for filter in filters {
-        write_filter(w, filter);
+        write_filter(w, pattern, filter);
     }
 }
 
-fn write_filter(w: &mut Writer, filter: &Filter) {
+fn write_filter(w: &mut Writer, pattern: &str, filter: &Filter) {
     if let Some(grep) = &filter.grep {
-        w.open("filter", Some("**"));
+        w.open("filter", Some(pattern));
         w.param("@type", "grep");
         for pattern in &grep.regexp {
             w.open("regexp", None);
@@ -33,7 +39,7 @@ fn write_filter(w: &mut Writer, filter: &Filter) {
         w.close("filter");
     }
     if let Some(transformer) = &filter.record_transformer {
-        w.open("filter", Some("**"));
+        w.open("filter", Some(pattern));
         w.param("@type", "record_transformer");
         // `enable_ruby` stays off: values are literal strings, never evaluated.
         w.param("enable_ruby", "false");
@@ -60,7 +66,7 @@ fn write_filter(w: &mut Writer, filter: &Filter) {
         w.close("filter");
     }
     if let Some(parser) = &filter.parser {
-        w.open("filter", Some("**"));
+        w.open("filter", Some(pattern));
         w.param("@type", "parser");
         w.param_str("key_name", &parser.key_name);
         w.param(
@@ -86,7 +92,7 @@ fn write_filter(w: &mut Writer, filter: &Filter) {
         w.close("filter");
     }
     if let Some(dedot) = &filter.dedot {
-        w.open("filter", Some("**"));
+        w.open("filter", Some(pattern));
         w.param("@type", "dedot");
         w.param("de_dot", "true");
         w.param("de_dot_nested", "true");

@@ -1,18 +1,20 @@
 //! The fluentd aggregator configuration: a TLS forward input, dispatch by the tag the agents
-//! routed each record with (one `relabel` per flow), then one `<label>` per flow holding the
-//! global filters, its filters and outputs.
+//! routed each record with, one `<label>` per config slot holding its flows' filters and the
+//! matches handing their records on, and one `<label>` per output instance, shared by every
+//! flow that sends to it.
 //! See docs/dataplane.md for how to read it and docs/routing.md for the routing contract.
 
 use sha2::{Digest, Sha256};
 
 use crate::api::{TlsMode, TlsVersion};
 use crate::layout;
+use crate::model::instances::{OutputInstance, OutputInstances, Sharing};
 use crate::model::{FlowPlan, ObjectKey, Pipeline};
 
 use super::ConfigFile;
 use super::edge;
-use super::escape::{comment_text, fluentd_string};
-use super::filters::write_filters;
+use super::escape::{comment_text, fluentd_string, ruby_regex_literal};
+use super::filters::{write_filters, write_filters_matching};
 use super::outputs::write_output;
 use super::writer::Writer;
 
@@ -29,118 +31,226 @@ pub const REGEXP_TIMEOUT_SECONDS: f64 = 1.0;
 pub const ERROR_LABEL: &str = "@ERROR";
 /// Label receiving fluentd's own log events (fluentd's `Fluent::Log::LOG_EVENT_LABEL`).
 pub const FLUENT_LOG_LABEL: &str = "@FLUENT_LOG";
+/// Prefix of output instance labels, `@id`s and buffer directories.
+pub const INSTANCE_PREFIX: &str = "out-";
 
-fn short_hash(parts: &[&str]) -> String {
+fn digest(parts: &[&str]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    hex::encode(&hasher.finalize()[..6])
+    hasher.finalize().into()
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    hex::encode(&digest(parts)[..6])
 }
 
 fn key_text(key: &ObjectKey) -> String {
     key.to_string()
 }
 
-/// The fluentd label of a flow: stable across unrelated changes, so buffer paths and ids
-/// stay put when other flows come and go.
+/// The fluentd label of a flow: stable across unrelated changes. The agents tag the flow's
+/// records with it (`sluice.flow-<hash>`), and its hash picks the flow's config slot.
 pub fn flow_label(key: &ObjectKey) -> String {
     format!("@flow-{}", short_hash(&[&key_text(key)]))
 }
 
-/// Directory of the file buffer of one flow-output pair.
-pub fn buffer_path(flow_label: &str, output: &ObjectKey) -> String {
+/// The fluentd label of an output instance, named by its lead output and whose flows it
+/// serves, so its buffer stays put while flows and equal outputs come and go.
+pub fn instance_label(instance: &OutputInstance) -> String {
+    let sharing = match &instance.sharing {
+        Sharing::Admin => "admin".to_owned(),
+        Sharing::Namespace(namespace) => format!("namespace {namespace}"),
+    };
     format!(
-        "{}/{}-{}",
-        layout::AGGREGATOR_BUFFER_DIR,
-        flow_label.trim_start_matches('@'),
-        short_hash(&[&key_text(output)])
+        "@{INSTANCE_PREFIX}{}",
+        short_hash(&["output instance", &sharing, &key_text(instance.lead())])
     )
 }
 
-/// The dispatch of one flow: the agents tag each record a flow takes `sluice.<route>`
-/// (docs/routing.md), and this hands those records to the flow's `<label>`. fluentd caches
-/// which `<match>` a tag goes to, so a record's cost does not grow with the number of flows,
-/// and nothing here runs per record or polls.
-fn write_dispatch(w: &mut Writer, key: Option<&ObjectKey>, route: &str, label: &str) {
-    if let Some(key) = key {
-        w.comment(&comment_text(&key_text(key)));
-    }
-    w.open("match", Some(&edge::route_tag(route)));
-    w.param("@type", "relabel");
-    w.param("@label", label);
-    w.close("match");
+/// The `@id` (also the buffer directory's name) of a label's output.
+pub fn plugin_id(label: &str) -> &str {
+    label.trim_start_matches('@')
 }
 
-/// Writes a flow's `<label>`; returns the buffer paths of its outputs.
-fn write_flow_label(
-    w: &mut Writer,
-    pipeline: &Pipeline,
-    flow: &FlowPlan,
-    label: &str,
-) -> Vec<String> {
-    let mut buffers = Vec::new();
-    w.comment(&comment_text(&key_text(&flow.key)));
-    w.open("label", Some(label));
-    // Global filters run on each flow's copy, before its own filters, rather than in front
-    // of the router: routing must see the metadata as the agent attached it (a global
-    // `dedot` would otherwise hide every dotted pod label from the selectors). A record a
-    // global filter drops is dropped in every flow and in the default flow alike.
-    write_filters(w, &pipeline.spec.global_filters);
-    write_filters(w, &flow.filters);
-    let outputs: Vec<_> = flow
-        .outputs
-        .iter()
-        .filter_map(|key| pipeline.outputs.get(key))
+/// Directory of an output's file buffer.
+pub fn buffer_path(id: &str) -> String {
+    format!("{}/{id}", layout::AGGREGATOR_BUFFER_DIR)
+}
+
+/// The slot (1..=`layout::AGGREGATOR_CONFIG_SLOTS`) of a label, from the first byte of its
+/// hash: a flow's slot is also where its tag leads (the top-level dispatch matches on that
+/// byte), and nothing but the key decides it.
+fn slot_of_hash(hash_hex: &str) -> usize {
+    let first = hash_hex
+        .get(..2)
+        .and_then(|byte| u8::from_str_radix(byte, 16).ok())
+        .unwrap_or(0);
+    usize::from(first) * layout::AGGREGATOR_CONFIG_SLOTS / 256 + 1
+}
+
+fn label_hash(label: &str) -> &str {
+    label.rsplit('-').next().unwrap_or_default()
+}
+
+/// The slot (1..=`layout::AGGREGATOR_CONFIG_SLOTS`) of a flow: from its key alone, so
+/// adding, editing or removing a flow rewrites its own slot and no other.
+pub fn config_slot(key: &ObjectKey) -> usize {
+    slot_of_hash(label_hash(&flow_label(key)))
+}
+
+/// The slot holding an output instance's label.
+pub fn instance_slot(label: &str) -> usize {
+    slot_of_hash(label_hash(label))
+}
+
+/// The label of slot `slot`, which receives the records of its flows.
+pub fn slot_label(slot: usize) -> String {
+    format!("@sluice-slot-{slot:02}")
+}
+
+/// A tag pattern (a fluentd `/regex/`) matching exactly the flow routes whose hash starts
+/// with a byte of slot `slot`: the top-level dispatch.
+fn slot_pattern(slot: usize) -> String {
+    let slots = layout::AGGREGATOR_CONFIG_SLOTS;
+    let bytes = (0..=255usize).filter(|byte| byte * slots / 256 + 1 == slot);
+    // Grouped by first hex digit, each with the class of its second digits, written as
+    // ranges within `0-9` and `a-f`.
+    let mut prefixes: Vec<(usize, Vec<usize>)> = Vec::new();
+    for byte in bytes {
+        let (high, low) = (byte / 16, byte % 16);
+        match prefixes.last_mut() {
+            Some((last, lows)) if *last == high => lows.push(low),
+            _ => prefixes.push((high, vec![low])),
+        }
+    }
+    let hex = |digit: usize| char::from_digit(u32::try_from(digit).unwrap_or(0), 16).unwrap_or('0');
+    let alternatives: Vec<String> = prefixes
+        .into_iter()
+        .map(|(high, lows)| {
+            let mut class = String::new();
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            for low in lows {
+                match runs.last_mut() {
+                    // A run never crosses from `9` to `a`: they are not adjacent characters.
+                    Some((_, end)) if *end + 1 == low && low != 10 => *end = low,
+                    _ => runs.push((low, low)),
+                }
+            }
+            for (start, end) in &runs {
+                class.push(hex(*start));
+                if end > start {
+                    if *end > start + 1 {
+                        class.push('-');
+                    }
+                    class.push(hex(*end));
+                }
+            }
+            if runs.len() == 1 && runs[0].0 == runs[0].1 {
+                format!("{}{class}", hex(high))
+            } else {
+                format!("{}[{class}]", hex(high))
+            }
+        })
         .collect();
-    w.open("match", Some("**"));
-    if outputs.is_empty() {
-        w.param("@type", "null");
+    let prefix = if alternatives.len() == 1 {
+        alternatives.concat()
     } else {
-        // Every output gets its own copy and its own buffer; `ignore_error` keeps an output
-        // that rejects a chunk from stopping the outputs after it.
-        w.param("@type", "copy");
-        w.param("copy_mode", "shallow");
-        for output in outputs {
-            w.comment(&comment_text(&key_text(&output.key)));
-            w.open("store", Some("ignore_error"));
-            let path = buffer_path(label, &output.key);
-            let id = path
-                .trim_start_matches(layout::AGGREGATOR_BUFFER_DIR)
-                .trim_start_matches('/');
-            write_output(w, output, id, &path, flush_at_shutdown(pipeline));
-            w.close("store");
-            buffers.push(path);
+        format!("(?:{})", alternatives.join("|"))
+    };
+    format!(
+        "/{}{prefix}[0-9a-f]{{10}}/",
+        ruby_regex_literal(&edge::route_tag("flow-"))
+    )
+}
+
+/// A tag pattern matching exactly the given flows' tags.
+fn flows_pattern(routes: &[String]) -> String {
+    match routes {
+        [one] => edge::route_tag(one),
+        _ => format!(
+            "/{}(?:{})/",
+            ruby_regex_literal(&edge::route_tag("flow-")),
+            routes
+                .iter()
+                .map(|route| route.trim_start_matches("flow-"))
+                .collect::<Vec<_>>()
+                .join("|")
+        ),
+    }
+}
+
+/// Hands the records matched by `pattern` to the labels of `targets`: `relabel` for one,
+/// `copy` for several (each its own copy; `ignore_error` keeps one whose buffer refuses a
+/// chunk from stopping the ones after it), `null` for none.
+fn write_handoff(w: &mut Writer, pattern: &str, targets: &[String]) {
+    w.open("match", Some(pattern));
+    match targets {
+        [] => w.param("@type", "null"),
+        [one] => {
+            w.param("@type", "relabel");
+            w.param("@label", one);
+        }
+        _ => {
+            w.param("@type", "copy");
+            w.param("copy_mode", "shallow");
+            for target in targets {
+                w.open("store", Some("ignore_error"));
+                w.param("@type", "relabel");
+                w.param("@label", target);
+                w.close("store");
+            }
         }
     }
     w.close("match");
+}
+
+fn instance_comment(instance: &OutputInstance) -> String {
+    let outputs: Vec<String> = instance.outputs.iter().map(key_text).collect();
+    let whose = match &instance.sharing {
+        Sharing::Admin => "the admin flows".to_owned(),
+        Sharing::Namespace(namespace) => format!("the Flows of namespace {namespace}"),
+    };
+    comment_text(&format!("{} for {whose}", outputs.join(" and ")))
+}
+
+/// The label of one output instance: its plugin with its buffer.
+fn write_instance(w: &mut Writer, pipeline: &Pipeline, instance: &OutputInstance, label: &str) {
+    let Some(output) = pipeline.outputs.get(instance.lead()) else {
+        return;
+    };
+    w.comment(&instance_comment(instance));
+    w.open("label", Some(label));
+    w.open("match", Some("**"));
+    let id = plugin_id(label);
+    write_output(w, output, id, &buffer_path(id), flush_at_shutdown(pipeline));
+    w.close("match");
     w.close("label");
-    buffers
 }
 
-/// One flow's share of the configuration.
+/// One flow's share of its slot: its filters, and which instances its records go to.
 struct FlowText {
+    /// The flow named in a comment line, before the hand-off its tag is part of.
+    comment: String,
     route: String,
-    label: String,
-    buffers: Vec<String>,
+    filters: String,
+    targets: Vec<usize>,
 }
 
-fn flow_text(pipeline: &Pipeline, flow: &FlowPlan) -> FlowText {
-    let label = flow_label(&flow.key);
-    let mut route = Writer::new();
-    write_dispatch(
-        &mut route,
-        Some(&flow.key),
-        edge::flow_route(&label),
-        &label,
-    );
-    let mut body = Writer::new();
-    let buffers = write_flow_label(&mut body, pipeline, flow, &label);
+fn flow_text(flow: &FlowPlan, targets: Vec<usize>) -> FlowText {
+    let route = edge::flow_route(&flow_label(&flow.key)).to_owned();
+    let mut filters = Writer::at_depth(1);
+    if !flow.filters.is_empty() {
+        filters.comment(&comment_text(&key_text(&flow.key)));
+        write_filters_matching(&mut filters, &edge::route_tag(&route), &flow.filters);
+    }
     FlowText {
-        route: route.finish(),
-        label: body.finish(),
-        buffers,
+        comment: comment_text(&key_text(&flow.key)),
+        route,
+        filters: filters.finish(),
+        targets,
     }
 }
 
@@ -213,6 +323,9 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
         &aggregator.workers.unwrap_or(1).clamp(1, 64).to_string(),
     );
     w.param("rpc_endpoint", "127.0.0.1:24444");
+    // fluentd otherwise logs the whole configuration at every start and reload: megabytes
+    // at thousands of flows, in the supervisor and again in every worker.
+    w.param("suppress_config_dump", "true");
     w.close("system");
     w.blank();
 
@@ -299,11 +412,9 @@ fn write_error_label(w: &mut Writer, pipeline: &Pipeline) -> Option<String> {
     {
         Some(output) => {
             w.comment(&comment_text(&key_text(&output.key)));
-            let path = buffer_path("@sluice-error", &output.key);
-            let id = path
-                .trim_start_matches(layout::AGGREGATOR_BUFFER_DIR)
-                .trim_start_matches('/');
-            write_output(w, output, id, &path, flush_at_shutdown(pipeline));
+            let id = format!("sluice-error-{}", short_hash(&[&key_text(&output.key)]));
+            let path = buffer_path(&id);
+            write_output(w, output, &id, &path, flush_at_shutdown(pipeline));
             buffer = Some(path);
         }
         None => w.param("@type", "null"),
@@ -313,19 +424,32 @@ fn write_error_label(w: &mut Writer, pipeline: &Pipeline) -> Option<String> {
     buffer
 }
 
+/// The default flow's label: the global filters, its filters, then its instances.
+fn write_default_flow(
+    w: &mut Writer,
+    pipeline: &Pipeline,
+    default: &FlowPlan,
+    instances: &OutputInstances,
+    labels: &[String],
+    placed: &[bool],
+) {
+    w.comment(&comment_text(&key_text(&default.key)));
+    w.open("label", Some(DEFAULT_FLOW_LABEL));
+    write_filters(w, &pipeline.spec.global_filters);
+    write_filters(w, &default.filters);
+    let targets: Vec<String> = instances
+        .of_flow(default)
+        .into_iter()
+        .filter(|index| placed[*index])
+        .map(|index| labels[index].clone())
+        .collect();
+    write_handoff(w, "**", &targets);
+    w.close("label");
+}
+
 /// Largest slot we write: a Secret holds at most 1 MiB, and its keys and the manifest need
 /// room too.
 pub const SLOT_BUDGET: usize = 900 * 1024;
-
-/// The slot (1..=`layout::AGGREGATOR_CONFIG_SLOTS`) of a flow: from its key alone, so adding,
-/// editing or removing a flow rewrites its own slot and no other.
-pub fn config_slot(key: &ObjectKey) -> usize {
-    let digest = Sha256::digest(key_text(key).as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    let slots = layout::AGGREGATOR_CONFIG_SLOTS as u64;
-    usize::try_from(u64::from_be_bytes(first) % slots).unwrap_or(0) + 1
-}
 
 /// File name of slot `slot` inside the config bundle.
 pub fn slot_file(slot: usize) -> String {
@@ -344,7 +468,8 @@ pub struct AggregatorFiles {
     pub shared: Vec<ConfigFile>,
     /// One file per slot, `slot-01.conf` to `slot-32.conf`, in order; empty slots too.
     pub slots: Vec<ConfigFile>,
-    /// Flows left out because their slot is full.
+    /// Flows left out because their slot (or the slot of an output instance they send to)
+    /// is full.
     pub overflowed: Vec<ObjectKey>,
     /// Every output buffer path of this configuration, sorted: the reloader drains those a
     /// new revision drops before it restarts fluentd on it (their plugins are gone after).
@@ -372,57 +497,182 @@ pub fn aggregator(pipeline: &Pipeline) -> AggregatorFiles {
     aggregator_with_budget(pipeline, SLOT_BUDGET)
 }
 
+/// What one slot holds while it is filled.
+#[derive(Default)]
+struct Slot {
+    /// The flows placed, in key order.
+    flows: Vec<FlowText>,
+    /// Output instance labels, rendered.
+    instances: String,
+    /// Bytes of what is placed so far, the hand-offs included.
+    size: usize,
+    /// Which instance sets already have a hand-off here.
+    handoffs: Vec<Vec<usize>>,
+    full: bool,
+}
+
+/// Bytes a flow adds to its slot: its filters, its comment line and tag alternative in the
+/// hand-off of its instances, and the hand-off itself when it is the first flow sending to
+/// those instances there.
+fn flow_cost(flow: &FlowText, labels: &[String], first: bool) -> usize {
+    // Indent, `# `, the comment and a line end; `|` and 12 hex digits.
+    let own = flow.filters.len() + 2 + 2 + flow.comment.len() + 1 + 13;
+    if first {
+        let mut w = Writer::at_depth(1);
+        let names: Vec<String> = flow.targets.iter().map(|i| labels[*i].clone()).collect();
+        let two = [
+            "flow-000000000000".to_owned(),
+            "flow-000000000000".to_owned(),
+        ];
+        write_handoff(&mut w, &flows_pattern(&two), &names);
+        own + w.finish().len()
+    } else {
+        own
+    }
+}
+
+fn write_slot(w: &mut Writer, pipeline: &Pipeline, number: usize, slot: &Slot, labels: &[String]) {
+    if !slot.flows.is_empty() {
+        w.comment(&format!(
+            "The flows of slot {number} (tags matching {}), then the output instances placed here",
+            slot_pattern(number)
+        ));
+        w.open("label", Some(&slot_label(number)));
+        // Global filters run on each flow's copy, before its own filters, rather than in
+        // front of the agents' routing: routing must see the metadata as the agent attached
+        // it (a global `dedot` would otherwise hide every dotted pod label from the
+        // selectors). A record a global filter drops is dropped in every flow alike.
+        write_filters(w, &pipeline.spec.global_filters);
+        for flow in &slot.flows {
+            w.raw(&flow.filters);
+        }
+        // One hand-off per set of instances: flows sending to the same outputs share it, so
+        // a flow costs fluentd a tag alternative and its own filters, no plugin of its own.
+        let mut groups: Vec<(&Vec<usize>, Vec<&FlowText>)> = Vec::new();
+        for flow in &slot.flows {
+            match groups
+                .iter_mut()
+                .find(|(targets, _)| **targets == flow.targets)
+            {
+                Some((_, members)) => members.push(flow),
+                None => groups.push((&flow.targets, vec![flow])),
+            }
+        }
+        for (targets, members) in groups {
+            for flow in &members {
+                w.comment(&flow.comment);
+            }
+            let routes: Vec<String> = members.iter().map(|flow| flow.route.clone()).collect();
+            let names: Vec<String> = targets.iter().map(|i| labels[*i].clone()).collect();
+            write_handoff(w, &flows_pattern(&routes), &names);
+        }
+        // Tags of flows this configuration does not hold (agents still tagging for a flow
+        // just removed): to the error output rather than dropped unseen.
+        w.open("match", Some("**"));
+        w.param("@type", "relabel");
+        w.param("@label", ERROR_LABEL);
+        w.close("match");
+        w.close("label");
+    }
+    w.raw(&slot.instances);
+}
+
 /// [`aggregator`] with an explicit slot budget (tests use small ones).
 pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorFiles {
     let mut header = Writer::new();
     write_header(&mut header, pipeline);
     let header = header.finish();
 
-    let mut slots: Vec<String> = vec![String::new(); layout::AGGREGATOR_CONFIG_SLOTS];
-    let mut full = [false; layout::AGGREGATOR_CONFIG_SLOTS];
+    let instances = OutputInstances::of(pipeline);
+    let labels: Vec<String> = instances.instances.iter().map(instance_label).collect();
+    let mut slots: Vec<Slot> = (0..layout::AGGREGATOR_CONFIG_SLOTS)
+        .map(|_| Slot::default())
+        .collect();
+    // Output instances first: flows need them. In label order, so which ones a full slot
+    // leaves out never depends on the order objects arrived in.
+    let mut order: Vec<usize> = (0..instances.instances.len()).collect();
+    order.sort_by(|a, b| labels[*a].cmp(&labels[*b]));
+    let mut placed = vec![false; instances.instances.len()];
+    for index in order {
+        let label = &labels[index];
+        let mut text = Writer::new();
+        write_instance(&mut text, pipeline, &instances.instances[index], label);
+        let text = text.finish();
+        let Some(slot) = slots.get_mut(instance_slot(label) - 1) else {
+            continue;
+        };
+        if slot.size + text.len() <= budget {
+            slot.size += text.len();
+            slot.instances.push_str(&text);
+            placed[index] = true;
+        }
+    }
+    // A flow sending to an instance no slot could hold is left out whole (the default flow,
+    // which cannot be left out, skips it).
     let mut overflowed = Vec::new();
-    let mut buffers = Vec::new();
+    // What a slot's label costs once it holds a flow: its comment, directives, catch-all
+    // and the global filters.
+    let slot_overhead = {
+        let mut w = Writer::at_depth(1);
+        write_filters(&mut w, &pipeline.spec.global_filters);
+        w.finish().len() + 400
+    };
     // In key order, so which flows a full slot leaves out never depends on the order
     // objects arrived in: the last ones by key.
     let mut flows: Vec<&FlowPlan> = pipeline.flows.iter().collect();
     flows.sort_by(|a, b| a.key.cmp(&b.key));
     for flow in flows {
-        let index = config_slot(&flow.key) - 1;
-        let text = flow_text(pipeline, flow);
-        let (Some(slot), Some(full)) = (slots.get_mut(index), full.get_mut(index)) else {
+        let targets = instances.of_flow(flow);
+        if targets.is_empty() {
+            // Nothing to send to: its records end at its slot's catch-all.
             continue;
-        };
-        if *full || slot.len() + text.route.len() + text.label.len() > budget {
-            *full = true;
+        }
+        if targets.iter().any(|index| !placed[*index]) {
             overflowed.push(flow.key.clone());
             continue;
         }
-        slot.push_str(&text.route);
-        slot.push_str(&text.label);
-        buffers.extend(text.buffers);
+        let text = flow_text(flow, targets);
+        let Some(slot) = slots.get_mut(config_slot(&flow.key) - 1) else {
+            continue;
+        };
+        let first = !slot.handoffs.contains(&text.targets);
+        let mut cost = flow_cost(&text, &labels, first);
+        if slot.flows.is_empty() {
+            cost += slot_overhead;
+        }
+        if slot.full || slot.size + cost > budget {
+            slot.full = true;
+            overflowed.push(flow.key.clone());
+            continue;
+        }
+        slot.size += cost;
+        if first {
+            slot.handoffs.push(text.targets.clone());
+        }
+        slot.flows.push(text);
     }
 
     let mut main = Writer::new();
     main.block(&header);
     main.blank();
     main.comment(
-        "Flows: each slot holds, per flow, its dispatch (agents tag each record for the flow \
-         that takes it, sluice.<route>; docs/routing.md) and its <label>. Paths are relative \
-         to this file: fluentd resolves @include against the including file's directory.",
+        "Dispatch: agents tag each record for the flow that takes it (sluice.<route>; \
+         docs/routing.md); the first byte of the route's hash names the slot holding the flow.",
     );
-    for slot in 1..=layout::AGGREGATOR_CONFIG_SLOTS {
-        main.line(&format!("@include {}", slot_file(slot)));
+    for (index, slot) in slots.iter().enumerate() {
+        if !slot.flows.is_empty() {
+            main.open("match", Some(&slot_pattern(index + 1)));
+            main.param("@type", "relabel");
+            main.param("@label", &slot_label(index + 1));
+            main.close("match");
+        }
     }
-    if let Some(default) = &pipeline.default_flow {
+    if pipeline.default_flow.is_some() {
         main.comment("The default flow: records of watched namespaces no flow took");
-        write_dispatch(&mut main, None, edge::DEFAULT_ROUTE, DEFAULT_FLOW_LABEL);
-        main.blank();
-        buffers.extend(write_flow_label(
-            &mut main,
-            pipeline,
-            default,
-            DEFAULT_FLOW_LABEL,
-        ));
+        main.open("match", Some(&edge::route_tag(edge::DEFAULT_ROUTE)));
+        main.param("@type", "relabel");
+        main.param("@label", DEFAULT_FLOW_LABEL);
+        main.close("match");
     }
     main.comment(
         "A route this revision does not dispatch (agents still tagging for a flow just \
@@ -437,19 +687,42 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorF
     main.param("@type", "null");
     main.close("match");
     main.blank();
+    main.comment(
+        "Each slot holds the label of its flows and the output instances placed there. \
+         Paths are relative to this file: fluentd resolves @include against the including \
+         file's directory.",
+    );
+    for slot in 1..=layout::AGGREGATOR_CONFIG_SLOTS {
+        main.line(&format!("@include {}", slot_file(slot)));
+    }
+    if let Some(default) = &pipeline.default_flow {
+        main.blank();
+        write_default_flow(&mut main, pipeline, default, &instances, &labels, &placed);
+    }
+    main.blank();
+    // Every buffer of this revision: the reloader drains those the next one drops.
+    let mut buffers: Vec<String> = labels
+        .iter()
+        .zip(&placed)
+        .filter(|(_, placed)| **placed)
+        .map(|(label, _)| buffer_path(plugin_id(label)))
+        .collect();
     buffers.extend(write_error_label(&mut main, pipeline));
     buffers.sort();
     buffers.dedup();
 
     let slots = slots
-        .into_iter()
+        .iter()
         .enumerate()
-        .map(|(index, content)| {
-            let slot = index + 1;
+        .map(|(index, slot)| {
+            let number = index + 1;
+            let mut w = Writer::new();
+            write_slot(&mut w, pipeline, number, slot, &labels);
+            let content = w.finish();
             ConfigFile {
-                name: slot_file(slot),
+                name: slot_file(number),
                 content: if content.is_empty() {
-                    format!("# Slot {slot}: no flows.\n")
+                    format!("# Slot {number}: no flows.\n")
                 } else {
                     content
                 },
@@ -486,10 +759,14 @@ pub fn cert_verifier_file(pipeline: &Pipeline) -> ConfigFile {
 /// Writes one output's directive body into a fresh writer; used by golden tests per kind.
 pub fn output_snippet(output: &crate::model::OutputPlan) -> String {
     let mut w = Writer::new();
-    let label = "@flow-example";
-    let path = buffer_path(label, &output.key);
     w.open("match", Some("**"));
-    write_output(&mut w, output, "example", &path, false);
+    write_output(
+        &mut w,
+        output,
+        "example",
+        &buffer_path("out-example"),
+        false,
+    );
     w.close("match");
     w.finish()
 }
@@ -514,6 +791,35 @@ mod tests {
             "# Written by Sluice: bounds every regex match of this process (docs/dataplane.md).\n\
              Regexp.timeout = 1.0 if Regexp.respond_to?(:timeout=)\n"
         );
+    }
+
+    /// The top-level dispatch sends a flow's tag to the slot the flow's text is in, and to
+    /// no other: each slot's pattern matches exactly the tags whose hash starts with one of
+    /// its bytes.
+    #[test]
+    fn each_slot_pattern_takes_exactly_its_flows_tags() {
+        let patterns: Vec<regex::Regex> = (1..=layout::AGGREGATOR_CONFIG_SLOTS)
+            .map(|slot| {
+                let pattern = slot_pattern(slot);
+                let inner = pattern.trim_start_matches('/').trim_end_matches('/');
+                regex::Regex::new(&format!(r"\A(?:{inner})\z")).unwrap()
+            })
+            .collect();
+        for first in 0..=255u8 {
+            let tag = format!("sluice.flow-{first:02x}0123456789");
+            let takers: Vec<usize> = (0..patterns.len())
+                .filter(|i| patterns[*i].is_match(&tag))
+                .map(|i| i + 1)
+                .collect();
+            assert_eq!(takers, [slot_of_hash(&format!("{first:02x}"))], "{tag}");
+        }
+        for n in 0..200 {
+            let key = ObjectKey::namespaced(Kind::Flow, "team", &format!("flow-{n}"));
+            let tag = edge::route_tag(edge::flow_route(&flow_label(&key)));
+            assert!(patterns[config_slot(&key) - 1].is_match(&tag), "{tag}");
+        }
+        assert!(!patterns.iter().any(|p| p.is_match("sluice.default")));
+        assert_eq!(slot_pattern(8), r"/sluice\.flow-3[89a-f][0-9a-f]{10}/");
     }
 
     #[test]

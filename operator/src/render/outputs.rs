@@ -417,6 +417,20 @@ fn file_output_path(key: &ObjectKey, path: &str) -> String {
     )
 }
 
+/// Longest sleep of an idle output's flush and enqueue threads, in whole seconds: half the
+/// flush interval, between 1 and 5.
+fn idle_wakeup_seconds(flush_interval: &str) -> u64 {
+    let digits = flush_interval.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match flush_interval.chars().last() {
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        _ => 1,
+    };
+    let seconds = digits.parse::<u64>().unwrap_or(10).saturating_mul(unit);
+    (seconds / 2).clamp(1, 5)
+}
+
 /// The `<buffer>` section: always files on the buffer volume, at a path of its own.
 pub fn write_buffer(
     w: &mut Writer,
@@ -447,9 +461,15 @@ pub fn write_buffer(
     // Explicit, or time-keyed buffers (`file`, `s3`) default to `lazy` and ignore the
     // interval, writing an hour late.
     w.param("flush_mode", "interval");
+    let flush_interval = checked(spec.flush_interval.as_deref(), &DURATION, "10s");
+    w.param("flush_interval", flush_interval);
+    // How often an idle output's flush and enqueue threads wake up (fluentd: 1s). Every
+    // buffered output has both, so at fluentd's default a thousand idle outputs keep a fifth
+    // of a core busy; half the flush interval, at most 5s, costs a record at most that much
+    // more delay before it is sent, and bursts (queued chunks) still flush at once.
     w.param(
-        "flush_interval",
-        checked(spec.flush_interval.as_deref(), &DURATION, "10s"),
+        "flush_thread_interval",
+        &idle_wakeup_seconds(flush_interval).to_string(),
     );
     w.param(
         "flush_thread_count",

@@ -88,6 +88,7 @@ pub fn pipeline(spec: LoggingSpec, flows: Vec<FlowPlan>, outputs: Vec<OutputPlan
         output_secret_data: BTreeMap::new(),
         problems: BTreeMap::new(),
         buffers: Default::default(),
+        capacity: Default::default(),
     }
 }
 
@@ -514,4 +515,145 @@ pub fn watched(namespaces: &[&str]) -> Watched {
             .map(|s| s.to_string())
             .collect::<BTreeSet<_>>(),
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// An independent model of how fluentd 1.17 routes an event stream through a configuration
+// (lib/fluent/event_router.rb `find`, lib/fluent/match.rb, lib/fluent/plugin/out_relabel.rb,
+// out_copy.rb): in a router (the root or a `<label>`), every `<filter>` whose pattern
+// matches the tag, in order, until the first `<match>` whose pattern does; `relabel` goes on
+// in its label's router, `copy` hands each `<store>` the stream, `null` drops it, any other
+// output receives it.
+
+/// fluentd's `MatchPattern` for one pattern word: `**`, a `/regex/`, or a glob where `*` is
+/// one tag part, `**` any parts and `{a,b}` alternatives.
+fn pattern_regex(word: &str) -> regex::Regex {
+    if word == "**" {
+        return regex::Regex::new(".*").unwrap();
+    }
+    if let Some(inner) = word.strip_prefix('/').and_then(|w| w.strip_suffix('/')) {
+        return regex::Regex::new(&format!(r"\A(?:{inner})\z")).unwrap();
+    }
+    let mut out = String::from(r"\A");
+    let chars: Vec<char> = word.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                out.push_str(".*");
+                i += 1;
+            }
+            '*' => out.push_str(r"[^.]*"),
+            '{' => out.push_str("(?:"),
+            '}' => out.push(')'),
+            ',' => out.push('|'),
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    out.push_str(r"\z");
+    regex::Regex::new(&out).unwrap()
+}
+
+thread_local! {
+    static PATTERNS: std::cell::RefCell<BTreeMap<String, regex::Regex>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Whether a `<match>`/`<filter>` argument (space-separated patterns, empty meaning `**`)
+/// matches `tag`.
+pub fn tag_matches(arg: &str, tag: &str) -> bool {
+    let arg = if arg.trim().is_empty() { "**" } else { arg };
+    arg.split_whitespace().any(|word| {
+        PATTERNS.with(|cache| {
+            cache
+                .borrow_mut()
+                .entry(word.to_owned())
+                .or_insert_with(|| pattern_regex(word))
+                .is_match(tag)
+        })
+    })
+}
+
+/// Where one event stream with `tag` ends: for every output plugin reached, its `@id` (or
+/// `@type` without one) and the filters the stream passed on the way, as their element
+/// shapes. A `null` without an `@id` (a catch-all) reaches nothing; a null output Sluice
+/// renders for an Output has one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Delivery {
+    pub output: String,
+    pub filters: Vec<String>,
+}
+
+pub fn route_through(root: &Element, tag: &str) -> Vec<Delivery> {
+    let mut deliveries = Vec::new();
+    route_in(root, root, tag, Vec::new(), &mut deliveries, 0);
+    deliveries.sort();
+    deliveries
+}
+
+fn label<'a>(root: &'a Element, name: &str) -> &'a Element {
+    root.children
+        .iter()
+        .find(|e| e.name == "label" && e.arg == name)
+        .unwrap_or_else(|| panic!("label {name} is not defined"))
+}
+
+fn route_in(
+    root: &Element,
+    router: &Element,
+    tag: &str,
+    mut filters: Vec<String>,
+    deliveries: &mut Vec<Delivery>,
+    depth: usize,
+) {
+    assert!(depth < 8, "relabel loop for {tag}");
+    for element in &router.children {
+        if !tag_matches(&element.arg, tag) {
+            continue;
+        }
+        match element.name.as_str() {
+            "filter" => filters.push(element.shape()),
+            "match" => {
+                hand_to(root, element, tag, filters, deliveries, depth);
+                return;
+            }
+            _ => {}
+        }
+    }
+    // No match: fluentd warns and drops.
+}
+
+fn hand_to(
+    root: &Element,
+    output: &Element,
+    tag: &str,
+    filters: Vec<String>,
+    deliveries: &mut Vec<Delivery>,
+    depth: usize,
+) {
+    match output.param_text("@type").as_deref() {
+        Some("null") if output.param("@id").is_none() => {}
+        Some("relabel") => {
+            let name = output.param_text("@label").expect("relabel names a label");
+            route_in(
+                root,
+                label(root, &name),
+                tag,
+                filters,
+                deliveries,
+                depth + 1,
+            );
+        }
+        Some("copy") => {
+            for store in output.children.iter().filter(|e| e.name == "store") {
+                hand_to(root, store, tag, filters.clone(), deliveries, depth);
+            }
+        }
+        Some(other) => deliveries.push(Delivery {
+            output: output.param_text("@id").unwrap_or_else(|| other.to_owned()),
+            filters,
+        }),
+        None => panic!("an output without @type: {}", output.shape()),
+    }
 }
