@@ -53,7 +53,7 @@ pub fn load_objects(n: usize) -> sluice::model::Objects {
         "spec": {
             "controlNamespace": "logging",
             "watchNamespaces": namespaces,
-            "tenantLimits": {"maxFlowOutputPairsPerNamespace": 100_000},
+            "tenantLimits": {"maxFlowOutputPairsPerNamespace": 1000},
         },
     }))
     .expect("valid Logging");
