@@ -53,7 +53,8 @@ const LOGGING: &str = "sluice-load";
 const CONTROL: &str = "sluice-load-system";
 const LABEL: &str = "sluice-load";
 /// Where the Logging's per-namespace pair limit sits in its CRD schema.
-const PAIR_LIMIT_SCHEMA: &str = "/properties/spec/properties/tenantLimits/properties/maxFlowOutputPairsPerNamespace";
+const PAIR_LIMIT_SCHEMA: &str =
+    "/properties/spec/properties/tenantLimits/properties/maxFlowOutputPairsPerNamespace";
 
 fn team_namespace(index: usize, namespaces: usize) -> String {
     format!("sluice-load-{:03}", index % namespaces.max(1))
@@ -195,7 +196,11 @@ fn field_path(pointer: &str) -> String {
             path.push_str(part);
         }
     }
-    if path.is_empty() { "(object)".to_owned() } else { path }
+    if path.is_empty() {
+        "(object)".to_owned()
+    } else {
+        path
+    }
 }
 
 /// A CRD's OpenAPI v3 schema as a JSON Schema (draft 4) says the same: `nullable` admits
@@ -212,7 +217,10 @@ fn json_schema(openapi: &Value) -> Value {
                             value
                                 .as_object()
                                 .map(|props| {
-                                    props.iter().map(|(k, v)| (k.clone(), json_schema(v))).collect()
+                                    props
+                                        .iter()
+                                        .map(|(k, v)| (k.clone(), json_schema(v)))
+                                        .collect()
                                 })
                                 .unwrap_or_default(),
                         ),
@@ -548,7 +556,12 @@ fn check_settings(args: &Args, base: &[Value]) -> Result<()> {
         samples.extend(flow_documents(index, args.namespaces, &label, None));
         let marker = format!("edit-{}-{index}", args.edits.max(5));
         samples.extend(flow_documents(index, args.namespaces, &marker, None));
-        samples.extend(flow_documents(index, args.namespaces, &label, Some(&marker)));
+        samples.extend(flow_documents(
+            index,
+            args.namespaces,
+            &label,
+            Some(&marker),
+        ));
     }
     crds.check(&samples)
 }
@@ -867,7 +880,10 @@ mod tests {
             logging["spec"]["aggregator"] = json!({"bufferVolume": {}});
         }
         let crds = CrdValidation::new().unwrap_or_else(|e| panic!("{e}"));
-        let violations = base.iter().flat_map(|d| crds.violations(d)).collect::<Vec<_>>();
+        let violations = base
+            .iter()
+            .flat_map(|d| crds.violations(d))
+            .collect::<Vec<_>>();
         assert!(
             violations
                 .iter()
