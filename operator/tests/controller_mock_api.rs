@@ -653,6 +653,7 @@ impl Harness {
             .unwrap_or_else(|| panic!("no Logging"))
     }
 
+    /// One reconcile and the object status writes it queued.
     async fn reconcile(&self) -> Vec<Call> {
         self.reconcile_logging(self.logging()).await
     }
@@ -676,6 +677,7 @@ impl Harness {
         if let Err(error) = action {
             panic!("reconcile failed: {error}");
         }
+        self.ctx.status_writer.until_idle().await;
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -1763,7 +1765,8 @@ fn team_object(kind: &str, namespace: &str, name: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "logging.sluice.dev/v1alpha1",
         "kind": kind,
-        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
+        // Unique per object, as the API server's are: a Flow and its Output share names.
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{kind}-{namespace}-{name}"),
                      "generation": 1, "resourceVersion": "20"},
         "spec": spec
     })
@@ -2100,19 +2103,12 @@ fn is_object_status(call: &Call) -> bool {
 }
 
 #[tokio::test]
-async fn the_config_goes_first_and_a_newer_change_preempts_pending_status_writes() {
+async fn the_config_goes_first_and_status_writes_wait_while_a_reconcile_applies_config() {
     let settings = Settings {
         status_concurrency: 4,
         ..Settings::default()
     };
     let mut harness = many_flows_harness(60, settings);
-    // A change arrives on a watch as soon as the first object status is being written.
-    let trigger = harness.ctx.trigger.clone();
-    *harness.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move |call| {
-        if is_object_status(call) {
-            trigger.bump();
-        }
-    }));
     let calls = harness.reconcile().await;
     let writes: Vec<&Call> = calls.iter().filter(|c| c.is_write()).collect();
     let config = writes
@@ -2124,39 +2120,66 @@ async fn the_config_goes_first_and_a_newer_change_preempts_pending_status_writes
         .position(|c| c.path.ends_with("/status"))
         .unwrap_or_else(|| panic!("no status write in {:#?}", lines(&calls)));
     assert!(config < first_status, "{:#?}", lines(&calls));
-    // Only the batch already under way when the change came was written: 4 of 61.
-    let statuses: Vec<&&Call> = writes.iter().filter(|c| is_object_status(c)).collect();
-    assert_eq!(statuses.len(), 4, "{:#?}", lines(&calls));
-    let text = harness.ctx.metrics.encode();
-    assert!(text.contains("sluice_status_writes_pending 57"), "{text}");
-
-    // The reconcile that change triggers writes the rest, each once; the workloads became
-    // ready meanwhile, so the Logging's status changes too. No config is written again.
-    *harness.hook.lock().unwrap_or_else(|e| e.into_inner()) = None;
     harness.observe(&calls);
-    let rest: Vec<Call> = harness
-        .reconcile()
-        .await
-        .into_iter()
-        .filter(|c| c.path != LOGGING_STATUS)
-        .collect();
-    assert!(rest.iter().all(is_object_status), "{:#?}", lines(&rest));
-    assert_eq!(rest.len(), 57);
-    let mut paths: Vec<&str> = statuses
+
+    // Another reconcile is applying configuration (the edit below stands for it): the
+    // statuses the next reconcile queues wait for it to finish.
+    let ctx = harness.ctx.clone();
+    let applying = ctx.status_writer.config_phase();
+    harness.edit_flow("app-017", 2);
+    harness
+        .canned
+        .resolution
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .problems
+        .insert(
+            ObjectKey::namespaced(Kind::Flow, "team-a", "app-017"),
+            vec![Problem {
+                reason: "InvalidMatch",
+                field: "spec.match[0]".to_owned(),
+                message: "broken".to_owned(),
+            }],
+        );
+    harness.ctx.trigger.bump();
+    harness
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    let action = reconcile::reconcile(harness.logging(), harness.ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = harness
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert!(!held.iter().any(is_object_status), "{:#?}", lines(&held));
+    let text = harness.ctx.metrics.encode();
+    assert!(text.contains("sluice_status_writes_pending 1"), "{text}");
+    drop(applying);
+    harness.ctx.status_writer.until_idle().await;
+    let calls = harness
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let statuses: Vec<String> = calls
         .iter()
-        .map(|c| c.path.as_str())
-        .chain(rest.iter().map(|c| c.path.as_str()))
+        .filter(|c| is_object_status(c))
+        .map(|c| c.path.clone())
         .collect();
-    paths.sort_unstable();
-    paths.dedup();
-    assert_eq!(paths.len(), 61);
-    assert!(paths.contains(&OUTPUT_STATUS));
+    assert_eq!(
+        statuses,
+        ["/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/app-017/status"]
+    );
     let text = harness.ctx.metrics.encode();
     assert!(text.contains("sluice_status_writes_pending 0"), "{text}");
 }
 
 #[tokio::test]
-async fn status_writes_run_concurrently_up_to_the_bound() {
+async fn status_writes_run_concurrently_up_to_the_bound_and_never_hold_up_the_reconcile() {
     let settings = Settings {
         status_concurrency: 8,
         ..Settings::default()
@@ -2171,9 +2194,8 @@ async fn status_writes_run_concurrently_up_to_the_bound() {
             Value::Null,
         );
     }
-    let ctx = harness.ctx.clone();
-    let logging = harness.logging();
-    let running = tokio::spawn(reconcile::reconcile(logging, ctx));
+    let action = reconcile::reconcile(harness.logging(), harness.ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
     let in_flight = || {
         harness
             .calls
@@ -2191,49 +2213,61 @@ async fn status_writes_run_concurrently_up_to_the_bound() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(in_flight(), 8);
-    // Counted while it runs, not only when it ends.
-    assert!(!running.is_finished());
     let text = harness.ctx.metrics.encode();
     assert!(
         text.contains("sluice_reconciles_total{kind=\"Logging\"} 1"),
         "{text}"
     );
-    running.abort();
+    assert!(text.contains("sluice_status_writes_pending 21"), "{text}");
 }
 
 #[tokio::test]
-async fn a_status_write_that_never_answers_times_out_and_the_reconcile_backs_off() {
+async fn a_status_write_that_never_answers_times_out_and_is_tried_again_after_a_backoff() {
     let settings = Settings {
         status_write_timeout: Duration::from_millis(200),
+        error_backoff_min: Duration::from_millis(300),
         ..Settings::default()
     };
     let harness = many_flows_harness(1, settings);
-    harness.respond_once(
-        "PATCH",
-        "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/app-000/status",
-        NO_ANSWER,
-        Value::Null,
-    );
-    let result = reconcile::reconcile(harness.logging(), harness.ctx.clone()).await;
-    let error = result
-        .err()
-        .unwrap_or_else(|| panic!("the reconcile succeeded"));
-    assert_eq!(error.category(), "StatusPatchTimeout");
-    // The other status was still written.
-    let calls = harness
-        .calls
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let flow_status = "/apis/logging.sluice.dev/v1alpha1/namespaces/team-a/flows/app-000/status";
+    harness.respond_once("PATCH", flow_status, NO_ANSWER, Value::Null);
+    // The reconcile itself succeeds: the status write is not part of it.
+    let calls = harness.reconcile().await;
     find(&calls, "PATCH", OUTPUT_STATUS);
     let text = harness.ctx.metrics.encode();
     assert!(
         text.contains(
-            "sluice_reconcile_duration_seconds_count{kind=\"Logging\",outcome=\"error\"} 1"
+            "sluice_reconcile_errors_total{kind=\"Flow\",category=\"StatusPatchTimeout\"} 1"
         ),
         "{text}"
     );
-    assert!(text.contains("sluice_status_writes_pending 1"), "{text}");
+    assert!(
+        text.contains(
+            "sluice_reconcile_duration_seconds_count{kind=\"Logging\",outcome=\"changed\"} 1"
+        ),
+        "{text}"
+    );
+    // Tried again after the backoff, and answered this time.
+    let retried = || {
+        harness
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| c.method == "PATCH" && c.path == flow_status)
+            .count()
+    };
+    assert_eq!(retried(), 1);
+    for _ in 0..100 {
+        if retried() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    harness.ctx.status_writer.until_idle().await;
+    assert_eq!(retried(), 2);
+    let text = harness.ctx.metrics.encode();
+    assert!(text.contains("sluice_status_writes_pending 0"), "{text}");
 }
 
 #[tokio::test]
@@ -2294,21 +2328,31 @@ async fn one_flow_edit_at_steady_state_is_one_config_write_and_one_status_write(
 }
 
 #[tokio::test]
-async fn changes_of_sluices_own_children_do_not_preempt_status_writes() {
+async fn changes_arriving_while_statuses_are_written_do_not_stop_them() {
     let settings = Settings {
         status_concurrency: 4,
         ..Settings::default()
     };
     let harness = many_flows_harness(60, settings);
-    // The watch seeing our own config Secret or a workload rollout while statuses are written.
+    // Edits of Sluice objects, and the watch seeing our own Secrets, while statuses are
+    // written: each status is still written, once.
     let trigger = harness.ctx.trigger.clone();
     *harness.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move |call| {
         if is_object_status(call) {
+            trigger.bump();
             trigger.bump_other();
         }
     }));
     let calls = harness.reconcile().await;
-    assert_eq!(calls.iter().filter(|c| is_object_status(c)).count(), 61);
+    let mut statuses: Vec<&str> = calls
+        .iter()
+        .filter(|c| is_object_status(c))
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(statuses.len(), 61);
+    statuses.sort_unstable();
+    statuses.dedup();
+    assert_eq!(statuses.len(), 61);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ struct Args {
 const LOGGING: &str = "sluice-load";
 const CONTROL: &str = "sluice-load-system";
 const LABEL: &str = "sluice-load";
+/// Where the Logging's per-namespace pair limit sits in its CRD schema.
+const OUTPUT_LIMIT_SCHEMA: &str =
+    "/properties/spec/properties/tenantLimits/properties/maxOutputsPerNamespace";
 
 fn team_namespace(index: usize, namespaces: usize) -> String {
     format!("sluice-load-{:03}", index % namespaces.max(1))
@@ -90,6 +93,157 @@ fn flow_documents(
             },
         }),
     ]
+}
+
+/// The generated CRDs' validation of created objects, as the API server runs it: the OpenAPI
+/// schema (types, ranges, lengths, patterns) and the CEL rules. The bench checks what it is
+/// about to create before it starts anything, so a setting the CRDs reject stops it with the
+/// field and the rule instead of an HTTP 422 halfway through a run.
+struct CrdValidation {
+    /// By kind: the CRD's `openAPIV3Schema` and it compiled as a JSON Schema.
+    kinds: BTreeMap<String, (Value, jsonschema::Validator)>,
+}
+
+impl CrdValidation {
+    fn new() -> Result<Self> {
+        let mut kinds = BTreeMap::new();
+        for crd in sluice::api::crds() {
+            let kind = crd.spec.names.kind.clone();
+            let schema = crd
+                .spec
+                .versions
+                .iter()
+                .find(|v| v.storage)
+                .and_then(|v| v.schema.as_ref())
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .with_context(|| format!("the {kind} CRD has no schema"))?;
+            let schema = serde_json::to_value(schema)?;
+            // Formats are checked by the API server only for a few names it knows; the
+            // generated ones (int32, ...) say nothing a type and range do not.
+            let validator = jsonschema::draft4::options()
+                .should_validate_formats(false)
+                .build(&json_schema(&schema))
+                .map_err(|e| anyhow::anyhow!("the {kind} CRD's schema: {e}"))?;
+            kinds.insert(kind, (schema, validator));
+        }
+        Ok(Self { kinds })
+    }
+
+    /// The largest value the Logging CRD allows for a number field (a JSON pointer into its
+    /// schema).
+    fn logging_maximum(&self, pointer: &str) -> Option<f64> {
+        let (schema, _) = self.kinds.get("Logging")?;
+        schema.pointer(pointer)?.get("maximum")?.as_f64()
+    }
+
+    /// Every reason the API server would refuse `document`; none for kinds that are not
+    /// Sluice's.
+    fn violations(&self, document: &Value) -> Vec<String> {
+        let Some((schema, validator)) = document["kind"].as_str().and_then(|k| self.kinds.get(k))
+        else {
+            return Vec::new();
+        };
+        let mut found: Vec<String> = validator
+            .iter_errors(document)
+            .map(|e| format!("{}: {e}", field_path(&e.instance_path().to_string())))
+            .collect();
+        if let Err(errors) = kube::core::cel::Validator::new().validate(schema, document, None) {
+            found.extend(
+                errors
+                    .as_slice()
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field_path, e.message)),
+            );
+        }
+        found
+    }
+
+    /// Fails with every violation of every document, naming the object and field.
+    fn check<'a>(&self, documents: impl IntoIterator<Item = &'a Value>) -> Result<()> {
+        let mut refused = Vec::new();
+        for document in documents {
+            for violation in self.violations(document) {
+                let name = document["metadata"]["name"].as_str().unwrap_or_default();
+                let object = match document["metadata"]["namespace"].as_str() {
+                    Some(namespace) => format!("{namespace}/{name}"),
+                    None => name.to_owned(),
+                };
+                let kind = document["kind"].as_str().unwrap_or_default();
+                refused.push(format!("{kind} {object}: {violation}"));
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "the API server would reject what these settings generate (checked against the CRDs \
+             in crds/):\n  {}",
+            refused.join("\n  ")
+        )
+    }
+}
+
+/// `/spec/a/0` as `spec.a[0]`, the way the API server names fields.
+fn field_path(pointer: &str) -> String {
+    let mut path = String::new();
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{part}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(part);
+        }
+    }
+    if path.is_empty() {
+        "(object)".to_owned()
+    } else {
+        path
+    }
+}
+
+/// A CRD's OpenAPI v3 schema as a JSON Schema (draft 4) says the same: `nullable` admits
+/// null, and `x-kubernetes-int-or-string` (which carries no `type`) an integer or a string.
+fn json_schema(openapi: &Value) -> Value {
+    match openapi {
+        Value::Object(map) => {
+            let mut out: serde_json::Map<String, Value> = map
+                .iter()
+                .map(|(key, value)| {
+                    let value = match key.as_str() {
+                        // Maps of schemas, not schemas.
+                        "properties" => Value::Object(
+                            value
+                                .as_object()
+                                .map(|props| {
+                                    props
+                                        .iter()
+                                        .map(|(k, v)| (k.clone(), json_schema(v)))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        ),
+                        // Data, not schemas.
+                        "enum" | "required" | "x-kubernetes-validations" => value.clone(),
+                        _ => json_schema(value),
+                    };
+                    (key.clone(), value)
+                })
+                .collect();
+            if map.get("nullable") == Some(&Value::Bool(true))
+                && let Some(Value::String(type_)) = map.get("type")
+            {
+                out.insert("type".into(), json!([type_, "null"]));
+            }
+            if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+                out.insert("type".into(), json!(["integer", "string"]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(json_schema).collect()),
+        other => other.clone(),
+    }
 }
 
 /// What the Secret watch saw: every write to one of the Logging's Secrets, and their latest
@@ -342,13 +496,14 @@ async fn apply_all(client: &Client, documents: Vec<Value>) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    let client = Client::try_default()
-        .await
-        .context("no cluster: set KUBECONFIG")?;
-    install_crds(&client).await?;
+/// Outputs the busiest namespace holds: every Flow has its own Output.
+fn outputs_per_namespace(args: &Args) -> usize {
+    args.flows.div_ceil(args.namespaces.max(1)).max(1)
+}
+
+/// The control namespace, the team namespaces and the Logging, which admits every Output of
+/// the busiest namespace (`tenantLimits.maxOutputsPerNamespace`).
+fn base_documents(args: &Args) -> Vec<Value> {
     let mut base =
         vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROL}})];
     for index in 0..args.namespaces {
@@ -364,9 +519,62 @@ async fn main() -> Result<()> {
         "spec": {
             "controlNamespace": CONTROL,
             "watchNamespaces": watched,
-            "tenantLimits": {"maxOutputsPerNamespace": 1000},
+            "tenantLimits": {"maxOutputsPerNamespace": outputs_per_namespace(args)},
         },
     }));
+    base
+}
+
+/// Refuses settings whose objects the CRDs reject, before anything is started: the Logging,
+/// and the first and last Flow and Output in every shape the run applies them (created,
+/// select label edited, filter added).
+fn check_settings(args: &Args, base: &[Value]) -> Result<()> {
+    if args.flows == 0 || args.namespaces == 0 {
+        bail!("--flows and --namespaces must be at least 1");
+    }
+    if args.namespaces > 1000 {
+        bail!("--namespaces is at most 1000 (namespaces are numbered sluice-load-000 to -999)");
+    }
+    let crds = CrdValidation::new()?;
+    let pairs = outputs_per_namespace(args);
+    if let Some(maximum) = crds.logging_maximum(OUTPUT_LIMIT_SCHEMA)
+        && pairs as f64 > maximum
+    {
+        let namespaces = (args.flows as f64 / maximum).ceil();
+        bail!(
+            "--flows {} over --namespaces {} puts {pairs} Flows, each with its Output, in one \
+             namespace, and the Logging CRD allows at most {maximum} Outputs per \
+             namespace (spec.tenantLimits.maxOutputsPerNamespace): use --namespaces {namespaces} or more",
+            args.flows,
+            args.namespaces,
+        );
+    }
+    let mut samples: Vec<Value> = base.to_vec();
+    let last = args.flows - 1;
+    for index in [0, last] {
+        let label = format!("app-{index}");
+        samples.extend(flow_documents(index, args.namespaces, &label, None));
+        let marker = format!("edit-{}-{index}", args.edits.max(5));
+        samples.extend(flow_documents(index, args.namespaces, &marker, None));
+        samples.extend(flow_documents(
+            index,
+            args.namespaces,
+            &label,
+            Some(&marker),
+        ));
+    }
+    crds.check(&samples)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let base = base_documents(&args);
+    check_settings(&args, &base)?;
+    let client = Client::try_default()
+        .await
+        .context("no cluster: set KUBECONFIG")?;
+    install_crds(&client).await?;
     apply_documents(&client, &base).await?;
 
     // A free port for the operator's /metrics, read at the end.
@@ -615,6 +823,74 @@ async fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(flows: &str, namespaces: &str) -> Args {
+        Args::parse_from(["sluice-load", "--flows", flows, "--namespaces", namespaces])
+    }
+
+    #[test]
+    fn the_objects_of_the_10000_flow_runs_pass_the_crds() {
+        for namespaces in ["10", "20"] {
+            let args = args("10000", namespaces);
+            let checked = check_settings(&args, &base_documents(&args));
+            assert!(checked.is_ok(), "{checked:?}");
+        }
+    }
+
+    #[test]
+    fn more_outputs_per_namespace_than_the_crd_allows_are_refused_with_the_namespaces_needed() {
+        let args = args("10000", "5");
+        let error = check_settings(&args, &base_documents(&args))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("at most 1000 Outputs per namespace")
+                && error.contains("use --namespaces 10 or more"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_logging_the_crd_rejects_is_named_with_its_field() {
+        let args = args("1000", "10");
+        let mut base = base_documents(&args);
+        let logging = base.last_mut().map(|l| &mut l["spec"]["tenantLimits"]);
+        if let Some(limits) = logging {
+            limits["maxOutputsPerNamespace"] = json!(100_000);
+        }
+        let error = CrdValidation::new()
+            .and_then(|crds| crds.check(&base))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("Logging sluice-load: spec.tenantLimits.maxOutputsPerNamespace")
+                && error.contains("1000"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn cel_rules_of_the_crds_are_checked_too() {
+        let args = args("10", "1");
+        let mut base = base_documents(&args);
+        if let Some(logging) = base.last_mut() {
+            // Valid to the OpenAPI schema; only a CEL rule refuses it.
+            logging["spec"]["aggregator"] = json!({"bufferVolume": {}});
+        }
+        let crds = CrdValidation::new().unwrap_or_else(|e| panic!("{e}"));
+        let violations = base
+            .iter()
+            .flat_map(|d| crds.violations(d))
+            .collect::<Vec<_>>();
+        assert!(
+            violations
+                .iter()
+                .any(|v| v.contains("set exactly one of persistentVolumeClaim or emptyDir")),
+            "{violations:?}"
+        );
+    }
 
     #[test]
     fn reconcile_counts_are_read_from_the_operators_own_metrics_text() {

@@ -97,7 +97,8 @@ pub struct OutputSpec {
     /// Sends records to a Splunk HTTP Event Collector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splunk_hec: Option<Box<SplunkHecOutput>>,
-    /// Buffering and retries of this output. Each flow-output pair gets its own buffer.
+    /// Buffering and retries of this output. Each instance of it (one per namespace whose
+    /// Flows send to it, one for the admin flows) has its own buffer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer: Option<BufferSpec>,
 }

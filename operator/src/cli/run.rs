@@ -59,11 +59,12 @@ pub struct RunArgs {
     /// are read, not watched).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
     pub resync_interval: Duration,
-    /// Object status writes in flight at once. They run after the configuration is applied
-    /// and yield to any newer change.
+    /// Object status writes in flight at once. They are written apart from the reconciles,
+    /// and none starts while a reconcile applies configuration.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub status_concurrency: u16,
-    /// How long one status write may take before the reconcile fails and backs off.
+    /// How long one status write may take before it counts as failed and is tried again
+    /// after a backoff.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub status_write_timeout: Duration,
 }

@@ -145,6 +145,8 @@ pub struct Memory {
     pub user_secrets: HashMap<(String, String), (jiff::Timestamp, super::inventory::SecretRead)>,
     /// Consecutive reconcile failures by Logging uid, for per-object backoff.
     pub failures: HashMap<String, u32>,
+    /// Consecutive failed status writes by object uid, for their backoff.
+    pub status_failures: HashMap<String, u32>,
     /// Flows and Outputs a data-plane binary blamed for a rejected configuration, at the
     /// generation it rejected (`model::Inventory::config_rejected`).
     pub config_rejected:
@@ -166,9 +168,9 @@ pub struct Settings {
     /// How long one read of a referenced user Secret may take; past it the Secret counts as
     /// unreadable and only the objects referencing it are degraded.
     pub secret_read_timeout: Duration,
-    /// Object status writes in flight at once, after the configuration is applied.
+    /// Object status writes in flight at once (the status writer's).
     pub status_concurrency: usize,
-    /// How long one status write may take; past it the reconcile fails and backs off.
+    /// How long one status write may take; past it the write is tried again after a backoff.
     pub status_write_timeout: Duration,
 }
 
@@ -225,18 +227,20 @@ pub struct Context {
     /// Asks one aggregator pod's reloader to drain before a scale-in.
     pub drain: Arc<super::rollout::DrainFn>,
     pub memory: Mutex<Memory>,
-    /// The watches' change signal: a change arriving while object statuses are written
-    /// preempts the rest of them, and its arrival time starts the edit-to-config clock.
+    /// The watches' change signal: the arrival of an edit starts the edit-to-config clock.
     pub trigger: super::watches::Trigger,
-    /// Serialises status writes of Flows, Outputs and their cluster variants, which every
-    /// Logging's reconcile computes, and holds what the last of them found current.
+    /// Serialises the status passes over Flows, Outputs and their cluster variants, which
+    /// every Logging's reconcile runs, and holds what the last of them found settled.
     pub object_statuses: tokio::sync::Mutex<CurrentStatuses>,
+    /// The object statuses to write, and the writer that writes them.
+    pub status_writer: super::status_writer::StatusWriter,
 }
 
-/// Objects whose stored status was found current, by uid: the `resourceVersion` it was
-/// found at and a hash of what the status is computed from (problems and usage). While both
-/// are unchanged the status, and the Events it would announce, come out the same, so the
-/// 20,000 objects of a 10,000-flow Logging are not recomputed on every edit of one of them.
+/// Objects whose status was found current or queued for writing, by uid: the
+/// `resourceVersion` it was found at and a hash of what the status is computed from
+/// (problems and usage). While both are unchanged the status, and the Events it would
+/// announce, come out the same, so the 20,000 objects of a 10,000-flow Logging are not
+/// recomputed on every edit of one of them, nor while their statuses wait to be written.
 #[derive(Debug, Default)]
 pub struct CurrentStatuses {
     by_uid: HashMap<String, (String, u64)>,
@@ -295,6 +299,7 @@ impl Context {
             memory: Mutex::new(Memory::default()),
             trigger: super::watches::Trigger::default(),
             object_statuses: tokio::sync::Mutex::new(CurrentStatuses::default()),
+            status_writer: super::status_writer::StatusWriter::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod reconcile;
 pub mod rollout;
 pub mod server;
 pub mod status;
+pub mod status_writer;
 pub mod watches;
 
 use std::net::SocketAddr;

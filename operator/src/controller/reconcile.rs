@@ -1,10 +1,9 @@
 //! One reconcile of one Logging: resolve → plan TLS → build → apply → delete orphans →
 //! status, then the status of every Flow, ClusterFlow, Output and ClusterOutput.
 //!
-//! The configuration never waits for object statuses: they are written last, a bounded
-//! number at a time, only where they changed, and a change seen by the watches meanwhile
-//! preempts the rest (the reconcile returns and the next one, which that change triggers
-//! anyway, computes them afresh).
+//! The configuration never waits for object statuses: the reconcile only queues the ones
+//! that changed, and the status writer ([`super::status_writer`]) writes them apart from
+//! it, holding back while any reconcile applies configuration.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -12,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -26,7 +24,8 @@ use super::events::reference;
 use super::inventory;
 use super::rollout::{self, ConfigRollout};
 use super::status::{self, LoggingFacts};
-use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, ObjectStatus, Output};
+use super::status_writer::{PendingStatus, StatusWriter};
+use crate::api::{ClusterFlow, ClusterOutput, Flow, Logging, Output};
 use crate::build::{Child, ChildKind};
 use crate::model::{Kind, ObjectKey, Pipeline, Problem, Resolution};
 use crate::pki::{PkiPlan, PkiRequest, Rollout};
@@ -45,6 +44,7 @@ pub async fn reconcile(
     let result = reconcile_logging(&logging, &ctx)
         .instrument(span.clone())
         .await;
+    StatusWriter::start(&ctx);
     let elapsed = started.elapsed();
     let uid = logging.uid().unwrap_or_default();
     let result = match result {
@@ -65,8 +65,7 @@ pub async fn reconcile(
                         applied = summary.applied,
                         deleted = summary.deleted,
                         logging_status = summary.logging_status,
-                        statuses = summary.statuses,
-                        statuses_deferred = summary.deferred,
+                        statuses_queued = summary.statuses_queued,
                         millis,
                         "reconciled"
                     );
@@ -133,7 +132,8 @@ pub fn error_policy(
     Action::requeue(backoff(&ctx, failures))
 }
 
-fn backoff(ctx: &Context, failures: u32) -> Duration {
+/// How long to wait after the `failures`th failure in a row: `--error-backoff` doubling.
+pub(crate) fn backoff(ctx: &Context, failures: u32) -> Duration {
     let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
     ctx.settings
         .error_backoff_min
@@ -154,15 +154,13 @@ struct Summary {
     applied: usize,
     deleted: usize,
     logging_status: bool,
-    /// Object statuses written.
-    statuses: usize,
-    /// Object statuses left to the next reconcile because a newer change arrived.
-    deferred: usize,
+    /// Object statuses queued for the status writer.
+    statuses_queued: usize,
 }
 
 impl Summary {
     fn changed(&self) -> bool {
-        self.applied > 0 || self.deleted > 0 || self.logging_status || self.statuses > 0
+        self.applied > 0 || self.deleted > 0 || self.logging_status || self.statuses_queued > 0
     }
 }
 
@@ -170,9 +168,9 @@ async fn reconcile_logging(
     guard: &DeserializeGuard<Logging>,
     ctx: &Context,
 ) -> Result<(Action, Summary), Error> {
-    // Taken before the caches are read: a change after this point preempts status writes
-    // and triggers a reconcile of its own.
-    let seen = ctx.trigger.inputs();
+    // Taken before the caches are read: a change after this point triggers a reconcile of
+    // its own. Status writes wait until the configuration is applied.
+    let config_phase = ctx.status_writer.config_phase();
     let change_arrived = ctx.trigger.take_oldest();
     let mut summary = Summary::default();
     let logging = match &guard.0 {
@@ -240,6 +238,7 @@ async fn reconcile_logging(
         if let Some(arrived) = change_arrived {
             ctx.metrics.edit_to_config(arrived.elapsed());
         }
+        drop(config_phase);
         for component in [
             crate::layout::AGENT_COMPONENT,
             crate::layout::AGGREGATOR_COMPONENT,
@@ -339,9 +338,7 @@ async fn reconcile_logging(
         remember_written(ctx, logging.uid(), &computed);
         summary.logging_status = true;
     }
-    let written = update_object_statuses(ctx, &resolution, now, seen).await?;
-    summary.statuses = written.written;
-    summary.deferred = written.deferred;
+    summary.statuses_queued = queue_object_statuses(ctx, &resolution, now).await;
     Ok((Action::requeue(requeue), summary))
 }
 
@@ -610,7 +607,7 @@ fn already_written(ctx: &Context, uid: Option<String>, status: &impl serde::Seri
     ctx.memory().written_status.get(&uid) == Some(&apply::json_hash(status))
 }
 
-fn remember_written(ctx: &Context, uid: Option<String>, status: &impl serde::Serialize) {
+pub(crate) fn remember_written(ctx: &Context, uid: Option<String>, status: &impl serde::Serialize) {
     if let Some(uid) = uid {
         ctx.memory()
             .written_status
@@ -618,33 +615,14 @@ fn remember_written(ctx: &Context, uid: Option<String>, status: &impl serde::Ser
     }
 }
 
-/// An object status that differs from the stored one.
-struct PendingStatus {
-    key: ObjectKey,
-    resource: ApiResource,
-    namespace: Option<String>,
-    name: String,
-    uid: Option<String>,
-    status: ObjectStatus,
-}
-
-/// What the object-status phase did.
-#[derive(Clone, Copy, Debug, Default)]
-struct StatusWrites {
-    written: usize,
-    /// Left for the next reconcile: preempted by a newer change.
-    deferred: usize,
-}
-
-/// Writes the status of every Flow, ClusterFlow, Output and ClusterOutput whose computed
-/// status differs from the stored one, and announces new problems. `seen` is the change
-/// count the reconcile started from.
-async fn update_object_statuses(
+/// Queues the status of every Flow, ClusterFlow, Output and ClusterOutput whose computed
+/// status differs from the stored one, and announces new problems. Answers how many were
+/// queued.
+async fn queue_object_statuses(
     ctx: &Context,
     resolution: &Resolution,
     now: jiff::Timestamp,
-    seen: u64,
-) -> Result<StatusWrites, Error> {
+) -> usize {
     let mut current = ctx.object_statuses.lock().await;
     for (kind, invalid) in inventory::malformed(ctx) {
         let name = invalid.metadata.name.clone().unwrap_or_default();
@@ -679,6 +657,7 @@ async fn update_object_statuses(
         now,
         current: &mut current,
         pending: Vec::new(),
+        withdrawn: Vec::new(),
         visited: 0,
     };
     pass.kind::<Flow>(Kind::Flow, &stores.flows.state()).await;
@@ -688,80 +667,19 @@ async fn update_object_statuses(
         .await;
     pass.kind::<ClusterOutput>(Kind::ClusterOutput, &stores.cluster_outputs.state())
         .await;
-    let (pending, visited) = (pass.pending, pass.visited);
+    let (pending, withdrawn, visited) = (pass.pending, pass.withdrawn, pass.visited);
     current.prune(visited, || stores.object_uids());
     drop(current);
-    write_statuses(ctx, pending, seen).await
-}
-
-/// Writes `pending` at most `status_concurrency` at a time. Once the first batch is under
-/// way, a change of a configuration input seen by the watches stops further writes from
-/// starting: the reconcile that
-/// change triggers recomputes them, so the configuration it needs is never queued behind
-/// thousands of status writes. The first batch always goes, so status progresses even while
-/// changes keep arriving. Every failure is waited out, then the first is returned (backoff).
-async fn write_statuses(
-    ctx: &Context,
-    pending: Vec<PendingStatus>,
-    seen: u64,
-) -> Result<StatusWrites, Error> {
-    let total = pending.len();
-    let bound = ctx.settings.status_concurrency.max(1);
-    ctx.metrics.status_pending(total);
-    let results: Vec<Result<bool, Error>> = futures::stream::iter(pending)
-        .enumerate()
-        .take_while(|(index, _)| {
-            futures::future::ready(*index < bound || ctx.trigger.inputs() == seen)
-        })
-        .map(|(_, item)| write_status(ctx, item))
-        .buffer_unordered(bound)
-        .collect()
-        .await;
-    let written = results.iter().filter(|r| matches!(r, Ok(true))).count();
-    let settled = results.iter().filter(|r| r.is_ok()).count();
-    ctx.metrics.status_pending(total - settled);
-    let attempted = results.len();
-    if let Some(error) = results.into_iter().find_map(Result::err) {
-        return Err(error);
+    let queued = pending.len();
+    let mut queue = ctx.status_writer.queue();
+    for key in withdrawn {
+        queue.withdraw(&key);
     }
-    Ok(StatusWrites {
-        written,
-        deferred: total - attempted,
-    })
-}
-
-/// Writes one object status; false when the object no longer exists.
-async fn write_status(ctx: &Context, item: PendingStatus) -> Result<bool, Error> {
-    let timeout = ctx.settings.status_write_timeout;
-    let write = status::write_erased(
-        &ctx.client,
-        &item.resource,
-        item.namespace.as_deref(),
-        &item.name,
-        &item.status,
-    );
-    match tokio::time::timeout(timeout, write).await {
-        Err(_) => Err(Error::StatusTimeout {
-            key: item.key,
-            after: timeout,
-        }),
-        // Deleted since the cache was read: its deletion event is on its way and nothing is
-        // left to report on. Failing would put a Warning on the Logging and back it off.
-        Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
-            tracing::debug!(object = %item.key, "status not written: the object is gone");
-            Ok(false)
-        }
-        Ok(Err(source)) => Err(Error::Status {
-            key: item.key,
-            source: Box::new(source),
-        }),
-        Ok(Ok(())) => {
-            ctx.metrics.wrote("status", item.key.kind.as_str());
-            ctx.metrics.status_written();
-            remember_written(ctx, item.uid, &item.status);
-            Ok(true)
-        }
+    for status in pending {
+        queue.want(status);
     }
+    ctx.metrics.status_pending(queue.pending());
+    queued
 }
 
 /// For every object in a rendered configuration, the Loggings that include it,
@@ -856,6 +774,8 @@ struct StatusPass<'a> {
     current: &'a mut CurrentStatuses,
     /// The statuses that changed, sorted within each kind.
     pending: Vec<PendingStatus>,
+    /// Objects whose stored status is current: whatever was queued for them is not needed.
+    withdrawn: Vec<ObjectKey>,
     /// Objects looked at, current or not.
     visited: usize,
 }
@@ -940,21 +860,28 @@ impl StatusPass<'_> {
                     recorded,
                 });
             }
+            let uid = object.uid().unwrap_or_else(|| key.to_string());
             if object.object_status() == Some(&computed) {
-                if let (Some(uid), Some(version)) = version {
-                    self.current.remember(uid, version, inputs);
+                if let Some(version) = version.1 {
+                    self.current.remember(&uid, version, inputs);
                 }
+                self.withdrawn.push(key);
                 continue;
             }
-            if already_written(self.ctx, object.uid(), &computed) {
+            if already_written(self.ctx, Some(uid.clone()), &computed) {
                 continue;
+            }
+            // Queued: until the object or its inputs change, nothing more is to be done
+            // for it (the writer tries a failed write again by itself).
+            if let Some(version) = version.1 {
+                self.current.remember(&uid, version, inputs);
             }
             self.pending.push(PendingStatus {
                 key,
                 resource: resource.clone(),
                 namespace: object.namespace(),
                 name,
-                uid: object.uid(),
+                uid,
                 status: computed,
             });
         }

@@ -34,8 +34,7 @@ pub type Trigger = Arc<Signal>;
 /// The change counter, and, for changes of the configuration's inputs (the Sluice kinds and
 /// namespace labels, not Sluice's own children), their own counter and when the oldest one
 /// no reconcile has picked up yet arrived (the start of the edit-to-config latency).
-/// Sluice's own applies and workload rollouts trigger reconciles but neither preempt status
-/// writes nor count as edits.
+/// Sluice's own applies and workload rollouts trigger reconciles but do not count as edits.
 #[derive(Debug)]
 pub struct Signal {
     sender: watch::Sender<u64>,
