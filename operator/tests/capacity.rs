@@ -181,7 +181,10 @@ fn flows_beyond_capacity_are_left_out_fairly_and_the_logging_names_the_numbers()
         .all()
         .map(|f| f.content.clone())
         .collect();
-    let routes = sluice::render::agent_routes(pipeline).content;
+    let routes: String = sluice::render::agent_routes(pipeline)
+        .files()
+        .map(|f| f.content.clone())
+        .collect();
     let route = |key: &ObjectKey| {
         sluice::render::edge::flow_route(&sluice::render::fluentd::flow_label(key)).to_owned()
     };

@@ -149,6 +149,8 @@ fn ten_thousand_flows_fit_the_fixed_slots() {
         .walk()
         .into_iter()
         .filter(|e| e.name == "match" && e.param_text("@type").as_deref() == Some("relabel"))
+        // The catch-alls of routes a revision does not dispatch lead to the error output.
+        .filter(|e| e.param_text("@label").as_deref() != Some("@ERROR"))
         .count();
     assert!(handoffs <= 32 * 10 + 32, "{handoffs} relabels");
 }
