@@ -2907,7 +2907,9 @@ async fn a_flow_of_a_refused_logging_is_not_ready() {
         "/apis/logging.sluice.dev/v1alpha1/namespaces/payments/outputs/payments-es/status",
     )
     .body["status"];
-    let message = condition(output, "Ready")["message"].as_str().unwrap_or_default();
+    let message = condition(output, "Ready")["message"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         message.contains("Logging main") && !message.contains("iw-other"),
         "{output}"
