@@ -7,6 +7,15 @@
 //! (observed through a watch on Sluice's Secrets, not by polling), how many Secret and status
 //! writes each edit caused, and the operator's resident memory. It prints one table.
 //!
+//! No data plane runs, so the bench answers for it: the operator gives agents a new flow's
+//! route, and calls a Flow Running, only once every aggregator pod's reloader reports a
+//! revision dispatching it (docs/architecture.md, "A revision is one unit across
+//! components"). The bench serves that reloader status on 127.0.0.1, reporting the newest
+//! aggregator candidate as accepted and running the moment it is written, and starts the
+//! operator in a mount namespace of its own whose /etc/hosts points the aggregator's
+//! headless Service at it (`unshare`, so run it as root). What it measures is the operator
+//! alone, as if the data plane reloaded instantly.
+//!
 //! ```sh
 //! cargo build --release -p sluice -p e2e
 //! target/release/sluice-load --operator target/release/sluice --flows 1000 --edits 50
@@ -47,6 +56,10 @@ struct Args {
     /// Leave everything in place afterwards.
     #[arg(long)]
     keep: bool,
+    /// Where the stand-in reloader listens (the operator is told the aggregator's pods are
+    /// there); the port is the reloaders' own.
+    #[arg(long, default_value = "127.0.0.1")]
+    reloader_address: std::net::Ipv4Addr,
 }
 
 const LOGGING: &str = "sluice-load";
@@ -252,6 +265,9 @@ fn json_schema(openapi: &Value) -> Value {
 struct SecretLog {
     writes: Vec<(Instant, String)>,
     latest: BTreeMap<String, String>,
+    /// The routes and the revision of the newest aggregator candidate.
+    aggregator_routes: BTreeSet<String>,
+    aggregator_candidate: Option<String>,
 }
 
 impl SecretLog {
@@ -259,13 +275,12 @@ impl SecretLog {
         self.latest.values().any(|text| text.contains(needle))
     }
 
-    /// Flow `<label>` sections across the aggregator's config Secrets.
+    /// Flow routes the aggregator's candidate dispatches (its `routes.list`).
     fn aggregator_flows(&self) -> usize {
-        self.latest
+        self.aggregator_routes
             .iter()
-            .filter(|(name, _)| name.contains("aggregator-config"))
-            .map(|(_, text)| text.matches("<label @flow-").count())
-            .sum()
+            .filter(|route| route.starts_with("flow-"))
+            .count()
     }
 
     fn writes_since(&self, since: Instant) -> BTreeMap<String, usize> {
@@ -298,6 +313,7 @@ fn watch_secrets(client: Client, log: Arc<Mutex<SecretLog>>) {
     let api: Api<Secret> = Api::namespaced(client, CONTROL);
     let config =
         watcher::Config::default().labels(&format!("{}={LOGGING}", sluice::layout::LOGGING_LABEL));
+    let aggregator_main = names().aggregator_config_secret();
     tokio::spawn(async move {
         let mut stream = watcher(api, config).applied_objects().boxed();
         let mut versions: BTreeMap<String, String> = BTreeMap::new();
@@ -308,21 +324,102 @@ fn watch_secrets(client: Client, log: Arc<Mutex<SecretLog>>) {
             // A re-list replays every object; only a new resourceVersion is a write.
             if versions.insert(name.clone(), version.clone()) != Some(version) {
                 log.writes.push((Instant::now(), name.clone()));
+                if name == aggregator_main {
+                    let file = |key: &str| {
+                        secret
+                            .data
+                            .as_ref()
+                            .and_then(|data| data.get(key))
+                            .map(|value| String::from_utf8_lossy(&value.0).into_owned())
+                    };
+                    if let Some(routes) = file(sluice::layout::ROUTES_LIST_FILE) {
+                        log.aggregator_routes = sluice::render::edge::parse_routes_list(&routes);
+                    }
+                    log.aggregator_candidate = file(sluice::bundle::MANIFEST_FILE)
+                        .and_then(|m| sluice::bundle::Manifest::from_json(m.as_bytes()).ok())
+                        .map(|manifest| manifest.revision);
+                }
                 log.latest.insert(name, secret_text(&secret));
             }
         }
     });
 }
 
+fn names() -> sluice::layout::Names {
+    sluice::layout::Names::new(LOGGING, CONTROL)
+}
+
+/// The stand-in for every aggregator pod's reloader: `GET /status` answers that the newest
+/// candidate the operator wrote was accepted and runs.
+async fn serve_reloader_status(
+    address: std::net::Ipv4Addr,
+    secrets: Arc<Mutex<SecretLog>>,
+) -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let port = u16::try_from(sluice::layout::RELOADER_PORT).unwrap_or(8099);
+    let listener = tokio::net::TcpListener::bind((address, port))
+        .await
+        .with_context(|| format!("the stand-in reloader cannot listen on {address}:{port}"))?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let secrets = secrets.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let revision = secrets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .aggregator_candidate
+                    .clone();
+                let status = sluice::bundle::ReloaderStatus {
+                    running: revision.clone(),
+                    candidate: revision.clone(),
+                    accepted: revision.into_iter().collect(),
+                    buffered_chunks: Some(0),
+                    ..Default::default()
+                };
+                let body = serde_json::to_string(&status).unwrap_or_default();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+/// An /etc/hosts for the operator naming the stand-in as the aggregator's only pod.
+fn operator_hosts(address: std::net::Ipv4Addr) -> Result<PathBuf> {
+    let names = names();
+    let service = format!(
+        "{}.{}.svc",
+        names.aggregator_headless_service(),
+        names.control_namespace
+    );
+    let pod = format!("{}-0.{service}", names.aggregator());
+    let path = std::env::temp_dir().join(format!("sluice-load-hosts-{}", std::process::id()));
+    std::fs::write(
+        &path,
+        format!("127.0.0.1 localhost\n{address} {service}\n{address} {pod}\n"),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The Flow runs at its current generation: with the stand-in reloader answering at once,
+/// every Flow gets there, so a status still Pending is one the operator has yet to write.
 fn is_current(flow: &Flow) -> bool {
     let Some(status) = &flow.status else {
         return false;
     };
     status.observed_generation == flow.metadata.generation
-        && status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+        && status.conditions.iter().any(|c| {
+            c.type_ == "Ready"
+                && c.status == "True"
+                && c.observed_generation == flow.metadata.generation
+        })
 }
 
 fn watch_flows(client: Client, log: Arc<Mutex<FlowLog>>) {
@@ -520,6 +617,8 @@ fn base_documents(args: &Args) -> Vec<Value> {
             "controlNamespace": CONTROL,
             "watchNamespaces": watched,
             "tenantLimits": {"maxOutputsPerNamespace": outputs_per_namespace(args)},
+            // One pod, which the bench's stand-in reloader answers for.
+            "aggregator": {"replicas": 1},
         },
     }));
     base
@@ -582,10 +681,18 @@ async fn main() -> Result<()> {
         .local_addr()?
         .port();
     let listen = format!("127.0.0.1:{metrics_port}");
+    let secrets = Arc::new(Mutex::new(SecretLog::default()));
+    serve_reloader_status(args.reloader_address, secrets.clone()).await?;
+    let hosts = operator_hosts(args.reloader_address)?;
     let mut operator = match &args.operator {
         Some(binary) => Some(
-            std::process::Command::new(binary)
-                .args(["run", "--listen", &listen, "--control-namespaces", CONTROL])
+            // `sh` execs the operator, so the child's pid is the operator's.
+            std::process::Command::new("unshare")
+                .args(["--mount", "sh", "-c"])
+                .arg(r#"mount --bind "$0" /etc/hosts && exec "$1" run --listen "$2" --control-namespaces "$3""#)
+                .arg(&hosts)
+                .arg(binary)
+                .args([&listen, CONTROL])
                 .env("SLUICE_LOG_FORMAT", "plain")
                 // The operator logs to stdout; on the bench's stderr its warnings stay visible
                 // and the table on stdout stays clean.
@@ -597,7 +704,6 @@ async fn main() -> Result<()> {
     };
     let pid = operator.as_ref().map(std::process::Child::id);
 
-    let secrets = Arc::new(Mutex::new(SecretLog::default()));
     let flows = Arc::new(Mutex::new(FlowLog::default()));
     watch_secrets(client.clone(), secrets.clone());
     watch_flows(client.clone(), flows.clone());
