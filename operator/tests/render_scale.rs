@@ -150,7 +150,9 @@ fn ten_thousand_flows_fit_the_fixed_slots() {
         .into_iter()
         .filter(|e| e.name == "match" && e.param_text("@type").as_deref() == Some("relabel"))
         // The catch-alls of routes a revision does not dispatch lead to the error output.
-        .filter(|e| e.param_text("@label").as_deref() != Some("@ERROR"))
+        .filter(|e| {
+            e.param_text("@label").as_deref() != Some(sluice::render::fluentd::ERROR_OUTPUT_LABEL)
+        })
         .count();
     assert!(handoffs <= 32 * 10 + 32, "{handoffs} relabels");
 }

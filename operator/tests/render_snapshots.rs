@@ -340,7 +340,7 @@ fn aggregator_dispatches_by_tag_without_per_record_ruby() {
     );
     assert_eq!(
         unknown_routes.param_text("@label").as_deref(),
-        Some("@ERROR")
+        Some(sluice::render::fluentd::ERROR_OUTPUT_LABEL)
     );
     assert_eq!(top.last(), Some(&("match", "**")));
     assert_eq!(dispatch(&root).len(), slots.len() + 1);
@@ -350,6 +350,54 @@ fn aggregator_dispatches_by_tag_without_per_record_ruby() {
         .find(|e| e.name == "label" && e.arg == "@FLUENT_LOG")
         .expect("fluentd's own events have their label");
     assert_eq!(fluent_log.children[0].arg, "fluent.**");
+}
+
+/// fluentd configures `<label @ERROR>` after every other label (`RootAgent#configure`), so a
+/// `@label @ERROR` inside another label is refused ("@ERROR label not found") and the whole
+/// configuration with it. Records Sluice sends to the error output go to its own label; only
+/// `@ERROR` itself and top-level matches may name `@ERROR`.
+#[test]
+fn no_label_but_error_names_the_error_label() {
+    for error_output in [true, false] {
+        let mut p = typical();
+        if !error_output {
+            p.error_output = None;
+        }
+        let root = parse_aggregator(&sluice::render::aggregator(&p));
+        let labels: Vec<&str> = root
+            .children
+            .iter()
+            .filter(|e| e.name == "label")
+            .map(|e| e.arg.as_str())
+            .collect();
+        assert!(
+            labels.iter().any(|l| l.starts_with("@sluice-slot-")),
+            "{labels:?}"
+        );
+        for label in root.children.iter().filter(|e| e.name == "label") {
+            if label.arg == "@ERROR" {
+                continue;
+            }
+            for element in label.walk() {
+                assert_ne!(
+                    element.param_text("@label").as_deref(),
+                    Some("@ERROR"),
+                    "<label {}> names @ERROR (error output: {error_output})",
+                    label.arg
+                );
+            }
+        }
+        let error = root
+            .children
+            .iter()
+            .find(|e| e.name == "label" && e.arg == "@ERROR")
+            .expect("fluentd's error stream has its label");
+        assert_eq!(
+            error.children[0].param_text("@label").as_deref(),
+            Some(sluice::render::fluentd::ERROR_OUTPUT_LABEL)
+        );
+        assert!(labels.contains(&sluice::render::fluentd::ERROR_OUTPUT_LABEL));
+    }
 }
 
 #[test]

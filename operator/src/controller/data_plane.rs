@@ -32,6 +32,9 @@ pub const RUNNING: &str = "Running";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
     pub generation: Option<i64>,
+    /// The object's uid: with the generation, which version of its spec this is (a
+    /// recreated object starts at generation 1 again).
+    pub uid: Option<String>,
     /// A flow's route (what agents tag its records with); `None` for outputs.
     pub route: Option<String>,
     /// Its stored status says it ran at this generation (what a new process starts from).
@@ -49,6 +52,10 @@ pub struct Revisions {
     objects: HashMap<ObjectKey, (Held, u64)>,
     /// Objects known to run everywhere, at the generation confirmed.
     running: HashMap<ObjectKey, Option<i64>>,
+    /// The version (uid, generation) of each object that last ran everywhere, kept after it
+    /// leaves the candidate: an Output no flow uses for a while that comes back unchanged
+    /// ran before, so a rejection naming no Sluice id must not blame it.
+    ran: HashMap<ObjectKey, (Option<String>, Option<i64>)>,
 }
 
 impl Revisions {
@@ -75,6 +82,15 @@ impl Revisions {
             };
             if held.reported_running && !self.running.contains_key(&key) {
                 self.running.insert(key.clone(), held.generation);
+                self.ran
+                    .insert(key.clone(), (held.uid.clone(), held.generation));
+            }
+            if self
+                .ran
+                .get(&key)
+                .is_some_and(|version| *version != (held.uid.clone(), held.generation))
+            {
+                self.ran.remove(&key);
             }
             self.objects.insert(key, (held, since));
         }
@@ -105,6 +121,8 @@ impl Revisions {
                 .is_none_or(|route| !withheld.contains(route));
             if *since <= oldest && routed {
                 self.running.insert(key.clone(), held.generation);
+                self.ran
+                    .insert(key.clone(), (held.uid.clone(), held.generation));
             }
         }
     }
@@ -118,13 +136,16 @@ impl Revisions {
         self.objects.contains_key(key)
     }
 
-    /// Objects of the newest candidate not known to run at their generation: what it added
-    /// or changed compared to what runs.
+    /// Objects of the newest candidate not known to run at their generation, nor to have run
+    /// in this version before: what it added or changed compared to what runs or ran.
     pub fn unconfirmed(&self) -> Vec<ObjectKey> {
         let mut keys: Vec<ObjectKey> = self
             .objects
             .iter()
             .filter(|(key, (held, _))| !self.is_running(key, held.generation))
+            .filter(|(key, (held, _))| {
+                self.ran.get(*key) != Some(&(held.uid.clone(), held.generation))
+            })
             .map(|(key, _)| key.clone())
             .collect();
         keys.sort();
@@ -144,7 +165,10 @@ pub enum Verdict {
     NotTracked,
 }
 
-fn cached<K>(store: &Store<DeserializeGuard<K>>, key: &ObjectKey) -> (Option<i64>, bool)
+fn cached<K>(
+    store: &Store<DeserializeGuard<K>>,
+    key: &ObjectKey,
+) -> (Option<i64>, Option<String>, bool)
 where
     K: Resource<DynamicType = ()> + HasObjectStatus + Clone,
 {
@@ -153,14 +177,15 @@ where
         reference = reference.within(namespace);
     }
     let Some(guard) = store.get(&reference) else {
-        return (None, false);
+        return (None, None, false);
     };
     let Ok(object) = guard.0.as_ref() else {
-        return (None, false);
+        return (None, None, false);
     };
     let generation = object.meta().generation;
     (
         generation,
+        object.meta().uid.clone(),
         reported_running(object.object_status(), generation),
     )
 }
@@ -180,15 +205,16 @@ pub fn reported_running(
 
 fn held(ctx: &Context, key: &ObjectKey, route: Option<String>) -> Held {
     let stores = &ctx.stores;
-    let (generation, reported_running) = match key.kind {
+    let (generation, uid, reported_running) = match key.kind {
         Kind::Flow => cached(&stores.flows, key),
         Kind::ClusterFlow => cached(&stores.cluster_flows, key),
         Kind::Output => cached(&stores.outputs, key),
         Kind::ClusterOutput => cached(&stores.cluster_outputs, key),
-        Kind::Logging => (None, false),
+        Kind::Logging => (None, None, false),
     };
     Held {
         generation,
+        uid,
         route,
         reported_running,
     }
@@ -294,6 +320,7 @@ mod tests {
     fn held(generation: i64, route: &str) -> Held {
         Held {
             generation: Some(generation),
+            uid: Some(format!("uid-{route}")),
             route: Some(route.to_owned()),
             reported_running: false,
         }
@@ -366,5 +393,52 @@ mod tests {
         revisions.built("r10", [(flow("b"), held(1, "flow-b"))]);
         assert!(!revisions.holds(&flow("a")));
         assert!(!revisions.is_running(&flow("a"), Some(3)));
+    }
+
+    /// An object that ran, left the candidate (an Output no flow used for a while) and came
+    /// back unchanged is not what a rejected revision added: only the new flow is. The same
+    /// name recreated (another uid) is.
+    #[test]
+    fn an_object_back_unchanged_is_not_what_a_revision_added() {
+        let mut revisions = Revisions::default();
+        let output = ObjectKey::namespaced(Kind::Output, "team-a", "es");
+        let output_held = |uid: &str| Held {
+            generation: Some(1),
+            uid: Some(uid.to_owned()),
+            route: None,
+            reported_running: false,
+        };
+        revisions.built(
+            "r1",
+            [
+                (flow("a"), held(1, "flow-a")),
+                (output.clone(), output_held("u1")),
+            ],
+        );
+        revisions.confirm(0, &BTreeSet::new());
+        revisions.built("r2", []);
+        revisions.confirm(1, &BTreeSet::new());
+        revisions.built(
+            "r3",
+            [
+                (flow("b"), held(1, "flow-b")),
+                (output.clone(), output_held("u1")),
+            ],
+        );
+        assert!(
+            !revisions.is_running(&output, Some(1)),
+            "not running again yet"
+        );
+        assert_eq!(revisions.unconfirmed(), vec![flow("b")]);
+        revisions.built(
+            "r4",
+            [
+                (flow("b"), held(1, "flow-b")),
+                (output.clone(), output_held("u2")),
+            ],
+        );
+        let mut expected = vec![flow("b"), output];
+        expected.sort();
+        assert_eq!(revisions.unconfirmed(), expected);
     }
 }

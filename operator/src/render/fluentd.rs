@@ -29,6 +29,11 @@ pub const REGEXP_TIMEOUT_SECONDS: f64 = 1.0;
 /// Label receiving the records an output gave up on (fluentd's error stream), which goes to
 /// the Logging's error output.
 pub const ERROR_LABEL: &str = "@ERROR";
+/// Label holding the Logging's error output. Sluice's own hand-offs (a route this revision
+/// does not dispatch) go here, never to [`ERROR_LABEL`]: fluentd configures `<label @ERROR>`
+/// after every other label (`RootAgent#configure`, 1.17 to 1.19), so a `@label @ERROR` inside
+/// another label fails the whole configuration with "@ERROR label not found".
+pub const ERROR_OUTPUT_LABEL: &str = "@sluice-error";
 /// Label receiving fluentd's own log events (fluentd's `Fluent::Log::LOG_EVENT_LABEL`).
 pub const FLUENT_LOG_LABEL: &str = "@FLUENT_LOG";
 /// Prefix of output instance labels, `@id`s and buffer directories.
@@ -400,10 +405,17 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
     w.close("label");
 }
 
-/// Writes the `@ERROR` label; returns the buffer path of the error output, if any.
+/// Writes the `@ERROR` label, which hands fluentd's error stream to the error output's label,
+/// and that label; returns the buffer path of the error output, if any.
 fn write_error_label(w: &mut Writer, pipeline: &Pipeline) -> Option<String> {
     let mut buffer = None;
     w.open("label", Some(ERROR_LABEL));
+    w.open("match", Some("**"));
+    w.param("@type", "relabel");
+    w.param("@label", ERROR_OUTPUT_LABEL);
+    w.close("match");
+    w.close("label");
+    w.open("label", Some(ERROR_OUTPUT_LABEL));
     w.open("match", Some("**"));
     match pipeline
         .error_output
@@ -570,7 +582,7 @@ fn write_slot(w: &mut Writer, pipeline: &Pipeline, number: usize, slot: &Slot, l
         // just removed): to the error output rather than dropped unseen.
         w.open("match", Some("**"));
         w.param("@type", "relabel");
-        w.param("@label", ERROR_LABEL);
+        w.param("@label", ERROR_OUTPUT_LABEL);
         w.close("match");
         w.close("label");
     }
@@ -680,7 +692,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorF
     );
     main.open("match", Some(&format!("{}**", edge::TAG_PREFIX)));
     main.param("@type", "relabel");
-    main.param("@label", ERROR_LABEL);
+    main.param("@label", ERROR_OUTPUT_LABEL);
     main.close("match");
     main.comment("Any other tag is not routed");
     main.open("match", Some("**"));
