@@ -87,6 +87,11 @@ pub const AGGREGATOR_CONFIG_FILE: &str = "fluent.conf";
 /// Ruby file of the aggregator's config bundle that fluentd loads with `-r` before it reads
 /// its config: it bounds every regex match (render::fluentd::regexp_timeout_script).
 pub const AGGREGATOR_REGEXP_TIMEOUT_FILE: &str = "regexp-timeout.rb";
+/// fluentd's RPC endpoint in the aggregator (`rpc_endpoint`): loopback only, for the reloader.
+pub const AGGREGATOR_RPC_ENDPOINT: &str = "127.0.0.1:24444";
+/// The RPC path the reloader loads a new aggregator revision with: the supervisor restarts its
+/// workers on the `-c` path (docs/architecture.md, "Why fluentd's workers restart").
+pub const AGGREGATOR_RELOAD_PATH: &str = "/api/config.reload";
 /// Default agent image (docs/dataplane.md): fluent-bit 5.1 re-reads rotated certificates
 /// on each new TLS session; 5.1.1 is the newest 5.1 patch release.
 pub const DEFAULT_AGENT_IMAGE: &str = "cr.fluentbit.io/fluent/fluent-bit:5.1.1";

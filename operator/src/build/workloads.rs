@@ -726,14 +726,21 @@ pub(crate) fn aggregator_stateful_set(
             // 1.19 alike: lib/fluent/supervisor.rb, `/api/config.reload` → SIGHUP →
             // `kill_worker`). The old worker's connections close with it, so agents resend
             // what it never acknowledged; its buffers are on disk for the new one.
-            reload_url: "http://127.0.0.1:24444/api/config.reload".to_owned(),
+            reload_url: format!(
+                "http://{}{}",
+                layout::AGGREGATOR_RPC_ENDPOINT,
+                layout::AGGREGATOR_RELOAD_PATH
+            ),
             reload_method: "get",
             // A drain before scale-in waits for these chunks, and has fluentd flush them.
             flags: vec![
                 ("--buffer-dir", layout::AGGREGATOR_BUFFER_DIR.to_owned()),
                 (
                     "--flush-url",
-                    "http://127.0.0.1:24444/api/plugins.flushBuffers".to_owned(),
+                    format!(
+                        "http://{}/api/plugins.flushBuffers",
+                        layout::AGGREGATOR_RPC_ENDPOINT
+                    ),
                 ),
                 ("--validate-timeout", format!("{check_timeout}s")),
             ],

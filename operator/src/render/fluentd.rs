@@ -327,7 +327,7 @@ fn write_header(w: &mut Writer, pipeline: &Pipeline) {
         "workers",
         &aggregator.workers.unwrap_or(1).clamp(1, 64).to_string(),
     );
-    w.param("rpc_endpoint", "127.0.0.1:24444");
+    w.param("rpc_endpoint", layout::AGGREGATOR_RPC_ENDPOINT);
     // fluentd otherwise logs the whole configuration at every start and reload: megabytes
     // at thousands of flows, in the supervisor and again in every worker.
     w.param("suppress_config_dump", "true");
