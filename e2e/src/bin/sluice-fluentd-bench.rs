@@ -519,6 +519,12 @@ service:
   flush: 1
   grace: 30
   log_level: warn
+  # A chunk finding all 16 connections busy fails ("no upstream connections available") and
+  # is retried after a backoff of 5 s doubling up to 2000 s by default (flb_scheduler.h):
+  # with a chunk per route, thousands wait minutes for a free connection while the
+  # connections idle, and the feeding stalls long enough to be cut off as lost.
+  scheduler.base: 1
+  scheduler.cap: 2
 pipeline:
   inputs:
     - name: tail
