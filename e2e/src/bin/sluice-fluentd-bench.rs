@@ -275,12 +275,16 @@ fn run_measured(mut command: Command) -> Result<(Duration, u64, bool, String)> {
         .stderr(Stdio::piped())
         .spawn()?;
     let pid = i32::try_from(child.id())?;
-    let mut stdout = child.stdout.context("stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
+    // fluentd logs to stdout, Ruby's exceptions (a rejected configuration) go to stderr.
+    let read = |mut stream: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read(Box::new(child.stdout.context("stdout")?));
+    let stderr = read(Box::new(child.stderr.context("stderr")?));
     let mut status = 0;
     // SAFETY: `rusage` is plain data; wait4 fills it for the child we spawned.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -290,7 +294,7 @@ fn run_measured(mut command: Command) -> Result<(Duration, u64, bool, String)> {
         bail!("wait4 failed");
     }
     let elapsed = started.elapsed();
-    let output = reader.join().unwrap_or_default();
+    let output = stdout.join().unwrap_or_default() + &stderr.join().unwrap_or_default();
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     Ok((
         elapsed,
