@@ -5,7 +5,8 @@
 //! For each flow count it renders the aggregator's bundle of a generated Logging with the
 //! library (the operator's own resolve and render), writes it to a work directory and
 //! 1. runs `fluentd --dry-run` on it (what the reloader runs before every reload) and reports
-//!    wall time and peak RSS;
+//!    wall time and peak RSS, beside the capacity model's estimates for the same pipeline
+//!    (the check's memory and time, fluentd's peak while reloading; unrounded);
 //! 2. runs fluentd on it, with the TLS input swapped for a plain forward input on loopback
 //!    and every output instance swapped for a `file` output with a memory buffer, and
 //!    reports the time until it listens, RSS and threads of supervisor and worker, idle CPU,
@@ -698,9 +699,9 @@ fn main() -> Result<()> {
         }
     }
     println!(
-        "| flows | shape | instances | estimated check | dry-run | dry-run peak RSS | start | RSS (supervisor + worker) | threads | idle CPU | reload (worker restart) | RSS after reload | records per fluentd CPU-s | ceiling | ratio | delivered |"
+        "| flows | shape | instances | estimated check | estimated fluentd peak | dry-run | dry-run peak RSS | start | RSS (supervisor + worker) | threads | idle CPU | reload (worker restart) | RSS after reload | records per fluentd CPU-s | ceiling | ratio | delivered |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.flows {
         let objects = objects(n, args.shape)?;
         let resolution = sluice::model::resolve(&objects.inventory());
@@ -719,7 +720,8 @@ fn main() -> Result<()> {
         let instances = sluice::model::instances::OutputInstances::of(pipeline)
             .instances
             .len();
-        let capacity = pipeline.capacity.status();
+        // The capacity model's estimates as computed, before the status rounds them up.
+        let estimate = &pipeline.capacity;
         let dir = args
             .work
             .join(format!("{:?}-{n}", args.shape).to_lowercase());
@@ -731,10 +733,11 @@ fn main() -> Result<()> {
             bail!("the check rejected the {n}-flow configuration:\n{output}");
         }
         let mut row = format!(
-            "| {n} | {:?} | {instances} | {} / {} s | {:.1} s | {} MiB |",
+            "| {n} | {:?} | {instances} | {} MiB / {:.1} s | {} MiB | {:.1} s | {} MiB |",
             args.shape,
-            capacity.check_memory,
-            capacity.check_seconds,
+            estimate.check.bytes.div_ceil(1024 * 1024),
+            estimate.check.micros as f64 / 1e6,
+            estimate.aggregator_bytes.div_ceil(1024 * 1024),
             wall.as_secs_f64(),
             peak / 1024 / 1024
         );
