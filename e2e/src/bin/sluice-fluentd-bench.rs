@@ -469,7 +469,7 @@ fn start(fluentd: &Path, main: &Path, dir: &Path, port: u16) -> Result<(Running,
     Ok((running, started.elapsed()))
 }
 
-/// Resident memory (MB) of each process and their threads.
+/// Resident memory (MiB) of each process and their threads.
 fn memory(leader: u32) -> (Vec<u64>, u64) {
     let pids = session_processes(leader);
     let rss = pids
@@ -759,7 +759,7 @@ fn main() -> Result<()> {
         let idle_rate = (cpu_seconds(&pids) - before) / idle_started.elapsed().as_secs_f64();
         let _ = write!(
             row,
-            " {:.1} s | {} MB | {threads} | {idle_rate:.3} |",
+            " {:.1} s | {} MiB | {threads} | {idle_rate:.3} |",
             startup.as_secs_f64(),
             rss.iter()
                 .map(u64::to_string)
@@ -791,7 +791,7 @@ fn main() -> Result<()> {
         let (rss_after, _) = memory(leader);
         let _ = write!(
             row,
-            " {:.1} s | {} MB |",
+            " {:.1} s | {} MiB |",
             reload.as_secs_f64(),
             rss_after
                 .iter()
