@@ -2583,6 +2583,37 @@ async fn a_revision_no_pod_judged_yet_writes_nothing_and_looks_again_soon() {
     );
 }
 
+/// Flows wait for the aggregator pods to run them: a pass in which no pod answered must come
+/// back on its own (less often than when pods answer), or their Ready stays Pending until
+/// the resync, ten minutes later (seen on a real API server).
+#[tokio::test]
+async fn objects_waiting_for_pods_that_did_not_answer_are_looked_at_again() {
+    let (_, fixture) = served_examples();
+    let mut harness = Harness::start(fixture);
+    harness.settle().await;
+    let action = reconcile::reconcile(harness.logging(), harness.ctx.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(
+            sluice::controller::data_plane::UNANSWERED_RECHECK
+        )
+    );
+    // Once every pod runs the candidate, nothing is waiting: only the safety requeue.
+    let revision = cached_revision(&harness, &names().aggregator_config_secret());
+    harness.reloaders_answer("aggregator", vec![running(&revision), running(&revision)]);
+    let calls = harness.reconcile().await;
+    harness.observe(&calls);
+    let action = reconcile::reconcile(harness.logging(), harness.ctx.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Settings::default().resync)
+    );
+}
+
 #[tokio::test]
 async fn a_scale_in_waits_until_the_removed_pod_has_drained_its_buffers() {
     let (inventory, fixture) = served_examples();

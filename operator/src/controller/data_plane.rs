@@ -243,21 +243,27 @@ pub fn record_candidate(ctx: &Context, pipeline: &Pipeline, children: &[Child]) 
         .built(&revision, objects);
 }
 
+/// How soon to ask the aggregator pods again while an object waits for them and none
+/// answered: they may be restarting, or the operator may not reach them at all.
+pub const UNANSWERED_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Asks the aggregator pods what they run (unless everything is known to run already) and
-/// confirms what runs everywhere. True while something still waits for pods that answer.
+/// confirms what runs everywhere. While something still waits for them, when to ask again:
+/// soon when some pod answered, less often when none did (a pass whose question went
+/// unanswered must still come back, or its objects stay `Pending` until the resync).
 pub async fn observe(
     ctx: &Context,
     pipeline: &Pipeline,
     gate: &RoutesGate,
     answers: &mut Answers,
-) -> bool {
+) -> Option<std::time::Duration> {
     let waiting = ctx
         .memory()
         .data_plane
         .get(&pipeline.logging)
         .is_some_and(|revisions| !revisions.unconfirmed().is_empty());
     if !waiting {
-        return false;
+        return None;
     }
     let expected = rollout::aggregator_pods(ctx, &pipeline.names);
     let statuses = answers
@@ -270,14 +276,20 @@ pub async fn observe(
         .collect();
     let mut memory = ctx.memory();
     let Some(revisions) = memory.data_plane.get_mut(&pipeline.logging) else {
-        return false;
+        return None;
     };
     if running.len() >= expected.max(1)
         && let Some(oldest) = revisions.oldest_running(&running)
     {
         revisions.confirm(oldest, &gate.withheld);
     }
-    reachable && !revisions.unconfirmed().is_empty()
+    if revisions.unconfirmed().is_empty() {
+        None
+    } else if reachable {
+        Some(rollout::PENDING_RECHECK)
+    } else {
+        Some(UNANSWERED_RECHECK)
+    }
 }
 
 /// What a rejected aggregator revision added or changed compared to what runs.

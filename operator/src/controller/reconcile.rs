@@ -269,9 +269,9 @@ async fn reconcile_logging(
                 }
             }
         }
-        if data_plane::observe(ctx, pipeline, &routes, &mut answers).await {
+        if let Some(recheck) = data_plane::observe(ctx, pipeline, &routes, &mut answers).await {
             // Pods are catching up: their status changes the objects' Ready.
-            requeue = requeue.min(rollout::PENDING_RECHECK);
+            requeue = requeue.min(recheck);
         }
         summary.applied = applied.created.len() + applied.updated.len() + applied.recreated.len();
         summary.deleted = deleted.len();
