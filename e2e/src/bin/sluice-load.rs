@@ -315,9 +315,21 @@ fn watch_secrets(client: Client, log: Arc<Mutex<SecretLog>>) {
         watcher::Config::default().labels(&format!("{}={LOGGING}", sluice::layout::LOGGING_LABEL));
     let aggregator_main = names().aggregator_config_secret();
     tokio::spawn(async move {
-        let mut stream = watcher(api, config).applied_objects().boxed();
+        // A watch error (a dropped connection, an expired resourceVersion) must not end what
+        // the bench sees: the watcher re-lists after a backoff.
+        let mut stream = watcher(api, config)
+            .default_backoff()
+            .applied_objects()
+            .boxed();
         let mut versions: BTreeMap<String, String> = BTreeMap::new();
-        while let Ok(Some(secret)) = stream.try_next().await {
+        while let Some(item) = stream.next().await {
+            let secret = match item {
+                Ok(secret) => secret,
+                Err(error) => {
+                    eprintln!("sluice-load: watch error, re-listing: {error}");
+                    continue;
+                }
+            };
             let name = secret.name_any();
             let version = secret.resource_version().unwrap_or_default();
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -426,8 +438,20 @@ fn watch_flows(client: Client, log: Arc<Mutex<FlowLog>>) {
     let api: Api<Flow> = Api::all(client);
     let config = watcher::Config::default().labels(&format!("{LABEL}=true"));
     tokio::spawn(async move {
-        let mut stream = watcher(api, config).applied_objects().boxed();
-        while let Ok(Some(flow)) = stream.try_next().await {
+        // A watch error (a dropped connection, an expired resourceVersion) must not end what
+        // the bench sees: the watcher re-lists after a backoff.
+        let mut stream = watcher(api, config)
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(item) = stream.next().await {
+            let flow = match item {
+                Ok(flow) => flow,
+                Err(error) => {
+                    eprintln!("sluice-load: watch error, re-listing: {error}");
+                    continue;
+                }
+            };
             let key = format!(
                 "{}/{}",
                 flow.namespace().unwrap_or_default(),

@@ -275,9 +275,7 @@ pub async fn observe(
         .map(|status| status.as_ref().ok().and_then(|s| s.running.as_deref()))
         .collect();
     let mut memory = ctx.memory();
-    let Some(revisions) = memory.data_plane.get_mut(&pipeline.logging) else {
-        return None;
-    };
+    let revisions = memory.data_plane.get_mut(&pipeline.logging)?;
     if running.len() >= expected.max(1)
         && let Some(oldest) = revisions.oldest_running(&running)
     {
