@@ -78,11 +78,6 @@ pub const HANDOFF: Cost = Cost::new(48 * KI, 3_000);
 pub const SLOT: Cost = Cost::new(256 * KI, 15_000);
 /// What one running output instance adds to a worker: its flush and enqueue threads.
 pub const INSTANCE_RUNTIME: u64 = 96 * KI;
-/// How many configurations one fluentd process holds at its peak, in tenths: a graceful
-/// reload configures the new plugins while the old ones run, and Ruby returns little of the
-/// old ones' memory afterwards (measured: 2.1× after one reload). Loaded code (`BASE`,
-/// `PLUGIN_KIND`) is not doubled.
-const RELOAD_PEAK_TENTHS: u64 = 22;
 /// The reloader's own share of its containers' memory, next to the check.
 const RELOADER_OWN: u64 = 32 * MI;
 /// Share of the check timeout an estimate may use: the check runs wherever the pod does,
@@ -357,9 +352,10 @@ impl Tally<'_> {
         let fixed = self.fixed + extra.fixed;
         let configured = self.cost + OUTPUT_INSTANCE.times(u64::from(error_output)) + extra.cost;
         let processes = limits.workers + 1;
-        let per_process = fixed
-            .bytes
-            .saturating_add(configured.bytes.saturating_mul(RELOAD_PEAK_TENTHS) / 10);
+        // One configuration per process: a reload restarts the worker, whose memory goes
+        // with it (measured: the RSS after a reload equals the RSS before, at 1,000 to
+        // 10,000 flows), rather than a graceful reload, which kept the old configuration's.
+        let per_process = fixed.bytes.saturating_add(configured.bytes);
         let aggregator_bytes = per_process.saturating_mul(processes).saturating_add(
             instances
                 .saturating_mul(INSTANCE_RUNTIME)
