@@ -27,8 +27,10 @@ pub use http::{Method, serve_status};
 const ACCEPTED_KEPT: usize = 8;
 /// Longest wait between two attempts to trigger a reload that failed.
 const RELOAD_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Longest wait for the buffers a new revision drops to flush before it is loaded anyway.
-const DROPPED_BUFFERS_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait for the buffers a new revision drops to stay quiet before it is loaded anyway.
+const DROPPED_BUFFERS_WAIT: Duration = Duration::from_secs(120);
+/// Longest wait for chunks of a dropped buffer that do not get fewer (its output is down).
+const DROPPED_BUFFERS_STALLED: Duration = Duration::from_secs(30);
 
 /// Everything the reloader needs to know; the CLI fills it from flags.
 #[derive(Clone, Debug)]
@@ -52,6 +54,10 @@ pub struct Settings {
     pub buffer_dir: Option<PathBuf>,
     /// The process's "flush every buffer now" endpoint, called while draining.
     pub flush_url: Option<String>,
+    /// How long a buffer a new revision drops must have stayed empty and unwritten before
+    /// the process loads the revision: agents whose routing table still has the removed
+    /// route (their Secret arrives on its own schedule) keep writing to it until then.
+    pub dropped_buffer_quiet: Duration,
 }
 
 /// Why the reloader could not give the process a configuration.
@@ -280,10 +286,14 @@ impl Reloader {
     }
 
     /// Buffers the running revision writes to that the revision in `next` drops (a flow or
-    /// output removed), and that still hold chunks: their plugins are gone once the process
-    /// reloads, so nothing would ever flush them. Asks the process to flush and waits, a
-    /// bounded time, until they are empty; an output that is down keeps its chunks on the
-    /// volume. Only for bundles listing their buffers (the aggregator's).
+    /// output removed): their plugins are gone once the process reloads, so nothing would
+    /// ever flush a chunk left in them. Agents may still send records for a removed route
+    /// for a while (their routing table arrives on its own schedule), and the old process
+    /// buffers them there: the revision is loaded only once every dropped buffer has been
+    /// empty and unwritten for `dropped_buffer_quiet`, asking the process to flush whatever
+    /// arrives. Bounded: an output that is down keeps its chunks on the volume after
+    /// [`DROPPED_BUFFERS_STALLED`], agents that never stop after [`DROPPED_BUFFERS_WAIT`].
+    /// Only for bundles listing their buffers (the aggregator's).
     async fn drain_dropped_buffers(&mut self, next: &Path) {
         let (Some(flush_url), Some(buffer_dir)) = (
             self.settings.flush_url.clone(),
@@ -301,35 +311,62 @@ impl Reloader {
         let dropped: Vec<PathBuf> = before
             .difference(&after)
             .map(PathBuf::from)
-            .filter(|path| path.starts_with(&buffer_dir) && count_chunks(path) > 0)
+            .filter(|path| path.starts_with(&buffer_dir) && path.exists())
             .collect();
         if dropped.is_empty() {
             return;
         }
-        tracing::info!(
-            buffers = dropped.len(),
-            "flushing the buffers the new revision drops before loading it"
-        );
+        let quiet = self.settings.dropped_buffer_quiet;
         let started = Instant::now();
         let mut asked: Option<Instant> = None;
+        let mut announced = false;
+        // Fewest chunks seen, and since when no fewer: an output that is down never flushes.
+        let mut fewest: Option<(u64, Instant)> = None;
         loop {
             let left: u64 = dropped.iter().map(|path| count_chunks(path)).sum();
             if left == 0 {
-                return;
+                let unwritten = dropped
+                    .iter()
+                    .map(|path| since_last_change(path))
+                    .min()
+                    .unwrap_or(Duration::MAX);
+                if unwritten >= quiet {
+                    return;
+                }
+                fewest = None;
+            } else {
+                if !announced {
+                    tracing::info!(
+                        buffers = dropped.len(),
+                        "flushing the buffers the new revision drops before loading it"
+                    );
+                    announced = true;
+                }
+                match fewest {
+                    Some((count, _)) if left >= count => {}
+                    _ => fewest = Some((left, Instant::now())),
+                }
+                if fewest.is_some_and(|(_, since)| since.elapsed() >= DROPPED_BUFFERS_STALLED) {
+                    tracing::warn!(
+                        chunks = left,
+                        "buffers the new revision drops do not flush; their chunks stay on the volume"
+                    );
+                    return;
+                }
+                // Again every few seconds: a flush that failed is not retried by itself soon.
+                if asked.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                    if let Err(error) = http::trigger(&flush_url, Method::Get).await {
+                        tracing::warn!(%error, "flush request failed");
+                    }
+                    asked = Some(Instant::now());
+                }
             }
             if started.elapsed() >= DROPPED_BUFFERS_WAIT {
                 tracing::warn!(
                     chunks = left,
-                    "buffers the new revision drops still hold chunks; they stay on the volume"
+                    "records still arrive for buffers the new revision drops; loading it anyway"
                 );
                 return;
-            }
-            // Again every few seconds: a flush that failed is not retried by itself soon.
-            if asked.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
-                if let Err(error) = http::trigger(&flush_url, Method::Get).await {
-                    tracing::warn!(%error, "flush request failed");
-                }
-                asked = Some(Instant::now());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -418,6 +455,34 @@ pub fn count_chunks(dir: &Path) -> u64 {
         }
     }
     count
+}
+
+/// How long ago anything under `dir` was created, removed or written: fluentd creates a chunk
+/// file for the first record of a chunk and removes it once flushed, and either changes the
+/// modification time of the directory holding it.
+fn since_last_change(dir: &Path) -> Duration {
+    let mut newest: Option<std::time::SystemTime> = None;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if let Ok(modified) = metadata.modified() {
+            newest = Some(newest.map_or(modified, |n| n.max(modified)));
+        }
+        if metadata.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|entry| entry.path()),
+            );
+        }
+    }
+    newest
+        .and_then(|newest| newest.elapsed().ok())
+        .unwrap_or(Duration::MAX)
 }
 
 fn io_error((path, source): (PathBuf, std::io::Error)) -> ReloadError {

@@ -45,6 +45,10 @@ pub struct ReloadArgs {
     /// Called while draining to flush every buffer now.
     #[arg(long)]
     pub flush_url: Option<String>,
+    /// How long a buffer a new revision drops must stay empty and unwritten before the
+    /// revision is loaded (agents may still send records for a removed flow until then).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub dropped_buffer_quiet: Duration,
     /// Where `--once` writes why it failed, for `kubectl describe pod`.
     #[arg(long, default_value = "/dev/termination-log")]
     pub termination_log: PathBuf,
@@ -66,6 +70,7 @@ fn settings(args: &ReloadArgs) -> Settings {
         termination_log: Some(args.termination_log.clone()),
         buffer_dir: args.buffer_dir.clone(),
         flush_url: args.flush_url.clone(),
+        dropped_buffer_quiet: args.dropped_buffer_quiet,
     }
 }
 
