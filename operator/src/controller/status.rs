@@ -245,6 +245,14 @@ pub fn agent_verdict(daemon_set: Option<&DynamicObject>) -> Verdict {
     let desired = int(&ds.data, "/status/desiredNumberScheduled").unwrap_or(0);
     let updated = int(&ds.data, "/status/updatedNumberScheduled").unwrap_or(0);
     let available = int(&ds.data, "/status/numberAvailable").unwrap_or(0);
+    if desired == 0 {
+        // No agent anywhere collects anything: not a state to call ready.
+        return Verdict::new(
+            false,
+            "NoPodsScheduled",
+            "the agent DaemonSet runs on no node: no node matches spec.agent.scheduling (nodeSelector, affinity, tolerations), or the cluster has none",
+        );
+    }
     if updated == desired && available == desired {
         Verdict::new(
             true,
@@ -607,5 +615,17 @@ mod tests {
         caught_up.data["status"]["observedGeneration"] = 2.into();
         assert!(agent_verdict(Some(&caught_up)).ok);
         assert!(!agent_verdict(None).ok);
+        // Scheduled on no node: 0 of 0 is not ready.
+        let mut nowhere = caught_up.clone();
+        for field in [
+            "desiredNumberScheduled",
+            "updatedNumberScheduled",
+            "numberAvailable",
+        ] {
+            nowhere.data["status"][field] = 0.into();
+        }
+        let verdict = agent_verdict(Some(&nowhere));
+        assert!(!verdict.ok);
+        assert_eq!(verdict.reason, "NoPodsScheduled");
     }
 }
