@@ -667,9 +667,38 @@ async fn a_drain_never_asks_for_a_flush_right_behind_a_reload() {
 /// A revision that drops an output (a flow removed): its buffer still holds chunks the old
 /// process took, and no plugin of the new one would ever flush them. The reloader has the
 /// process flush and waits until they are gone before it loads the revision.
+/// fluentd's "flush every buffer" endpoint: answers at once and runs `flushing` in the
+/// background with the request's number (from 0), as fluentd flushes from a thread of its
+/// own. Returns its URL and the count of requests.
+async fn flush_endpoint<F, Fut>(flushing: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let flushes = Arc::new(AtomicUsize::new(0));
+    let counter = flushes.clone();
+    let router = axum::Router::new().route(
+        "/api/plugins.flushBuffers",
+        axum::routing::get(move || {
+            let (counter, flushing) = (counter.clone(), flushing.clone());
+            async move {
+                let number = counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(flushing(number));
+                (axum::http::StatusCode::OK, "{}")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/api/plugins.flushBuffers",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, flushes)
+}
+
 #[tokio::test]
 async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
-    use axum::http::StatusCode;
     let reload = endpoint().await;
     let pod = pod();
     let buffers = pod.active.parent().unwrap().join("buffers");
@@ -686,29 +715,16 @@ async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
         "s3cret",
         &[("buffers.list", &both)],
     );
-    // The flush endpoint: fluentd flushing takes a moment, then the chunk is gone.
-    let flushes = Arc::new(AtomicUsize::new(0));
-    let (f, chunk) = (flushes.clone(), dropped.join("buffer.q1.log"));
-    let router = axum::Router::new().route(
-        "/api/plugins.flushBuffers",
-        axum::routing::get(move || {
-            let (f, chunk) = (f.clone(), chunk.clone());
-            async move {
-                f.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    let _ = std::fs::remove_file(chunk);
-                });
-                (StatusCode::OK, "{}")
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let flush_url = format!(
-        "http://{}/api/plugins.flushBuffers",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // fluentd flushing takes a moment, then the chunk is gone.
+    let chunk = dropped.join("buffer.q1.log");
+    let (flush_url, flushes) = flush_endpoint(move |_| {
+        let chunk = chunk.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = std::fs::remove_file(chunk);
+        }
+    })
+    .await;
     let mut settings = settings(&pod, &reload.url);
     settings.buffer_dir = Some(buffers.clone());
     settings.flush_url = Some(flush_url);
@@ -754,7 +770,6 @@ async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
 /// unwritten for the quiet period, and whatever arrived meanwhile was flushed.
 #[tokio::test]
 async fn a_dropped_buffer_still_written_to_is_flushed_until_it_stays_quiet() {
-    use axum::http::StatusCode;
     let reload = endpoint().await;
     let pod = pod();
     let buffers = pod.active.parent().unwrap().join("buffers");
@@ -770,36 +785,23 @@ async fn a_dropped_buffer_still_written_to_is_flushed_until_it_stays_quiet() {
     );
     // fluentd flushing: every chunk present is gone a moment after the request. After the
     // first flush, an agent still routing to the removed flow writes one more chunk.
-    let flushes = Arc::new(AtomicUsize::new(0));
     let late_written = Arc::new(tokio::sync::Notify::new());
-    let (f, dir, late) = (flushes.clone(), dropped.clone(), late_written.clone());
-    let router = axum::Router::new().route(
-        "/api/plugins.flushBuffers",
-        axum::routing::get(move || {
-            let (f, dir, late) = (f.clone(), dir.clone(), late.clone());
-            async move {
-                let first = f.fetch_add(1, Ordering::SeqCst) == 0;
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                        let _ = std::fs::remove_file(entry.path());
-                    }
-                    if first {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        std::fs::write(dir.join("buffer.b2.log"), "late").unwrap();
-                        late.notify_one();
-                    }
-                });
-                (StatusCode::OK, "{}")
+    let (dir, late) = (dropped.clone(), late_written.clone());
+    let (flush_url, flushes) = flush_endpoint(move |number| {
+        let (dir, late) = (dir.clone(), late.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_file(entry.path());
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let flush_url = format!(
-        "http://{}/api/plugins.flushBuffers",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move { axum::serve(listener, router).await });
+            if number == 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                std::fs::write(dir.join("buffer.b2.log"), "late").unwrap();
+                late.notify_one();
+            }
+        }
+    })
+    .await;
     let mut settings = settings(&pod, &reload.url);
     settings.buffer_dir = Some(buffers.clone());
     settings.flush_url = Some(flush_url);

@@ -174,16 +174,17 @@ pub enum ConfigRollout {
     Pending { reachable: bool },
 }
 
-/// The revision in the `manifest.json` of a Secret's data (JSON as the API holds it).
-fn manifest_revision(object: &DynamicObject) -> Option<String> {
-    let encoded = object
-        .data
-        .get("data")?
-        .get(bundle::MANIFEST_FILE)?
-        .as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
+/// One file of a Secret's data (JSON as the API holds it: base64), decoded.
+fn secret_file(object: &DynamicObject, file: &str) -> Option<Vec<u8>> {
+    let encoded = object.data.get("data")?.get(file)?.as_str()?;
+    base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .ok()?;
+        .ok()
+}
+
+/// The revision in the `manifest.json` of a Secret's data.
+fn manifest_revision(object: &DynamicObject) -> Option<String> {
+    let bytes = secret_file(object, bundle::MANIFEST_FILE)?;
     Manifest::from_json(&bytes).ok().map(|m| m.revision)
 }
 
@@ -338,17 +339,9 @@ pub async fn advance(
     })
 }
 
-/// The routes in the route list of a Secret's data (JSON as the API holds it); `None`
-/// without one.
+/// The routes in the route list of a Secret's data; `None` without one.
 fn secret_routes(object: &DynamicObject) -> Option<BTreeSet<String>> {
-    let encoded = object
-        .data
-        .get("data")?
-        .get(layout::ROUTES_LIST_FILE)?
-        .as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()?;
+    let bytes = secret_file(object, layout::ROUTES_LIST_FILE)?;
     Some(crate::render::edge::parse_routes_list(
         &String::from_utf8_lossy(&bytes),
     ))
