@@ -27,7 +27,12 @@ they come from the kubernetes filter. Printed per case: records per fluent-bit C
 loss counters (records its outputs dropped, retries that failed for good).
 
 `--rate R` writes the records at R per second instead of all up front, for the sustained
-test (`--pods 2000 --rate 50000`: 1,000 routes active on one agent).
+test (`--pods 2000 --rate 50000`: 1,000 routes active on one agent). Each JSON line also
+gives copies per wall second, the agent's peak RSS and, with `--rate`, the seconds from the
+first write to the first copy. A run ends when every copy is in, or after `--stall` seconds
+with no copy while the agent used under 5 % of a core (a busy agent can hold copies back for
+many seconds: one thread runs its tail input, filters and flushes), or after `--timeout`
+seconds.
 """
 
 import argparse
@@ -49,6 +54,8 @@ import msgpack
 import yaml
 
 NAMESPACES = 10
+# Share of a core below which the agent counts as idle (timers and retries only).
+IDLE_SHARE = 0.05
 CONTAINER = "app"
 LOG_DIR = "/var/log/containers"
 
@@ -297,6 +304,8 @@ class Receiver:
         self.duplicates = 0
         self.total = 0
         self.last = time.monotonic()
+        self.first = None
+        self.busy = 0.0
         self.connections = 0
         self.messages = 0
         self.acks = 0
@@ -313,6 +322,8 @@ class Receiver:
         seqs.add(seq)
         self.total += 1
         self.last = time.monotonic()
+        if self.first is None:
+            self.first = self.last
 
     def entries(self, tag, entries):
         if isinstance(entries, (bytes, bytearray)):
@@ -428,10 +439,20 @@ async def run_case(args, flows, ceiling, pod_count):
                 writer.start()
             expected_total = expected_copies(pod_list, args.records, ceiling)
             receiver.last = time.monotonic()
+            # A run is stalled when no copy arrived for `--stall` seconds while the agent sat
+            # idle: fluent-bit runs the tail input, the filters and the flushes on one thread,
+            # so a long read can hold every copy back for many seconds while it works.
+            busy_mark = (time.monotonic(), cpu_seconds(proc.pid))
             tick = 0
             while receiver.total < expected_total:
                 await asyncio.sleep(0.2)
                 tick += 1
+                now = time.monotonic()
+                if now - busy_mark[0] >= args.stall:
+                    cpu_now = cpu_seconds(proc.pid)
+                    if cpu_now - busy_mark[1] > IDLE_SHARE * (now - busy_mark[0]):
+                        receiver.busy = now
+                    busy_mark = (now, cpu_now)
                 if args.verbose and tick % 10 == 0:
                     print(f"  {time.monotonic() - t0:6.1f}s copies {receiver.total:,} messages {receiver.messages:,} "
                           f"acks {receiver.acks:,} connections {receiver.connections:,} cpu {cpu_seconds(proc.pid) - cpu0:.1f}s", file=sys.stderr)
@@ -444,7 +465,10 @@ async def run_case(args, flows, ceiling, pod_count):
                                 print("\n".join("  " + l for l in text.splitlines() if "task" in l or "chunk" in l or "retr" in l)[:3000], file=sys.stderr)
                         except OSError as e:
                             print("  metrics", e, file=sys.stderr)
-                if time.monotonic() - receiver.last > args.stall and (not args.rate or not writer.is_alive()):
+                quiet = now - max(receiver.last, receiver.busy)
+                if quiet > args.stall and (not args.rate or not writer.is_alive()):
+                    break
+                if now - t0 > args.timeout:
                     break
                 if proc.poll() is not None:
                     break
@@ -472,6 +496,9 @@ async def run_case(args, flows, ceiling, pod_count):
             "records_per_cpu_s": round(args.records / cpu) if cpu else None,
             "cpu_s": round(cpu, 2),
             "wall_s": round(wall, 2),
+            # Written up front, copies flow before the HTTP API answers (t0).
+            "first_copy_s": round(receiver.first - t0, 2) if receiver.first and args.rate else None,
+            "copies_per_s": round(receiver.total / wall) if wall > 0 else None,
             "copies": receiver.total,
             "expected": expected_total,
             "duplicates": receiver.duplicates,
@@ -529,7 +556,9 @@ async def main():
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--rate", type=int, default=0)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--stall", type=float, default=15.0, help="seconds without a record that end a run")
+    parser.add_argument("--stall", type=float, default=15.0,
+                        help="seconds without a record, the agent idle, that end a run")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds that end a run in any case")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--verbose", action="store_true")

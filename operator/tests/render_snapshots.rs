@@ -408,6 +408,33 @@ fn pruned_agent_without_default_flow() {
     insta::assert_snapshot!("pruned_agent", sluice::render::agent(&p)[0].content);
 }
 
+/// fluent-bit's tail input reads every file with data in one callback up to its batch size
+/// (50M by default), and the same thread runs the flushes: with thousands of busy files that
+/// held every copy back for 10-18 s (benches/README.md). The agent bounds both batches.
+#[test]
+fn agent_tail_returns_to_the_engine_between_small_batches() {
+    let agent = sluice::render::agent(&typical())[0].content.clone();
+    let yaml: serde_json::Value = serde_saphyr::from_str(&agent).unwrap();
+    let tail = yaml["pipeline"]["inputs"]
+        .as_array()
+        .and_then(|inputs| inputs.iter().find(|i| i["name"] == "tail"))
+        .expect("a tail input");
+    for key in ["static_batch_size", "event_batch_size"] {
+        let value = tail[key].as_str().unwrap_or_else(|| panic!("{key} unset"));
+        let (digits, unit) = value.split_at(value.len() - 1);
+        let bytes = digits.parse::<u64>().unwrap()
+            * match unit {
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                other => panic!("{key}: unit {other}"),
+            };
+        assert!(
+            (64 << 10..=1 << 20).contains(&bytes),
+            "{key} {value}: a few thousand lines per callback"
+        );
+    }
+}
+
 #[test]
 fn tls_disabled() {
     let mut p = typical();
