@@ -435,6 +435,36 @@ fn agent_tail_returns_to_the_engine_between_small_batches() {
     }
 }
 
+/// Routed copies wait on disk in the emitter's chunks; the tail input's own chunks never
+/// hold a record past the filters (each is re-tagged or dropped), so they stay in memory
+/// instead of creating and deleting a chunk file on every read.
+#[test]
+fn agent_buffers_routed_copies_on_disk_and_reads_through_memory() {
+    let agent = sluice::render::agent(&typical())[0].content.clone();
+    let yaml: serde_json::Value = serde_saphyr::from_str(&agent).unwrap();
+    let tail = yaml["pipeline"]["inputs"]
+        .as_array()
+        .and_then(|inputs| inputs.iter().find(|i| i["name"] == "tail"))
+        .expect("a tail input");
+    assert_eq!(tail["storage.type"], "memory");
+    let filters = yaml["pipeline"]["filters"].as_array().unwrap();
+    let dispatch = filters
+        .iter()
+        .find(|f| f["name"] == "rewrite_tag")
+        .expect("the dispatch filter");
+    assert_eq!(dispatch["emitter_storage.type"], "filesystem");
+    assert_eq!(dispatch["emitter_mem_buf_limit"], "0");
+    // Every record the router keeps leaves the tail's chunks: the rule drops the original.
+    assert!(dispatch["rule"].as_str().unwrap().ends_with(" false"));
+    let outputs = yaml["pipeline"]["outputs"].as_array().unwrap();
+    assert!(
+        outputs
+            .iter()
+            .all(|o| o["match"] != "kube.*" && o["match"] != "*"),
+        "no output takes the tail's own records"
+    );
+}
+
 #[test]
 fn tls_disabled() {
     let mut p = typical();
