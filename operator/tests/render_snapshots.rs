@@ -408,17 +408,26 @@ fn pruned_agent_without_default_flow() {
     insta::assert_snapshot!("pruned_agent", sluice::render::agent(&p)[0].content);
 }
 
+/// The typical pipeline's rendered `fluent-bit.yaml`, parsed.
+fn typical_agent_yaml() -> serde_json::Value {
+    let agent = sluice::render::agent(&typical())[0].content.clone();
+    serde_saphyr::from_str(&agent).unwrap()
+}
+
+fn tail_input(agent: &serde_json::Value) -> &serde_json::Value {
+    agent["pipeline"]["inputs"]
+        .as_array()
+        .and_then(|inputs| inputs.iter().find(|i| i["name"] == "tail"))
+        .expect("a tail input")
+}
+
 /// fluent-bit's tail input reads every file with data in one callback up to its batch size
 /// (50M by default), and the same thread runs the flushes: with thousands of busy files that
 /// held every copy back for 10-18 s (benches/README.md). The agent bounds both batches.
 #[test]
 fn agent_tail_returns_to_the_engine_between_small_batches() {
-    let agent = sluice::render::agent(&typical())[0].content.clone();
-    let yaml: serde_json::Value = serde_saphyr::from_str(&agent).unwrap();
-    let tail = yaml["pipeline"]["inputs"]
-        .as_array()
-        .and_then(|inputs| inputs.iter().find(|i| i["name"] == "tail"))
-        .expect("a tail input");
+    let yaml = typical_agent_yaml();
+    let tail = tail_input(&yaml);
     for key in ["static_batch_size", "event_batch_size"] {
         let value = tail[key].as_str().unwrap_or_else(|| panic!("{key} unset"));
         let (digits, unit) = value.split_at(value.len() - 1);
@@ -440,12 +449,8 @@ fn agent_tail_returns_to_the_engine_between_small_batches() {
 /// instead of creating and deleting a chunk file on every read.
 #[test]
 fn agent_buffers_routed_copies_on_disk_and_reads_through_memory() {
-    let agent = sluice::render::agent(&typical())[0].content.clone();
-    let yaml: serde_json::Value = serde_saphyr::from_str(&agent).unwrap();
-    let tail = yaml["pipeline"]["inputs"]
-        .as_array()
-        .and_then(|inputs| inputs.iter().find(|i| i["name"] == "tail"))
-        .expect("a tail input");
+    let yaml = typical_agent_yaml();
+    let tail = tail_input(&yaml);
     assert_eq!(tail["storage.type"], "memory");
     let filters = yaml["pipeline"]["filters"].as_array().unwrap();
     let dispatch = filters
