@@ -23,8 +23,9 @@ moved to a scratch directory:
 Half the pods are taken by one Flow each (distinct routes), half by none. The ceiling is
 the same pipeline without the router: its forward output takes the `kube.*` records as
 they come from the kubernetes filter. Printed per case: records per fluent-bit CPU-second
-(user + system, start-up included), wall time from the start, copies out against expected, duplicates, and the agent's own
-loss counters (records its outputs dropped, retries that failed for good).
+(user + system, start-up included), wall time from the start, copies out against expected,
+duplicates, and the agent's own loss counters (records its outputs dropped, retries that
+failed for good).
 
 `--rate R` writes the records at R per second instead of all up front, for the sustained
 test (`--pods 2000 --rate 50000`: 1,000 routes active on one agent). Each JSON line also
