@@ -23,11 +23,17 @@ moved to a scratch directory:
 Half the pods are taken by one Flow each (distinct routes), half by none. The ceiling is
 the same pipeline without the router: its forward output takes the `kube.*` records as
 they come from the kubernetes filter. Printed per case: records per fluent-bit CPU-second
-(user + system), wall time, copies out against expected, duplicates, and the agent's own
-loss counters (records its outputs dropped, retries that failed for good).
+(user + system, start-up included), wall time from the start, copies out against expected,
+duplicates, and the agent's own loss counters (records its outputs dropped, retries that
+failed for good).
 
 `--rate R` writes the records at R per second instead of all up front, for the sustained
-test (`--pods 2000 --rate 50000`: 1,000 routes active on one agent).
+test (`--pods 2000 --rate 50000`: 1,000 routes active on one agent). Each JSON line also
+gives copies per wall second, the agent's peak RSS and, with `--rate`, the seconds from the
+first write to the first copy. A run ends when every copy is in, or after `--stall` seconds
+with no copy while the agent used under 5 % of a core (a busy agent can hold copies back for
+many seconds: one thread runs its tail input, filters and flushes), or after `--timeout`
+seconds.
 """
 
 import argparse
@@ -49,6 +55,8 @@ import msgpack
 import yaml
 
 NAMESPACES = 10
+# Share of a core below which the agent counts as idle (timers and retries only).
+IDLE_SHARE = 0.05
 CONTAINER = "app"
 LOG_DIR = "/var/log/containers"
 
@@ -297,6 +305,8 @@ class Receiver:
         self.duplicates = 0
         self.total = 0
         self.last = time.monotonic()
+        self.first = None
+        self.busy = 0.0
         self.connections = 0
         self.messages = 0
         self.acks = 0
@@ -313,6 +323,8 @@ class Receiver:
         seqs.add(seq)
         self.total += 1
         self.last = time.monotonic()
+        if self.first is None:
+            self.first = self.last
 
     def entries(self, tag, entries):
         if isinstance(entries, (bytes, bytearray)):
@@ -414,27 +426,38 @@ async def run_case(args, flows, ceiling, pod_count):
         # Every file exists before the agent starts, so the tail input's first scan finds it.
         write_all(work, pod_list, 0 if args.rate else args.records)
         log = open(os.path.join(work, "fluent-bit.log"), "w")
+        # CPU and wall time count from the start: records written up front are read from
+        # the first second, before the HTTP API answers (a read callback can hold it back).
+        t0 = time.monotonic()
         proc = subprocess.Popen([args.fluent_bit, "-c", config], stdout=log, stderr=subprocess.STDOUT)
         try:
-            # Wait until it serves its HTTP API: start-up is not part of the measurement.
             for _ in range(300):
                 if metrics(http_port):
                     break
                 await asyncio.sleep(0.1)
-            cpu0 = cpu_seconds(proc.pid)
-            t0 = time.monotonic()
+            writes_began = time.monotonic()
             if args.rate:
                 writer = multiprocessing.Process(target=write_at_rate, args=(work, pod_list, args.records, args.rate))
                 writer.start()
             expected_total = expected_copies(pod_list, args.records, ceiling)
             receiver.last = time.monotonic()
+            # A run is stalled when no copy arrived for `--stall` seconds while the agent sat
+            # idle: fluent-bit runs the tail input, the filters and the flushes on one thread,
+            # so a long read can hold every copy back for many seconds while it works.
+            busy_mark = (time.monotonic(), cpu_seconds(proc.pid))
             tick = 0
             while receiver.total < expected_total:
                 await asyncio.sleep(0.2)
                 tick += 1
+                now = time.monotonic()
+                if now - busy_mark[0] >= args.stall:
+                    cpu_now = cpu_seconds(proc.pid)
+                    if cpu_now - busy_mark[1] > IDLE_SHARE * (now - busy_mark[0]):
+                        receiver.busy = now
+                    busy_mark = (now, cpu_now)
                 if args.verbose and tick % 10 == 0:
                     print(f"  {time.monotonic() - t0:6.1f}s copies {receiver.total:,} messages {receiver.messages:,} "
-                          f"acks {receiver.acks:,} connections {receiver.connections:,} cpu {cpu_seconds(proc.pid) - cpu0:.1f}s", file=sys.stderr)
+                          f"acks {receiver.acks:,} connections {receiver.connections:,} cpu {cpu_seconds(proc.pid):.1f}s", file=sys.stderr)
                     if args.verbose and tick % 50 == 0:
                         try:
                             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/v1/storage", timeout=5) as r:
@@ -444,14 +467,17 @@ async def run_case(args, flows, ceiling, pod_count):
                                 print("\n".join("  " + l for l in text.splitlines() if "task" in l or "chunk" in l or "retr" in l)[:3000], file=sys.stderr)
                         except OSError as e:
                             print("  metrics", e, file=sys.stderr)
-                if time.monotonic() - receiver.last > args.stall and (not args.rate or not writer.is_alive()):
+                quiet = now - max(receiver.last, receiver.busy)
+                if quiet > args.stall and (not args.rate or not writer.is_alive()):
+                    break
+                if now - t0 > args.timeout:
                     break
                 if proc.poll() is not None:
                     break
             if args.rate:
                 writer.join()
             wall = receiver.last - t0
-            cpu = cpu_seconds(proc.pid) - cpu0
+            cpu = cpu_seconds(proc.pid)
             m = metrics(http_port)
             with open(os.path.join(work, "metrics.json"), "w") as f:
                 json.dump(m, f, indent=1)
@@ -472,6 +498,8 @@ async def run_case(args, flows, ceiling, pod_count):
             "records_per_cpu_s": round(args.records / cpu) if cpu else None,
             "cpu_s": round(cpu, 2),
             "wall_s": round(wall, 2),
+            "first_copy_s": round(receiver.first - writes_began, 2) if receiver.first and args.rate else None,
+            "copies_per_s": round(receiver.total / wall) if wall > 0 else None,
             "copies": receiver.total,
             "expected": expected_total,
             "duplicates": receiver.duplicates,
@@ -529,7 +557,9 @@ async def main():
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--rate", type=int, default=0)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--stall", type=float, default=15.0, help="seconds without a record that end a run")
+    parser.add_argument("--stall", type=float, default=15.0,
+                        help="seconds without a record, the agent idle, that end a run")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds that end a run in any case")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--verbose", action="store_true")

@@ -408,6 +408,68 @@ fn pruned_agent_without_default_flow() {
     insta::assert_snapshot!("pruned_agent", sluice::render::agent(&p)[0].content);
 }
 
+/// The typical pipeline's rendered `fluent-bit.yaml`, parsed.
+fn typical_agent_yaml() -> serde_json::Value {
+    let agent = sluice::render::agent(&typical())[0].content.clone();
+    serde_saphyr::from_str(&agent).unwrap()
+}
+
+fn tail_input(agent: &serde_json::Value) -> &serde_json::Value {
+    agent["pipeline"]["inputs"]
+        .as_array()
+        .and_then(|inputs| inputs.iter().find(|i| i["name"] == "tail"))
+        .expect("a tail input")
+}
+
+/// fluent-bit's tail input reads every file with data in one callback up to its batch size
+/// (50M by default), and the same thread runs the flushes: with thousands of busy files that
+/// held every copy back for 10-18 s (benches/README.md). The agent bounds both batches.
+#[test]
+fn agent_tail_returns_to_the_engine_between_small_batches() {
+    let yaml = typical_agent_yaml();
+    let tail = tail_input(&yaml);
+    for key in ["static_batch_size", "event_batch_size"] {
+        let value = tail[key].as_str().unwrap_or_else(|| panic!("{key} unset"));
+        let (digits, unit) = value.split_at(value.len() - 1);
+        let bytes = digits.parse::<u64>().unwrap()
+            * match unit {
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                other => panic!("{key}: unit {other}"),
+            };
+        assert!(
+            (64 << 10..=1 << 20).contains(&bytes),
+            "{key} {value}: a few thousand lines per callback"
+        );
+    }
+}
+
+/// Routed copies wait on disk in the emitter's chunks; the tail input's own chunks never
+/// hold a record past the filters (each is re-tagged or dropped), so they stay in memory
+/// instead of creating and deleting a chunk file on every read.
+#[test]
+fn agent_buffers_routed_copies_on_disk_and_reads_through_memory() {
+    let yaml = typical_agent_yaml();
+    let tail = tail_input(&yaml);
+    assert_eq!(tail["storage.type"], "memory");
+    let filters = yaml["pipeline"]["filters"].as_array().unwrap();
+    let dispatch = filters
+        .iter()
+        .find(|f| f["name"] == "rewrite_tag")
+        .expect("the dispatch filter");
+    assert_eq!(dispatch["emitter_storage.type"], "filesystem");
+    assert_eq!(dispatch["emitter_mem_buf_limit"], "0");
+    // Every record the router keeps leaves the tail's chunks: the rule drops the original.
+    assert!(dispatch["rule"].as_str().unwrap().ends_with(" false"));
+    let outputs = yaml["pipeline"]["outputs"].as_array().unwrap();
+    assert!(
+        outputs
+            .iter()
+            .all(|o| o["match"] != "kube.*" && o["match"] != "*"),
+        "no output takes the tail's own records"
+    );
+}
+
 #[test]
 fn tls_disabled() {
     let mut p = typical();
