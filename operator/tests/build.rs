@@ -569,6 +569,33 @@ fn the_agent_runs_as_the_service_account_the_install_binds() {
     }
 }
 
+/// A Logging that sizes nothing gets an agent that holds what real fluent-bit used with
+/// 1,000 routes active on one node (up to 429 MB; benches/README.md): at the old 256Mi such
+/// an agent was killed under load. A Logging's own resources replace the default.
+#[test]
+fn the_agents_default_memory_limit_fits_a_thousand_active_routes() {
+    let mut pipeline = examples_pipeline();
+    let agent_limits = |pipeline: &Pipeline| {
+        let children = build::objects(pipeline, &pki()).unwrap();
+        find(&children, ChildKind::DaemonSet, "main-agent")["spec"]["template"]["spec"]
+            ["containers"][0]["resources"]["limits"]
+            .clone()
+    };
+    pipeline
+        .spec
+        .agent
+        .get_or_insert_with(Default::default)
+        .resources = None;
+    assert_eq!(agent_limits(&pipeline)["memory"], "512Mi");
+    pipeline
+        .spec
+        .agent
+        .get_or_insert_with(Default::default)
+        .resources =
+        Some(serde_json::from_value(serde_json::json!({"limits": {"memory": "1Gi"}})).unwrap());
+    assert_eq!(agent_limits(&pipeline)["memory"], "1Gi");
+}
+
 /// fluentd listens only after the supervisor and the worker configured every plugin: no
 /// probe may kill it meanwhile. The startup probe allows twice the check timeout and a
 /// minute (a configuration the capacity model admits checks within half the timeout), and
