@@ -835,7 +835,7 @@ impl StatusPass<'_> {
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
-        let resource = ApiResource::erase::<K>(&());
+        let resource = Arc::new(ApiResource::erase::<K>(&()));
         // Objects are visited in cache order and only what is announced or written is sorted:
         // sorting all 10,000 objects of a kind on every reconcile cost more than the rest.
         let first_pending = self.pending.len();
