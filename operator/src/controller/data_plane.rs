@@ -448,6 +448,30 @@ mod tests {
         assert!(revisions.is_running(&flow("a"), Some(1)));
     }
 
+    /// The objects are kept from one candidate to the next: one that left a candidate and
+    /// came back counts from the candidate it came back in, not from the first that held it.
+    #[test]
+    fn an_object_back_in_a_later_candidate_counts_from_that_one() {
+        let mut revisions = Revisions::default();
+        revisions.built("r1", [(&flow("a"), held(1, "flow-a"))]);
+        revisions.built("r2", [(&flow("b"), held(1, "flow-b"))]);
+        revisions.built(
+            "r3",
+            [
+                (&flow("a"), held(1, "flow-a")),
+                (&flow("b"), held(1, "flow-b")),
+            ],
+        );
+        // Every pod runs r2: b entered there; a, back in r3 only, waits.
+        revisions.confirm(1, &BTreeSet::new());
+        assert!(revisions.is_running(&flow("b"), Some(1)));
+        assert!(!revisions.is_running(&flow("a"), Some(1)));
+        assert_eq!(revisions.unconfirmed(), vec![flow("a")]);
+        assert!(revisions.any_unconfirmed());
+        revisions.confirm(2, &BTreeSet::new());
+        assert!(!revisions.any_unconfirmed());
+    }
+
     #[test]
     fn a_new_process_trusts_what_stored_statuses_say_ran() {
         let mut revisions = Revisions::default();
