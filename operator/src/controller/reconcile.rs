@@ -512,8 +512,8 @@ async fn announce_changes(
 /// Secret is at least half full (at 10,000 simple flows aggregator slots hold about a
 /// quarter of the budget, routing slots a fortieth).
 fn overflowed_flows(pipeline: &Pipeline, children: &[Child]) -> Vec<ObjectKey> {
-    use crate::render::edge::ROUTES_SLOT_BUDGET;
-    use crate::render::fluentd::SLOT_BUDGET;
+    use crate::render::edge::{ROUTES_SLOT_BUDGET, flow_route};
+    use crate::render::fluentd::{SLOT_BUDGET, flow_label};
     let names = &pipeline.names;
     let aggregator_slots = names.candidate_bundle_secrets(crate::layout::AGGREGATOR_COMPONENT);
     let routing_slots = names.agent_routes_secrets();
@@ -535,9 +535,14 @@ fn overflowed_flows(pipeline: &Pipeline, children: &[Child]) -> Vec<ObjectKey> {
     }
     if crowded(&routing_slots, ROUTES_SLOT_BUDGET) {
         // The agents' table is built without the flows the aggregator left out (build::objects).
-        let mut routed = pipeline.clone();
-        routed.flows.retain(|flow| !overflowed.contains(&flow.key));
-        overflowed.extend(crate::render::agent_routes(&routed).overflowed);
+        let left_out: std::collections::BTreeSet<String> = overflowed
+            .iter()
+            .map(|key| flow_route(&flow_label(key)).to_owned())
+            .collect();
+        let emits = |route: &str| !left_out.contains(route);
+        let table =
+            crate::render::edge::routes_table_emitting(pipeline, &emits, ROUTES_SLOT_BUDGET);
+        overflowed.extend(table.overflowed);
     }
     overflowed
 }

@@ -495,14 +495,10 @@ pub async fn gate_routes(
         withheld = withheld.len(),
         "routes withheld from the agents until every aggregator pod dispatches them"
     );
-    let mut gated = pipeline.clone();
-    gated
-        .flows
-        .retain(|flow| allowed.contains(crate::render::edge::flow_route(&flow_label(&flow.key))));
-    if !allowed.contains(crate::render::edge::DEFAULT_ROUTE) {
-        gated.default_flow = None;
-    }
-    for rebuilt in crate::build::agent_routes_children(&gated)? {
+    // Rebuilt from the same pipeline with the withheld routes skipped, not from a copy of
+    // the pipeline without them: routes are withheld through most of a large apply.
+    let emits = |route: &str| allowed.contains(route);
+    for rebuilt in crate::build::agent_routes_children(pipeline, &emits)? {
         if let Some(child) = children.iter_mut().find(|c| {
             c.kind == ChildKind::Secret && c.object.metadata.name == rebuilt.object.metadata.name
         }) {
