@@ -449,6 +449,49 @@ fn a_routing_change_updates_the_agents_table_without_rolling_them() {
 }
 
 #[test]
+fn routes_the_agents_may_not_emit_yet_are_left_out_of_every_routing_secret() {
+    use sluice::render::edge::{DEFAULT_ROUTE, flow_route};
+    use sluice::render::fluentd::flow_label;
+    let pipeline = examples_pipeline();
+    assert!(pipeline.default_flow.is_some() && pipeline.flows.len() > 2);
+    let route = |flow: &sluice::model::FlowPlan| flow_route(&flow_label(&flow.key)).to_owned();
+    let held = route(&pipeline.flows[1]);
+    let withheld = BTreeSet::from([held.clone(), DEFAULT_ROUTE.to_owned()]);
+    let gated =
+        build::agent_routes_children(&pipeline, &|route| !withheld.contains(route)).unwrap();
+
+    // The same Secrets as a pipeline that never had the withheld flows.
+    let mut without = pipeline.clone();
+    without.flows.remove(1);
+    without.default_flow = None;
+    let expected = build::agent_routes_children(&without, &|_| true).unwrap();
+    let data = |children: &[Child]| -> Vec<serde_json::Value> {
+        children.iter().map(|c| c.object.data.clone()).collect()
+    };
+    assert_eq!(data(&gated), data(&expected));
+
+    // Nowhere in the index, the route list or a slot; every other route is there.
+    let names = pipeline.names.agent_routes_secrets();
+    let text = |children: &[Child]| -> String {
+        bundle_files(children, &names)
+            .into_values()
+            .map(|bytes| String::from_utf8(bytes).unwrap())
+            .collect()
+    };
+    let gated_text = text(&gated);
+    let everything = text(&build::agent_routes_children(&pipeline, &|_| true).unwrap());
+    assert!(everything.contains(&held) && everything.contains(DEFAULT_ROUTE));
+    assert!(!gated_text.contains(&held), "{gated_text}");
+    let default_entry = format!("d={}", sluice::render::edge::lua_string(DEFAULT_ROUTE));
+    assert!(everything.contains(&default_entry));
+    assert!(!gated_text.contains(&default_entry), "{gated_text}");
+    assert!(!gated_text.lines().any(|line| line == DEFAULT_ROUTE));
+    for flow in pipeline.flows.iter().filter(|f| route(f) != held) {
+        assert!(gated_text.contains(&route(flow)), "{}", route(flow));
+    }
+}
+
+#[test]
 fn unset_replicas_are_left_to_an_autoscaler() {
     let mut pipeline = examples_pipeline();
     pipeline.spec.aggregator.as_mut().unwrap().replicas = None;

@@ -125,7 +125,7 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
         )?;
     }
     // One Secret per routing file: a select-label edit rewrites its flow's slot only.
-    for secret in routes_secrets(agent_pipeline) {
+    for secret in routes_secrets(agent_pipeline, &|_| true) {
         push(ChildKind::Secret, serde_json::to_value(secret))?;
     }
     for secret in &pki.secrets {
@@ -172,13 +172,16 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
     Ok(children)
 }
 
-/// The agents' routing table Secrets for `pipeline`: the index (`routes.lua`, with the routes
-/// the table emits in `routes.list`) and every slot. The operator builds them again for a
-/// pipeline holding only the flows every aggregator pod dispatches (docs/architecture.md,
-/// "Config reload").
-pub fn agent_routes_children(pipeline: &Pipeline) -> Result<Vec<Child>, BuildError> {
+/// The agents' routing table Secrets for `pipeline`, holding only the routes `emits` lets
+/// through: the index (`routes.lua`, with the routes the table emits in `routes.list`) and
+/// every slot. The operator builds them again with only the routes every aggregator pod
+/// dispatches (docs/architecture.md, "Config reload").
+pub fn agent_routes_children(
+    pipeline: &Pipeline,
+    emits: render::edge::Emits<'_>,
+) -> Result<Vec<Child>, BuildError> {
     let kind = ChildKind::Secret;
-    routes_secrets(pipeline)
+    routes_secrets(pipeline, emits)
         .into_iter()
         .map(|secret| {
             let object = serde_json::to_value(secret)
@@ -189,11 +192,12 @@ pub fn agent_routes_children(pipeline: &Pipeline) -> Result<Vec<Child>, BuildErr
         .collect()
 }
 
-fn routes_secrets(pipeline: &Pipeline) -> Vec<Secret> {
+fn routes_secrets(pipeline: &Pipeline, emits: render::edge::Emits<'_>) -> Vec<Secret> {
     let names = &pipeline.names;
     let owner = owner_reference(pipeline);
-    let table = render::agent_routes(pipeline);
-    let routes = render::edge::routes_list(&render::edge::routes(pipeline));
+    let table =
+        render::edge::routes_table_emitting(pipeline, emits, render::edge::ROUTES_SLOT_BUDGET);
+    let routes = render::edge::routes_list(&render::edge::routes_emitting(pipeline, emits));
     names
         .agent_routes_secrets()
         .into_iter()

@@ -41,6 +41,23 @@ pub struct Held {
     pub reported_running: bool,
 }
 
+/// One object of the newest candidate, with the number of the first candidate that held its
+/// current generation.
+#[derive(Debug)]
+struct Entry {
+    held: Held,
+    since: u64,
+    /// The [`Revisions::builds`] count of the newest candidate holding it.
+    seen: u64,
+}
+
+impl Held {
+    /// Whether `version` (uid, generation) is this one's.
+    fn is_version(&self, version: &(Option<String>, Option<i64>)) -> bool {
+        version.0 == self.uid && version.1 == self.generation
+    }
+}
+
 /// One Logging's candidates and what runs of them.
 #[derive(Debug, Default)]
 pub struct Revisions {
@@ -49,7 +66,10 @@ pub struct Revisions {
     next: u64,
     /// Objects of the newest candidate, with the number of the first candidate that held
     /// their current generation.
-    objects: HashMap<ObjectKey, (Held, u64)>,
+    objects: HashMap<ObjectKey, Entry>,
+    /// Candidates recorded by [`Revisions::built`], the newest one's count marking the
+    /// objects it holds.
+    builds: u64,
     /// Objects known to run everywhere, at the generation confirmed.
     running: HashMap<ObjectKey, Option<i64>>,
     /// The version (uid, generation) of each object that last ran everywhere, kept after it
@@ -60,7 +80,11 @@ pub struct Revisions {
 
 impl Revisions {
     /// Records the candidate just built and the objects it holds.
-    pub fn built(&mut self, revision: &str, objects: impl IntoIterator<Item = (ObjectKey, Held)>) {
+    pub fn built<'k>(
+        &mut self,
+        revision: &str,
+        objects: impl IntoIterator<Item = (&'k ObjectKey, Held)>,
+    ) {
         let number = match self.order.back() {
             Some((last, number)) if last == revision => *number,
             _ => {
@@ -74,26 +98,50 @@ impl Revisions {
                 number
             }
         };
-        let mut previous = std::mem::take(&mut self.objects);
+        // Updated in place: at 10,000 flows nearly every object is as the last candidate
+        // held it, and building the map afresh on every reconcile cost more than the rest.
+        self.builds += 1;
+        let seen = self.builds;
         for (key, held) in objects {
-            let since = match previous.remove(&key) {
-                Some((before, since)) if before.generation == held.generation => since,
-                _ => number,
-            };
-            if held.reported_running && !self.running.contains_key(&key) {
+            if held.reported_running && !self.running.contains_key(key) {
                 self.running.insert(key.clone(), held.generation);
                 self.ran
                     .insert(key.clone(), (held.uid.clone(), held.generation));
             }
             if self
                 .ran
-                .get(&key)
-                .is_some_and(|version| *version != (held.uid.clone(), held.generation))
+                .get(key)
+                .is_some_and(|version| !held.is_version(version))
             {
-                self.ran.remove(&key);
+                self.ran.remove(key);
             }
-            self.objects.insert(key, (held, since));
+            match self.objects.get_mut(key) {
+                Some(entry) if entry.seen != seen => {
+                    if entry.held.generation != held.generation {
+                        entry.since = number;
+                    }
+                    entry.held = held;
+                    entry.seen = seen;
+                }
+                // Twice in one candidate: counts from this one, as a new object.
+                Some(entry) => {
+                    *entry = Entry {
+                        held,
+                        since: number,
+                        seen,
+                    };
+                }
+                None => {
+                    let entry = Entry {
+                        held,
+                        since: number,
+                        seen,
+                    };
+                    self.objects.insert(key.clone(), entry);
+                }
+            }
         }
+        self.objects.retain(|_, entry| entry.seen == seen);
         let objects = &self.objects;
         self.running.retain(|key, _| objects.contains_key(key));
     }
@@ -114,7 +162,7 @@ impl Revisions {
     /// Every object that entered at or before revision `oldest` runs, unless its route is
     /// withheld from the agents.
     pub fn confirm(&mut self, oldest: u64, withheld: &BTreeSet<String>) {
-        for (key, (held, since)) in &self.objects {
+        for (key, Entry { held, since, .. }) in &self.objects {
             let routed = held
                 .route
                 .as_ref()
@@ -142,14 +190,26 @@ impl Revisions {
         let mut keys: Vec<ObjectKey> = self
             .objects
             .iter()
-            .filter(|(key, (held, _))| !self.is_running(key, held.generation))
-            .filter(|(key, (held, _))| {
-                self.ran.get(*key) != Some(&(held.uid.clone(), held.generation))
-            })
+            .filter(|(key, entry)| self.is_unconfirmed(key, &entry.held))
             .map(|(key, _)| key.clone())
             .collect();
         keys.sort();
         keys
+    }
+
+    /// Whether [`Revisions::unconfirmed`] holds anything.
+    pub fn any_unconfirmed(&self) -> bool {
+        self.objects
+            .iter()
+            .any(|(key, entry)| self.is_unconfirmed(key, &entry.held))
+    }
+
+    fn is_unconfirmed(&self, key: &ObjectKey, held: &Held) -> bool {
+        !self.is_running(key, held.generation)
+            && self
+                .ran
+                .get(key)
+                .is_none_or(|version| !held.is_version(version))
     }
 }
 
@@ -229,13 +289,13 @@ pub fn record_candidate(ctx: &Context, pipeline: &Pipeline, children: &[Child]) 
     };
     let flows = pipeline.flows.iter().map(|flow| {
         let route = flow_route(&flow_label(&flow.key)).to_owned();
-        (flow.key.clone(), held(ctx, &flow.key, Some(route)))
+        (&flow.key, held(ctx, &flow.key, Some(route)))
     });
     let outputs = pipeline
         .outputs
         .keys()
-        .map(|key| (key.clone(), held(ctx, key, None)));
-    let objects: Vec<(ObjectKey, Held)> = flows.chain(outputs).collect();
+        .map(|key| (key, held(ctx, key, None)));
+    let objects: Vec<(&ObjectKey, Held)> = flows.chain(outputs).collect();
     ctx.memory()
         .data_plane
         .entry(pipeline.logging.clone())
@@ -261,7 +321,7 @@ pub async fn observe(
         .memory()
         .data_plane
         .get(&pipeline.logging)
-        .is_some_and(|revisions| !revisions.unconfirmed().is_empty());
+        .is_some_and(Revisions::any_unconfirmed);
     if !waiting {
         return None;
     }
@@ -281,7 +341,7 @@ pub async fn observe(
     {
         revisions.confirm(oldest, &gate.withheld);
     }
-    if revisions.unconfirmed().is_empty() {
+    if !revisions.any_unconfirmed() {
         None
     } else if reachable {
         Some(rollout::PENDING_RECHECK)
@@ -339,12 +399,12 @@ mod tests {
     #[test]
     fn an_object_runs_once_every_pod_runs_a_revision_holding_its_generation() {
         let mut revisions = Revisions::default();
-        revisions.built("r1", [(flow("a"), held(1, "flow-a"))]);
+        revisions.built("r1", [(&flow("a"), held(1, "flow-a"))]);
         revisions.built(
             "r2",
             [
-                (flow("a"), held(1, "flow-a")),
-                (flow("b"), held(1, "flow-b")),
+                (&flow("a"), held(1, "flow-a")),
+                (&flow("b"), held(1, "flow-b")),
             ],
         );
         let none = BTreeSet::new();
@@ -368,8 +428,8 @@ mod tests {
         revisions.built(
             "r3",
             [
-                (flow("a"), held(2, "flow-a")),
-                (flow("b"), held(1, "flow-b")),
+                (&flow("a"), held(2, "flow-a")),
+                (&flow("b"), held(1, "flow-b")),
             ],
         );
         assert_eq!(revisions.unconfirmed(), vec![flow("a")]);
@@ -379,13 +439,37 @@ mod tests {
     #[test]
     fn a_revision_built_again_counts_from_its_newest_build() {
         let mut revisions = Revisions::default();
-        revisions.built("r1", [(flow("a"), held(1, "flow-a"))]);
+        revisions.built("r1", [(&flow("a"), held(1, "flow-a"))]);
         revisions.built("r2", []);
         // Recreated at generation 1: the same content as r1 again.
-        revisions.built("r1", [(flow("a"), held(1, "flow-a"))]);
+        revisions.built("r1", [(&flow("a"), held(1, "flow-a"))]);
         let oldest = revisions.oldest_running(&[Some("r1")]);
         revisions.confirm(oldest.unwrap_or_default(), &BTreeSet::new());
         assert!(revisions.is_running(&flow("a"), Some(1)));
+    }
+
+    /// The objects are kept from one candidate to the next: one that left a candidate and
+    /// came back counts from the candidate it came back in, not from the first that held it.
+    #[test]
+    fn an_object_back_in_a_later_candidate_counts_from_that_one() {
+        let mut revisions = Revisions::default();
+        revisions.built("r1", [(&flow("a"), held(1, "flow-a"))]);
+        revisions.built("r2", [(&flow("b"), held(1, "flow-b"))]);
+        revisions.built(
+            "r3",
+            [
+                (&flow("a"), held(1, "flow-a")),
+                (&flow("b"), held(1, "flow-b")),
+            ],
+        );
+        // Every pod runs r2: b entered there; a, back in r3 only, waits.
+        revisions.confirm(1, &BTreeSet::new());
+        assert!(revisions.is_running(&flow("b"), Some(1)));
+        assert!(!revisions.is_running(&flow("a"), Some(1)));
+        assert_eq!(revisions.unconfirmed(), vec![flow("a")]);
+        assert!(revisions.any_unconfirmed());
+        revisions.confirm(2, &BTreeSet::new());
+        assert!(!revisions.any_unconfirmed());
     }
 
     #[test]
@@ -395,12 +479,12 @@ mod tests {
         reported.reported_running = true;
         revisions.built(
             "r9",
-            [(flow("a"), reported), (flow("b"), held(1, "flow-b"))],
+            [(&flow("a"), reported), (&flow("b"), held(1, "flow-b"))],
         );
         assert!(revisions.is_running(&flow("a"), Some(3)));
         assert_eq!(revisions.unconfirmed(), vec![flow("b")]);
         // Removed from the candidate: forgotten.
-        revisions.built("r10", [(flow("b"), held(1, "flow-b"))]);
+        revisions.built("r10", [(&flow("b"), held(1, "flow-b"))]);
         assert!(!revisions.holds(&flow("a")));
         assert!(!revisions.is_running(&flow("a"), Some(3)));
     }
@@ -421,8 +505,8 @@ mod tests {
         revisions.built(
             "r1",
             [
-                (flow("a"), held(1, "flow-a")),
-                (output.clone(), output_held("u1")),
+                (&flow("a"), held(1, "flow-a")),
+                (&output, output_held("u1")),
             ],
         );
         revisions.confirm(0, &BTreeSet::new());
@@ -431,8 +515,8 @@ mod tests {
         revisions.built(
             "r3",
             [
-                (flow("b"), held(1, "flow-b")),
-                (output.clone(), output_held("u1")),
+                (&flow("b"), held(1, "flow-b")),
+                (&output, output_held("u1")),
             ],
         );
         assert!(
@@ -443,8 +527,8 @@ mod tests {
         revisions.built(
             "r4",
             [
-                (flow("b"), held(1, "flow-b")),
-                (output.clone(), output_held("u2")),
+                (&flow("b"), held(1, "flow-b")),
+                (&output, output_held("u2")),
             ],
         );
         let mut expected = vec![flow("b"), output];

@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -66,6 +65,12 @@ pub async fn reconcile(
                         deleted = summary.deleted,
                         logging_status = summary.logging_status,
                         statuses_queued = summary.statuses_queued,
+                        resolve_ms = summary.resolve_ms,
+                        build_ms = summary.build_ms,
+                        apply_ms = summary.apply_ms,
+                        config_ms = summary.config_ms,
+                        rollout_ms = summary.rollout_ms,
+                        statuses_ms = summary.statuses_ms,
                         millis,
                         "reconciled"
                     );
@@ -156,6 +161,20 @@ struct Summary {
     logging_status: bool,
     /// Object statuses queued for the status writer.
     statuses_queued: usize,
+    /// Milliseconds spent resolving, building, and applying and deleting children, and from
+    /// the start until the configuration was applied (what an edit waits for).
+    resolve_ms: u64,
+    build_ms: u64,
+    apply_ms: u64,
+    config_ms: u64,
+    /// Milliseconds spent on the rollout after the apply (the data plane's bookkeeping,
+    /// promotion, asking the reloaders) and on queueing object statuses.
+    rollout_ms: u64,
+    statuses_ms: u64,
+}
+
+fn millis_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Summary {
@@ -171,6 +190,7 @@ async fn reconcile_logging(
     // Taken before the caches are read: a change after this point triggers a reconcile of
     // its own. Status writes wait until the configuration is applied.
     let config_phase = ctx.status_writer.config_phase();
+    let started = Instant::now();
     let change_arrived = ctx.trigger.take_oldest();
     let mut summary = Summary::default();
     let logging = match &guard.0 {
@@ -191,6 +211,7 @@ async fn reconcile_logging(
     inventory.secrets.extend(user_secrets.secrets);
     inventory.secret_errors = user_secrets.errors;
     let mut resolution = (ctx.cores.resolve)(&inventory);
+    summary.resolve_ms = millis_since(started);
     let key = ObjectKey::cluster(Kind::Logging, &name);
     let mut problems = resolution.problems.get(&key).cloned().unwrap_or_default();
     let mut requeue = ctx.settings.resync;
@@ -215,7 +236,9 @@ async fn reconcile_logging(
         if let Some(next) = plan.next_change {
             requeue = requeue.min(until(next, now));
         }
+        let building = Instant::now();
         let mut children = (ctx.cores.build)(pipeline, &plan)?;
+        summary.build_ms = millis_since(building);
         overflowed = overflowed_flows(pipeline, &children);
         if let Some(recheck) = rollout::gate_scale_in(ctx, pipeline, &mut children).await {
             requeue = requeue.min(recheck);
@@ -225,7 +248,7 @@ async fn reconcile_logging(
         if !routes.withheld.is_empty() && routes.reachable {
             requeue = requeue.min(rollout::PENDING_RECHECK);
         }
-        data_plane::record_candidate(ctx, pipeline, &children);
+        let applying = Instant::now();
         let applied = apply::apply_children(ctx, &children).await?;
         for (kind, child, message) in &applied.rejected {
             problems.push(Problem {
@@ -238,7 +261,14 @@ async fn reconcile_logging(
         if let Some(arrived) = change_arrived {
             ctx.metrics.edit_to_config(arrived.elapsed());
         }
+        summary.apply_ms = millis_since(applying);
+        summary.config_ms = millis_since(started);
         drop(config_phase);
+        let rolling_out = Instant::now();
+        // After the apply, not before: an edit waits for nothing but its configuration. No
+        // pod can report the candidate before it is applied, and nothing reads what runs
+        // before the rollout below.
+        data_plane::record_candidate(ctx, pipeline, &children);
         for component in [
             crate::layout::AGENT_COMPONENT,
             crate::layout::AGGREGATOR_COMPONENT,
@@ -273,6 +303,7 @@ async fn reconcile_logging(
             // Pods are catching up: their status changes the objects' Ready.
             requeue = requeue.min(recheck);
         }
+        summary.rollout_ms = millis_since(rolling_out);
         summary.applied = applied.created.len() + applied.updated.len() + applied.recreated.len();
         summary.deleted = deleted.len();
         record_config_metrics(ctx, pipeline, &children);
@@ -338,7 +369,9 @@ async fn reconcile_logging(
         remember_written(ctx, logging.uid(), &computed);
         summary.logging_status = true;
     }
+    let queueing = Instant::now();
     summary.statuses_queued = queue_object_statuses(ctx, &resolution, now).await;
+    summary.statuses_ms = millis_since(queueing);
     Ok((Action::requeue(requeue), summary))
 }
 
@@ -479,8 +512,8 @@ async fn announce_changes(
 /// Secret is at least half full (at 10,000 simple flows aggregator slots hold about a
 /// quarter of the budget, routing slots a fortieth).
 fn overflowed_flows(pipeline: &Pipeline, children: &[Child]) -> Vec<ObjectKey> {
-    use crate::render::edge::ROUTES_SLOT_BUDGET;
-    use crate::render::fluentd::SLOT_BUDGET;
+    use crate::render::edge::{ROUTES_SLOT_BUDGET, flow_route};
+    use crate::render::fluentd::{SLOT_BUDGET, flow_label};
     let names = &pipeline.names;
     let aggregator_slots = names.candidate_bundle_secrets(crate::layout::AGGREGATOR_COMPONENT);
     let routing_slots = names.agent_routes_secrets();
@@ -502,9 +535,14 @@ fn overflowed_flows(pipeline: &Pipeline, children: &[Child]) -> Vec<ObjectKey> {
     }
     if crowded(&routing_slots, ROUTES_SLOT_BUDGET) {
         // The agents' table is built without the flows the aggregator left out (build::objects).
-        let mut routed = pipeline.clone();
-        routed.flows.retain(|flow| !overflowed.contains(&flow.key));
-        overflowed.extend(crate::render::agent_routes(&routed).overflowed);
+        let left_out: std::collections::BTreeSet<String> = overflowed
+            .iter()
+            .map(|key| flow_route(&flow_label(key)).to_owned())
+            .collect();
+        let emits = |route: &str| !left_out.contains(route);
+        let table =
+            crate::render::edge::routes_table_emitting(pipeline, &emits, ROUTES_SLOT_BUDGET);
+        overflowed.extend(table.overflowed);
     }
     overflowed
 }
@@ -553,6 +591,19 @@ fn leave_out_overflowed(resolution: &mut Resolution, logging: &str, overflowed: 
     }
 }
 
+/// Bytes a padded base64 text decodes to, without decoding it.
+fn decoded_len(encoded: &str) -> usize {
+    let padding = encoded
+        .bytes()
+        .rev()
+        .take_while(|b| *b == b'=')
+        .count()
+        .min(2);
+    (encoded.len() / 4 * 3).saturating_sub(padding)
+}
+
+/// The rendered size of each component's configuration, read off the built Secrets without
+/// decoding them (megabytes at 10,000 flows, on every reconcile).
 fn record_config_metrics(ctx: &Context, pipeline: &Pipeline, children: &[Child]) {
     let size = |name: &str| -> Option<usize> {
         let child = children
@@ -562,8 +613,7 @@ fn record_config_metrics(ctx: &Context, pipeline: &Pipeline, children: &[Child])
         Some(
             data.values()
                 .filter_map(|v| v.as_str())
-                .filter_map(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-                .map(|bytes| bytes.len())
+                .map(decoded_len)
                 .sum(),
         )
     };
@@ -790,7 +840,7 @@ impl StatusPass<'_> {
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
-        let resource = ApiResource::erase::<K>(&());
+        let resource = Arc::new(ApiResource::erase::<K>(&()));
         // Objects are visited in cache order and only what is announced or written is sorted:
         // sorting all 10,000 objects of a kind on every reconcile cost more than the rest.
         let first_pending = self.pending.len();
@@ -898,5 +948,18 @@ impl StatusPass<'_> {
                 .await;
         }
         self.pending[first_pending..].sort_by(|a, b| a.key.cmp(&b.key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    #[test]
+    fn decoded_lengths_are_read_off_base64_text() {
+        for bytes in 0..8 {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(vec![7u8; bytes]);
+            assert_eq!(super::decoded_len(&encoded), bytes, "{encoded}");
+        }
     }
 }

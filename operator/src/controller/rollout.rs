@@ -205,33 +205,40 @@ fn cached_secret(ctx: &Context, namespace: &str, name: &str) -> Option<Arc<Dynam
         })
 }
 
-/// The accepted copies of a component's candidate Secrets: the files first, the manifest's
-/// Secret last, as for the candidate.
-fn accepted_children(names: &Names, component: &str, children: &[Child]) -> Vec<Child> {
+/// Applies the accepted copies of a component's candidate Secrets: the files first, the
+/// manifest's Secret last, as for the candidate. One copy at a time: together they are as
+/// large as the whole configuration (megabytes at 10,000 flows), and most are unchanged.
+async fn promote(
+    ctx: &Context,
+    names: &Names,
+    component: &str,
+    children: &[Child],
+) -> Result<(), Error> {
     let candidates = names.candidate_bundle_secrets(component);
-    let mut accepted: Vec<Child> = candidates
-        .iter()
-        .filter_map(|candidate| {
-            let mut object = built_secret(children, candidate)?.clone();
-            object.metadata.name = names.accepted_secret(candidate);
-            object
-                .metadata
-                .labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert(
-                    layout::CONFIG_SET_LABEL.to_owned(),
-                    layout::CONFIG_SET_ACCEPTED.to_owned(),
-                );
-            Some(Child {
-                kind: ChildKind::Secret,
-                object,
-            })
-        })
-        .collect();
-    if !accepted.is_empty() {
-        accepted.rotate_left(1);
+    let Some((main, files)) = candidates.split_first() else {
+        return Ok(());
+    };
+    for candidate in files.iter().chain([main]) {
+        let Some(built) = built_secret(children, candidate) else {
+            continue;
+        };
+        let mut object = built.clone();
+        object.metadata.name = names.accepted_secret(candidate);
+        object
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                layout::CONFIG_SET_LABEL.to_owned(),
+                layout::CONFIG_SET_ACCEPTED.to_owned(),
+            );
+        let copy = Child {
+            kind: ChildKind::Secret,
+            object,
+        };
+        apply::apply_children(ctx, std::slice::from_ref(&copy)).await?;
     }
-    accepted
+    Ok(())
 }
 
 /// The reloaders' answers, asked at most once per component and reconcile: the routes
@@ -310,8 +317,7 @@ pub async fn advance(
         if status.running.as_deref() == Some(candidate.as_str())
             || status.accepted.contains(&candidate)
         {
-            let accepted = accepted_children(names, component, children);
-            apply::apply_children(ctx, &accepted).await?;
+            promote(ctx, names, component, children).await?;
             ctx.metrics.config_rollout(component, "promoted");
             tracing::info!(
                 component,
@@ -489,14 +495,10 @@ pub async fn gate_routes(
         withheld = withheld.len(),
         "routes withheld from the agents until every aggregator pod dispatches them"
     );
-    let mut gated = pipeline.clone();
-    gated
-        .flows
-        .retain(|flow| allowed.contains(crate::render::edge::flow_route(&flow_label(&flow.key))));
-    if !allowed.contains(crate::render::edge::DEFAULT_ROUTE) {
-        gated.default_flow = None;
-    }
-    for rebuilt in crate::build::agent_routes_children(&gated)? {
+    // Rebuilt from the same pipeline with the withheld routes skipped, not from a copy of
+    // the pipeline without them: routes are withheld through most of a large apply.
+    let emits = |route: &str| allowed.contains(route);
+    for rebuilt in crate::build::agent_routes_children(pipeline, &emits)? {
         if let Some(child) = children.iter_mut().find(|c| {
             c.kind == ChildKind::Secret && c.object.metadata.name == rebuilt.object.metadata.name
         }) {

@@ -26,7 +26,8 @@ use crate::model::ObjectKey;
 #[derive(Clone, Debug, PartialEq)]
 pub struct PendingStatus {
     pub key: ObjectKey,
-    pub resource: ApiResource,
+    /// Shared by every status of a kind: thousands are queued at once at 10,000 flows.
+    pub resource: Arc<ApiResource>,
     pub namespace: Option<String>,
     pub name: String,
     pub uid: String,
@@ -273,7 +274,7 @@ mod tests {
     fn pending(uid: &str, reason: &str) -> PendingStatus {
         PendingStatus {
             key: key(uid),
-            resource: ApiResource::erase::<crate::api::Flow>(&()),
+            resource: Arc::new(ApiResource::erase::<crate::api::Flow>(&())),
             namespace: Some("a".to_owned()),
             name: uid.to_owned(),
             uid: uid.to_owned(),

@@ -73,6 +73,10 @@ fn fingerprint(spec: &OutputSpec) -> Option<String> {
     if matches!(spec.kinds().first(), Some(OutputKind::File(_))) {
         return None;
     }
+    if spec.logging_ref.is_none() {
+        // Most Outputs name no Logging: no copy of the spec to leave it out.
+        return serde_json::to_string(spec).ok();
+    }
     let mut spec = spec.clone();
     spec.logging_ref = None;
     serde_json::to_string(&spec).ok()

@@ -203,6 +203,18 @@ pub fn routes_table(pipeline: &Pipeline) -> AgentRoutes {
 
 /// [`routes_table`] with an explicit slot budget (tests use small ones).
 pub fn routes_table_with_budget(pipeline: &Pipeline, budget: usize) -> AgentRoutes {
+    routes_table_emitting(pipeline, &|_| true, budget)
+}
+
+/// Which of a pipeline's routes ([`routes`]) the agents' table holds: the others are left out
+/// as if their flows did not exist (a flow its full aggregator slot left out, a route not every
+/// aggregator pod dispatches yet). A predicate, not a second pipeline without those flows:
+/// at 10,000 flows a copy of the pipeline costs megabytes on every reconcile that withholds
+/// a route.
+pub type Emits<'a> = &'a dyn Fn(&str) -> bool;
+
+/// [`routes_table_with_budget`] holding only the routes `emits` lets through.
+pub fn routes_table_emitting(pipeline: &Pipeline, emits: Emits<'_>, budget: usize) -> AgentRoutes {
     let mut index = String::from("return {\n");
     match &pipeline.watched {
         Watched::All => index.push_str("w=true,\n"),
@@ -214,7 +226,7 @@ pub fn routes_table_with_budget(pipeline: &Pipeline, budget: usize) -> AgentRout
             index.push_str("},\n");
         }
     }
-    if pipeline.default_flow.is_some() {
+    if pipeline.default_flow.is_some() && emits(DEFAULT_ROUTE) {
         let _ = writeln!(index, "d={},", lua_string(DEFAULT_ROUTE));
     }
     index.push_str("}\n");
@@ -229,21 +241,23 @@ pub fn routes_table_with_budget(pipeline: &Pipeline, budget: usize) -> AgentRout
             // Flows of namespaces the Logging does not watch can never take a record.
             Scope::Namespace(namespace) => pipeline.watched.contains(namespace),
         })
+        .map(|flow| (flow, flow_label(&flow.key)))
+        .filter(|(_, label)| emits(flow_route(label)))
         .collect();
-    flows.sort_by(|a, b| a.key.cmp(&b.key));
+    flows.sort_by(|(a, _), (b, _)| a.key.cmp(&b.key));
     let slots = layout::AGGREGATOR_CONFIG_SLOTS;
     type Lists<'a> = (Vec<String>, BTreeMap<&'a str, Vec<String>>, usize, bool);
     let mut contents: Vec<Lists> = (0..slots)
         .map(|_| (Vec::new(), BTreeMap::new(), 0, false))
         .collect();
     let mut overflowed = Vec::new();
-    for flow in flows {
+    for (flow, label) in flows {
         let Some((cluster, by_namespace, size, namespace_labels)) =
             contents.get_mut(config_slot(&flow.key) - 1)
         else {
             continue;
         };
-        let line = flow_line(flow_route(&flow_label(&flow.key)), &flow.matcher);
+        let line = flow_line(flow_route(&label), &flow.matcher);
         // The list's own brackets and the namespace key count too.
         let cost = line.len()
             + 2
@@ -307,6 +321,13 @@ pub fn routes(pipeline: &Pipeline) -> BTreeSet<String> {
     if pipeline.default_flow.is_some() {
         routes.insert(DEFAULT_ROUTE.to_owned());
     }
+    routes
+}
+
+/// The routes of [`routes`] that `emits` lets through: the agents' route list.
+pub fn routes_emitting(pipeline: &Pipeline, emits: Emits<'_>) -> BTreeSet<String> {
+    let mut routes = routes(pipeline);
+    routes.retain(|route| emits(route));
     routes
 }
 

@@ -4,6 +4,9 @@
 //! flow that sends to it.
 //! See docs/dataplane.md for how to read it and docs/routing.md for the routing contract.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use sha2::{Digest, Sha256};
 
 use crate::api::{TlsMode, TlsVersion};
@@ -59,6 +62,28 @@ fn key_text(key: &ObjectKey) -> String {
 /// The fluentd label of a flow: stable across unrelated changes. The agents tag the flow's
 /// records with it (`sluice.flow-<hash>`), and its hash picks the flow's config slot.
 pub fn flow_label(key: &ObjectKey) -> String {
+    let mut known = FLOW_LABELS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(label) = known.get(key) {
+        return label.clone();
+    }
+    let label = computed_flow_label(key);
+    if known.len() >= FLOW_LABELS_KEPT {
+        known.clear();
+    }
+    known.insert(key.clone(), label.clone());
+    label
+}
+
+/// Flow labels computed so far, by key: a reconcile asks for each flow's label several times
+/// (its route, its slot, the routing gate, the data plane's bookkeeping), and the hash was a
+/// tenth of the operator's CPU at 10,000 flows. The label is a function of the key alone,
+/// so a kept one can never be out of date.
+static FLOW_LABELS: LazyLock<Mutex<HashMap<ObjectKey, String>>> = LazyLock::new(Mutex::default);
+/// Labels kept at most (about 100 bytes each); all are forgotten when a new one would pass it,
+/// so keys of flows long deleted do not pile up.
+const FLOW_LABELS_KEPT: usize = 100_000;
+
+fn computed_flow_label(key: &ObjectKey) -> String {
     format!("@flow-{}", short_hash(&[&key_text(key)]))
 }
 
@@ -832,6 +857,32 @@ mod tests {
         }
         assert!(!patterns.iter().any(|p| p.is_match("sluice.default")));
         assert_eq!(slot_pattern(8), r"/sluice\.flow-3[89a-f][0-9a-f]{10}/");
+    }
+
+    /// Labels served from the memo are the ones the key's hash gives, each key its own,
+    /// however often and in whatever order they are asked for.
+    #[test]
+    fn a_flow_label_is_its_keys_own_when_asked_again() {
+        let keys: Vec<ObjectKey> = (0..50)
+            .flat_map(|n| {
+                [
+                    ObjectKey::namespaced(Kind::Flow, "team-a", &format!("flow-{n}")),
+                    ObjectKey::namespaced(Kind::Flow, "team-b", &format!("flow-{n}")),
+                    ObjectKey::cluster(Kind::ClusterFlow, &format!("flow-{n}")),
+                ]
+            })
+            .collect();
+        for round in 0..3 {
+            for key in keys.iter().rev().skip(round) {
+                assert_eq!(flow_label(key), computed_flow_label(key), "{key}");
+            }
+        }
+        let distinct: std::collections::BTreeSet<String> = keys.iter().map(flow_label).collect();
+        assert_eq!(distinct.len(), keys.len());
+        assert_eq!(
+            flow_label(&ObjectKey::namespaced(Kind::Flow, "team-a", "flow-0")),
+            format!("@flow-{}", short_hash(&["Flow team-a/flow-0"]))
+        );
     }
 
     #[test]
