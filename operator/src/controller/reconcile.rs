@@ -104,7 +104,6 @@ pub async fn reconcile(
     result
 }
 
-/// Per-Logging exponential backoff: kube-runtime has none of its own.
 /// Hands the heap pages a reconcile freed back to the kernel. At 10,000 flows a reconcile
 /// allocates and frees tens of megabytes (resolved pipeline, rendered config, built
 /// Secrets); glibc keeps such pages in its arenas, so the resident size crept up with every
@@ -122,6 +121,7 @@ fn release_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_freed_memory() {}
 
+/// Per-Logging exponential backoff: kube-runtime has none of its own.
 pub fn error_policy(
     logging: Arc<DeserializeGuard<Logging>>,
     _error: &Error,
