@@ -309,27 +309,35 @@ fn secret_text(secret: &Secret) -> String {
     text
 }
 
+/// Every object `api` and `config` select, as it is created or changed. A watch error (a
+/// dropped connection, an expired resourceVersion) must not end what the bench sees: it is
+/// reported and the watcher re-lists after a backoff.
+fn applied_objects<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> futures::stream::BoxStream<'static, K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .filter_map(|item| async move {
+            item.map_err(|error| eprintln!("sluice-load: watch error, re-listing: {error}"))
+                .ok()
+        })
+        .boxed()
+}
+
 fn watch_secrets(client: Client, log: Arc<Mutex<SecretLog>>) {
     let api: Api<Secret> = Api::namespaced(client, CONTROL);
     let config =
         watcher::Config::default().labels(&format!("{}={LOGGING}", sluice::layout::LOGGING_LABEL));
     let aggregator_main = names().aggregator_config_secret();
     tokio::spawn(async move {
-        // A watch error (a dropped connection, an expired resourceVersion) must not end what
-        // the bench sees: the watcher re-lists after a backoff.
-        let mut stream = watcher(api, config)
-            .default_backoff()
-            .applied_objects()
-            .boxed();
+        let mut stream = applied_objects(api, config);
         let mut versions: BTreeMap<String, String> = BTreeMap::new();
-        while let Some(item) = stream.next().await {
-            let secret = match item {
-                Ok(secret) => secret,
-                Err(error) => {
-                    eprintln!("sluice-load: watch error, re-listing: {error}");
-                    continue;
-                }
-            };
+        while let Some(secret) = stream.next().await {
             let name = secret.name_any();
             let version = secret.resource_version().unwrap_or_default();
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -438,20 +446,8 @@ fn watch_flows(client: Client, log: Arc<Mutex<FlowLog>>) {
     let api: Api<Flow> = Api::all(client);
     let config = watcher::Config::default().labels(&format!("{LABEL}=true"));
     tokio::spawn(async move {
-        // A watch error (a dropped connection, an expired resourceVersion) must not end what
-        // the bench sees: the watcher re-lists after a backoff.
-        let mut stream = watcher(api, config)
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(item) = stream.next().await {
-            let flow = match item {
-                Ok(flow) => flow,
-                Err(error) => {
-                    eprintln!("sluice-load: watch error, re-listing: {error}");
-                    continue;
-                }
-            };
+        let mut stream = applied_objects(api, config);
+        while let Some(flow) = stream.next().await {
             let key = format!(
                 "{}/{}",
                 flow.namespace().unwrap_or_default(),
