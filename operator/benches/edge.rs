@@ -28,15 +28,15 @@ use sluice::routing::{Action, FlowMatcher, Rule, Scope, Selector};
 const NAMESPACES: usize = 10;
 
 fn cluster_flow(name: &str, rules: Vec<Rule>) -> FlowPlan {
-    FlowPlan {
-        key: ObjectKey::cluster(Kind::ClusterFlow, name),
-        matcher: FlowMatcher {
+    FlowPlan::new(
+        ObjectKey::cluster(Kind::ClusterFlow, name),
+        FlowMatcher {
             scope: Scope::Cluster,
             rules,
         },
-        filters: Vec::new(),
-        outputs: Vec::new(),
-    }
+        Vec::new(),
+        Vec::new(),
+    )
 }
 
 fn pipeline(n: usize) -> sluice::model::Pipeline {
@@ -44,9 +44,15 @@ fn pipeline(n: usize) -> sluice::model::Pipeline {
     // Many flows per namespace: the filter must not cost what a namespace holds.
     for (i, flow) in p.flows.iter_mut().enumerate() {
         let namespace = format!("team-{}", i % NAMESPACES);
-        flow.key = ObjectKey::namespaced(Kind::Flow, &namespace, &format!("web-{i}"));
-        flow.matcher.scope = Scope::Namespace(namespace);
-        flow.matcher.rules[0].selector.labels = [("app".to_owned(), format!("web-{i}"))].into();
+        let mut matcher = flow.matcher.clone();
+        matcher.scope = Scope::Namespace(namespace.clone());
+        matcher.rules[0].selector.labels = [("app".to_owned(), format!("web-{i}"))].into();
+        *flow = FlowPlan::new(
+            ObjectKey::namespaced(Kind::Flow, &namespace, &format!("web-{i}")),
+            matcher,
+            flow.filters.clone(),
+            flow.outputs.clone(),
+        );
     }
     p.flows.push(cluster_flow(
         "all-but-system",

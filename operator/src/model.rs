@@ -182,12 +182,39 @@ impl fmt::Display for Problem {
 /// One flow as the data plane sees it: Flows, ClusterFlows and the default flow alike.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowPlan {
-    /// The Flow or ClusterFlow; for the default flow, the Logging.
+    /// The Flow or ClusterFlow; for the default flow, the Logging. Set by [`FlowPlan::new`]
+    /// only: the label is computed from it there.
     pub key: ObjectKey,
     pub matcher: FlowMatcher,
     pub filters: Vec<Filter>,
     /// Valid outputs receiving this flow's records, in the order referenced, deduplicated.
     pub outputs: Vec<ObjectKey>,
+    /// The key's fluentd label (`render::fluentd::flow_label`), computed once: the renderers,
+    /// the capacity check and the rollout each ask for it, several times per flow per reconcile.
+    label: String,
+}
+
+impl FlowPlan {
+    pub fn new(
+        key: ObjectKey,
+        matcher: FlowMatcher,
+        filters: Vec<Filter>,
+        outputs: Vec<ObjectKey>,
+    ) -> Self {
+        let label = crate::render::fluentd::flow_label(&key);
+        Self {
+            key,
+            matcher,
+            filters,
+            outputs,
+            label,
+        }
+    }
+
+    /// The flow's fluentd label, `render::fluentd::flow_label(&self.key)`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
 }
 
 /// One valid output and where its credentials are mounted in the aggregator.
@@ -537,15 +564,15 @@ impl<'a> Resolver<'a> {
             ));
             let referenced = flow.spec.local_output_refs.len() + flow.spec.global_output_refs.len();
             self.no_outputs_problem(&key, referenced, outputs.is_empty());
-            flows.push(FlowPlan {
+            flows.push(FlowPlan::new(
                 key,
-                matcher: FlowMatcher {
+                FlowMatcher {
                     scope: Scope::Namespace(namespace.to_owned()),
                     rules,
                 },
-                filters: flow.spec.filters.clone(),
-                outputs: dedup_keep_order(outputs),
-            });
+                flow.spec.filters.clone(),
+                dedup_keep_order(outputs),
+            ));
         }
 
         // An Output may name a Logging that does not collect its namespace: it is not part
@@ -599,15 +626,15 @@ impl<'a> Resolver<'a> {
                 "spec.globalOutputRefs",
             );
             self.no_outputs_problem(&key, flow.spec.global_output_refs.len(), outputs.is_empty());
-            flows.push(FlowPlan {
+            flows.push(FlowPlan::new(
                 key,
-                matcher: FlowMatcher {
+                FlowMatcher {
                     scope: Scope::Cluster,
                     rules,
                 },
-                filters: flow.spec.filters.clone(),
-                outputs: dedup_keep_order(outputs),
-            });
+                flow.spec.filters.clone(),
+                dedup_keep_order(outputs),
+            ));
         }
         flows.sort_by(|a, b| a.key.cmp(&b.key));
 
@@ -618,15 +645,15 @@ impl<'a> Resolver<'a> {
                 &logging_key,
                 "spec.defaultFlow.globalOutputRefs",
             );
-            FlowPlan {
-                key: logging_key.clone(),
-                matcher: FlowMatcher {
+            FlowPlan::new(
+                logging_key.clone(),
+                FlowMatcher {
                     scope: Scope::Cluster,
                     rules: Vec::new(),
                 },
-                filters: default_flow.filters.clone(),
-                outputs: dedup_keep_order(outputs),
-            }
+                default_flow.filters.clone(),
+                dedup_keep_order(outputs),
+            )
         });
         let error_output = spec
             .error_output_ref
@@ -650,7 +677,7 @@ impl<'a> Resolver<'a> {
             default_flow.as_ref(),
             error_output.as_ref(),
             (&self.outputs, &instances),
-            crate::render::fluentd::config_slot,
+            |flow: &FlowPlan| crate::render::fluentd::label_slot(flow.label()),
         );
         for (key, p) in capacity_problems {
             self.report(&key, p);

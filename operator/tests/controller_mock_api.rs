@@ -299,15 +299,15 @@ fn pipeline(logging: &Logging) -> Pipeline {
         spec: logging.spec.clone(),
         names: names(),
         watched: Watched::All,
-        flows: vec![FlowPlan {
-            key: ObjectKey::namespaced(Kind::Flow, "team-a", "app"),
-            matcher: FlowMatcher {
+        flows: vec![FlowPlan::new(
+            ObjectKey::namespaced(Kind::Flow, "team-a", "app"),
+            FlowMatcher {
                 scope: Scope::Namespace("team-a".to_owned()),
                 rules: Vec::new(),
             },
-            filters: Vec::new(),
-            outputs: vec![store.clone()],
-        }],
+            Vec::new(),
+            vec![store.clone()],
+        )],
         default_flow: None,
         error_output: None,
         outputs: BTreeMap::from([(

@@ -30,9 +30,9 @@ pub fn simple_flows(n: usize) -> Pipeline {
                 secret_files: BTreeMap::new(),
             },
         );
-        flows.push(FlowPlan {
-            key: ObjectKey::namespaced(Kind::Flow, &ns, "web"),
-            matcher: FlowMatcher {
+        flows.push(FlowPlan::new(
+            ObjectKey::namespaced(Kind::Flow, &ns, "web"),
+            FlowMatcher {
                 scope: Scope::Namespace(ns.clone()),
                 rules: vec![Rule {
                     action: Action::Select,
@@ -42,9 +42,9 @@ pub fn simple_flows(n: usize) -> Pipeline {
                     },
                 }],
             },
-            filters: Vec::new(),
-            outputs: vec![out],
-        });
+            Vec::new(),
+            vec![out],
+        ));
     }
     Pipeline {
         logging: "main".to_owned(),

@@ -21,7 +21,6 @@ use crate::build::Child;
 use crate::layout;
 use crate::model::{Kind, ObjectKey, Pipeline};
 use crate::render::edge::flow_route;
-use crate::render::fluentd::flow_label;
 
 /// Candidates remembered: a pod running an older one counts as running an unknown revision.
 const REVISIONS_KEPT: usize = 64;
@@ -288,7 +287,7 @@ pub fn record_candidate(ctx: &Context, pipeline: &Pipeline, children: &[Child]) 
         return;
     };
     let flows = pipeline.flows.iter().map(|flow| {
-        let route = flow_route(&flow_label(&flow.key)).to_owned();
+        let route = flow_route(flow.label()).to_owned();
         (&flow.key, held(ctx, &flow.key, Some(route)))
     });
     let outputs = pipeline

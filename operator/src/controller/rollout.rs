@@ -21,7 +21,7 @@ use crate::layout::{self, Names};
 use crate::model::instances::OutputInstances;
 use crate::model::{ConfigRejected, ObjectKey, Pipeline, Problem};
 use crate::render::edge::flow_route;
-use crate::render::fluentd::{flow_label, instance_label, plugin_id};
+use crate::render::fluentd::{instance_label, plugin_id};
 
 /// How many agent pods are asked: the binary's verdict is the same in every pod of one
 /// image, a few guard against one that lags behind.
@@ -544,8 +544,7 @@ pub fn blamed(pipeline: &Pipeline, error: &str) -> Vec<ObjectKey> {
     let named: Vec<&str> = SLUICE_IDS.find_iter(error).map(|m| m.as_str()).collect();
     let mut keys = Vec::new();
     for flow in &pipeline.flows {
-        let label = flow_label(&flow.key);
-        if named.contains(&flow_route(&label)) {
+        if named.contains(&flow_route(flow.label())) {
             keys.push(flow.key.clone());
         }
     }

@@ -403,7 +403,7 @@ pub fn admit(
     default_flow: Option<&FlowPlan>,
     error_output: Option<&ObjectKey>,
     (outputs, grouped): (&BTreeMap<ObjectKey, OutputPlan>, &OutputInstances),
-    slot_of: impl Fn(&ObjectKey) -> usize,
+    slot_of: impl Fn(&FlowPlan) -> usize,
 ) -> (Load, Vec<(ObjectKey, Problem)>) {
     let (limits, limit_problems) = Limits::of(spec);
     let mut problems: Vec<(ObjectKey, Problem)> = limit_problems
@@ -442,7 +442,7 @@ pub fn admit(
     let mut kept = vec![true; flows.len()];
     for (_, _, _, index) in order {
         let flow = &flows[index];
-        let slot = slot_of(&flow.key);
+        let slot = slot_of(flow);
         let addition = tally.addition(flow, Some(slot));
         match tally.load(&limits, error_buffered, &addition).over(&limits) {
             None => tally.add(flow, Some(slot)),

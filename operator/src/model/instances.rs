@@ -179,15 +179,15 @@ mod tests {
     }
 
     fn flow(key: ObjectKey, outputs: &[&ObjectKey]) -> FlowPlan {
-        FlowPlan {
+        FlowPlan::new(
             key,
-            matcher: FlowMatcher {
+            FlowMatcher {
                 scope: Scope::Cluster,
                 rules: Vec::new(),
             },
-            filters: Vec::new(),
-            outputs: outputs.iter().map(|k| (*k).clone()).collect(),
-        }
+            Vec::new(),
+            outputs.iter().map(|k| (*k).clone()).collect(),
+        )
     }
 
     #[test]

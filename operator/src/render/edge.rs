@@ -14,7 +14,7 @@ use crate::model::{ObjectKey, Pipeline};
 use crate::routing::{Action, FlowMatcher, Scope, Selector, Watched};
 
 use super::ConfigFile;
-use super::fluentd::{config_slot, flow_label};
+use super::fluentd::label_slot;
 
 /// Record key the Lua filter writes the route into and the rewrite_tag filter reads; removed
 /// again before the record leaves the node. Top level is safe: parsed application JSON lives
@@ -170,7 +170,7 @@ pub struct AgentRoutes {
     /// `routes.lua`: `w` the watched namespaces (`true` = all), `d` the default flow's route.
     pub index: ConfigFile,
     /// `slot-01.lua` to `slot-32.lua`, in order, empty slots too. Slot `s` holds the flows
-    /// whose aggregator config slot is `s` ([`config_slot`]): `c` their ClusterFlows, `n` their
+    /// whose aggregator config slot is `s` ([`super::fluentd::config_slot`]): `c` their ClusterFlows, `n` their
     /// Flows by namespace, each list one flat array ([`write_flows`]); `l` when a rule
     /// selects on namespace labels. A select-label edit rewrites its flow's slot only.
     pub slots: Vec<ConfigFile>,
@@ -241,23 +241,22 @@ pub fn routes_table_emitting(pipeline: &Pipeline, emits: Emits<'_>, budget: usiz
             // Flows of namespaces the Logging does not watch can never take a record.
             Scope::Namespace(namespace) => pipeline.watched.contains(namespace),
         })
-        .map(|flow| (flow, flow_label(&flow.key)))
-        .filter(|(_, label)| emits(flow_route(label)))
+        .filter(|flow| emits(flow_route(flow.label())))
         .collect();
-    flows.sort_by(|(a, _), (b, _)| a.key.cmp(&b.key));
+    flows.sort_by(|a, b| a.key.cmp(&b.key));
     let slots = layout::AGGREGATOR_CONFIG_SLOTS;
     type Lists<'a> = (Vec<String>, BTreeMap<&'a str, Vec<String>>, usize, bool);
     let mut contents: Vec<Lists> = (0..slots)
         .map(|_| (Vec::new(), BTreeMap::new(), 0, false))
         .collect();
     let mut overflowed = Vec::new();
-    for (flow, label) in flows {
+    for flow in flows {
         let Some((cluster, by_namespace, size, namespace_labels)) =
-            contents.get_mut(config_slot(&flow.key) - 1)
+            contents.get_mut(label_slot(flow.label()) - 1)
         else {
             continue;
         };
-        let line = flow_line(flow_route(&label), &flow.matcher);
+        let line = flow_line(flow_route(flow.label()), &flow.matcher);
         // The list's own brackets and the namespace key count too.
         let cost = line.len()
             + 2
@@ -316,7 +315,7 @@ pub fn routes(pipeline: &Pipeline) -> BTreeSet<String> {
     let mut routes: BTreeSet<String> = pipeline
         .flows
         .iter()
-        .map(|flow| flow_route(&flow_label(&flow.key)).to_owned())
+        .map(|flow| flow_route(flow.label()).to_owned())
         .collect();
     if pipeline.default_flow.is_some() {
         routes.insert(DEFAULT_ROUTE.to_owned());

@@ -128,7 +128,12 @@ fn label_hash(label: &str) -> &str {
 /// The slot (1..=`layout::AGGREGATOR_CONFIG_SLOTS`) of a flow: from its key alone, so
 /// adding, editing or removing a flow rewrites its own slot and no other.
 pub fn config_slot(key: &ObjectKey) -> usize {
-    slot_of_hash(label_hash(&flow_label(key)))
+    label_slot(&flow_label(key))
+}
+
+/// The slot of a flow with fluentd label `label` ([`config_slot`] of its key).
+pub fn label_slot(label: &str) -> usize {
+    slot_of_hash(label_hash(label))
 }
 
 /// The slot holding an output instance's label.
@@ -270,7 +275,7 @@ struct FlowText {
 }
 
 fn flow_text(flow: &FlowPlan, targets: Vec<usize>) -> FlowText {
-    let route = edge::flow_route(&flow_label(&flow.key)).to_owned();
+    let route = edge::flow_route(flow.label()).to_owned();
     let mut filters = Writer::at_depth(1);
     if !flow.filters.is_empty() {
         filters.comment(&comment_text(&key_text(&flow.key)));
@@ -669,7 +674,7 @@ pub fn aggregator_with_budget(pipeline: &Pipeline, budget: usize) -> AggregatorF
             continue;
         }
         let text = flow_text(flow, targets);
-        let Some(slot) = slots.get_mut(config_slot(&flow.key) - 1) else {
+        let Some(slot) = slots.get_mut(label_slot(flow.label()) - 1) else {
             continue;
         };
         let first = !slot.handoffs.contains(&text.targets);

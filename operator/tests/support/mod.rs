@@ -66,12 +66,7 @@ fn collect_refs(value: &serde_json::Value, found: &mut impl FnMut(SecretKeyRef))
 }
 
 pub fn flow(key: ObjectKey, matcher: FlowMatcher, outputs: Vec<ObjectKey>) -> FlowPlan {
-    FlowPlan {
-        key,
-        matcher,
-        filters: Vec::new(),
-        outputs,
-    }
+    FlowPlan::new(key, matcher, Vec::new(), outputs)
 }
 
 pub fn pipeline(spec: LoggingSpec, flows: Vec<FlowPlan>, outputs: Vec<OutputPlan>) -> Pipeline {
