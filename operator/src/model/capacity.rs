@@ -269,8 +269,8 @@ struct Addition {
 
 impl Tally<'_> {
     /// What admitting `flow` (in `slot`; the default flow has none) adds, without adding it.
-    fn addition(&self, flow: &FlowPlan, slot: Option<usize>) -> Addition {
-        let targets = self.grouped.of_flow(flow);
+    /// `targets` are the flow's instances (`grouped.of_flow(flow)`).
+    fn addition(&self, flow: &FlowPlan, slot: Option<usize>, targets: &[usize]) -> Addition {
         let mut addition = Addition::default();
         let mut kinds: BTreeSet<&'static str> = BTreeSet::new();
         for index in targets
@@ -304,7 +304,7 @@ impl Tally<'_> {
                     addition.cost += SLOT;
                     addition.filters += self.global_filters;
                 }
-                if !self.handoffs.contains(&(slot, targets)) {
+                if !self.handoffs.contains(&(slot, targets.to_vec())) {
                     addition.cost += handoff;
                 }
             }
@@ -318,15 +318,17 @@ impl Tally<'_> {
         addition
     }
 
-    fn add(&mut self, flow: &FlowPlan, slot: Option<usize>) {
-        let addition = self.addition(flow, slot);
+    /// Admits a flow whose [`Tally::addition`] to `targets` is `addition`.
+    fn add(&mut self, slot: Option<usize>, targets: Vec<usize>, addition: &Addition) {
         self.fixed += addition.fixed;
         self.cost += addition.cost;
         self.filters += addition.filters;
         self.flows += 1;
-        let targets = self.grouped.of_flow(flow);
         for index in &targets {
-            self.instances.insert(*index);
+            // An instance counted before brought its plugin kind then.
+            if !self.instances.insert(*index) {
+                continue;
+            }
             let lead = self.grouped.instances[*index].lead();
             if let Some(kind) = self
                 .outputs
@@ -425,7 +427,9 @@ pub fn admit(
     };
     let error_buffered = error_output.is_some_and(|key| outputs.contains_key(key));
     if let Some(default) = default_flow {
-        tally.add(default, None);
+        let targets = grouped.of_flow(default);
+        let addition = tally.addition(default, None, &targets);
+        tally.add(None, targets, &addition);
     }
 
     // Admission order: the admin's flows by key, then each namespace's by rank.
@@ -443,9 +447,10 @@ pub fn admit(
     for (_, _, _, index) in order {
         let flow = &flows[index];
         let slot = slot_of(flow);
-        let addition = tally.addition(flow, Some(slot));
+        let targets = grouped.of_flow(flow);
+        let addition = tally.addition(flow, Some(slot), &targets);
         match tally.load(&limits, error_buffered, &addition).over(&limits) {
-            None => tally.add(flow, Some(slot)),
+            None => tally.add(Some(slot), targets, &addition),
             Some(why) => {
                 problems.push((
                     flow.key.clone(),

@@ -364,17 +364,19 @@ pub fn allocate(
     admin.extend(error_output.filter(|key| is_buffered(key)));
     // The tenants' instances, ranked within their namespace by first use: flows by name
     // (they are sorted by key), outputs in the order each flow references them.
-    let mut rank_of: BTreeMap<(Sharing, &ObjectKey), usize> = BTreeMap::new();
-    let mut per_namespace: BTreeMap<Sharing, usize> = BTreeMap::new();
+    // Keyed by the instance's sharing, borrowed (it is the flow's): a copy per flow and
+    // output cost more than the ranking at 10,000 flows.
+    let mut rank_of: BTreeMap<(&Sharing, &ObjectKey), usize> = BTreeMap::new();
+    let mut per_namespace: BTreeMap<&Sharing, usize> = BTreeMap::new();
     for flow in flows.iter().filter(|flow| flow.key.kind == Kind::Flow) {
-        let sharing = Sharing::of_flow(&flow.key);
         for index in grouped.of_flow(flow) {
-            let lead = grouped.instances[index].lead();
-            if !is_buffered(lead) || rank_of.contains_key(&(sharing.clone(), lead)) {
+            let instance = &grouped.instances[index];
+            let (sharing, lead) = (&instance.sharing, instance.lead());
+            if !is_buffered(lead) || rank_of.contains_key(&(sharing, lead)) {
                 continue;
             }
-            let rank = per_namespace.entry(sharing.clone()).or_default();
-            rank_of.insert((sharing.clone(), lead), *rank);
+            let rank = per_namespace.entry(sharing).or_default();
+            rank_of.insert((sharing, lead), *rank);
             *rank += 1;
         }
     }
@@ -484,7 +486,7 @@ pub fn allocate(
     let (outputs_cap, cap_field) = outputs_cap(&limits);
     let rank = |instance: &OutputInstance| {
         rank_of
-            .get(&(instance.sharing.clone(), instance.lead()))
+            .get(&(&instance.sharing, instance.lead()))
             .copied()
             .unwrap_or(usize::MAX)
     };
@@ -531,6 +533,8 @@ pub fn allocate(
             allocated = allocated.saturating_add(cost);
         }
     }
+    // Nothing sized and nothing left out: the flows and specs are the ones grouped above.
+    let regroup = !sizes.is_empty() || !left_out.is_empty();
     for (instance, refusal) in &left_out {
         for flow in flows
             .iter_mut()
@@ -598,7 +602,11 @@ pub fn allocate(
 
     // What the renderer will write, counted on the final flows and sizes: outputs whose
     // specs became equal once sized share an instance there too.
-    let placed = OutputInstances::group(flows.iter().chain(default_flow), outputs);
+    let placed = if regroup {
+        OutputInstances::group(flows.iter().chain(default_flow), outputs)
+    } else {
+        grouped
+    };
     let mut allocated = 0u64;
     let mut buffers = 0u64;
     let leads = placed
