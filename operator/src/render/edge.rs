@@ -53,6 +53,12 @@ pub fn route_tag(route: &str) -> String {
 /// every other byte is a decimal escape, so nothing can end the literal.
 pub fn lua_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
+    push_lua_string(&mut out, text);
+    out
+}
+
+/// Appends [`lua_string`]`(text)` to `out`.
+fn push_lua_string(out: &mut String, text: &str) {
     out.push('"');
     for byte in text.bytes() {
         if (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\' {
@@ -62,7 +68,6 @@ pub fn lua_string(text: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// The filter's Lua code, reading its table from the directory `routes_dir`: the index
@@ -100,15 +105,37 @@ const FIELD_HOSTS: u8 = 3;
 const FIELD_LABELS: u8 = 4;
 const FIELD_NAMESPACE_LABELS: u8 = 5;
 
+/// Array slots of one field of a rule holding `values` values: none when it has none, else
+/// its kind, its count and the values.
+fn field_slots(values: usize) -> usize {
+    if values == 0 { 0 } else { 2 + values }
+}
+
+/// Array slots of one rule: `select`, its length, its fields.
+fn rule_slots(s: &Selector) -> usize {
+    2 + field_slots(s.namespaces.len())
+        + field_slots(s.container_names.len())
+        + field_slots(s.hosts.len())
+        + field_slots(2 * s.labels.len())
+        + field_slots(2 * s.namespace_labels.len())
+}
+
 /// One field of a rule: its kind, the number of values that follow, the values (maps as
-/// key, value, key, value ...).
-fn push_field(tokens: &mut Vec<String>, kind: u8, values: Vec<&String>) {
-    if values.is_empty() {
+/// key, value, key, value ...), each slot after a comma.
+fn push_field<'a>(
+    line: &mut String,
+    kind: u8,
+    count: usize,
+    values: impl Iterator<Item = &'a String>,
+) {
+    if count == 0 {
         return;
     }
-    tokens.push(kind.to_string());
-    tokens.push(values.len().to_string());
-    tokens.extend(values.into_iter().map(|value| lua_string(value)));
+    let _ = write!(line, ",{kind},{count}");
+    for value in values {
+        line.push(',');
+        push_lua_string(line, value);
+    }
 }
 
 /// One flow as a line of a flat Lua array. A flow list (the ClusterFlows, or one namespace's
@@ -117,40 +144,52 @@ fn push_field(tokens: &mut Vec<String>, kind: u8, values: Vec<&String>) {
 /// few array slots, not a table per flow, rule and label map. A flow is `route,
 /// takes-unmatched, length`, then its rules in order, each `select, length, fields...`; a
 /// length counts the slots of its flow or rule, so a line means the same wherever it stands
-/// and the filter skips the rest of a flow once a rule decided.
+/// and the filter skips the rest of a flow once a rule decided. Written straight into one
+/// string, lengths counted first: a line per flow, 10,000 on every reconcile.
 fn flow_line(route: &str, matcher: &FlowMatcher) -> String {
-    let mut tokens: Vec<String> = vec![
-        lua_string(route),
-        matcher.takes_unmatched().to_string(),
-        String::new(),
-    ];
+    let slots = 3 + matcher
+        .rules
+        .iter()
+        .map(|rule| rule_slots(&rule.selector))
+        .sum::<usize>();
+    let mut line = String::with_capacity(64);
+    push_lua_string(&mut line, route);
+    let _ = write!(line, ",{},{slots}", matcher.takes_unmatched());
     for rule in &matcher.rules {
-        let rule_start = tokens.len();
-        tokens.push((rule.action == Action::Select).to_string());
-        tokens.push(String::new());
         let s: &Selector = &rule.selector;
-        push_field(&mut tokens, FIELD_NAMESPACES, s.namespaces.iter().collect());
+        let _ = write!(line, ",{},{}", rule.action == Action::Select, rule_slots(s));
         push_field(
-            &mut tokens,
-            FIELD_CONTAINERS,
-            s.container_names.iter().collect(),
+            &mut line,
+            FIELD_NAMESPACES,
+            s.namespaces.len(),
+            s.namespaces.iter(),
         );
-        push_field(&mut tokens, FIELD_HOSTS, s.hosts.iter().collect());
-        push_field(&mut tokens, FIELD_LABELS, pairs(&s.labels));
         push_field(
-            &mut tokens,
+            &mut line,
+            FIELD_CONTAINERS,
+            s.container_names.len(),
+            s.container_names.iter(),
+        );
+        push_field(&mut line, FIELD_HOSTS, s.hosts.len(), s.hosts.iter());
+        push_field(
+            &mut line,
+            FIELD_LABELS,
+            2 * s.labels.len(),
+            pairs(&s.labels),
+        );
+        push_field(
+            &mut line,
             FIELD_NAMESPACE_LABELS,
+            2 * s.namespace_labels.len(),
             pairs(&s.namespace_labels),
         );
-        tokens[rule_start + 1] = (tokens.len() - rule_start).to_string();
     }
-    tokens[2] = tokens.len().to_string();
-    tokens.join(",")
+    line
 }
 
 /// A map's keys and values, alternating.
-fn pairs(map: &BTreeMap<String, String>) -> Vec<&String> {
-    map.iter().flat_map(|(k, v)| [k, v]).collect()
+fn pairs(map: &BTreeMap<String, String>) -> impl Iterator<Item = &String> {
+    map.iter().flat_map(|(k, v)| [k, v])
 }
 
 /// Flow lines as one flat Lua array.
