@@ -276,10 +276,10 @@ pub async fn apply_children(ctx: &Context, children: &[Child]) -> Result<Applied
             applied.created.push((child.kind, display(&id)));
         }
         let mut memory = ctx.memory();
-        // Only what the TLS planner reads needs a stand-in; config bundles would be a second
-        // copy of all rendered text.
+        // Only what the TLS planner reads needs a stand-in; rendered configuration would be
+        // a second copy of all rendered text.
         if child.kind == ChildKind::Secret
-            && !super::inventory::is_config_bundle(object)
+            && !super::inventory::is_rendered_config(object)
             && let Some(namespace) = &id.1
         {
             memory

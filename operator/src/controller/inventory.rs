@@ -154,14 +154,37 @@ pub fn is_config_bundle(object: &DynamicObject) -> bool {
         .contains_key(crate::layout::CONFIG_SET_LABEL)
 }
 
-/// Secrets Sluice created (labelled), converted from the dynamic cache, config bundles
-/// excepted; a Secret applied since the cache last saw it is taken as applied (see
+/// Whether a Sluice Secret holds rendered configuration: a config bundle
+/// ([`is_config_bundle`]) or a Secret of the agents' routing table. Neither the TLS planner
+/// nor the model reads them (an output naming one is refused by its labels, read like any
+/// other referenced Secret), so they are not copied into the inventory: at 10,000 flows the
+/// routing table alone is 33 Secrets and about a megabyte, converted on every reconcile.
+pub fn is_rendered_config(object: &DynamicObject) -> bool {
+    is_config_bundle(object) || is_routing_table(object)
+}
+
+fn is_routing_table(object: &DynamicObject) -> bool {
+    let (Some(logging), Some(namespace), Some(name)) = (
+        object.labels().get(crate::layout::LOGGING_LABEL),
+        object.metadata.namespace.as_deref(),
+        object.metadata.name.as_deref(),
+    ) else {
+        return false;
+    };
+    crate::layout::Names::new(logging, namespace)
+        .agent_routes_secrets()
+        .iter()
+        .any(|routes| routes == name)
+}
+
+/// Secrets Sluice created (labelled), converted from the dynamic cache, rendered
+/// configuration ([`is_rendered_config`]) excepted; a Secret applied since the cache last saw it is taken as applied (see
 /// `Memory::applied_secrets`).
 pub fn owned_secrets(ctx: &Context) -> Vec<Secret> {
     let cached = ctx.stores.children_of(ChildKind::Secret);
     let mut current: BTreeMap<(String, String), DynamicObject> = cached
         .iter()
-        .filter(|o| !is_config_bundle(o))
+        .filter(|o| !is_rendered_config(o))
         .map(|o| {
             (
                 (o.namespace().unwrap_or_default(), o.name_any()),
@@ -413,6 +436,49 @@ pub fn secrets_in(namespace: &str, secrets: &[Secret]) -> BTreeMap<String, Secre
 mod tests {
     use super::*;
     use crate::api::OutputSpec;
+
+    /// The routing table's Secrets stay out of the inventory like config bundles; the TLS
+    /// Secrets the planner reads, and a Secret of the same name not labelled as the Logging's,
+    /// stay in.
+    #[test]
+    fn routing_table_secrets_are_rendered_config_and_tls_secrets_are_not() {
+        let names = crate::layout::Names::new("main", "logging");
+        let secret = |name: &str, namespace: &str, logging: Option<&str>| -> DynamicObject {
+            let mut labels = serde_json::Map::new();
+            if let Some(logging) = logging {
+                labels.insert(crate::layout::LOGGING_LABEL.into(), logging.into());
+            }
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        for name in names.agent_routes_secrets() {
+            assert!(
+                is_rendered_config(&secret(&name, "logging", Some("main"))),
+                "{name}"
+            );
+            assert!(
+                !is_rendered_config(&secret(&name, "logging", None)),
+                "{name}"
+            );
+            assert!(
+                !is_rendered_config(&secret(&name, "logging", Some("other"))),
+                "{name}"
+            );
+        }
+        for name in [
+            names.ca_secret(),
+            names.aggregator_tls_secret(),
+            names.agent_tls_secret(),
+        ] {
+            assert!(
+                !is_rendered_config(&secret(&name, "logging", Some("main"))),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn finds_secret_refs_anywhere_in_a_spec() {
