@@ -4,7 +4,7 @@
 
 mod workloads;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
@@ -78,7 +78,7 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
     // The agent's routing table is data the running filter re-reads, and the config bundles
     // reach running pods through the reloader (docs/architecture.md, "Config reload"): no
     // Flow or Output edit changes a pod template. Only the TLS material rolls pods.
-    let (aggregator_bundle, overflowed) = aggregator_bundle(pipeline);
+    let (aggregator_bundle, overflowed, dispatched) = aggregator_bundle(pipeline);
     // A flow its full slot left out of the aggregator has no dispatch there, so its records
     // would cross the network only to be dropped: agents route as if it did not exist.
     let routed;
@@ -125,7 +125,14 @@ pub fn objects(pipeline: &Pipeline, pki: &PkiPlan) -> Result<Vec<Child>, BuildEr
         )?;
     }
     // One Secret per routing file: a select-label edit rewrites its flow's slot only.
-    for secret in routes_secrets(agent_pipeline, &|_| true) {
+    // With no flow left out the agents' routes are the ones the aggregator dispatches: the
+    // same set, not built a second time.
+    let agent_routes = if overflowed.is_empty() {
+        dispatched
+    } else {
+        render::edge::routes(agent_pipeline)
+    };
+    for secret in routes_secrets(agent_pipeline, &|_| true, &agent_routes) {
         push(ChildKind::Secret, serde_json::to_value(secret))?;
     }
     for secret in &pki.secrets {
@@ -181,7 +188,8 @@ pub fn agent_routes_children(
     emits: render::edge::Emits<'_>,
 ) -> Result<Vec<Child>, BuildError> {
     let kind = ChildKind::Secret;
-    routes_secrets(pipeline, emits)
+    let routes = render::edge::routes_emitting(pipeline, emits);
+    routes_secrets(pipeline, emits, &routes)
         .into_iter()
         .map(|secret| {
             let object = serde_json::to_value(secret)
@@ -192,12 +200,17 @@ pub fn agent_routes_children(
         .collect()
 }
 
-fn routes_secrets(pipeline: &Pipeline, emits: render::edge::Emits<'_>) -> Vec<Secret> {
+/// `routes` are the routes `emits` lets through ([`render::edge::routes_emitting`]).
+fn routes_secrets(
+    pipeline: &Pipeline,
+    emits: render::edge::Emits<'_>,
+    routes: &BTreeSet<String>,
+) -> Vec<Secret> {
     let names = &pipeline.names;
     let owner = owner_reference(pipeline);
     let table =
         render::edge::routes_table_emitting(pipeline, emits, render::edge::ROUTES_SLOT_BUDGET);
-    let routes = render::edge::routes_list(&render::edge::routes_emitting(pipeline, emits));
+    let routes = render::edge::routes_list(routes);
     names
         .agent_routes_secrets()
         .into_iter()
@@ -279,8 +292,15 @@ fn agent_bundle(pipeline: &Pipeline) -> BundleSecrets {
 }
 
 /// The aggregator's bundle: the main Secret (with the manifest), one Secret per slot, and
-/// the output credentials; and the flows left out because their slot is full.
-fn aggregator_bundle(pipeline: &Pipeline) -> (BundleSecrets, Vec<crate::model::ObjectKey>) {
+/// the output credentials; the flows left out because their slot is full; and the routes the
+/// bundle dispatches.
+fn aggregator_bundle(
+    pipeline: &Pipeline,
+) -> (
+    BundleSecrets,
+    Vec<crate::model::ObjectKey>,
+    BTreeSet<String>,
+) {
     let names = &pipeline.names;
     let rendered = render::aggregator(pipeline);
     let overflowed = rendered.overflowed;
@@ -344,7 +364,7 @@ fn aggregator_bundle(pipeline: &Pipeline) -> (BundleSecrets, Vec<crate::model::O
         workloads::AGGREGATOR,
         credentials,
     ));
-    (secrets, overflowed)
+    (secrets, overflowed, dispatched)
 }
 
 /// Owner reference to the Logging; absent offline, where the Logging has no uid yet.
