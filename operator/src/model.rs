@@ -1026,6 +1026,10 @@ impl<'a> Resolver<'a> {
 }
 
 fn dedup_keep_order(keys: Vec<ObjectKey>) -> Vec<ObjectKey> {
+    // Most flows name one output: nothing to compare, nothing to copy.
+    if keys.len() < 2 {
+        return keys;
+    }
     let mut seen = std::collections::BTreeSet::new();
     keys.into_iter()
         .filter(|k| seen.insert(k.clone()))
