@@ -9,6 +9,7 @@
 //! namespace's flood fills only its own buffer and never drops another's records.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use crate::api::{OutputKind, OutputSpec};
 
@@ -117,9 +118,17 @@ impl OutputInstances {
             let sharing = namespace.map_or(Sharing::Admin, |ns| Sharing::Namespace(ns.to_owned()));
             let mut by_print: HashMap<String, usize> = HashMap::new();
             let mut group: Vec<Vec<ObjectKey>> = Vec::new();
+            // `keys` are sorted like `outputs`: a namespace's outputs are usually the next
+            // ones there, found without a search.
+            let mut next = outputs.range::<ObjectKey, _>(..).peekable();
             for key in keys {
+                if next.peek().is_none_or(|(candidate, _)| *candidate != key) {
+                    next = outputs
+                        .range::<ObjectKey, _>((Bound::Included(key), Bound::Unbounded))
+                        .peekable();
+                }
                 // Outputs absent from `outputs` are ignored, as the renderer ignores them.
-                let Some(plan) = outputs.get(key) else {
+                let Some((_, plan)) = next.next_if(|(candidate, _)| *candidate == key) else {
                     continue;
                 };
                 let print = (key.kind == Kind::Output)
@@ -277,6 +286,27 @@ mod tests {
         );
         assert_eq!(grouped.of_flow(&flows[0]), [2, 1]);
         assert_eq!(grouped.of_flow(&flows[1]), [2]);
+    }
+
+    /// Outputs a flow names that the pipeline does not hold are skipped wherever they sort:
+    /// before, between and after the ones it holds.
+    #[test]
+    fn outputs_missing_from_the_pipeline_are_ignored() {
+        let key = |name: &str| ObjectKey::namespaced(Kind::Output, "a", name);
+        let spec = |host: &str| serde_json::json!({"http": {"endpoint": host}});
+        let outputs: BTreeMap<_, _> = [plan(&key("b"), spec("one")), plan(&key("d"), spec("two"))]
+            .into_iter()
+            .map(|p| (p.key.clone(), p))
+            .collect();
+        let names = ["e", "d", "c", "b", "a"].map(key);
+        let flows = [flow(
+            ObjectKey::namespaced(Kind::Flow, "a", "x"),
+            &names.iter().collect::<Vec<_>>(),
+        )];
+        let grouped = OutputInstances::group(&flows, &outputs);
+        let leads: Vec<&ObjectKey> = grouped.instances.iter().map(OutputInstance::lead).collect();
+        assert_eq!(leads, [&key("b"), &key("d")]);
+        assert_eq!(grouped.of_flow(&flows[0]), [1, 0]);
     }
 
     #[test]
