@@ -27,6 +27,8 @@ use crate::render::fluentd::flow_label;
 const REVISIONS_KEPT: usize = 64;
 /// `Ready` reason of an object the data plane runs.
 pub const RUNNING: &str = "Running";
+/// `Ready` reason of an object in the configuration that the data plane does not run yet.
+pub const PENDING: &str = "Pending";
 
 /// One object of the newest candidate.
 #[derive(Clone, Debug, PartialEq, Eq)]
