@@ -192,12 +192,14 @@ pub struct RecentCandidates {
 }
 
 impl RecentCandidates {
-    /// Remembers the candidate just built. A Secret equal to the newest remembered one of
-    /// the same name is shared with it, not copied.
+    /// Remembers the candidate just built. A Secret whose data equals the newest remembered
+    /// one of the same name, or the copy `cached` holds (what the API server has), is shared
+    /// with it rather than copied: only the data of a remembered Secret is ever used.
     pub fn record<'a>(
         &mut self,
         revision: &str,
         secrets: impl IntoIterator<Item = &'a DynamicObject>,
+        cached: impl Fn(&str) -> Option<Arc<DynamicObject>>,
     ) {
         if self
             .built
@@ -210,13 +212,16 @@ impl RecentCandidates {
         let secrets = secrets
             .into_iter()
             .map(|secret| {
+                let name = secret.metadata.name.as_deref().unwrap_or_default();
                 previous
                     .and_then(|previous| {
-                        previous.iter().find(|known| {
-                            known.metadata.name == secret.metadata.name && known.data == secret.data
-                        })
+                        previous
+                            .iter()
+                            .find(|known| known.metadata.name == secret.metadata.name)
+                            .cloned()
                     })
-                    .cloned()
+                    .filter(|known| known.data == secret.data)
+                    .or_else(|| cached(name).filter(|known| known.data == secret.data))
                     .unwrap_or_else(|| Arc::new(secret.clone()))
             })
             .collect();
@@ -426,7 +431,9 @@ pub async fn advance(
         .recent_candidates
         .entry(memory_key.clone())
         .or_default()
-        .record(&candidate, built.iter().copied());
+        .record(&candidate, built.iter().copied(), |name| {
+            cached_secret(ctx, &names.control_namespace, name)
+        });
     let accepted = names
         .accepted_secret(&main)
         .and_then(|name| cached_secret(ctx, &names.control_namespace, &name))
@@ -459,8 +466,9 @@ pub async fn advance(
         .get(&memory_key)
         .and_then(|recent| recent.newest_judged_good(accepted.as_deref(), statuses))
         .map(|(revision, secrets)| (revision.to_owned(), secrets.to_vec()));
-    if let Some((revision, secrets)) = older {
-        let secrets: Vec<&DynamicObject> = secrets.iter().map(Arc::as_ref).collect();
+    if let Some((revision, remembered)) = older {
+        let secrets = with_data_of(&built, &remembered);
+        let secrets: Vec<&DynamicObject> = secrets.iter().collect();
         promote(ctx, names, &secrets).await?;
         forget_candidates_before(ctx, &memory_key, &revision);
         ctx.metrics.config_rollout(component, "promoted");
@@ -489,6 +497,37 @@ pub async fn advance(
         }
         None => ConfigRollout::Pending { reachable },
     })
+}
+
+/// The Secrets of an earlier candidate: each built one (the metadata this operator applies)
+/// with the remembered data of the same name; one no longer built keeps its own metadata
+/// less what the API server set.
+fn with_data_of(built: &[&DynamicObject], remembered: &[Arc<DynamicObject>]) -> Vec<DynamicObject> {
+    remembered
+        .iter()
+        .map(|secret| {
+            let mut object = match built
+                .iter()
+                .find(|b| b.metadata.name == secret.metadata.name)
+            {
+                Some(built) => (*built).clone(),
+                None => {
+                    let mut own = secret.as_ref().clone();
+                    own.metadata = kube::api::ObjectMeta {
+                        name: own.metadata.name,
+                        namespace: own.metadata.namespace,
+                        labels: own.metadata.labels,
+                        annotations: own.metadata.annotations,
+                        owner_references: own.metadata.owner_references,
+                        ..Default::default()
+                    };
+                    own
+                }
+            };
+            object.data = secret.data.clone();
+            object
+        })
+        .collect()
 }
 
 fn forget_candidates_before(ctx: &Context, key: &(String, &'static str), revision: &str) {
@@ -754,23 +793,60 @@ mod tests {
     #[test]
     fn an_unchanged_secret_is_shared_with_the_candidate_before_and_a_changed_one_copied() {
         let mut recent = RecentCandidates::default();
-        recent.record("r1", [&secret("main", "a"), &secret("slot-01", "x")]);
-        recent.record("r2", [&secret("main", "b"), &secret("slot-01", "x")]);
+        recent.record(
+            "r1",
+            [&secret("main", "a"), &secret("slot-01", "x")],
+            |_| None,
+        );
+        recent.record(
+            "r2",
+            [&secret("main", "b"), &secret("slot-01", "x")],
+            |_| None,
+        );
         let (first, second) = (&recent.built[0].1, &recent.built[1].1);
         assert!(Arc::ptr_eq(&first[1], &second[1]));
         assert!(!Arc::ptr_eq(&first[0], &second[0]));
         assert_eq!(second[0].data["data"]["fluent.conf"], "b");
+        // What the API server already holds is shared too, never a second copy.
+        let cached = Arc::new(secret("main", "c"));
+        let from_cache = cached.clone();
+        recent.record(
+            "r3",
+            [&secret("main", "c"), &secret("slot-01", "y")],
+            move |name| (name == "main").then(|| from_cache.clone()),
+        );
+        let third = &recent.built[2].1;
+        assert!(Arc::ptr_eq(&third[0], &cached));
+        assert_eq!(third[1].data["data"]["fluent.conf"], "y");
+    }
+
+    #[test]
+    fn an_earlier_candidate_is_promoted_with_the_metadata_built_now_and_its_own_data() {
+        let mut built = secret("main", "new");
+        built.metadata.labels = Some([("app".to_owned(), "sluice".to_owned())].into());
+        let mut remembered = secret("main", "old");
+        remembered.metadata.uid = Some("uid-of-the-candidate".to_owned());
+        remembered.metadata.resource_version = Some("42".to_owned());
+        let mut gone = secret("gone", "old");
+        gone.metadata.uid = Some("uid-of-gone".to_owned());
+        gone.metadata.labels = Some([("app".to_owned(), "sluice".to_owned())].into());
+        let secrets = with_data_of(&[&built], &[Arc::new(remembered), Arc::new(gone)]);
+        assert_eq!(secrets[0].metadata, built.metadata);
+        assert_eq!(secrets[0].data["data"]["fluent.conf"], "old");
+        assert_eq!(secrets[1].metadata.uid, None);
+        assert_eq!(secrets[1].metadata.labels, built.metadata.labels);
+        assert_eq!(secrets[1].data["data"]["fluent.conf"], "old");
     }
 
     #[test]
     fn a_bounded_number_are_kept_and_none_from_before_the_accepted_one() {
         let mut recent = RecentCandidates::default();
         for revision in ["r1", "r2", "r3", "r4"] {
-            recent.record(revision, [&secret("main", revision)]);
+            recent.record(revision, [&secret("main", revision)], |_| None);
         }
         assert_eq!(revisions(&recent), ["r2", "r3", "r4"]);
         // Built again: the newest, once.
-        recent.record("r3", [&secret("main", "r3")]);
+        recent.record("r3", [&secret("main", "r3")], |_| None);
         assert_eq!(revisions(&recent), ["r2", "r4", "r3"]);
         recent.forget_before("r4");
         assert_eq!(revisions(&recent), ["r4", "r3"]);
@@ -782,7 +858,7 @@ mod tests {
     fn the_newest_earlier_candidate_a_pod_judged_good_since_the_accepted_one_is_chosen() {
         let mut recent = RecentCandidates::default();
         for revision in ["r1", "r2", "r3"] {
-            recent.record(revision, [&secret("main", revision)]);
+            recent.record(revision, [&secret("main", revision)], |_| None);
         }
         let runs = |revision: &str| ReloaderStatus {
             running: Some(revision.to_owned()),
