@@ -42,6 +42,10 @@ const ERROR_KEPT: usize = 2048;
 /// reconciles they share every Secret that did not change (one slot per edit), so only a
 /// burst that rewrites every slot makes each one a full copy of the configuration.
 const CANDIDATES_KEPT: usize = 3;
+/// Least time between two promotions of an earlier candidate. While changes keep coming each
+/// one would otherwise copy the whole configuration again (every slot changes in a burst),
+/// which at 10,000 flows doubled the Secret bytes the API server took.
+pub const EARLIER_PROMOTION_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Asks the reloaders behind a host name (at most that many of the addresses it resolves
 /// to) for their status.
@@ -189,6 +193,8 @@ pub enum ConfigRollout {
 #[derive(Debug, Default)]
 pub struct RecentCandidates {
     built: VecDeque<(String, Vec<Arc<DynamicObject>>)>,
+    /// When an earlier candidate was last promoted.
+    earlier_promoted_at: Option<std::time::Instant>,
 }
 
 impl RecentCandidates {
@@ -241,12 +247,20 @@ impl RecentCandidates {
     }
 
     /// The newest candidate, other than the newest one built, that a pod accepted or runs,
-    /// built after `accepted` (every remembered one when `accepted` is not among them).
+    /// built after `accepted` (every remembered one when `accepted` is not among them);
+    /// none until [`EARLIER_PROMOTION_INTERVAL`] has passed since the last one promoted.
     pub fn newest_judged_good(
         &self,
         accepted: Option<&str>,
         statuses: &[Result<ReloaderStatus, String>],
+        now: std::time::Instant,
     ) -> Option<(&str, &[Arc<DynamicObject>])> {
+        if self
+            .earlier_promoted_at
+            .is_some_and(|at| now.saturating_duration_since(at) < EARLIER_PROMOTION_INTERVAL)
+        {
+            return None;
+        }
         self.built
             .iter()
             .rev()
@@ -259,6 +273,11 @@ impl RecentCandidates {
                     .any(|status| judged_good(status, revision))
             })
             .map(|(revision, secrets)| (revision.as_str(), secrets.as_slice()))
+    }
+
+    /// An earlier candidate was promoted at `now`.
+    pub fn promoted_earlier(&mut self, now: std::time::Instant) {
+        self.earlier_promoted_at = Some(now);
     }
 
     /// The routes each remembered candidate's aggregator manifest Secret lists, by revision.
@@ -460,17 +479,21 @@ pub async fn advance(
     }
     // Changes came faster than the pods judge them: what they accepted runs, so it becomes
     // what pods starting later fall back to, and its routes reach the agents.
+    let now = std::time::Instant::now();
     let older = ctx
         .memory()
         .recent_candidates
         .get(&memory_key)
-        .and_then(|recent| recent.newest_judged_good(accepted.as_deref(), statuses))
+        .and_then(|recent| recent.newest_judged_good(accepted.as_deref(), statuses, now))
         .map(|(revision, secrets)| (revision.to_owned(), secrets.to_vec()));
     if let Some((revision, remembered)) = older {
         let secrets = with_data_of(&built, &remembered);
         let secrets: Vec<&DynamicObject> = secrets.iter().collect();
         promote(ctx, names, &secrets).await?;
         forget_candidates_before(ctx, &memory_key, &revision);
+        if let Some(recent) = ctx.memory().recent_candidates.get_mut(&memory_key) {
+            recent.promoted_earlier(now);
+        }
         ctx.metrics.config_rollout(component, "promoted");
         tracing::info!(
             component,
@@ -868,9 +891,10 @@ mod tests {
             accepted: vec![revision.to_owned(), "r0".to_owned()],
             ..Default::default()
         };
+        let now = std::time::Instant::now();
         let chosen = |accepted_now: Option<&str>, statuses: &[Result<ReloaderStatus, String>]| {
             recent
-                .newest_judged_good(accepted_now, statuses)
+                .newest_judged_good(accepted_now, statuses, now)
                 .map(|(revision, _)| revision.to_owned())
         };
         assert_eq!(
@@ -886,5 +910,29 @@ mod tests {
             chosen(Some("r1"), &[Err("down".to_owned()), Ok(runs("r2"))]).as_deref(),
             Some("r2")
         );
+    }
+
+    #[test]
+    fn earlier_candidates_are_promoted_at_most_once_per_interval() {
+        let mut recent = RecentCandidates::default();
+        for revision in ["r1", "r2"] {
+            recent.record(revision, [&secret("main", revision)], |_| None);
+        }
+        let statuses = [Ok(ReloaderStatus {
+            running: Some("r1".to_owned()),
+            ..Default::default()
+        })];
+        let start = std::time::Instant::now();
+        let chosen = |recent: &RecentCandidates, at| {
+            recent
+                .newest_judged_good(None, &statuses, at)
+                .map(|(revision, _)| revision.to_owned())
+        };
+        assert_eq!(chosen(&recent, start).as_deref(), Some("r1"));
+        recent.promoted_earlier(start);
+        let soon = start + EARLIER_PROMOTION_INTERVAL - Duration::from_millis(1);
+        assert_eq!(chosen(&recent, soon), None);
+        let later = start + EARLIER_PROMOTION_INTERVAL;
+        assert_eq!(chosen(&recent, later).as_deref(), Some("r1"));
     }
 }
