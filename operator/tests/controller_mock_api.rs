@@ -3295,3 +3295,76 @@ async fn a_removed_route_leaves_the_agents_with_the_candidate_that_drops_it() {
         first
     );
 }
+
+/// Flows keep arriving faster than the pods judge a revision: each reconcile writes a new
+/// candidate while the pods accept the one before. The revision they accepted is promoted
+/// (its own content, not the newest), its new routes reach the agents and its flows run;
+/// without that nothing new would run until the changes stopped. A revision older than the
+/// accepted one is never promoted again.
+#[tokio::test]
+async fn a_revision_the_pods_accepted_after_a_newer_one_was_written_is_promoted_and_its_flows_run()
+{
+    let mut harness = replicas_harness();
+    let first = settled_on_the_first_revision(&mut harness).await;
+    let store = json!({"localOutputRefs": ["store"]});
+    let calls = harness
+        .deliver_flow_edit(team_object("Flow", "team-a", "audit", store.clone()))
+        .await;
+    harness.observe(&calls);
+    let second = cached_revision(&harness, &names().aggregator_config_secret());
+    // Another flow arrives before any pod has looked at the second revision.
+    let calls = harness
+        .deliver_flow_edit(team_object("Flow", "team-a", "billing", store))
+        .await;
+    harness.observe(&calls);
+    let third = cached_revision(&harness, &names().aggregator_config_secret());
+    assert!(first != second && second != third && first != third);
+
+    // Both replicas accept and run the second: it is promoted, with its own content.
+    harness.reloaders_answer("aggregator", vec![running(&second), running(&second)]);
+    let calls = harness.reconcile().await;
+    let promoted = find(
+        &calls,
+        "PATCH",
+        &format!("/api/v1/namespaces/{CONTROL}/secrets/main-aggregator-accepted"),
+    );
+    assert_eq!(
+        promoted.body["metadata"]["labels"]["logging.sluice.dev/config-set"],
+        "accepted"
+    );
+    harness.observe(&calls);
+    assert_eq!(
+        cached_revision(&harness, "main-aggregator-accepted"),
+        second
+    );
+    assert_eq!(
+        cached_revision(&harness, &names().aggregator_config_secret()),
+        third,
+        "the newest candidate stays as it is"
+    );
+
+    // The agents get the route the accepted and running revision dispatches, not the newer
+    // one, and that flow runs.
+    let calls = harness.reconcile().await;
+    let table = applied_agent_routes(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert!(table.contains(&team_a_route("audit")), "{table}");
+    assert!(!table.contains(&team_a_route("billing")), "{table}");
+    assert_eq!(
+        written_ready(&calls, "audit").map(|r| r["reason"].clone()),
+        Some(json!("Running"))
+    );
+    assert_ne!(
+        written_ready(&calls, "billing").map(|r| r["reason"].clone()),
+        Some(json!("Running"))
+    );
+    harness.observe(&calls);
+
+    // A replica falling back to the first revision never brings it back.
+    harness.reloaders_answer("aggregator", vec![running(&first), running(&second)]);
+    let calls = harness.reconcile().await;
+    assert!(
+        calls.iter().all(|c| !c.path.contains("-accepted")),
+        "{:#?}",
+        lines(&calls)
+    );
+}

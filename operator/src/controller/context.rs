@@ -154,6 +154,9 @@ pub struct Memory {
     /// Per Logging: the aggregator candidates built and which objects of them run
     /// everywhere, for the `Ready` of Flows and Outputs.
     pub data_plane: HashMap<String, super::data_plane::Revisions>,
+    /// Per Logging and component: the candidates built lately, so that one the pods accepted
+    /// is promoted even after a newer candidate replaced it.
+    pub recent_candidates: HashMap<(String, &'static str), super::rollout::RecentCandidates>,
 }
 
 /// Tunables of the controller loop.

@@ -26,6 +26,8 @@ use crate::render::edge::flow_route;
 const REVISIONS_KEPT: usize = 64;
 /// `Ready` reason of an object the data plane runs.
 pub const RUNNING: &str = "Running";
+/// `Ready` reason of an object in the configuration that the data plane does not run yet.
+pub const PENDING: &str = "Pending";
 
 /// One object of the newest candidate.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,8 +3,13 @@
 //! reload"). Accepted by some pod: promote it, copying the candidate Secrets to the accepted
 //! ones that pods starting later fall back to. Rejected: say so on the Logging, and blame the
 //! Flow or Output the binary's error names, which the next resolve leaves out.
+//!
+//! A pod judges a revision some time after it is written (a kubelet sync, a dry run), so
+//! while changes keep coming the pods accept a revision the operator has since replaced.
+//! The candidates built lately are remembered ([`RecentCandidates`]) and the newest one a
+//! pod accepted is promoted: otherwise nothing new would run until the changes stopped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -33,6 +38,14 @@ const AGGREGATOR_PODS_ASKED: usize = 64;
 pub const PENDING_RECHECK: Duration = Duration::from_secs(5);
 /// Longest part of the binary's output put in a condition message.
 const ERROR_KEPT: usize = 2048;
+/// Candidates of one component remembered for promotion, the newest included. Between
+/// reconciles they share every Secret that did not change (one slot per edit), so only a
+/// burst that rewrites every slot makes each one a full copy of the configuration.
+const CANDIDATES_KEPT: usize = 3;
+/// Least time between two promotions of an earlier candidate. While changes keep coming each
+/// one would otherwise copy the whole configuration again (every slot changes in a burst),
+/// which at 10,000 flows doubled the Secret bytes the API server took.
+pub const EARLIER_PROMOTION_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Asks the reloaders behind a host name (at most that many of the addresses it resolves
 /// to) for their status.
@@ -174,6 +187,113 @@ pub enum ConfigRollout {
     Pending { reachable: bool },
 }
 
+/// The candidates of one component built lately, oldest first, each with its candidate
+/// Secrets as built (in the order of `Names::candidate_bundle_secrets`: the manifest's
+/// Secret first). Pure bookkeeping, no I/O.
+#[derive(Debug, Default)]
+pub struct RecentCandidates {
+    built: VecDeque<(String, Vec<Arc<DynamicObject>>)>,
+    /// When an earlier candidate was last promoted.
+    earlier_promoted_at: Option<std::time::Instant>,
+}
+
+impl RecentCandidates {
+    /// Remembers the candidate just built. A Secret whose data equals the newest remembered
+    /// one of the same name, or the copy `cached` holds (what the API server has), is shared
+    /// with it rather than copied: only the data of a remembered Secret is ever used.
+    pub fn record<'a>(
+        &mut self,
+        revision: &str,
+        secrets: impl IntoIterator<Item = &'a DynamicObject>,
+        cached: impl Fn(&str) -> Option<Arc<DynamicObject>>,
+    ) {
+        if self
+            .built
+            .back()
+            .is_some_and(|(newest, _)| newest == revision)
+        {
+            return;
+        }
+        let previous = self.built.back().map(|(_, secrets)| secrets);
+        let secrets = secrets
+            .into_iter()
+            .map(|secret| {
+                let name = secret.metadata.name.as_deref().unwrap_or_default();
+                previous
+                    .and_then(|previous| {
+                        previous
+                            .iter()
+                            .find(|known| known.metadata.name == secret.metadata.name)
+                            .cloned()
+                    })
+                    .filter(|known| known.data == secret.data)
+                    .or_else(|| cached(name).filter(|known| known.data == secret.data))
+                    .unwrap_or_else(|| Arc::new(secret.clone()))
+            })
+            .collect();
+        self.built.retain(|(known, _)| known != revision);
+        self.built.push_back((revision.to_owned(), secrets));
+        while self.built.len() > CANDIDATES_KEPT {
+            self.built.pop_front();
+        }
+    }
+
+    /// Forgets every candidate built before `revision`: it was accepted, and an older one
+    /// must never be promoted over it.
+    pub fn forget_before(&mut self, revision: &str) {
+        if let Some(at) = self.built.iter().position(|(known, _)| known == revision) {
+            self.built.drain(..at);
+        }
+    }
+
+    /// The newest candidate, other than the newest one built, that a pod accepted or runs,
+    /// built after `accepted` (every remembered one when `accepted` is not among them);
+    /// none until [`EARLIER_PROMOTION_INTERVAL`] has passed since the last one promoted.
+    pub fn newest_judged_good(
+        &self,
+        accepted: Option<&str>,
+        statuses: &[Result<ReloaderStatus, String>],
+        now: std::time::Instant,
+    ) -> Option<(&str, &[Arc<DynamicObject>])> {
+        if self
+            .earlier_promoted_at
+            .is_some_and(|at| now.saturating_duration_since(at) < EARLIER_PROMOTION_INTERVAL)
+        {
+            return None;
+        }
+        self.built
+            .iter()
+            .rev()
+            .skip(1)
+            .take_while(|(revision, _)| Some(revision.as_str()) != accepted)
+            .find(|(revision, _)| {
+                statuses
+                    .iter()
+                    .flatten()
+                    .any(|status| judged_good(status, revision))
+            })
+            .map(|(revision, secrets)| (revision.as_str(), secrets.as_slice()))
+    }
+
+    /// An earlier candidate was promoted at `now`.
+    pub fn promoted_earlier(&mut self, now: std::time::Instant) {
+        self.earlier_promoted_at = Some(now);
+    }
+
+    /// The routes each remembered candidate's aggregator manifest Secret lists, by revision.
+    fn routes(&self) -> impl Iterator<Item = (String, BTreeSet<String>)> + '_ {
+        self.built.iter().filter_map(|(revision, secrets)| {
+            let main = secrets.first()?;
+            Some((revision.clone(), secret_routes(main)?))
+        })
+    }
+}
+
+/// Whether the pod accepted `revision` or runs it.
+fn judged_good(status: &ReloaderStatus, revision: &str) -> bool {
+    status.running.as_deref() == Some(revision) || status.accepted.iter().any(|a| a == revision)
+}
+
 /// One file of a Secret's data (JSON as the API holds it: base64), decoded.
 fn secret_file(object: &DynamicObject, file: &str) -> Option<Vec<u8>> {
     let encoded = object.data.get("data")?.get(file)?.as_str()?;
@@ -205,25 +325,45 @@ fn cached_secret(ctx: &Context, namespace: &str, name: &str) -> Option<Arc<Dynam
         })
 }
 
-/// Applies the accepted copies of a component's candidate Secrets: the files first, the
-/// manifest's Secret last, as for the candidate. One copy at a time: together they are as
-/// large as the whole configuration (megabytes at 10,000 flows), and most are unchanged.
-async fn promote(
-    ctx: &Context,
+/// A component's candidate Secrets as built: the manifest's Secret first, then its files.
+/// Empty without the manifest's Secret.
+fn candidate_secrets<'a>(
     names: &Names,
     component: &str,
-    children: &[Child],
-) -> Result<(), Error> {
+    children: &'a [Child],
+) -> Vec<&'a DynamicObject> {
     let candidates = names.candidate_bundle_secrets(component);
-    let Some((main, files)) = candidates.split_first() else {
+    match candidates
+        .first()
+        .and_then(|main| built_secret(children, main))
+    {
+        Some(_) => candidates
+            .iter()
+            .filter_map(|name| built_secret(children, name))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Applies the accepted copies of candidate Secrets (the manifest's Secret first in
+/// `secrets`): the files first, the manifest's Secret last, as for the candidate. One copy
+/// at a time: together they are as large as the whole configuration (megabytes at 10,000
+/// flows), and most are unchanged.
+async fn promote(ctx: &Context, names: &Names, secrets: &[&DynamicObject]) -> Result<(), Error> {
+    let Some((main, files)) = secrets.split_first() else {
         return Ok(());
     };
     for candidate in files.iter().chain([main]) {
-        let Some(built) = built_secret(children, candidate) else {
+        let Some(accepted) = candidate
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|name| names.accepted_secret(name))
+        else {
             continue;
         };
-        let mut object = built.clone();
-        object.metadata.name = names.accepted_secret(candidate);
+        let mut object = (*candidate).clone();
+        object.metadata.name = Some(accepted);
         object
             .metadata
             .labels
@@ -304,34 +444,71 @@ pub async fn advance(
     let Some(candidate) = candidate_revision(pipeline, component, children) else {
         return Ok(ConfigRollout::Settled);
     };
+    let built = candidate_secrets(names, component, children);
+    let memory_key = (pipeline.logging.clone(), component);
+    ctx.memory()
+        .recent_candidates
+        .entry(memory_key.clone())
+        .or_default()
+        .record(&candidate, built.iter().copied(), |name| {
+            cached_secret(ctx, &names.control_namespace, name)
+        });
     let accepted = names
         .accepted_secret(&main)
         .and_then(|name| cached_secret(ctx, &names.control_namespace, &name))
         .and_then(|object| manifest_revision(&object));
     if accepted.as_deref() == Some(candidate.as_str()) {
+        forget_candidates_before(ctx, &memory_key, &candidate);
         return Ok(ConfigRollout::Settled);
     }
     let statuses = answers.of(ctx, names, component).await;
-    let mut rejection = None;
-    for status in statuses.iter().flatten() {
-        if status.running.as_deref() == Some(candidate.as_str())
-            || status.accepted.contains(&candidate)
-        {
-            promote(ctx, names, component, children).await?;
-            ctx.metrics.config_rollout(component, "promoted");
-            tracing::info!(
-                component,
-                revision = short_revision(&candidate),
-                "configuration accepted by the data plane; promoted"
-            );
-            return Ok(ConfigRollout::Promoted);
-        }
-        if let Some(rejected) = &status.rejected
-            && rejected.revision == candidate
-        {
-            rejection = Some(rejected.error.clone());
-        }
+    if statuses
+        .iter()
+        .flatten()
+        .any(|status| judged_good(status, &candidate))
+    {
+        promote(ctx, names, &built).await?;
+        forget_candidates_before(ctx, &memory_key, &candidate);
+        ctx.metrics.config_rollout(component, "promoted");
+        tracing::info!(
+            component,
+            revision = short_revision(&candidate),
+            "configuration accepted by the data plane; promoted"
+        );
+        return Ok(ConfigRollout::Promoted);
     }
+    // Changes came faster than the pods judge them: what they accepted runs, so it becomes
+    // what pods starting later fall back to, and its routes reach the agents.
+    let now = std::time::Instant::now();
+    let older = ctx
+        .memory()
+        .recent_candidates
+        .get(&memory_key)
+        .and_then(|recent| recent.newest_judged_good(accepted.as_deref(), statuses, now))
+        .map(|(revision, secrets)| (revision.to_owned(), secrets.to_vec()));
+    if let Some((revision, remembered)) = older {
+        let secrets = with_data_of(&built, &remembered);
+        let secrets: Vec<&DynamicObject> = secrets.iter().collect();
+        promote(ctx, names, &secrets).await?;
+        forget_candidates_before(ctx, &memory_key, &revision);
+        if let Some(recent) = ctx.memory().recent_candidates.get_mut(&memory_key) {
+            recent.promoted_earlier(now);
+        }
+        ctx.metrics.config_rollout(component, "promoted");
+        tracing::info!(
+            component,
+            revision = short_revision(&revision),
+            newest = short_revision(&candidate),
+            "an earlier candidate accepted by the data plane; promoted while the newest waits"
+        );
+    }
+    let rejection = statuses.iter().flatten().find_map(|status| {
+        status
+            .rejected
+            .as_ref()
+            .filter(|rejected| rejected.revision == candidate)
+            .map(|rejected| rejected.error.clone())
+    });
     let reachable = statuses.iter().any(Result::is_ok);
     Ok(match rejection {
         Some(error) => {
@@ -343,6 +520,43 @@ pub async fn advance(
         }
         None => ConfigRollout::Pending { reachable },
     })
+}
+
+/// The Secrets of an earlier candidate: each built one (the metadata this operator applies)
+/// with the remembered data of the same name; one no longer built keeps its own metadata
+/// less what the API server set.
+fn with_data_of(built: &[&DynamicObject], remembered: &[Arc<DynamicObject>]) -> Vec<DynamicObject> {
+    remembered
+        .iter()
+        .map(|secret| {
+            let mut object = match built
+                .iter()
+                .find(|b| b.metadata.name == secret.metadata.name)
+            {
+                Some(built) => (*built).clone(),
+                None => {
+                    let mut own = secret.as_ref().clone();
+                    own.metadata = kube::api::ObjectMeta {
+                        name: own.metadata.name,
+                        namespace: own.metadata.namespace,
+                        labels: own.metadata.labels,
+                        annotations: own.metadata.annotations,
+                        owner_references: own.metadata.owner_references,
+                        ..Default::default()
+                    };
+                    own
+                }
+            };
+            object.data = secret.data.clone();
+            object
+        })
+        .collect()
+}
+
+fn forget_candidates_before(ctx: &Context, key: &(String, &'static str), revision: &str) {
+    if let Some(recent) = ctx.memory().recent_candidates.get_mut(key) {
+        recent.forget_before(revision);
+    }
 }
 
 /// The routes in the route list of a Secret's data; `None` without one.
@@ -469,6 +683,14 @@ pub async fn gate_routes(
     {
         known.insert(revision, routes);
     }
+    // Pods may run a candidate built before this one and promoted since (or about to be).
+    if let Some(recent) = ctx
+        .memory()
+        .recent_candidates
+        .get(&(pipeline.logging.clone(), layout::AGGREGATOR_COMPONENT))
+    {
+        known.extend(recent.routes());
+    }
     let accepted = names
         .accepted_secret(&main)
         .and_then(|name| cached_secret(ctx, &names.control_namespace, &name));
@@ -570,5 +792,146 @@ pub fn remember_blame(ctx: &Context, keys: &[ObjectKey], message: &str) {
                 message: trimmed(message),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, text: &str) -> DynamicObject {
+        let mut object = DynamicObject::new(
+            name,
+            &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+        );
+        object.data = serde_json::json!({"data": {"fluent.conf": text}});
+        object
+    }
+
+    fn revisions(recent: &RecentCandidates) -> Vec<&str> {
+        recent.built.iter().map(|(r, _)| r.as_str()).collect()
+    }
+
+    #[test]
+    fn an_unchanged_secret_is_shared_with_the_candidate_before_and_a_changed_one_copied() {
+        let mut recent = RecentCandidates::default();
+        recent.record(
+            "r1",
+            [&secret("main", "a"), &secret("slot-01", "x")],
+            |_| None,
+        );
+        recent.record(
+            "r2",
+            [&secret("main", "b"), &secret("slot-01", "x")],
+            |_| None,
+        );
+        let (first, second) = (&recent.built[0].1, &recent.built[1].1);
+        assert!(Arc::ptr_eq(&first[1], &second[1]));
+        assert!(!Arc::ptr_eq(&first[0], &second[0]));
+        assert_eq!(second[0].data["data"]["fluent.conf"], "b");
+        // What the API server already holds is shared too, never a second copy.
+        let cached = Arc::new(secret("main", "c"));
+        let from_cache = cached.clone();
+        recent.record(
+            "r3",
+            [&secret("main", "c"), &secret("slot-01", "y")],
+            move |name| (name == "main").then(|| from_cache.clone()),
+        );
+        let third = &recent.built[2].1;
+        assert!(Arc::ptr_eq(&third[0], &cached));
+        assert_eq!(third[1].data["data"]["fluent.conf"], "y");
+    }
+
+    #[test]
+    fn an_earlier_candidate_is_promoted_with_the_metadata_built_now_and_its_own_data() {
+        let mut built = secret("main", "new");
+        built.metadata.labels = Some([("app".to_owned(), "sluice".to_owned())].into());
+        let mut remembered = secret("main", "old");
+        remembered.metadata.uid = Some("uid-of-the-candidate".to_owned());
+        remembered.metadata.resource_version = Some("42".to_owned());
+        let mut gone = secret("gone", "old");
+        gone.metadata.uid = Some("uid-of-gone".to_owned());
+        gone.metadata.labels = Some([("app".to_owned(), "sluice".to_owned())].into());
+        let secrets = with_data_of(&[&built], &[Arc::new(remembered), Arc::new(gone)]);
+        assert_eq!(secrets[0].metadata, built.metadata);
+        assert_eq!(secrets[0].data["data"]["fluent.conf"], "old");
+        assert_eq!(secrets[1].metadata.uid, None);
+        assert_eq!(secrets[1].metadata.labels, built.metadata.labels);
+        assert_eq!(secrets[1].data["data"]["fluent.conf"], "old");
+    }
+
+    #[test]
+    fn a_bounded_number_are_kept_and_none_from_before_the_accepted_one() {
+        let mut recent = RecentCandidates::default();
+        for revision in ["r1", "r2", "r3", "r4"] {
+            recent.record(revision, [&secret("main", revision)], |_| None);
+        }
+        assert_eq!(revisions(&recent), ["r2", "r3", "r4"]);
+        // Built again: the newest, once.
+        recent.record("r3", [&secret("main", "r3")], |_| None);
+        assert_eq!(revisions(&recent), ["r2", "r4", "r3"]);
+        recent.forget_before("r4");
+        assert_eq!(revisions(&recent), ["r4", "r3"]);
+        recent.forget_before("unknown");
+        assert_eq!(revisions(&recent), ["r4", "r3"]);
+    }
+
+    #[test]
+    fn the_newest_earlier_candidate_a_pod_judged_good_since_the_accepted_one_is_chosen() {
+        let mut recent = RecentCandidates::default();
+        for revision in ["r1", "r2", "r3"] {
+            recent.record(revision, [&secret("main", revision)], |_| None);
+        }
+        let runs = |revision: &str| ReloaderStatus {
+            running: Some(revision.to_owned()),
+            ..Default::default()
+        };
+        let accepted = |revision: &str| ReloaderStatus {
+            accepted: vec![revision.to_owned(), "r0".to_owned()],
+            ..Default::default()
+        };
+        let now = std::time::Instant::now();
+        let chosen = |accepted_now: Option<&str>, statuses: &[Result<ReloaderStatus, String>]| {
+            recent
+                .newest_judged_good(accepted_now, statuses, now)
+                .map(|(revision, _)| revision.to_owned())
+        };
+        assert_eq!(
+            chosen(None, &[Ok(runs("r1")), Ok(accepted("r2"))]).as_deref(),
+            Some("r2")
+        );
+        // The newest built is the candidate itself, promoted by the caller.
+        assert_eq!(chosen(None, &[Ok(runs("r3"))]), None);
+        // Never one built before what is accepted, nor the accepted one again.
+        assert_eq!(chosen(Some("r2"), &[Ok(runs("r1"))]), None);
+        assert_eq!(chosen(Some("r2"), &[Ok(runs("r2"))]), None);
+        assert_eq!(
+            chosen(Some("r1"), &[Err("down".to_owned()), Ok(runs("r2"))]).as_deref(),
+            Some("r2")
+        );
+    }
+
+    #[test]
+    fn earlier_candidates_are_promoted_at_most_once_per_interval() {
+        let mut recent = RecentCandidates::default();
+        for revision in ["r1", "r2"] {
+            recent.record(revision, [&secret("main", revision)], |_| None);
+        }
+        let statuses = [Ok(ReloaderStatus {
+            running: Some("r1".to_owned()),
+            ..Default::default()
+        })];
+        let start = std::time::Instant::now();
+        let chosen = |recent: &RecentCandidates, at| {
+            recent
+                .newest_judged_good(None, &statuses, at)
+                .map(|(revision, _)| revision.to_owned())
+        };
+        assert_eq!(chosen(&recent, start).as_deref(), Some("r1"));
+        recent.promoted_earlier(start);
+        let soon = start + EARLIER_PROMOTION_INTERVAL - Duration::from_millis(1);
+        assert_eq!(chosen(&recent, soon), None);
+        let later = start + EARLIER_PROMOTION_INTERVAL;
+        assert_eq!(chosen(&recent, later).as_deref(), Some("r1"));
     }
 }

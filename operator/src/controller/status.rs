@@ -145,7 +145,7 @@ fn object_ready(usage: Usage<'_>, data_plane: DataPlane, degraded: &Verdict) -> 
         ),
         (Usage::InUse(loggings), DataPlane::Pending) => Verdict::new(
             false,
-            "Pending",
+            super::data_plane::PENDING,
             format!(
                 "in the configuration of Logging {loggings}, not running yet: waiting until every aggregator replica runs a revision with this generation and, for a flow, the agents route records to it"
             ),
