@@ -238,6 +238,24 @@ impl RecentCandidates {
         }
     }
 
+    /// Shares the newest candidate's Secrets with the copies `cached` holds where their data
+    /// is equal. Right after an apply the caches still hold the Secrets before it, so what
+    /// changed was copied; once they caught up that copy would stay as a second one.
+    pub fn share_with_cache(&mut self, cached: impl Fn(&str) -> Option<Arc<DynamicObject>>) {
+        let Some((_, secrets)) = self.built.back_mut() else {
+            return;
+        };
+        for secret in secrets.iter_mut() {
+            let name = secret.metadata.name.as_deref().unwrap_or_default();
+            if let Some(known) = cached(name)
+                && !Arc::ptr_eq(&known, secret)
+                && known.data == secret.data
+            {
+                *secret = known;
+            }
+        }
+    }
+
     /// Forgets every candidate built before `revision`: it was accepted, and an older one
     /// must never be promoted over it.
     pub fn forget_before(&mut self, revision: &str) {
@@ -459,6 +477,9 @@ pub async fn advance(
         .and_then(|object| manifest_revision(&object));
     if accepted.as_deref() == Some(candidate.as_str()) {
         forget_candidates_before(ctx, &memory_key, &candidate);
+        if let Some(recent) = ctx.memory().recent_candidates.get_mut(&memory_key) {
+            recent.share_with_cache(|name| cached_secret(ctx, &names.control_namespace, name));
+        }
         return Ok(ConfigRollout::Settled);
     }
     let statuses = answers.of(ctx, names, component).await;
@@ -840,6 +861,15 @@ mod tests {
         let third = &recent.built[2].1;
         assert!(Arc::ptr_eq(&third[0], &cached));
         assert_eq!(third[1].data["data"]["fluent.conf"], "y");
+        // The caches catch up with the changed one: the copy gives way to theirs.
+        let caught_up = Arc::new(secret("slot-01", "y"));
+        let from_cache = caught_up.clone();
+        recent.share_with_cache(move |name| (name == "slot-01").then(|| from_cache.clone()));
+        assert!(Arc::ptr_eq(&recent.built[2].1[1], &caught_up));
+        // A cached copy with other data is never taken.
+        let stale = Arc::new(secret("main", "z"));
+        recent.share_with_cache(move |name| (name == "main").then(|| stale.clone()));
+        assert!(Arc::ptr_eq(&recent.built[2].1[0], &cached));
     }
 
     #[test]
