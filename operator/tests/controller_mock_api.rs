@@ -3368,3 +3368,61 @@ async fn a_revision_the_pods_accepted_after_a_newer_one_was_written_is_promoted_
         lines(&calls)
     );
 }
+
+/// A Flow deleted and added back before the pods caught up (seen on real fluentd): the pods
+/// run the first revision, which has its route, but have already seen the one without it and
+/// load that next. The route waits until the revision they load next has it too.
+#[tokio::test]
+async fn a_flow_added_back_is_routed_only_once_the_revision_the_pods_load_next_has_it() {
+    let mut harness = replicas_harness();
+    let first = settled_on_the_first_revision(&mut harness).await;
+    let route = team_a_route("app");
+    let app = team_object(
+        "Flow",
+        "team-a",
+        "app",
+        json!({"localOutputRefs": ["store"]}),
+    );
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Delete(guard(app.clone())));
+    harness.ctx.trigger.bump();
+    let calls = harness.reconcile().await;
+    harness.observe(&calls);
+    let without = cached_revision(&harness, &names().aggregator_config_secret());
+    assert_ne!(without, first);
+    assert!(!published_routes(&harness).contains(&route));
+
+    // Both pods still run the first revision but have seen the one without the flow.
+    let seen = |next: &str| sluice::bundle::ReloaderStatus {
+        running: Some(first.clone()),
+        candidate: Some(next.to_owned()),
+        accepted: vec![first.clone()],
+        ..Default::default()
+    };
+    harness.reloaders_answer("aggregator", vec![seen(&without), seen(&without)]);
+    let mut back = app;
+    back["metadata"]["generation"] = json!(2);
+    let calls = harness.deliver_flow_edit(back).await;
+    assert!(
+        applied_agent_routes(&calls).is_none_or(|table| !table.contains(&route)),
+        "the pods load {without} next, which drops the route: {:#?}",
+        lines(&calls)
+    );
+    harness.observe(&calls);
+    let calls = harness.reconcile().await;
+    assert!(
+        applied_agent_routes(&calls).is_none_or(|table| !table.contains(&route)),
+        "{:#?}",
+        lines(&calls)
+    );
+    harness.observe(&calls);
+
+    // The revision they load next has it again: the route goes out.
+    let current = cached_revision(&harness, &names().aggregator_config_secret());
+    harness.reloaders_answer("aggregator", vec![seen(&current), seen(&current)]);
+    let calls = harness.reconcile().await;
+    let table = applied_agent_routes(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert!(table.contains(&route), "{table}");
+}

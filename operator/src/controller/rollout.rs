@@ -608,8 +608,8 @@ pub fn allowed_routes(
 }
 
 /// The routes dispatched by the accepted revision and by the revision every aggregator pod
-/// runs: empty unless at least `expected` pods answered, each running a revision whose
-/// routes are `known`. A pod starting later runs the candidate or falls back to the
+/// runs and the one it has seen and loads next: empty unless at least `expected` pods
+/// answered, each with revisions whose routes are `known`. A pod starting later runs the candidate or falls back to the
 /// accepted revision, so both must hold a route before agents may emit it.
 pub fn dispatched_everywhere(
     statuses: &[Result<ReloaderStatus, String>],
@@ -622,15 +622,21 @@ pub fn dispatched_everywhere(
     };
     let mut answered = 0;
     for status in statuses {
-        let running = status
-            .as_ref()
-            .ok()
-            .and_then(|status| status.running.as_deref())
-            .and_then(|revision| known.get(revision));
-        let Some(running) = running else {
+        let Ok(status) = status else {
+            return BTreeSet::new();
+        };
+        let Some(running) = status.running.as_deref().and_then(|r| known.get(r)) else {
             return BTreeSet::new();
         };
         everywhere.retain(|route| running.contains(route));
+        // The newest complete revision the pod has seen is the one it loads next: a Flow
+        // deleted and added back before the pod caught up is in what it runs, not in that.
+        if let Some(next) = status.candidate.as_deref() {
+            let Some(next) = known.get(next) else {
+                return BTreeSet::new();
+            };
+            everywhere.retain(|route| next.contains(route));
+        }
         answered += 1;
     }
     if answered < expected.max(1) {
