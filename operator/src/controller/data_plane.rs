@@ -11,15 +11,13 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use kube::Resource;
-use kube::core::DeserializeGuard;
-use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::context::Context;
 use super::reconcile::HasObjectStatus;
 use super::rollout::{self, Answers, RoutesGate};
 use crate::build::Child;
 use crate::layout;
-use crate::model::{Kind, ObjectKey, Pipeline};
+use crate::model::{Inventory, Kind, ObjectKey, Pipeline};
 use crate::render::edge::flow_route;
 
 /// Candidates remembered: a pod running an older one counts as running an unknown revision.
@@ -226,29 +224,47 @@ pub enum Verdict {
     NotTracked,
 }
 
-fn cached<K>(
-    store: &Store<DeserializeGuard<K>>,
-    key: &ObjectKey,
-) -> (Option<i64>, Option<String>, bool)
-where
-    K: Resource<DynamicType = ()> + HasObjectStatus + Clone,
-{
-    let mut reference = ObjectRef::new(&key.name);
-    if let Some(namespace) = &key.namespace {
-        reference = reference.within(namespace);
+/// The version (generation, uid) and stored verdict of every Flow and Output in the snapshot
+/// a candidate was built from. The caches may hold a later edit by the time the candidate is
+/// recorded (after its apply), which that candidate does not hold.
+type SnapshotVersions<'a> =
+    HashMap<(Kind, Option<&'a str>, &'a str), (Option<i64>, Option<&'a str>, bool)>;
+
+fn snapshot_versions<'a>(inventory: &'a Inventory<'a>) -> SnapshotVersions<'a> {
+    fn add<'a, K>(versions: &mut SnapshotVersions<'a>, kind: Kind, objects: &[&'a K])
+    where
+        K: Resource + HasObjectStatus,
+    {
+        for object in objects {
+            let meta = object.meta();
+            let (Some(name), generation) = (meta.name.as_deref(), meta.generation) else {
+                continue;
+            };
+            versions.insert(
+                (kind, meta.namespace.as_deref(), name),
+                (
+                    generation,
+                    meta.uid.as_deref(),
+                    reported_running(object.object_status(), generation),
+                ),
+            );
+        }
     }
-    let Some(guard) = store.get(&reference) else {
-        return (None, None, false);
-    };
-    let Ok(object) = guard.0.as_ref() else {
-        return (None, None, false);
-    };
-    let generation = object.meta().generation;
-    (
-        generation,
-        object.meta().uid.clone(),
-        reported_running(object.object_status(), generation),
-    )
+    let mut versions = HashMap::with_capacity(
+        inventory.flows.len()
+            + inventory.cluster_flows.len()
+            + inventory.outputs.len()
+            + inventory.cluster_outputs.len(),
+    );
+    add(&mut versions, Kind::Flow, &inventory.flows);
+    add(&mut versions, Kind::ClusterFlow, &inventory.cluster_flows);
+    add(&mut versions, Kind::Output, &inventory.outputs);
+    add(
+        &mut versions,
+        Kind::ClusterOutput,
+        &inventory.cluster_outputs,
+    );
+    versions
 }
 
 /// The stored status says the object ran at `generation`.
@@ -264,38 +280,41 @@ pub fn reported_running(
     })
 }
 
-fn held(ctx: &Context, key: &ObjectKey, route: Option<String>) -> Held {
-    let stores = &ctx.stores;
-    let (generation, uid, reported_running) = match key.kind {
-        Kind::Flow => cached(&stores.flows, key),
-        Kind::ClusterFlow => cached(&stores.cluster_flows, key),
-        Kind::Output => cached(&stores.outputs, key),
-        Kind::ClusterOutput => cached(&stores.cluster_outputs, key),
-        Kind::Logging => (None, None, false),
-    };
+fn held(versions: &SnapshotVersions<'_>, key: &ObjectKey, route: Option<String>) -> Held {
+    let (generation, uid, reported_running) = versions
+        .get(&(key.kind, key.namespace.as_deref(), key.name.as_str()))
+        .copied()
+        .unwrap_or((None, None, false));
     Held {
         generation,
-        uid,
+        uid: uid.map(str::to_owned),
         route,
         reported_running,
     }
 }
 
-/// Records the aggregator candidate just built, with every Flow and Output it holds.
-pub fn record_candidate(ctx: &Context, pipeline: &Pipeline, children: &[Child]) {
+/// Records the aggregator candidate just built from `inventory`, with every Flow and Output
+/// it holds at the version it holds.
+pub fn record_candidate(
+    ctx: &Context,
+    inventory: &Inventory<'_>,
+    pipeline: &Pipeline,
+    children: &[Child],
+) {
     let Some(revision) =
         rollout::candidate_revision(pipeline, layout::AGGREGATOR_COMPONENT, children)
     else {
         return;
     };
+    let versions = snapshot_versions(inventory);
     let flows = pipeline.flows.iter().map(|flow| {
         let route = flow_route(flow.label()).to_owned();
-        (&flow.key, held(ctx, &flow.key, Some(route)))
+        (&flow.key, held(&versions, &flow.key, Some(route)))
     });
     let outputs = pipeline
         .outputs
         .keys()
-        .map(|key| (key, held(ctx, key, None)));
+        .map(|key| (key, held(&versions, key, None)));
     let objects: Vec<(&ObjectKey, Held)> = flows.chain(outputs).collect();
     ctx.memory()
         .data_plane

@@ -268,7 +268,7 @@ async fn reconcile_logging(
         // After the apply, not before: an edit waits for nothing but its configuration. No
         // pod can report the candidate before it is applied, and nothing reads what runs
         // before the rollout below.
-        data_plane::record_candidate(ctx, pipeline, &children);
+        data_plane::record_candidate(ctx, &inventory, pipeline, &children);
         for component in [
             crate::layout::AGENT_COMPONENT,
             crate::layout::AGGREGATOR_COMPONENT,
