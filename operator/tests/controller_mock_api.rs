@@ -643,13 +643,14 @@ impl Harness {
             .fetch_add(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The Logging named `main`, else the only one (the store's order is not stable).
     fn logging(&self) -> Arc<DeserializeGuard<Logging>> {
-        self.ctx
-            .stores
-            .loggings
-            .state()
-            .into_iter()
-            .next()
+        let loggings = self.ctx.stores.loggings.state();
+        loggings
+            .iter()
+            .find(|l| l.name_any() == "main")
+            .or(loggings.first())
+            .cloned()
             .unwrap_or_else(|| panic!("no Logging"))
     }
 
@@ -3526,4 +3527,56 @@ fn stored_ready(harness: &Harness, name: &str) -> Value {
     let flow = flow.0.as_ref().unwrap_or_else(|e| panic!("{e:?}"));
     let status = serde_json::to_value(&flow.status).unwrap_or_default();
     condition(&status, "Ready").clone()
+}
+
+/// Another Logging's reconcile writes the statuses of every object, with the verdict of the
+/// Logging using each. A Flow created since its Logging's last candidate is in that Logging's
+/// configuration only from its next candidate on: Pending, never Ready (seen on real parts: a
+/// new Flow showed `Ready=True Accepted` for ~0.4 s before any pod ran it).
+#[tokio::test]
+async fn a_new_flow_is_pending_when_another_loggings_reconcile_sees_it_first() {
+    let mut logging = logging_json(None);
+    logging["spec"]["aggregator"] = json!({"replicas": 2});
+    let other = json!({
+        "apiVersion": "logging.sluice.dev/v1alpha1",
+        "kind": "Logging",
+        "metadata": {"name": "other", "uid": "uid-other", "generation": 1, "resourceVersion": "11"},
+        "spec": {"controlNamespace": "other-system", "watchNamespaces": ["team-b"]}
+    });
+    let namespace =
+        |name: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    let mut harness = Harness::start(Fixture {
+        loggings: vec![logging, other],
+        flows: vec![team_object(
+            "Flow",
+            "team-a",
+            "app",
+            json!({"localOutputRefs": ["store"]}),
+        )],
+        outputs: vec![team_object(
+            "Output",
+            "team-a",
+            "store",
+            json!({"nullOutput": {}}),
+        )],
+        namespaces: vec![namespace("team-a"), namespace("team-b")],
+        control_namespaces: vec![CONTROL.to_owned(), "other-system".to_owned()],
+        real_cores: true,
+        ..Fixture::default()
+    });
+    settled_on_the_first_revision(&mut harness).await;
+    let created = team_object(
+        "Flow",
+        "team-a",
+        "created",
+        json!({"localOutputRefs": ["store"]}),
+    );
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Apply(guard(created)));
+    let calls = harness.reconcile_named("other").await;
+    let ready = written_ready(&calls, "created").unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "Pending", "{ready}");
 }

@@ -219,8 +219,8 @@ pub enum Verdict {
     Running,
     /// Some Logging does not run this generation yet.
     Pending,
-    /// No configuration bundle was built for its Loggings (canned builds in tests): nothing
-    /// to wait for.
+    /// None of its Loggings built a configuration bundle in this process yet (or ever, with
+    /// the canned builds of tests): nothing to wait for.
     NotTracked,
 }
 
@@ -388,10 +388,10 @@ pub fn verdict(ctx: &Context, loggings: &str, key: &ObjectKey, generation: Optio
         let Some(revisions) = memory.data_plane.get(logging) else {
             continue;
         };
-        if !revisions.holds(key) {
-            continue;
-        }
-        if !revisions.is_running(key, generation) {
+        // Its Logging built candidates but not one with it yet: another Logging's reconcile
+        // saw it first (each writes every object's status). Its Logging's next candidate
+        // holds it.
+        if !revisions.holds(key) || !revisions.is_running(key, generation) {
             return Verdict::Pending;
         }
         verdict = Verdict::Running;
