@@ -66,10 +66,10 @@ pub fn malformed(ctx: &Context) -> Vec<(Kind, kube::core::error_boundary::Invali
 /// copying 20,000 objects per reconcile.
 pub struct Snapshot {
     loggings: Vec<Arc<DeserializeGuard<Logging>>>,
-    flows: Vec<Arc<DeserializeGuard<Flow>>>,
-    cluster_flows: Vec<Arc<DeserializeGuard<ClusterFlow>>>,
-    outputs: Vec<Arc<DeserializeGuard<Output>>>,
-    cluster_outputs: Vec<Arc<DeserializeGuard<ClusterOutput>>>,
+    pub flows: Vec<Arc<DeserializeGuard<Flow>>>,
+    pub cluster_flows: Vec<Arc<DeserializeGuard<ClusterFlow>>>,
+    pub outputs: Vec<Arc<DeserializeGuard<Output>>>,
+    pub cluster_outputs: Vec<Arc<DeserializeGuard<ClusterOutput>>>,
 }
 
 impl Snapshot {

@@ -370,7 +370,7 @@ async fn reconcile_logging(
         summary.logging_status = true;
     }
     let queueing = Instant::now();
-    summary.statuses_queued = queue_object_statuses(ctx, &resolution, now).await;
+    summary.statuses_queued = queue_object_statuses(ctx, &snapshot, &resolution, now).await;
     summary.statuses_ms = millis_since(queueing);
     Ok((Action::requeue(requeue), summary))
 }
@@ -670,6 +670,7 @@ pub(crate) fn remember_written(ctx: &Context, uid: Option<String>, status: &impl
 /// queued.
 async fn queue_object_statuses(
     ctx: &Context,
+    snapshot: &inventory::Snapshot,
     resolution: &Resolution,
     now: jiff::Timestamp,
 ) -> usize {
@@ -710,12 +711,13 @@ async fn queue_object_statuses(
         withdrawn: Vec::new(),
         visited: 0,
     };
-    pass.kind::<Flow>(Kind::Flow, &stores.flows.state()).await;
-    pass.kind::<ClusterFlow>(Kind::ClusterFlow, &stores.cluster_flows.state())
+    // The objects `resolution` was resolved from, not the caches' by now: an object created
+    // since is in no pipeline yet and would read as unused, an edit as resolved.
+    pass.kind::<Flow>(Kind::Flow, &snapshot.flows).await;
+    pass.kind::<ClusterFlow>(Kind::ClusterFlow, &snapshot.cluster_flows)
         .await;
-    pass.kind::<Output>(Kind::Output, &stores.outputs.state())
-        .await;
-    pass.kind::<ClusterOutput>(Kind::ClusterOutput, &stores.cluster_outputs.state())
+    pass.kind::<Output>(Kind::Output, &snapshot.outputs).await;
+    pass.kind::<ClusterOutput>(Kind::ClusterOutput, &snapshot.cluster_outputs)
         .await;
     let (pending, withdrawn, visited) = (pass.pending, pass.withdrawn, pass.visited);
     current.prune(visited, || stores.object_uids());
