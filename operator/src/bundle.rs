@@ -50,6 +50,16 @@ pub struct Manifest {
     pub revision_files: BTreeMap<String, String>,
     /// [`Placement::Shared`] files: name → SHA-256 (hex) of the content.
     pub shared_files: BTreeMap<String, String>,
+    /// Which publication of the candidate this is: the operator counts up whenever the
+    /// candidate's revision changes, so a revision published again (a Flow deleted and added
+    /// back) is told apart from its earlier publication, which a pod may have seen before
+    /// the one in between. Not part of the revision. 0: not numbered.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sequence: u64,
+}
+
+fn is_zero(number: &u64) -> bool {
+    *number == 0
 }
 
 /// A file the manifest names that is missing or differs: the bundle is not complete yet
@@ -108,6 +118,7 @@ impl Manifest {
             revision: revision_of(&revision_files, &shared_files),
             revision_files,
             shared_files,
+            sequence: 0,
         }
     }
 
@@ -156,6 +167,9 @@ pub struct ReloaderStatus {
     pub running: Option<String>,
     /// The newest complete revision seen in the candidate directory.
     pub candidate: Option<String>,
+    /// Its manifest's [`Manifest::sequence`]: which publication of `candidate` the pod saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_sequence: Option<u64>,
     /// Revisions this pod's binary accepted, newest first, a bounded number of them.
     #[serde(default)]
     pub accepted: Vec<String>,

@@ -163,7 +163,7 @@ impl Reloader {
         };
         let revision = bundle.manifest.revision.clone();
         if is_candidate {
-            self.lock().candidate = Some(revision.clone());
+            self.saw_candidate(&bundle.manifest);
         }
         let installed = files::install(&self.settings.active, &bundle).map_err(io_error)?;
         match check::run(&self.settings, &installed).await {
@@ -375,7 +375,7 @@ impl Reloader {
     fn newest_candidate(&mut self) -> Option<files::Bundle> {
         match files::read_bundle(&self.settings.candidate) {
             Ok(Some(bundle)) => {
-                self.lock().candidate = Some(bundle.manifest.revision.clone());
+                self.saw_candidate(&bundle.manifest);
                 Some(bundle)
             }
             Ok(None) => None,
@@ -386,6 +386,13 @@ impl Reloader {
                 None
             }
         }
+    }
+
+    /// Reports the complete candidate just read as the one this pod loads next.
+    fn saw_candidate(&self, manifest: &crate::bundle::Manifest) {
+        let mut status = self.lock();
+        status.candidate = Some(manifest.revision.clone());
+        status.candidate_sequence = (manifest.sequence > 0).then_some(manifest.sequence);
     }
 
     /// Tells the process to load `current`, which points at `revision`.

@@ -2408,6 +2408,11 @@ async fn changes_arriving_while_statuses_are_written_do_not_stop_them() {
 
 /// The revision in the manifest of a Secret the caches hold.
 fn cached_revision(harness: &Harness, name: &str) -> String {
+    cached_manifest(harness, name).revision
+}
+
+/// The manifest of a Secret the caches hold.
+fn cached_manifest(harness: &Harness, name: &str) -> sluice::bundle::Manifest {
     use base64::Engine;
     let secret = harness
         .ctx
@@ -2422,9 +2427,7 @@ fn cached_revision(harness: &Harness, name: &str) -> String {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .unwrap_or_default();
-    sluice::bundle::Manifest::from_json(&bytes)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .revision
+    sluice::bundle::Manifest::from_json(&bytes).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn running(revision: &str) -> sluice::bundle::ReloaderStatus {
@@ -3623,4 +3626,66 @@ async fn a_flow_created_during_the_apply_is_not_called_unused() {
     let calls = harness.reconcile().await;
     let ready = written_ready(&calls, "created").unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
     assert_eq!(ready["reason"], "Pending", "{ready}");
+}
+
+/// A Flow deleted and added back while the revision without it had not reached the pods yet
+/// (seen on real fluentd: both pods reported the first revision as running and next, loaded
+/// the one without the Flow a second later, and 100 records went to the error output). The
+/// revision published again has the first one's name; its number tells them apart, and the
+/// route waits until the pods have seen that publication.
+#[tokio::test]
+async fn a_flow_added_back_before_its_deletion_reached_the_pods_waits_for_them() {
+    let mut harness = replicas_harness();
+    let first = settled_on_the_first_revision(&mut harness).await;
+    let config = names().aggregator_config_secret();
+    let first_number = cached_manifest(&harness, &config).sequence;
+    assert!(first_number > 0);
+    let route = team_a_route("app");
+    let app = team_object(
+        "Flow",
+        "team-a",
+        "app",
+        json!({"localOutputRefs": ["store"]}),
+    );
+    harness
+        .writers
+        .flows
+        .apply_watcher_event(&watcher::Event::Delete(guard(app.clone())));
+    harness.ctx.trigger.bump();
+    let calls = harness.reconcile().await;
+    harness.observe(&calls);
+    let without = cached_manifest(&harness, &config);
+    assert_ne!(without.revision, first);
+    assert_eq!(without.sequence, first_number + 1);
+    assert!(!published_routes(&harness).contains(&route));
+
+    // The deletion has not reached the pods: they run and report the first publication.
+    let seen = |number: u64| sluice::bundle::ReloaderStatus {
+        running: Some(first.clone()),
+        candidate: Some(first.clone()),
+        candidate_sequence: Some(number),
+        accepted: vec![first.clone()],
+        ..Default::default()
+    };
+    harness.reloaders_answer("aggregator", vec![seen(first_number), seen(first_number)]);
+    let calls = harness.deliver_flow_edit(app).await;
+    assert!(
+        applied_agent_routes(&calls).is_none_or(|table| !table.contains(&route)),
+        "the pods may still load {}, which drops the route: {:#?}",
+        without.revision,
+        lines(&calls)
+    );
+    harness.observe(&calls);
+    let again = cached_manifest(&harness, &config);
+    assert_eq!(again.revision, first);
+    assert_eq!(again.sequence, first_number + 2);
+
+    // They have seen the publication after the deletion: the route goes out.
+    harness.reloaders_answer(
+        "aggregator",
+        vec![seen(again.sequence), seen(again.sequence)],
+    );
+    let calls = harness.reconcile().await;
+    let table = applied_agent_routes(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
+    assert!(table.contains(&route), "{table}");
 }

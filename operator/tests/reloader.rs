@@ -832,3 +832,26 @@ async fn a_dropped_buffer_still_written_to_is_flushed_until_it_stays_quiet() {
     );
     assert_eq!(reload.calls.load(Ordering::SeqCst), 1);
 }
+
+/// The same revision published again (a Flow deleted and added back) reloads nothing, and the
+/// status says which publication the pod has seen, so the operator can tell it from the first.
+#[tokio::test]
+async fn a_revision_published_again_is_reported_with_its_number_and_not_reloaded() {
+    let endpoint = endpoint().await;
+    let (pod, mut reloader, first) = started(&endpoint, "# one flow\n", "s3cret").await;
+    let republish = |number: u64| {
+        let path = pod.candidate.join(MANIFEST_FILE);
+        let mut manifest = Manifest::from_json(&std::fs::read(&path).unwrap()).unwrap();
+        manifest.sequence = number;
+        std::fs::write(&path, manifest.to_json()).unwrap();
+    };
+    republish(7);
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Idle);
+    let status = reloader.status();
+    assert_eq!(status.candidate.as_deref(), Some(first.as_str()));
+    assert_eq!(status.candidate_sequence, Some(7));
+    republish(9);
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(reloader.status().candidate_sequence, Some(9));
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 0);
+}

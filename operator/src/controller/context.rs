@@ -1,7 +1,7 @@
 //! What every reconcile shares: the client, the caches, the clock, the recorder and the
 //! small amount of memory that keeps the operator quiet at rest.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -157,6 +157,9 @@ pub struct Memory {
     /// Per Logging and component: the candidates built lately, so that one the pods accepted
     /// is promoted even after a newer candidate replaced it.
     pub recent_candidates: HashMap<(String, &'static str), super::rollout::RecentCandidates>,
+    /// Per Logging: the aggregator candidates published lately, by number, oldest first
+    /// ([`super::rollout::number_candidate`]).
+    pub aggregator_publications: HashMap<String, VecDeque<(u64, String)>>,
 }
 
 /// Tunables of the controller loop.

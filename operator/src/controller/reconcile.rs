@@ -240,6 +240,7 @@ async fn reconcile_logging(
         let mut children = (ctx.cores.build)(pipeline, &plan)?;
         summary.build_ms = millis_since(building);
         overflowed = overflowed_flows(pipeline, &children);
+        rollout::number_candidate(ctx, pipeline, &mut children);
         if let Some(recheck) = rollout::gate_scale_in(ctx, pipeline, &mut children).await {
             requeue = requeue.min(recheck);
         }

@@ -320,10 +320,66 @@ fn secret_file(object: &DynamicObject, file: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The `manifest.json` of a Secret's data.
+fn manifest_of(object: &DynamicObject) -> Option<Manifest> {
+    let bytes = secret_file(object, bundle::MANIFEST_FILE)?;
+    Manifest::from_json(&bytes).ok()
+}
+
 /// The revision in the `manifest.json` of a Secret's data.
 fn manifest_revision(object: &DynamicObject) -> Option<String> {
-    let bytes = secret_file(object, bundle::MANIFEST_FILE)?;
-    Manifest::from_json(&bytes).ok().map(|m| m.revision)
+    manifest_of(object).map(|m| m.revision)
+}
+
+/// Aggregator publications remembered per Logging: a pod that reports an older one than
+/// these counts as possibly loading anything, and no new route goes out until it catches up.
+const PUBLICATIONS_KEPT: usize = 16;
+
+/// Numbers the aggregator candidate about to be applied ([`Manifest::sequence`]): the
+/// number of the published one (the cached Secret's) when the revision is the same, the
+/// next number when it differs. Remembers which revision each number published, so the
+/// routes gate knows every revision a pod may still load after the one it reports. Derived
+/// from the cache, so a new operator process carries the count on.
+pub fn number_candidate(ctx: &Context, pipeline: &Pipeline, children: &mut [Child]) {
+    let names = &pipeline.names;
+    let main = names.aggregator_config_secret();
+    let Some(child) = children.iter_mut().find(|c| {
+        c.kind == ChildKind::Secret && c.object.metadata.name.as_deref() == Some(main.as_str())
+    }) else {
+        return;
+    };
+    let Some(mut manifest) = manifest_of(&child.object) else {
+        return;
+    };
+    let published =
+        cached_secret(ctx, &names.control_namespace, &main).and_then(|secret| manifest_of(&secret));
+    manifest.sequence = match published {
+        Some(published) if published.revision == manifest.revision => published.sequence.max(1),
+        Some(published) => published.sequence + 1,
+        None => 1,
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(manifest.to_json());
+    if let Some(data) = child
+        .object
+        .data
+        .get_mut("data")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        data.insert(
+            bundle::MANIFEST_FILE.to_owned(),
+            serde_json::Value::String(encoded),
+        );
+    }
+    let mut memory = ctx.memory();
+    let publications = memory
+        .aggregator_publications
+        .entry(pipeline.logging.clone())
+        .or_default();
+    publications.retain(|(sequence, _)| *sequence < manifest.sequence);
+    publications.push_back((manifest.sequence, manifest.revision));
+    while publications.len() > PUBLICATIONS_KEPT {
+        publications.pop_front();
+    }
 }
 
 fn built_secret<'a>(children: &'a [Child], name: &str) -> Option<&'a DynamicObject> {
@@ -607,15 +663,18 @@ pub fn allowed_routes(
     }
 }
 
-/// The routes dispatched by the accepted revision and by the revision every aggregator pod
-/// runs and the one it has seen and loads next: empty unless at least `expected` pods
-/// answered, each with revisions whose routes are `known`. A pod starting later runs the candidate or falls back to the
-/// accepted revision, so both must hold a route before agents may emit it.
+/// The routes dispatched by the accepted revision and by every revision each aggregator pod
+/// runs or may still load: the one it runs, the one it has seen and loads next, and each
+/// published after that one (`publications`: number and revision, oldest first); empty
+/// unless at least `expected` pods answered, each with revisions whose routes are `known`.
+/// A pod starting later runs the candidate or falls back to the accepted revision, so both
+/// must hold a route before agents may emit it.
 pub fn dispatched_everywhere(
     statuses: &[Result<ReloaderStatus, String>],
     expected: usize,
     known: &BTreeMap<String, BTreeSet<String>>,
     accepted: Option<&str>,
+    publications: &VecDeque<(u64, String)>,
 ) -> BTreeSet<String> {
     let Some(mut everywhere) = accepted.and_then(|revision| known.get(revision)).cloned() else {
         return BTreeSet::new();
@@ -637,12 +696,41 @@ pub fn dispatched_everywhere(
             };
             everywhere.retain(|route| next.contains(route));
         }
+        // A revision published again after one without the route (a Flow deleted and added
+        // back) has the same name as its first publication, which the pod may report before
+        // the one in between reached it: what it may load next is every publication since.
+        if let Some(seen) = status.candidate_sequence {
+            let Some(later) = published_after(publications, seen) else {
+                return BTreeSet::new();
+            };
+            for revision in later {
+                let Some(routes) = known.get(revision) else {
+                    return BTreeSet::new();
+                };
+                everywhere.retain(|route| routes.contains(route));
+            }
+        }
         answered += 1;
     }
     if answered < expected.max(1) {
         return BTreeSet::new();
     }
     everywhere
+}
+
+/// The revisions published after number `seen`; `None` when some of them are no longer
+/// remembered (an operator restart, or a pod far behind).
+fn published_after(publications: &VecDeque<(u64, String)>, seen: u64) -> Option<Vec<&str>> {
+    let later: Vec<&(u64, String)> = publications.iter().filter(|(n, _)| *n > seen).collect();
+    let newest = publications.back().map_or(seen, |(n, _)| *n);
+    let complete =
+        u64::try_from(later.len()).is_ok_and(|count| count == newest.saturating_sub(seen));
+    complete.then(|| {
+        later
+            .iter()
+            .map(|(_, revision)| revision.as_str())
+            .collect()
+    })
 }
 
 /// Aggregator pods the StatefulSet has: every one must dispatch a route before agents emit it.
@@ -730,8 +818,19 @@ pub async fn gate_routes(
     let expected = aggregator_pods(ctx, names);
     let statuses = answers.of(ctx, names, layout::AGGREGATOR_COMPONENT).await;
     let reachable = statuses.iter().any(Result::is_ok);
-    let everywhere =
-        dispatched_everywhere(statuses, expected, &known, accepted_revision.as_deref());
+    let publications = ctx
+        .memory()
+        .aggregator_publications
+        .get(&pipeline.logging)
+        .cloned()
+        .unwrap_or_default();
+    let everywhere = dispatched_everywhere(
+        statuses,
+        expected,
+        &known,
+        accepted_revision.as_deref(),
+        &publications,
+    );
     let allowed = allowed_routes(&wanted, published.as_ref(), &everywhere);
     let withheld: BTreeSet<String> = wanted.difference(&allowed).cloned().collect();
     if withheld.is_empty() {
@@ -837,6 +936,19 @@ mod tests {
 
     fn revisions(recent: &RecentCandidates) -> Vec<&str> {
         recent.built.iter().map(|(r, _)| r.as_str()).collect()
+    }
+
+    #[test]
+    fn what_a_pod_may_still_load_is_every_publication_after_the_one_it_saw() {
+        let publications: VecDeque<(u64, String)> = [(4, "a"), (5, "b"), (6, "a")]
+            .into_iter()
+            .map(|(n, r)| (n, r.to_owned()))
+            .collect();
+        assert_eq!(published_after(&publications, 4), Some(vec!["b", "a"]));
+        assert_eq!(published_after(&publications, 6), Some(vec![]));
+        // Publications 2 and 3 are not remembered (a restart): anything may come.
+        assert_eq!(published_after(&publications, 1), None);
+        assert_eq!(published_after(&VecDeque::new(), 3), Some(vec![]));
     }
 
     #[test]
