@@ -855,3 +855,62 @@ async fn a_revision_published_again_is_reported_with_its_number_and_not_reloaded
     assert_eq!(reloader.status().candidate_sequence, Some(9));
     assert_eq!(endpoint.calls.load(Ordering::SeqCst), 0);
 }
+
+/// An agent that gets a route late may start writing to its buffer only after the pods saw
+/// the revision removing it; a buffer idle so far (here never created) is not quiet yet
+/// (seen on real fluentd: a chunk arrived 9 s after the route left the agents' Secret, to a
+/// pod that had loaded the revision at once, and went to the error output).
+#[tokio::test]
+async fn a_dropped_buffer_idle_until_the_revision_came_is_still_waited_for() {
+    let reload = endpoint().await;
+    let pod = pod();
+    let buffers = pod.active.parent().unwrap().join("buffers");
+    let dropped = buffers.join("out-eeeeeeeeeeee");
+    let listed = format!("{}\n", dropped.display());
+    write_bundle_with(
+        &pod.candidate,
+        "# with the flow\n",
+        "s3cret",
+        &[("buffers.list", &listed)],
+    );
+    let dir = dropped.clone();
+    let (flush_url, flushes) = flush_endpoint(move |_| {
+        let dir = dir.clone();
+        async move {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    })
+    .await;
+    let mut settings = settings(&pod, &reload.url);
+    settings.buffer_dir = Some(buffers.clone());
+    settings.flush_url = Some(flush_url);
+    settings.dropped_buffer_quiet = Duration::from_secs(2);
+    let mut reloader = Reloader::new(settings);
+    reloader.prepare().await.unwrap();
+
+    let next = write_bundle_with(
+        &pod.candidate,
+        "# without it\n",
+        "s3cret",
+        &[("buffers.list", "")],
+    );
+    let late = dropped.clone();
+    let agent = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        std::fs::create_dir_all(&late).unwrap();
+        std::fs::write(late.join("buffer.b1.log"), "late").unwrap();
+    });
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Applied(next));
+    agent.await.unwrap();
+    assert!(
+        flushes.load(Ordering::SeqCst) >= 1,
+        "the late chunk was flushed"
+    );
+    assert_eq!(
+        sluice::reload::count_chunks(&dropped),
+        0,
+        "nothing is left behind in the dropped buffer"
+    );
+}
