@@ -276,6 +276,14 @@ impl Reloader {
                     return Ok(Outcome::Superseded(revision));
                 }
                 self.drain_dropped_buffers(&installed).await;
+                // The wait takes at least the quiet period: if the change was taken back
+                // meanwhile (a Flow deleted and added again), what runs is the newest again,
+                // and loading this revision would only restart the workers twice.
+                let newest = self.newest_candidate().map(|b| b.manifest.revision);
+                if newest.is_some() && newest == self.running() {
+                    files::remove_revision(&self.settings.active, &revision);
+                    return Ok(Outcome::Superseded(revision));
+                }
                 let previous = self.running();
                 files::make_current(&self.settings.active, &revision).map_err(io_error)?;
                 let outcome = self.reload(revision.clone()).await;
@@ -319,6 +327,11 @@ impl Reloader {
         }
         let quiet = self.settings.dropped_buffer_quiet;
         let started = Instant::now();
+        tracing::info!(
+            buffers = dropped.len(),
+            quiet = ?quiet,
+            "waiting until the buffers the new revision drops stay empty and unwritten"
+        );
         let mut asked: Option<Instant> = None;
         let mut announced = false;
         // Fewest chunks seen, and since when no fewer: an output that is down never flushes.

@@ -914,3 +914,52 @@ async fn a_dropped_buffer_idle_until_the_revision_came_is_still_waited_for() {
         "nothing is left behind in the dropped buffer"
     );
 }
+
+/// A revision dropping a buffer waits for it to stay quiet; a change taken back meanwhile
+/// (the Flow added again: the candidate is what runs) is not loaded at all, so the workers do
+/// not restart twice for nothing.
+#[tokio::test]
+async fn a_change_taken_back_while_its_buffers_drain_is_not_loaded() {
+    let reload = endpoint().await;
+    let pod = pod();
+    let buffers = pod.active.parent().unwrap().join("buffers");
+    let dropped = buffers.join("out-ffffffffffff");
+    let listed = format!("{}\n", dropped.display());
+    let first = write_bundle_with(
+        &pod.candidate,
+        "# with the flow\n",
+        "s3cret",
+        &[("buffers.list", &listed)],
+    );
+    let (flush_url, _) = flush_endpoint(|_| async {}).await;
+    let mut settings = settings(&pod, &reload.url);
+    settings.buffer_dir = Some(buffers.clone());
+    settings.flush_url = Some(flush_url);
+    settings.dropped_buffer_quiet = Duration::from_secs(1);
+    let mut reloader = Reloader::new(settings);
+    reloader.prepare().await.unwrap();
+
+    let without = write_bundle_with(
+        &pod.candidate,
+        "# without it\n",
+        "s3cret",
+        &[("buffers.list", "")],
+    );
+    let candidate = pod.candidate.clone();
+    let listed_again = listed.clone();
+    let taken_back = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        write_bundle_with(
+            &candidate,
+            "# with the flow\n",
+            "s3cret",
+            &[("buffers.list", &listed_again)],
+        )
+    });
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Superseded(without));
+    assert_eq!(taken_back.await.unwrap(), first);
+    assert_eq!(reloader.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(current_config(&pod), "# with the flow\n");
+    assert_eq!(reload.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(reloader.status().running.as_deref(), Some(first.as_str()));
+}
