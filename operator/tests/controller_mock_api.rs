@@ -828,6 +828,15 @@ impl Harness {
         calls
     }
 
+    /// Removes `flow` from the caches, as its deletion's watch event would, and reconciles.
+    async fn deliver_flow_deletion(&mut self, flow: Value) -> Vec<Call> {
+        self.writers
+            .flows
+            .apply_watcher_event(&watcher::Event::Delete(guard(flow)));
+        self.ctx.trigger.bump();
+        self.reconcile().await
+    }
+
     async fn settle(&mut self) {
         for _ in 0..4 {
             let calls = self.reconcile().await;
@@ -3032,17 +3041,22 @@ async fn tls_disabled_is_a_warning_not_degraded() {
 // replica dispatches it, and status says what the data plane runs.
 
 /// A Logging with two aggregator replicas, one Flow and its Output in team-a.
+/// Team a's Flow `app`, sending to its Output `store`.
+fn team_a_app() -> Value {
+    team_object(
+        "Flow",
+        "team-a",
+        "app",
+        json!({"localOutputRefs": ["store"]}),
+    )
+}
+
 fn replicas_harness() -> Harness {
     let mut logging = logging_json(None);
     logging["spec"]["aggregator"] = json!({"replicas": 2});
     Harness::start(Fixture {
         loggings: vec![logging],
-        flows: vec![team_object(
-            "Flow",
-            "team-a",
-            "app",
-            json!({"localOutputRefs": ["store"]}),
-        )],
+        flows: vec![team_a_app()],
         outputs: vec![team_object(
             "Output",
             "team-a",
@@ -3326,17 +3340,7 @@ async fn a_removed_route_leaves_the_agents_with_the_candidate_that_drops_it() {
     assert!(published_routes(&harness).contains(&route));
     // Removing the flow: the agents stop tagging for it in the same reconcile, whatever the
     // replicas run (records of a removed flow have nowhere to go).
-    harness
-        .writers
-        .flows
-        .apply_watcher_event(&watcher::Event::Delete(guard(team_object(
-            "Flow",
-            "team-a",
-            "app",
-            json!({"localOutputRefs": ["store"]}),
-        ))));
-    harness.ctx.trigger.bump();
-    let calls = harness.reconcile().await;
+    let calls = harness.deliver_flow_deletion(team_a_app()).await;
     let table = applied_agent_routes(&calls).unwrap_or_else(|| panic!("{:#?}", lines(&calls)));
     assert!(!table.contains(&route), "{table}");
     assert!(applied_aggregator_config(&calls).is_some());
@@ -3428,18 +3432,8 @@ async fn a_flow_added_back_is_routed_only_once_the_revision_the_pods_load_next_h
     let mut harness = replicas_harness();
     let first = settled_on_the_first_revision(&mut harness).await;
     let route = team_a_route("app");
-    let app = team_object(
-        "Flow",
-        "team-a",
-        "app",
-        json!({"localOutputRefs": ["store"]}),
-    );
-    harness
-        .writers
-        .flows
-        .apply_watcher_event(&watcher::Event::Delete(guard(app.clone())));
-    harness.ctx.trigger.bump();
-    let calls = harness.reconcile().await;
+    let app = team_a_app();
+    let calls = harness.deliver_flow_deletion(app.clone()).await;
     harness.observe(&calls);
     let without = cached_revision(&harness, &names().aggregator_config_secret());
     assert_ne!(without, first);
@@ -3560,12 +3554,7 @@ async fn a_new_flow_is_pending_when_another_loggings_reconcile_sees_it_first() {
         |name: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
     let mut harness = Harness::start(Fixture {
         loggings: vec![logging, other],
-        flows: vec![team_object(
-            "Flow",
-            "team-a",
-            "app",
-            json!({"localOutputRefs": ["store"]}),
-        )],
+        flows: vec![team_a_app()],
         outputs: vec![team_object(
             "Output",
             "team-a",
@@ -3641,18 +3630,8 @@ async fn a_flow_added_back_before_its_deletion_reached_the_pods_waits_for_them()
     let first_number = cached_manifest(&harness, &config).sequence;
     assert!(first_number > 0);
     let route = team_a_route("app");
-    let app = team_object(
-        "Flow",
-        "team-a",
-        "app",
-        json!({"localOutputRefs": ["store"]}),
-    );
-    harness
-        .writers
-        .flows
-        .apply_watcher_event(&watcher::Event::Delete(guard(app.clone())));
-    harness.ctx.trigger.bump();
-    let calls = harness.reconcile().await;
+    let app = team_a_app();
+    let calls = harness.deliver_flow_deletion(app.clone()).await;
     harness.observe(&calls);
     let without = cached_manifest(&harness, &config);
     assert_ne!(without.revision, first);

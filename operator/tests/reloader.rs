@@ -112,6 +112,30 @@ fn pod() -> Pod {
 
 /// The stand-in for `fluentd --dry-run`: logs which revision it checked, sleeps if the
 /// config says SLOW or HANG, fails naming the problem if it says BAD.
+/// Where the pod's buffers live (the reloader's `--buffer-dir`).
+fn buffer_volume(pod: &Pod) -> PathBuf {
+    pod.active.parent().unwrap().join("buffers")
+}
+
+/// A reloader with the pod's buffer volume that drains through `flush_url`, its first
+/// revision installed.
+async fn draining_reloader(
+    pod: &Pod,
+    reload_url: &str,
+    flush_url: String,
+    quiet: Option<Duration>,
+) -> Reloader {
+    let mut settings = settings(pod, reload_url);
+    settings.buffer_dir = Some(buffer_volume(pod));
+    settings.flush_url = Some(flush_url);
+    if let Some(quiet) = quiet {
+        settings.dropped_buffer_quiet = quiet;
+    }
+    let mut reloader = Reloader::new(settings);
+    reloader.prepare().await.unwrap();
+    reloader
+}
+
 fn settings(pod: &Pod, reload_url: &str) -> Settings {
     let script = format!(
         "echo \"$1\" >> {checked}; \
@@ -529,15 +553,11 @@ async fn a_drain_reports_not_ready_and_flushes_until_no_chunk_is_left() {
     let endpoint = endpoint().await;
     let pod = pod();
     write_bundle(&pod.candidate, "# one\n", "s3cret");
-    let buffers = pod.active.parent().unwrap().join("buffers");
+    let buffers = buffer_volume(&pod);
     std::fs::create_dir_all(&buffers).unwrap();
     std::fs::write(buffers.join("buffer.b1.log"), "x").unwrap();
-    let mut settings = settings(&pod, &endpoint.url);
-    settings.buffer_dir = Some(buffers.clone());
     // The "flush" endpoint is the counting one; what it does to the chunks is simulated below.
-    settings.flush_url = Some(endpoint.url.clone());
-    let mut reloader = Reloader::new(settings);
-    reloader.prepare().await.unwrap();
+    let mut reloader = draining_reloader(&pod, &endpoint.url, endpoint.url.clone(), None).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(sluice::reload::serve_status(
@@ -636,14 +656,10 @@ async fn a_drain_never_asks_for_a_flush_right_behind_a_reload() {
     let flush = endpoint().await;
     let pod = pod();
     write_bundle(&pod.candidate, "# one\n", "s3cret");
-    let buffers = pod.active.parent().unwrap().join("buffers");
+    let buffers = buffer_volume(&pod);
     std::fs::create_dir_all(&buffers).unwrap();
     std::fs::write(buffers.join("buffer.b1.log"), "x").unwrap();
-    let mut settings = settings(&pod, &reload.url);
-    settings.buffer_dir = Some(buffers);
-    settings.flush_url = Some(flush.url.clone());
-    let mut reloader = Reloader::new(settings);
-    reloader.prepare().await.unwrap();
+    let mut reloader = draining_reloader(&pod, &reload.url, flush.url.clone(), None).await;
     reloader.status_handle().lock().unwrap().draining = true;
 
     let next = write_bundle(&pod.candidate, "# two\n", "s3cret");
@@ -701,7 +717,7 @@ where
 async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
     let reload = endpoint().await;
     let pod = pod();
-    let buffers = pod.active.parent().unwrap().join("buffers");
+    let buffers = buffer_volume(&pod);
     let kept = buffers.join("flow-aaaaaaaaaaaa-bbbbbbbbbbbb");
     let dropped = buffers.join("flow-cccccccccccc-dddddddddddd");
     for dir in [&kept, &dropped] {
@@ -725,11 +741,7 @@ async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
         }
     })
     .await;
-    let mut settings = settings(&pod, &reload.url);
-    settings.buffer_dir = Some(buffers.clone());
-    settings.flush_url = Some(flush_url);
-    let mut reloader = Reloader::new(settings);
-    reloader.prepare().await.unwrap();
+    let mut reloader = draining_reloader(&pod, &reload.url, flush_url, None).await;
 
     // Same buffers: no flush.
     let same = write_bundle_with(
@@ -772,7 +784,7 @@ async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
 async fn a_dropped_buffer_still_written_to_is_flushed_until_it_stays_quiet() {
     let reload = endpoint().await;
     let pod = pod();
-    let buffers = pod.active.parent().unwrap().join("buffers");
+    let buffers = buffer_volume(&pod);
     let dropped = buffers.join("out-cccccccccccc");
     std::fs::create_dir_all(&dropped).unwrap();
     std::fs::write(dropped.join("buffer.q1.log"), "x").unwrap();
@@ -802,12 +814,8 @@ async fn a_dropped_buffer_still_written_to_is_flushed_until_it_stays_quiet() {
         }
     })
     .await;
-    let mut settings = settings(&pod, &reload.url);
-    settings.buffer_dir = Some(buffers.clone());
-    settings.flush_url = Some(flush_url);
-    settings.dropped_buffer_quiet = Duration::from_secs(1);
-    let mut reloader = Reloader::new(settings);
-    reloader.prepare().await.unwrap();
+    let mut reloader =
+        draining_reloader(&pod, &reload.url, flush_url, Some(Duration::from_secs(1))).await;
 
     let next = write_bundle_with(
         &pod.candidate,
@@ -864,7 +872,7 @@ async fn a_revision_published_again_is_reported_with_its_number_and_not_reloaded
 async fn a_dropped_buffer_idle_until_the_revision_came_is_still_waited_for() {
     let reload = endpoint().await;
     let pod = pod();
-    let buffers = pod.active.parent().unwrap().join("buffers");
+    let buffers = buffer_volume(&pod);
     let dropped = buffers.join("out-eeeeeeeeeeee");
     let listed = format!("{}\n", dropped.display());
     write_bundle_with(
@@ -883,12 +891,8 @@ async fn a_dropped_buffer_idle_until_the_revision_came_is_still_waited_for() {
         }
     })
     .await;
-    let mut settings = settings(&pod, &reload.url);
-    settings.buffer_dir = Some(buffers.clone());
-    settings.flush_url = Some(flush_url);
-    settings.dropped_buffer_quiet = Duration::from_secs(2);
-    let mut reloader = Reloader::new(settings);
-    reloader.prepare().await.unwrap();
+    let mut reloader =
+        draining_reloader(&pod, &reload.url, flush_url, Some(Duration::from_secs(2))).await;
 
     let next = write_bundle_with(
         &pod.candidate,
@@ -922,7 +926,7 @@ async fn a_dropped_buffer_idle_until_the_revision_came_is_still_waited_for() {
 async fn a_change_taken_back_while_its_buffers_drain_is_not_loaded() {
     let reload = endpoint().await;
     let pod = pod();
-    let buffers = pod.active.parent().unwrap().join("buffers");
+    let buffers = buffer_volume(&pod);
     let dropped = buffers.join("out-ffffffffffff");
     let listed = format!("{}\n", dropped.display());
     let first = write_bundle_with(
@@ -932,12 +936,8 @@ async fn a_change_taken_back_while_its_buffers_drain_is_not_loaded() {
         &[("buffers.list", &listed)],
     );
     let (flush_url, _) = flush_endpoint(|_| async {}).await;
-    let mut settings = settings(&pod, &reload.url);
-    settings.buffer_dir = Some(buffers.clone());
-    settings.flush_url = Some(flush_url);
-    settings.dropped_buffer_quiet = Duration::from_secs(1);
-    let mut reloader = Reloader::new(settings);
-    reloader.prepare().await.unwrap();
+    let mut reloader =
+        draining_reloader(&pod, &reload.url, flush_url, Some(Duration::from_secs(1))).await;
 
     let without = write_bundle_with(
         &pod.candidate,
