@@ -7,9 +7,10 @@ pub mod capacity;
 pub mod instances;
 pub mod limits;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
+use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 
 use crate::api::{

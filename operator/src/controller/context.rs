@@ -1,10 +1,11 @@
 //! What every reconcile shares: the client, the caches, the clock, the recorder and the
 //! small amount of memory that keeps the operator quiet at rest.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::{HashMap, HashSet};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{DynamicObject, PartialObjectMeta};

@@ -17,9 +17,10 @@
 //! the waiting statuses were half of all writes, and each costs the API server as much as a
 //! useful one (about 4 ms of its CPU, whatever the patch type).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use foldhash::{HashMap, HashSet};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use kube::api::ApiResource;

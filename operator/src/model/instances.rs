@@ -8,8 +8,10 @@
 //! (ClusterFlows and the default flow) and one per namespace whose Flows send to it, so one
 //! namespace's flood fills only its own buffer and never drops another's records.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::api::{OutputKind, OutputSpec};
 
