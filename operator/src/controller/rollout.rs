@@ -503,7 +503,30 @@ pub fn candidate_revision(
     built_secret(children, &main).and_then(manifest_revision)
 }
 
-/// Looks at one component's rollout and carries it one step: promote, report or wait.
+/// Remembers the candidate of `component` just applied, so the pods accepting it later
+/// promote it even once a newer one replaced it, and the routes gate knows its routes.
+pub fn remember_candidate(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    component: &'static str,
+    children: &[Child],
+) {
+    let names = &pipeline.names;
+    let Some(candidate) = candidate_revision(pipeline, component, children) else {
+        return;
+    };
+    let built = candidate_secrets(names, component, children);
+    ctx.memory()
+        .recent_candidates
+        .entry((pipeline.logging.clone(), component))
+        .or_default()
+        .record(&candidate, built.iter().copied(), |name| {
+            cached_secret(ctx, &names.control_namespace, name)
+        });
+}
+
+/// Looks at one component's rollout and carries it one step: promote, report or wait. The
+/// candidate was remembered ([`remember_candidate`]) when it was applied.
 pub async fn advance(
     ctx: &Context,
     pipeline: &Pipeline,
@@ -520,13 +543,6 @@ pub async fn advance(
     };
     let built = candidate_secrets(names, component, children);
     let memory_key = (pipeline.logging.clone(), component);
-    ctx.memory()
-        .recent_candidates
-        .entry(memory_key.clone())
-        .or_default()
-        .record(&candidate, built.iter().copied(), |name| {
-            cached_secret(ctx, &names.control_namespace, name)
-        });
     let accepted = names
         .accepted_secret(&main)
         .and_then(|name| cached_secret(ctx, &names.control_namespace, &name))

@@ -88,6 +88,14 @@ impl Signal {
             .take()
     }
 
+    /// Whether a change of a configuration input arrived that no reconcile has taken yet.
+    pub fn waiting(&self) -> bool {
+        self.oldest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some()
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.sender.subscribe()
     }
