@@ -161,9 +161,9 @@ pub struct Memory {
     /// Per Logging: the aggregator candidates published lately, by number, oldest first
     /// ([`super::rollout::number_candidate`]).
     pub aggregator_publications: HashMap<String, VecDeque<(u64, String)>>,
-    /// When a reconcile last did the rollout and queued object statuses after applying
-    /// (`reconcile::leave_to_next`).
-    pub followed_through_at: Option<std::time::Instant>,
+    /// Per Logging: when its reconcile last did the rollout and queued object statuses after
+    /// applying, within the last few seconds (`reconcile::leave_to_next`).
+    pub followed_through_at: HashMap<String, std::time::Instant>,
 }
 
 /// Tunables of the controller loop.

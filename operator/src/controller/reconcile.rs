@@ -284,7 +284,7 @@ async fn reconcile_logging(
             rollout::remember_candidate(ctx, pipeline, component, &children);
         }
         summary.candidate_ms = millis_since(rolling_out);
-        if leave_to_next(ctx) {
+        if leave_to_next(ctx, &name) {
             summary.rollout_ms = millis_since(rolling_out);
             return Ok((Action::requeue(requeue), summary));
         }
@@ -384,13 +384,13 @@ async fn reconcile_logging(
         remember_written(ctx, logging.uid(), &computed);
         summary.logging_status = true;
     }
-    if leave_to_next(ctx) {
+    if leave_to_next(ctx, &name) {
         return Ok((Action::requeue(requeue), summary));
     }
     let queueing = Instant::now();
     summary.statuses_queued = queue_object_statuses(ctx, &snapshot, &resolution, now).await;
     summary.statuses_ms = millis_since(queueing);
-    ctx.memory().followed_through_at = Some(Instant::now());
+    followed_through(ctx, &name);
     Ok((Action::requeue(requeue), summary))
 }
 
@@ -405,21 +405,41 @@ const FOLLOW_THROUGH_WITHIN: Duration = Duration::from_secs(5);
 /// otherwise wait behind work about to be redone (at 10,000 flows a quarter to half a
 /// second). Asked again before the object statuses, for a change arriving during the
 /// rollout.
-fn leave_to_next(ctx: &Context) -> bool {
-    let followed_through_at = ctx.memory().followed_through_at;
-    may_leave_to_next(ctx.trigger.waiting(), followed_through_at, Instant::now())
+fn leave_to_next(ctx: &Context, logging: &str) -> bool {
+    let change_waiting = ctx.trigger.waiting();
+    may_leave_to_next(
+        change_waiting,
+        &ctx.memory().followed_through_at,
+        logging,
+        Instant::now(),
+    )
 }
 
-/// Only while a reconcile did all of it within [`FOLLOW_THROUGH_WITHIN`], so rollouts and
-/// statuses still progress while changes keep coming.
+/// Notes that the reconcile of `logging` did the rollout and the statuses. Older notes say
+/// nothing any more ([`may_leave_to_next`]) and go, so Loggings deleted leave nothing behind.
+fn followed_through(ctx: &Context, logging: &str) {
+    let now = Instant::now();
+    let mut memory = ctx.memory();
+    memory
+        .followed_through_at
+        .retain(|_, at| now.saturating_duration_since(*at) < FOLLOW_THROUGH_WITHIN);
+    memory.followed_through_at.insert(logging.to_owned(), now);
+}
+
+/// Only while this Logging's reconcile did all of it within [`FOLLOW_THROUGH_WITHIN`], so its
+/// rollout and the statuses still progress while changes keep coming. Per Logging: the
+/// rollout is one Logging's, and another Logging's reconciles following through must not
+/// keep deferring it.
 fn may_leave_to_next(
     change_waiting: bool,
-    followed_through_at: Option<Instant>,
+    followed_through_at: &HashMap<String, Instant>,
+    logging: &str,
     now: Instant,
 ) -> bool {
     change_waiting
         && followed_through_at
-            .is_some_and(|at| now.saturating_duration_since(at) < FOLLOW_THROUGH_WITHIN)
+            .get(logging)
+            .is_some_and(|at| now.saturating_duration_since(*at) < FOLLOW_THROUGH_WITHIN)
 }
 
 /// Runs the PKI planner on a blocking thread: key generation can take a while.
@@ -1008,15 +1028,27 @@ mod tests {
     fn the_follow_through_is_left_to_the_next_reconcile_only_briefly_and_only_for_a_change() {
         use super::{FOLLOW_THROUGH_WITHIN, may_leave_to_next};
         let now = std::time::Instant::now();
-        let recently = now.checked_sub(FOLLOW_THROUGH_WITHIN / 2);
-        let long_ago = now.checked_sub(FOLLOW_THROUGH_WITHIN);
-        assert!(may_leave_to_next(true, recently, now));
+        let at = |ago| {
+            let mut map = foldhash::HashMap::default();
+            if let Some(at) = now.checked_sub(ago) {
+                map.insert("main".to_owned(), at);
+            }
+            map
+        };
+        let recently = at(FOLLOW_THROUGH_WITHIN / 2);
+        assert!(may_leave_to_next(true, &recently, "main", now));
         // Nothing new to reconcile: this reconcile follows through.
-        assert!(!may_leave_to_next(false, recently, now));
+        assert!(!may_leave_to_next(false, &recently, "main", now));
         // Changes keep coming: every FOLLOW_THROUGH_WITHIN one reconcile follows through.
-        assert!(!may_leave_to_next(true, long_ago, now));
-        // The first reconcile of a process always does.
-        assert!(!may_leave_to_next(true, None, now));
+        assert!(!may_leave_to_next(
+            true,
+            &at(FOLLOW_THROUGH_WITHIN),
+            "main",
+            now
+        ));
+        // Another Logging's reconciles following through leave this one's rollout due, and
+        // the first reconcile of a Logging in a process always follows through.
+        assert!(!may_leave_to_next(true, &recently, "other", now));
     }
 
     #[test]
