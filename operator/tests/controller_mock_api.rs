@@ -3586,28 +3586,30 @@ async fn a_new_flow_is_pending_when_another_loggings_reconcile_sees_it_first() {
     assert_eq!(ready["reason"], "Pending", "{ready}");
 }
 
+/// Settles on the first revision, then delivers team-a's Flow `other` and reconciles; Flow
+/// `created` arrives while that reconcile applies.
+async fn flow_created_while_applying(harness: &mut Harness) -> Vec<Call> {
+    settled_on_the_first_revision(harness).await;
+    let flow = |name: &str| {
+        team_object(
+            "Flow",
+            "team-a",
+            name,
+            json!({"localOutputRefs": ["store"]}),
+        )
+    };
+    harness
+        .deliver_flow_edit_while_applying(flow("other"), flow("created"))
+        .await
+}
+
 /// A Flow created while a reconcile applies the configuration built without it gets its
 /// status from the next reconcile, which resolved it; this one's status pass does not call
 /// it `Unused` (seen on real parts for ~0.4 s).
 #[tokio::test]
 async fn a_flow_created_during_the_apply_is_not_called_unused() {
     let mut harness = replicas_harness();
-    settled_on_the_first_revision(&mut harness).await;
-    let other = team_object(
-        "Flow",
-        "team-a",
-        "other",
-        json!({"localOutputRefs": ["store"]}),
-    );
-    let created = team_object(
-        "Flow",
-        "team-a",
-        "created",
-        json!({"localOutputRefs": ["store"]}),
-    );
-    let calls = harness
-        .deliver_flow_edit_while_applying(other, created)
-        .await;
+    let calls = flow_created_while_applying(&mut harness).await;
     assert_eq!(
         written_ready(&calls, "created"),
         None,
@@ -3627,22 +3629,7 @@ async fn a_flow_created_during_the_apply_is_not_called_unused() {
 #[tokio::test]
 async fn a_change_arriving_during_the_apply_does_not_wait_for_the_rollout_and_statuses() {
     let mut harness = replicas_harness();
-    settled_on_the_first_revision(&mut harness).await;
-    let other = team_object(
-        "Flow",
-        "team-a",
-        "other",
-        json!({"localOutputRefs": ["store"]}),
-    );
-    let created = team_object(
-        "Flow",
-        "team-a",
-        "created",
-        json!({"localOutputRefs": ["store"]}),
-    );
-    let calls = harness
-        .deliver_flow_edit_while_applying(other, created)
-        .await;
+    let calls = flow_created_while_applying(&mut harness).await;
     let statuses: Vec<&Call> = calls
         .iter()
         .filter(|call| call.path.ends_with("/status"))

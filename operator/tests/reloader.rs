@@ -117,6 +117,20 @@ fn buffer_volume(pod: &Pod) -> PathBuf {
     pod.active.parent().unwrap().join("buffers")
 }
 
+/// Writes a candidate whose buffer list names the buffer `name` of the pod's buffer volume
+/// (not created here); returns the buffer's directory and the candidate's revision.
+fn bundle_with_buffer(pod: &Pod, name: &str) -> (PathBuf, String) {
+    let buffer = buffer_volume(pod).join(name);
+    let listed = format!("{}\n", buffer.display());
+    let revision = write_bundle_with(
+        &pod.candidate,
+        "# with the flow\n",
+        "s3cret",
+        &[("buffers.list", &listed)],
+    );
+    (buffer, revision)
+}
+
 /// A reloader with the pod's buffer volume that drains through `flush_url`, its first
 /// revision installed.
 async fn draining_reloader(
@@ -784,17 +798,9 @@ async fn the_buffers_a_revision_drops_are_flushed_before_it_is_loaded() {
 async fn a_dropped_buffer_still_written_to_is_flushed_until_it_stays_quiet() {
     let reload = endpoint().await;
     let pod = pod();
-    let buffers = buffer_volume(&pod);
-    let dropped = buffers.join("out-cccccccccccc");
+    let (dropped, _) = bundle_with_buffer(&pod, "out-cccccccccccc");
     std::fs::create_dir_all(&dropped).unwrap();
     std::fs::write(dropped.join("buffer.q1.log"), "x").unwrap();
-    let listed = format!("{}\n", dropped.display());
-    write_bundle_with(
-        &pod.candidate,
-        "# with the flow\n",
-        "s3cret",
-        &[("buffers.list", &listed)],
-    );
     // fluentd flushing: every chunk present is gone a moment after the request. After the
     // first flush, an agent still routing to the removed flow writes one more chunk.
     let late_written = Arc::new(tokio::sync::Notify::new());
@@ -872,15 +878,7 @@ async fn a_revision_published_again_is_reported_with_its_number_and_not_reloaded
 async fn a_dropped_buffer_idle_until_the_revision_came_is_still_waited_for() {
     let reload = endpoint().await;
     let pod = pod();
-    let buffers = buffer_volume(&pod);
-    let dropped = buffers.join("out-eeeeeeeeeeee");
-    let listed = format!("{}\n", dropped.display());
-    write_bundle_with(
-        &pod.candidate,
-        "# with the flow\n",
-        "s3cret",
-        &[("buffers.list", &listed)],
-    );
+    let (dropped, _) = bundle_with_buffer(&pod, "out-eeeeeeeeeeee");
     let dir = dropped.clone();
     let (flush_url, flushes) = flush_endpoint(move |_| {
         let dir = dir.clone();
@@ -926,15 +924,7 @@ async fn a_dropped_buffer_idle_until_the_revision_came_is_still_waited_for() {
 async fn a_change_taken_back_while_its_buffers_drain_is_not_loaded() {
     let reload = endpoint().await;
     let pod = pod();
-    let buffers = buffer_volume(&pod);
-    let dropped = buffers.join("out-ffffffffffff");
-    let listed = format!("{}\n", dropped.display());
-    let first = write_bundle_with(
-        &pod.candidate,
-        "# with the flow\n",
-        "s3cret",
-        &[("buffers.list", &listed)],
-    );
+    let (dropped, first) = bundle_with_buffer(&pod, "out-ffffffffffff");
     let (flush_url, _) = flush_endpoint(|_| async {}).await;
     let mut reloader =
         draining_reloader(&pod, &reload.url, flush_url, Some(Duration::from_secs(1))).await;
@@ -946,7 +936,7 @@ async fn a_change_taken_back_while_its_buffers_drain_is_not_loaded() {
         &[("buffers.list", "")],
     );
     let candidate = pod.candidate.clone();
-    let listed_again = listed.clone();
+    let listed_again = format!("{}\n", dropped.display());
     let taken_back = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         write_bundle_with(
