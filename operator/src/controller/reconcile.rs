@@ -55,7 +55,6 @@ pub async fn reconcile(
                 "unchanged"
             };
             ctx.metrics.reconciled("Logging", outcome, elapsed);
-            release_freed_memory();
             let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
             // At rest nothing is logged at info: only reconciles that wrote something.
             span.in_scope(|| {
@@ -104,23 +103,6 @@ pub async fn reconcile(
     }
     result
 }
-
-/// Hands the heap pages a reconcile freed back to the kernel. At 10,000 flows a reconcile
-/// allocates and frees tens of megabytes (resolved pipeline, rendered config, built
-/// Secrets); glibc keeps such pages in its arenas, so the resident size crept up with every
-/// edit (184 to 216 MiB over 50 edits in `sluice-load`). musl, which the image is built
-/// with, returns them by itself. Also after reconciles that changed nothing: they allocate
-/// as much (each edit's status write brings one), and at rest they run once per resync.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim takes no pointers; it only walks glibc's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
 
 /// Per-Logging exponential backoff: kube-runtime has none of its own.
 pub fn error_policy(
