@@ -7,6 +7,8 @@
 # Alpine's Rust targets musl and links statically: the same binary also runs as the config
 # reloader inside the data-plane images (fluentd's and fluent-bit's), whatever libc they carry
 # (docs/architecture.md, "Config reload").
+# It allocates with mimalloc (operator/src/main.rs), not musl's malloc, which took 1.8 times
+# as long per edit at 10,000 flows (operator/benches/README.md).
 FROM docker.io/library/rust:1.89-alpine AS build
 RUN apk add --no-cache musl-dev
 WORKDIR /src
