@@ -704,8 +704,8 @@ async fn main() -> Result<()> {
     let secrets = Arc::new(Mutex::new(SecretLog::default()));
     serve_reloader_status(args.reloader_address, secrets.clone()).await?;
     let hosts = operator_hosts(args.reloader_address)?;
-    let mut operator = match &args.operator {
-        Some(binary) => Some(
+    let operator = match &args.operator {
+        Some(binary) => Some(Operator(
             // `sh` execs the operator, so the child's pid is the operator's.
             std::process::Command::new("unshare")
                 .args(["--mount", "sh", "-c"])
@@ -719,10 +719,10 @@ async fn main() -> Result<()> {
                 .stdout(std::io::stderr())
                 .spawn()
                 .with_context(|| format!("starting {}", binary.display()))?,
-        ),
+        )),
         None => None,
     };
-    let pid = operator.as_ref().map(std::process::Child::id);
+    let pid = operator.as_ref().map(|operator| operator.0.id());
 
     let flows = Arc::new(Mutex::new(FlowLog::default()));
     watch_secrets(client.clone(), secrets.clone());
@@ -939,11 +939,19 @@ async fn main() -> Result<()> {
         }
         let _ = loggings.delete(LOGGING, &delete).await;
     }
-    if let Some(child) = operator.as_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(operator);
     Ok(())
+}
+
+/// The operator the bench started. It is stopped however the bench ends: one left behind by
+/// a failed run keeps writing to the cluster and takes CPU from the next run.
+struct Operator(std::process::Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[cfg(test)]
@@ -952,6 +960,19 @@ mod tests {
 
     fn args(flows: &str, namespaces: &str) -> Args {
         Args::parse_from(["sluice-load", "--flows", flows, "--namespaces", namespaces])
+    }
+
+    #[test]
+    fn the_operator_is_stopped_when_the_bench_ends_early() {
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep starts");
+        let process = PathBuf::from(format!("/proc/{}", child.id()));
+        assert!(process.exists());
+        // What a `?` leaving main early does to it.
+        drop(Operator(child));
+        assert!(!process.exists(), "the operator still runs");
     }
 
     #[test]
