@@ -44,13 +44,13 @@ fn pipeline(n: usize) -> sluice::model::Pipeline {
     // Many flows per namespace: the filter must not cost what a namespace holds.
     for (i, flow) in p.flows.iter_mut().enumerate() {
         let namespace = format!("team-{}", i % NAMESPACES);
-        let mut matcher = flow.matcher.clone();
+        let mut matcher = (*flow.matcher).clone();
         matcher.scope = Scope::Namespace(namespace.clone());
         matcher.rules[0].selector.labels = [("app".to_owned(), format!("web-{i}"))].into();
         *flow = FlowPlan::new(
             ObjectKey::namespaced(Kind::Flow, &namespace, &format!("web-{i}")),
             matcher,
-            flow.filters.clone(),
+            (*flow.filters).clone(),
             flow.outputs.clone(),
         );
     }

@@ -1,6 +1,7 @@
 //! Rendering time for 1,000 and 10,000 simple flows (goal: 10,000 in at most 50 ms), and
 //! resolving the load scenario's objects into a pipeline (the operator does it on every
-//! reconcile; goal: 10,000 flows in at most 100 ms), and building every Kubernetes object of
+//! reconcile, with the flows' rules kept from the last one: `_kept`; goal: 10,000 flows in
+//! at most 100 ms), and building every Kubernetes object of
 //! that pipeline (also on every reconcile; goal: 10,000 flows in at most 100 ms).
 //! Run with `cargo bench -p sluice --bench render`.
 
@@ -24,6 +25,13 @@ fn render(c: &mut Criterion) {
         let inventory = objects.inventory();
         c.bench_function(&format!("resolve_{n}_flows"), |b| {
             b.iter(|| sluice::model::resolve(black_box(&inventory)))
+        });
+        // As the operator resolves after an edit: every flow's rules kept from the last time.
+        let memo = sluice::model::FlowMemo::default();
+        let mut remembering = objects.inventory();
+        remembering.flow_memo = Some(&memo);
+        c.bench_function(&format!("resolve_{n}_flows_kept"), |b| {
+            b.iter(|| sluice::model::resolve(black_box(&remembering)))
         });
         let resolution = sluice::model::resolve(&inventory);
         let pipeline = &resolution.pipelines[0];
@@ -75,7 +83,8 @@ pub fn load_objects(n: usize) -> sluice::model::Objects {
     for i in 0..n {
         let namespace = &namespaces[i % namespaces.len()];
         let name = format!("flow-{i:05}");
-        let metadata = json!({"name": name, "namespace": namespace, "generation": 1});
+        let metadata =
+            json!({"name": name, "namespace": namespace, "uid": format!("u-{i}"), "generation": 1});
         inventory.outputs.push(
             serde_json::from_value(json!({
                 "apiVersion": "logging.sluice.dev/v1alpha1", "kind": "Output",

@@ -9,6 +9,7 @@ pub mod limits;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -54,6 +55,8 @@ pub struct Inventory<'a> {
     /// Where Loggings may put their control namespace; a Logging naming another one is
     /// refused and resolves nothing ([`admit`]).
     pub control_namespaces: ControlNamespaces,
+    /// Flows' shapes kept from the last resolve, if whoever resolves keeps them.
+    pub flow_memo: Option<&'a FlowMemo>,
 }
 
 /// Sluice objects, Secrets and Namespaces held by value, as the CLI reads them from files.
@@ -181,18 +184,20 @@ impl fmt::Display for Problem {
 }
 
 /// One flow as the data plane sees it: Flows, ClusterFlows and the default flow alike.
+/// What comes from the object alone (rules, filters, label) is shared with [`FlowMemo`],
+/// so a resolve that finds the object unchanged neither copies nor drops it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowPlan {
     /// The Flow or ClusterFlow; for the default flow, the Logging. Set by [`FlowPlan::new`]
     /// only: the label is computed from it there.
     pub key: ObjectKey,
-    pub matcher: FlowMatcher,
-    pub filters: Vec<Filter>,
+    pub matcher: Arc<FlowMatcher>,
+    pub filters: Arc<Vec<Filter>>,
     /// Valid outputs receiving this flow's records, in the order referenced, deduplicated.
     pub outputs: Vec<ObjectKey>,
     /// The key's fluentd label (`render::fluentd::flow_label`), computed once: the renderers,
     /// the capacity check and the rollout each ask for it, several times per flow per reconcile.
-    label: String,
+    label: Arc<str>,
 }
 
 impl FlowPlan {
@@ -202,19 +207,131 @@ impl FlowPlan {
         filters: Vec<Filter>,
         outputs: Vec<ObjectKey>,
     ) -> Self {
-        let label = crate::render::fluentd::flow_label(&key);
+        let shape = FlowShape::new(&key, matcher, filters);
+        Self::of_shape(key, &shape, outputs)
+    }
+
+    fn of_shape(key: ObjectKey, shape: &FlowShape, outputs: Vec<ObjectKey>) -> Self {
         Self {
             key,
-            matcher,
-            filters,
+            matcher: Arc::clone(&shape.matcher),
+            filters: Arc::clone(&shape.filters),
             outputs,
-            label,
+            label: Arc::clone(&shape.label),
         }
     }
 
     /// The flow's fluentd label, `render::fluentd::flow_label(&self.key)`.
     pub fn label(&self) -> &str {
         &self.label
+    }
+}
+
+/// What resolving a Flow or ClusterFlow yields from the object alone: its rules, filters
+/// and label.
+#[derive(Clone, Debug)]
+struct FlowShape {
+    matcher: Arc<FlowMatcher>,
+    filters: Arc<Vec<Filter>>,
+    label: Arc<str>,
+}
+
+impl FlowShape {
+    fn new(key: &ObjectKey, matcher: FlowMatcher, filters: Vec<Filter>) -> Self {
+        Self {
+            matcher: Arc::new(matcher),
+            filters: Arc::new(filters),
+            label: crate::render::fluentd::flow_label(key).into(),
+        }
+    }
+}
+
+/// Flows' and ClusterFlows' [`FlowShape`]s (or why they have none) kept from one resolve to
+/// the next, for whoever resolves the same objects again and again (the operator, on every
+/// change). At 10,000 flows, building every flow's rules afresh (a copy of each rule's
+/// label map) and dropping the last resolve's was a third of resolving. An entry is keyed
+/// by the object and stamped with its UID and `metadata.generation`, which the API server
+/// bumps on every change of the spec (and never on a status write), so a kept shape is
+/// never stale; objects without both (files read by the CLI) are never kept. Entries of
+/// objects the last resolve did not see are forgotten at its end.
+#[derive(Debug, Default)]
+pub struct FlowMemo {
+    state: Mutex<MemoState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoState {
+    /// Resolves begun so far; an entry remembers the last that used it.
+    resolves: u64,
+    entries: HashMap<ObjectKey, MemoEntry>,
+}
+
+#[derive(Debug)]
+struct MemoEntry {
+    uid: String,
+    generation: i64,
+    used: u64,
+    shape: Result<FlowShape, Vec<Problem>>,
+}
+
+impl FlowMemo {
+    /// Objects whose shape is kept.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoState> {
+        // A panic elsewhere cannot leave an entry half-written: each is inserted whole.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a resolve; returns its number for [`FlowMemo::forget_unused`].
+    fn begin(&self) -> u64 {
+        let mut state = self.lock();
+        state.resolves += 1;
+        state.resolves
+    }
+
+    /// The shape kept for `key` at this UID and generation, marking it used by `resolve`.
+    fn get(
+        &self,
+        resolve: u64,
+        key: &ObjectKey,
+        (uid, generation): (&str, i64),
+    ) -> Option<Result<FlowShape, Vec<Problem>>> {
+        let mut state = self.lock();
+        let entry = state.entries.get_mut(key)?;
+        if entry.uid != uid || entry.generation != generation {
+            return None;
+        }
+        entry.used = resolve;
+        Some(entry.shape.clone())
+    }
+
+    fn keep(
+        &self,
+        resolve: u64,
+        key: &ObjectKey,
+        (uid, generation): (&str, i64),
+        shape: &Result<FlowShape, Vec<Problem>>,
+    ) {
+        let entry = MemoEntry {
+            uid: uid.to_owned(),
+            generation,
+            used: resolve,
+            shape: shape.clone(),
+        };
+        self.lock().entries.insert(key.clone(), entry);
+    }
+
+    /// Forgets the objects that neither `resolve` nor a later one used: deleted, or no
+    /// longer part of any Logging.
+    fn forget_unused(&self, resolve: u64) {
+        self.lock().entries.retain(|_, entry| entry.used >= resolve);
     }
 }
 
@@ -278,8 +395,9 @@ pub fn resolve(inventory: &Inventory<'_>) -> Resolution {
         pipelines: Vec::with_capacity(admission.admitted.len()),
         problems: admission.problems,
     };
+    let memo = inventory.flow_memo.map(|memo| (memo, memo.begin()));
     for logging in &admission.admitted {
-        let pipeline = Resolver::new(inventory, &admission.admitted, logging).pipeline();
+        let pipeline = Resolver::new(inventory, &admission.admitted, logging, memo).pipeline();
         for (object, object_problems) in &pipeline.problems {
             resolution
                 .problems
@@ -298,6 +416,9 @@ pub fn resolve(inventory: &Inventory<'_>) -> Resolution {
     resolution
         .problems
         .retain(|_, problems| !problems.is_empty());
+    if let Some((memo, number)) = memo {
+        memo.forget_unused(number);
+    }
     resolution
 }
 
@@ -416,6 +537,8 @@ struct Resolver<'a> {
     logging: &'a Logging,
     name: &'a str,
     watched: Watched,
+    /// The inventory's memo, with the number of this resolve.
+    memo: Option<(&'a FlowMemo, u64)>,
     problems: BTreeMap<ObjectKey, Vec<Problem>>,
     outputs: BTreeMap<ObjectKey, OutputPlan>,
     /// Outputs already found invalid, so each is validated once.
@@ -433,6 +556,7 @@ impl<'a> Resolver<'a> {
         inventory: &'a Inventory<'a>,
         admitted: &'a [&'a Logging],
         logging: &'a Logging,
+        memo: Option<(&'a FlowMemo, u64)>,
     ) -> Self {
         let watched = watched_namespaces(&logging.spec, &inventory.namespaces);
         Self {
@@ -441,6 +565,7 @@ impl<'a> Resolver<'a> {
             logging,
             name: name_of(&logging.metadata),
             watched,
+            memo,
             problems: BTreeMap::new(),
             outputs: BTreeMap::new(),
             invalid_outputs: Default::default(),
@@ -541,13 +666,19 @@ impl<'a> Resolver<'a> {
                 self.report(&key, self.not_watched(namespace));
                 continue;
             }
-            let entries = flow.spec.match_rules.iter().map(|e| {
-                (
-                    e.select.as_ref().map(flow_selector),
-                    e.exclude.as_ref().map(flow_selector),
-                )
+            let shape = self.flow_shape(&key, &flow.metadata, || {
+                let entries = flow.spec.match_rules.iter().map(|e| {
+                    (
+                        e.select.as_ref().map(flow_selector),
+                        e.exclude.as_ref().map(flow_selector),
+                    )
+                });
+                let rules = valid_rules(entries, &flow.spec.filters)?;
+                let scope = Scope::Namespace(namespace.to_owned());
+                let matcher = FlowMatcher { scope, rules };
+                Ok(FlowShape::new(&key, matcher, flow.spec.filters.clone()))
             });
-            let Some(rules) = self.valid_rules(&key, entries, &flow.spec.filters) else {
+            let Some(shape) = shape else {
                 continue;
             };
             let mut outputs = Vec::new();
@@ -565,15 +696,7 @@ impl<'a> Resolver<'a> {
             ));
             let referenced = flow.spec.local_output_refs.len() + flow.spec.global_output_refs.len();
             self.no_outputs_problem(&key, referenced, outputs.is_empty());
-            flows.push(FlowPlan::new(
-                key,
-                FlowMatcher {
-                    scope: Scope::Namespace(namespace.to_owned()),
-                    rules,
-                },
-                flow.spec.filters.clone(),
-                dedup_keep_order(outputs),
-            ));
+            flows.push(FlowPlan::of_shape(key, &shape, dedup_keep_order(outputs)));
         }
 
         // An Output may name a Logging that does not collect its namespace: it is not part
@@ -611,13 +734,21 @@ impl<'a> Resolver<'a> {
             if self.blamed(&key, flow.metadata.generation) {
                 continue;
             }
-            let entries = flow.spec.match_rules.iter().map(|e| {
-                (
-                    e.select.as_ref().map(cluster_flow_selector),
-                    e.exclude.as_ref().map(cluster_flow_selector),
-                )
+            let shape = self.flow_shape(&key, &flow.metadata, || {
+                let entries = flow.spec.match_rules.iter().map(|e| {
+                    (
+                        e.select.as_ref().map(cluster_flow_selector),
+                        e.exclude.as_ref().map(cluster_flow_selector),
+                    )
+                });
+                let rules = valid_rules(entries, &flow.spec.filters)?;
+                let matcher = FlowMatcher {
+                    scope: Scope::Cluster,
+                    rules,
+                };
+                Ok(FlowShape::new(&key, matcher, flow.spec.filters.clone()))
             });
-            let Some(rules) = self.valid_rules(&key, entries, &flow.spec.filters) else {
+            let Some(shape) = shape else {
                 continue;
             };
             let outputs = self.cluster_outputs(
@@ -627,15 +758,7 @@ impl<'a> Resolver<'a> {
                 "spec.globalOutputRefs",
             );
             self.no_outputs_problem(&key, flow.spec.global_output_refs.len(), outputs.is_empty());
-            flows.push(FlowPlan::new(
-                key,
-                FlowMatcher {
-                    scope: Scope::Cluster,
-                    rules,
-                },
-                flow.spec.filters.clone(),
-                dedup_keep_order(outputs),
-            ));
+            flows.push(FlowPlan::of_shape(key, &shape, dedup_keep_order(outputs)));
         }
         flows.sort_by(|a, b| a.key.cmp(&b.key));
 
@@ -701,31 +824,35 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// The flow's rules, or `None` (with problems reported) when its match list or filters
+    /// The flow's shape as `compute` makes it, or as the memo kept it for this object's UID
+    /// and generation; `None` (with the problems reported) when its match list or filters
     /// are invalid: such a flow is left out entirely.
-    fn valid_rules(
+    fn flow_shape(
         &mut self,
         key: &ObjectKey,
-        entries: impl Iterator<Item = (Option<Selector>, Option<Selector>)>,
-        filters: &[Filter],
-    ) -> Option<Vec<Rule>> {
-        let mut rules = Vec::new();
-        let mut problems = validate_filters("spec.filters", filters);
-        for (index, (select, exclude)) in entries.enumerate() {
-            match rule_of(select, exclude) {
-                Some(rule) => rules.push(rule),
-                None => problems.push(problem(
-                    "InvalidMatch",
-                    format!("spec.match[{index}]"),
-                    "a match entry holds exactly one of select or exclude",
-                )),
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        compute: impl FnOnce() -> Result<FlowShape, Vec<Problem>>,
+    ) -> Option<FlowShape> {
+        let stamp = meta.uid.as_deref().zip(meta.generation);
+        let shape = match (self.memo, stamp) {
+            (Some((memo, resolve)), Some(stamp)) => {
+                memo.get(resolve, key, stamp).unwrap_or_else(|| {
+                    let shape = compute();
+                    memo.keep(resolve, key, stamp, &shape);
+                    shape
+                })
+            }
+            _ => compute(),
+        };
+        match shape {
+            Ok(shape) => Some(shape),
+            Err(problems) => {
+                for p in problems {
+                    self.report(key, p);
+                }
+                None
             }
         }
-        let valid = problems.is_empty();
-        for p in problems {
-            self.report(key, p);
-        }
-        valid.then_some(rules)
     }
 
     fn no_outputs_problem(&mut self, key: &ObjectKey, referenced: usize, none_valid: bool) {
@@ -1109,6 +1236,30 @@ fn output_tls(kind: OutputKind<'_>) -> Option<(&'static str, &crate::api::Output
         OutputKind::Kafka(o) => o.tls.as_ref().map(|t| ("kafka.tls", t)),
         OutputKind::SplunkHec(o) => o.tls.as_ref().map(|t| ("splunkHec.tls", t)),
         OutputKind::File(_) | OutputKind::Null | OutputKind::Stdout | OutputKind::S3(_) => None,
+    }
+}
+
+/// A flow's rules, or the problems of its match list and filters.
+fn valid_rules(
+    entries: impl Iterator<Item = (Option<Selector>, Option<Selector>)>,
+    filters: &[Filter],
+) -> Result<Vec<Rule>, Vec<Problem>> {
+    let mut rules = Vec::new();
+    let mut problems = validate_filters("spec.filters", filters);
+    for (index, (select, exclude)) in entries.enumerate() {
+        match rule_of(select, exclude) {
+            Some(rule) => rules.push(rule),
+            None => problems.push(problem(
+                "InvalidMatch",
+                format!("spec.match[{index}]"),
+                "a match entry holds exactly one of select or exclude",
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems)
     }
 }
 

@@ -204,7 +204,7 @@ fn a_flow_edit_rewrites_one_slot_and_the_manifest_and_no_workload() {
         .iter_mut()
         .find(|f| !f.outputs.is_empty())
         .expect("the examples have flows with outputs");
-    flow.filters = serde_json::from_value(serde_json::json!([
+    *std::sync::Arc::make_mut(&mut flow.filters) = serde_json::from_value(serde_json::json!([
         {"recordTransformer": {"records": {"edited": "yes"}}}
     ]))
     .unwrap();
@@ -373,7 +373,7 @@ fn a_routing_change_updates_the_agents_table_without_rolling_them() {
     let rule = changed
         .flows
         .iter_mut()
-        .flat_map(|f| f.matcher.rules.iter_mut())
+        .flat_map(|f| std::sync::Arc::make_mut(&mut f.matcher).rules.iter_mut())
         .find(|r| !r.selector.labels.is_empty())
         .expect("the examples select by label");
     for value in rule.selector.labels.values_mut() {

@@ -106,7 +106,11 @@ fn flow_problems(pipeline: &Pipeline, flow: &FlowPlan) -> Vec<String> {
             .map(str::to_owned)
             .collect(),
     );
-    let chain = pipeline.spec.global_filters.iter().chain(&flow.filters);
+    let chain = pipeline
+        .spec
+        .global_filters
+        .iter()
+        .chain(flow.filters.iter());
     for (index, filter) in chain.enumerate() {
         let at = format!("{} filter {index}", flow.key);
         known = apply(filter, known, &at, &mut problems);
@@ -181,8 +185,7 @@ fn a_filter_on_a_key_the_agent_never_sends_is_caught() {
             .iter_mut()
             .find(|f| f.filters.iter().any(|f| f.grep.is_some()))
             .expect("an example flow greps");
-        let grep = flow
-            .filters
+        let grep = std::sync::Arc::make_mut(&mut flow.filters)
             .iter_mut()
             .find_map(|f| f.grep.as_mut())
             .unwrap();
@@ -199,8 +202,7 @@ fn a_filter_on_a_key_the_agent_never_sends_is_caught() {
                 && f.filters.iter().any(|f| f.record_transformer.is_some())
         })
         .expect("an example flow parses, then transforms");
-    let transformer = flow
-        .filters
+    let transformer = std::sync::Arc::make_mut(&mut flow.filters)
         .iter_mut()
         .find_map(|f| f.record_transformer.as_mut())
         .unwrap();

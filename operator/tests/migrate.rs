@@ -645,7 +645,7 @@ fn sluice_destination(migration: &Migration, record: &Record) -> Destination {
             .collect()
     };
     match routing::route(
-        pipeline.flows.iter().map(|f| &f.matcher),
+        pipeline.flows.iter().map(|f| &*f.matcher),
         &pipeline.watched,
         record,
     ) {

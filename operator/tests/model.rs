@@ -1155,3 +1155,124 @@ fn tls_disabled_is_a_warning_that_refuses_nothing() {
     assert!(problems[0].is_warning());
     assert!(resolution.pipelines.iter().any(|p| p.logging == "plain"));
 }
+
+/// The examples with every Flow and ClusterFlow stamped as the API server stamps them.
+fn stamped_examples() -> model::Objects {
+    let mut objects = input::load(&[examples()]).unwrap().objects;
+    for (index, flow) in objects.flows.iter_mut().enumerate() {
+        flow.metadata.uid = Some(format!("flow-{index}"));
+        flow.metadata.generation = Some(1);
+    }
+    for (index, flow) in objects.cluster_flows.iter_mut().enumerate() {
+        flow.metadata.uid = Some(format!("cluster-flow-{index}"));
+        flow.metadata.generation = Some(1);
+    }
+    objects
+}
+
+fn resolve_with(objects: &model::Objects, memo: &model::FlowMemo) -> model::Resolution {
+    let mut inventory = objects.inventory();
+    inventory.flow_memo = Some(memo);
+    model::resolve(&inventory)
+}
+
+/// Whether each flow of `after` shares its rules with the same flow of `before`.
+fn shared_rules(before: &model::Resolution, after: &model::Resolution) -> Vec<(String, bool)> {
+    let before = &before.pipelines[0].flows;
+    after.pipelines[0]
+        .flows
+        .iter()
+        .map(|flow| {
+            let old = before.iter().find(|old| old.key == flow.key).unwrap();
+            let shared = std::sync::Arc::ptr_eq(&old.matcher, &flow.matcher)
+                && std::sync::Arc::ptr_eq(&old.filters, &flow.filters);
+            (flow.key.to_string(), shared)
+        })
+        .collect()
+}
+
+#[test]
+fn the_flow_memo_reuses_unchanged_flows_and_rebuilds_edited_ones() {
+    let mut objects = stamped_examples();
+    let memo = model::FlowMemo::default();
+    let first = resolve_with(&objects, &memo);
+    assert_eq!(first, model::resolve(&objects.inventory()));
+    assert_eq!(memo.len(), first.pipelines[0].flows.len());
+
+    let again = resolve_with(&objects, &memo);
+    assert_eq!(again, first);
+    assert!(
+        shared_rules(&first, &again)
+            .iter()
+            .all(|(_, shared)| *shared)
+    );
+
+    // An edit of the spec: the API server bumps the generation.
+    let edited = &mut objects.flows[0];
+    let edited_key = format!(
+        "Flow {}/{}",
+        edited.metadata.namespace.as_deref().unwrap(),
+        edited.metadata.name.as_deref().unwrap()
+    );
+    edited.spec.match_rules.insert(
+        0,
+        serde_json::from_value(serde_json::json!({"exclude": {"labels": {"edited": "yes"}}}))
+            .unwrap(),
+    );
+    edited.metadata.generation = Some(2);
+    // Deleted and created again under the same name: a new UID, the generation starts over.
+    let recreated = &mut objects.cluster_flows[0];
+    let recreated_key = format!(
+        "ClusterFlow {}",
+        recreated.metadata.name.as_deref().unwrap()
+    );
+    recreated.spec.match_rules.clear();
+    recreated.metadata.uid = Some("cluster-flow-0-again".to_owned());
+    let after = resolve_with(&objects, &memo);
+    assert_eq!(after, model::resolve(&objects.inventory()));
+    assert_ne!(after, first);
+    for (key, shared) in shared_rules(&first, &after) {
+        let changed = key == edited_key || key == recreated_key;
+        assert_eq!(shared, !changed, "{key}");
+    }
+}
+
+#[test]
+fn the_flow_memo_keeps_an_invalid_flows_problems_and_forgets_deleted_flows() {
+    let mut objects = stamped_examples();
+    let invalid = &mut objects.flows[0];
+    let key = ObjectKey::namespaced(
+        Kind::Flow,
+        invalid.metadata.namespace.as_deref().unwrap(),
+        invalid.metadata.name.as_deref().unwrap(),
+    );
+    invalid.spec.match_rules = vec![serde_json::from_value(serde_json::json!({})).unwrap()];
+    let memo = model::FlowMemo::default();
+    let first = resolve_with(&objects, &memo);
+    let again = resolve_with(&objects, &memo);
+    assert_eq!(again, first);
+    assert_eq!(
+        reasons(&again, &key),
+        [("InvalidMatch", "spec.match[0]".to_owned())]
+    );
+    assert!(again.pipelines[0].flows.iter().all(|f| f.key != key));
+    let kept = memo.len();
+
+    objects.flows.remove(0);
+    resolve_with(&objects, &memo);
+    assert_eq!(memo.len(), kept - 1);
+}
+
+#[test]
+fn objects_without_a_uid_and_generation_are_never_kept() {
+    let objects = input::load(&[examples()]).unwrap().objects;
+    let memo = model::FlowMemo::default();
+    let first = resolve_with(&objects, &memo);
+    assert!(memo.is_empty());
+    let again = resolve_with(&objects, &memo);
+    assert!(
+        shared_rules(&first, &again)
+            .iter()
+            .all(|(_, shared)| !*shared)
+    );
+}

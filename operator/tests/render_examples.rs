@@ -82,8 +82,11 @@ fn explain_over_the_examples() {
                     namespace: ns.clone(),
                     ..Default::default()
                 };
-                let routed =
-                    sluice::routing::route(p.flows.iter().map(|f| &f.matcher), &p.watched, &record);
+                let routed = sluice::routing::route(
+                    p.flows.iter().map(|f| &*f.matcher),
+                    &p.watched,
+                    &record,
+                );
                 assert_ne!(routed, Routed::Unwatched);
             }
         }

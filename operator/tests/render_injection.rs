@@ -87,7 +87,7 @@ fn hostile_pipeline(s: &str) -> Pipeline {
         },
         keys.clone(),
     );
-    ns_flow.filters = filters(s);
+    ns_flow.filters = filters(s).into();
     let cluster_flow = flow(
         ObjectKey::cluster(Kind::ClusterFlow, "c"),
         FlowMatcher {
@@ -120,7 +120,7 @@ fn hostile_pipeline(s: &str) -> Pipeline {
         },
         vec![ObjectKey::namespaced(Kind::Output, "a", "o0")],
     ));
-    p.default_flow.as_mut().unwrap().filters = filters(s);
+    p.default_flow.as_mut().unwrap().filters = filters(s).into();
     p.error_output = Some(ObjectKey::namespaced(Kind::Output, "a", "o3"));
     p
 }
@@ -261,7 +261,7 @@ fn check(s: &str) {
             container: container.to_owned(),
         };
         let expected: Vec<String> = match sluice::routing::route(
-            evil.flows.iter().map(|f| &f.matcher),
+            evil.flows.iter().map(|f| &*f.matcher),
             &evil.watched,
             &record,
         ) {
@@ -350,7 +350,7 @@ fn hostile_secret_file_names_are_not_rendered() {
 #[test]
 fn hostile_param_keys_are_skipped() {
     let mut p = hostile_pipeline("benign");
-    p.flows[0].filters = serde_json::from_value(json!([
+    *std::sync::Arc::make_mut(&mut p.flows[0].filters) = serde_json::from_value(json!([
         {"recordTransformer": {"records": {"ok": "1", "bad key\n</record>": "2"}}}
     ]))
     .unwrap();

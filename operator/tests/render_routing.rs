@@ -145,7 +145,7 @@ fn build(matchers: &[FlowMatcher], default: bool, watched: Watched) -> sluice::m
             refs.dedup();
             let mut plan = flow(key, m.clone(), refs);
             if i % 2 == 1 {
-                plan.filters.push(grep.clone());
+                std::sync::Arc::make_mut(&mut plan.filters).push(grep.clone());
             }
             plan
         })
@@ -316,7 +316,7 @@ proptest! {
         let p = build(&matchers, default, watched);
         let router = support::EdgeRouter::new(&p);
         for record in &records {
-            let expected = sluice::routing::route(p.flows.iter().map(|f| &f.matcher), &p.watched, record);
+            let expected = sluice::routing::route(p.flows.iter().map(|f| &*f.matcher), &p.watched, record);
             // What leaves the node: nothing for unwatched records and for records only a
             // missing default flow would take.
             let leaves = match &expected {
@@ -518,7 +518,7 @@ fn the_agent_runs_the_rendered_script() {
 
 /// The routes the contract gives `record` under pipeline `p`, as the filter names them.
 fn expected_routes(p: &sluice::model::Pipeline, record: &Record) -> BTreeSet<String> {
-    let routed = sluice::routing::route(p.flows.iter().map(|f| &f.matcher), &p.watched, record);
+    let routed = sluice::routing::route(p.flows.iter().map(|f| &*f.matcher), &p.watched, record);
     match routed {
         Routed::Unwatched => BTreeSet::new(),
         Routed::Default if p.default_flow.is_none() => BTreeSet::new(),

@@ -200,7 +200,7 @@ pub fn typical() -> Pipeline {
             },
             vec![es.clone(), archive.clone()],
         );
-        f.filters = serde_json::from_value(
+        *std::sync::Arc::make_mut(&mut f.filters) = serde_json::from_value(
             json!([{"parser": {"keyName": "log", "format": "json", "reserveData": true}}]),
         )
         .unwrap();

@@ -81,7 +81,7 @@ pub fn explain(pipelines: &[Pipeline], record: &Record) -> String {
     for pipeline in pipelines {
         let _ = writeln!(out, "\nLogging {}:", pipeline.logging);
         let routed = routing::route(
-            pipeline.flows.iter().map(|f| &f.matcher),
+            pipeline.flows.iter().map(|f| &*f.matcher),
             &pipeline.watched,
             record,
         );

@@ -244,6 +244,8 @@ pub struct Context {
     pub object_statuses: tokio::sync::Mutex<CurrentStatuses>,
     /// The object statuses to write, and the writer that writes them.
     pub status_writer: super::status_writer::StatusWriter,
+    /// Flows' rules kept from one resolve to the next (`model::FlowMemo`).
+    pub flow_memo: crate::model::FlowMemo,
 }
 
 /// Objects whose status was found current or queued for writing, by uid: the
@@ -309,6 +311,7 @@ impl Context {
             memory: Mutex::new(Memory::default()),
             trigger: super::watches::Trigger::default(),
             object_statuses: tokio::sync::Mutex::new(CurrentStatuses::default()),
+            flow_memo: crate::model::FlowMemo::default(),
             status_writer: super::status_writer::StatusWriter::default(),
         }
     }

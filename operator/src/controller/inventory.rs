@@ -85,7 +85,7 @@ impl Snapshot {
     }
 
     /// The snapshot's valid objects, the cached namespaces and Sluice's own Secrets.
-    pub fn inventory(&self, ctx: &Context) -> Inventory<'_> {
+    pub fn inventory<'a>(&'a self, ctx: &'a Context) -> Inventory<'a> {
         let namespaces = ctx
             .stores
             .namespaces
@@ -107,6 +107,7 @@ impl Snapshot {
             secret_errors: BTreeMap::new(),
             config_rejected: current_blame(ctx),
             control_namespaces: ctx.stores.control_namespaces.clone(),
+            flow_memo: Some(&ctx.flow_memo),
         }
     }
 }

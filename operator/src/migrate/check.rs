@@ -155,7 +155,7 @@ impl<'p> SluiceRouter<'p> {
         }
         Self {
             pipeline,
-            candidates: Candidates::new(pipeline.flows.iter().map(|f| &f.matcher)),
+            candidates: Candidates::new(pipeline.flows.iter().map(|f| &*f.matcher)),
             flows,
         }
     }
@@ -165,7 +165,7 @@ impl<'p> SluiceRouter<'p> {
     fn destination(&self, record: &Record) -> Destination {
         let mut destination = Destination::default();
         let indices = self.candidates.for_namespace(&record.namespace);
-        let matchers = indices.iter().map(|i| &self.pipeline.flows[*i].matcher);
+        let matchers = indices.iter().map(|i| &*self.pipeline.flows[*i].matcher);
         let taken: Vec<&ObjectKey> = match routing::route(matchers, &self.pipeline.watched, record)
         {
             Routed::Unwatched => Vec::new(),
