@@ -452,11 +452,12 @@ fn dangling_logging_refs(
         .iter()
         .map(|l| name_of(&l.metadata))
         .collect();
-    let mut check = |key: ObjectKey, logging_ref: &Option<String>| {
+    // The key is made only for an object that needs it: 20,000 objects name no Logging.
+    let mut check = |logging_ref: &Option<String>, key: &dyn Fn() -> ObjectKey| {
         if let Some(logging) = logging_ref
             && !names.contains(logging.as_str())
         {
-            problems.entry(key).or_default().push(problem(
+            problems.entry(key()).or_default().push(problem(
                 "LoggingNotFound",
                 "spec.loggingRef",
                 format!("Logging {logging:?} does not exist"),
@@ -464,36 +465,32 @@ fn dangling_logging_refs(
         }
     };
     for flow in &inventory.flows {
-        check(
+        check(&flow.spec.logging_ref, &|| {
             ObjectKey::namespaced(
                 Kind::Flow,
                 namespace_of(&flow.metadata),
                 name_of(&flow.metadata),
-            ),
-            &flow.spec.logging_ref,
-        );
+            )
+        });
     }
     for flow in &inventory.cluster_flows {
-        check(
-            ObjectKey::cluster(Kind::ClusterFlow, name_of(&flow.metadata)),
-            &flow.spec.logging_ref,
-        );
+        check(&flow.spec.logging_ref, &|| {
+            ObjectKey::cluster(Kind::ClusterFlow, name_of(&flow.metadata))
+        });
     }
     for output in &inventory.outputs {
-        check(
+        check(&output.spec.logging_ref, &|| {
             ObjectKey::namespaced(
                 Kind::Output,
                 namespace_of(&output.metadata),
                 name_of(&output.metadata),
-            ),
-            &output.spec.logging_ref,
-        );
+            )
+        });
     }
     for output in &inventory.cluster_outputs {
-        check(
-            ObjectKey::cluster(Kind::ClusterOutput, name_of(&output.metadata)),
-            &output.spec.output.logging_ref,
-        );
+        check(&output.spec.output.logging_ref, &|| {
+            ObjectKey::cluster(Kind::ClusterOutput, name_of(&output.metadata))
+        });
     }
 }
 

@@ -470,40 +470,30 @@ impl OutputSpec {
     /// Every kind that is set. Exactly one is valid; the API server enforces that, and the
     /// offline path checks it with this.
     pub fn kinds(&self) -> Vec<OutputKind<'_>> {
-        let mut kinds = Vec::new();
-        if let Some(o) = &self.file {
-            kinds.push(OutputKind::File(o));
-        }
-        if self.null_output.is_some() {
-            kinds.push(OutputKind::Null);
-        }
-        if self.stdout.is_some() {
-            kinds.push(OutputKind::Stdout);
-        }
-        if let Some(o) = &self.forward {
-            kinds.push(OutputKind::Forward(o));
-        }
-        if let Some(o) = &self.http {
-            kinds.push(OutputKind::Http(o));
-        }
-        if let Some(o) = &self.elasticsearch {
-            kinds.push(OutputKind::Elasticsearch(o));
-        }
-        if let Some(o) = &self.opensearch {
-            kinds.push(OutputKind::Opensearch(o));
-        }
-        if let Some(o) = &self.loki {
-            kinds.push(OutputKind::Loki(o));
-        }
-        if let Some(o) = &self.s3 {
-            kinds.push(OutputKind::S3(o));
-        }
-        if let Some(o) = &self.kafka {
-            kinds.push(OutputKind::Kafka(o));
-        }
-        if let Some(o) = &self.splunk_hec {
-            kinds.push(OutputKind::SplunkHec(o));
-        }
-        kinds
+        self.each_kind().collect()
+    }
+
+    /// The first kind that is set: the kind of a validated output, which sets exactly one.
+    /// Asked several times per output on every reconcile, so it allocates nothing.
+    pub fn kind(&self) -> Option<OutputKind<'_>> {
+        self.each_kind().next()
+    }
+
+    fn each_kind(&self) -> impl Iterator<Item = OutputKind<'_>> {
+        [
+            self.file.as_deref().map(OutputKind::File),
+            self.null_output.as_ref().map(|_| OutputKind::Null),
+            self.stdout.as_ref().map(|_| OutputKind::Stdout),
+            self.forward.as_deref().map(OutputKind::Forward),
+            self.http.as_deref().map(OutputKind::Http),
+            self.elasticsearch.as_deref().map(OutputKind::Elasticsearch),
+            self.opensearch.as_deref().map(OutputKind::Opensearch),
+            self.loki.as_deref().map(OutputKind::Loki),
+            self.s3.as_deref().map(OutputKind::S3),
+            self.kafka.as_deref().map(OutputKind::Kafka),
+            self.splunk_hec.as_deref().map(OutputKind::SplunkHec),
+        ]
+        .into_iter()
+        .flatten()
     }
 }

@@ -377,7 +377,7 @@ impl Tally<'_> {
 
 /// The plugin gems an output kind loads (two kinds of one gem count once).
 fn plugin_kind(spec: &crate::api::OutputSpec) -> Option<&'static str> {
-    Some(match spec.kinds().first()? {
+    Some(match spec.kind()? {
         OutputKind::File(_) | OutputKind::Null | OutputKind::Stdout | OutputKind::Forward(_) => {
             return None;
         }

@@ -204,7 +204,7 @@ pub fn forbidden_choices(
             ),
         ));
     }
-    match spec.kinds().first() {
+    match spec.kind() {
         Some(OutputKind::File(_)) if limits.allow_file_outputs != Some(true) => {
             problems.push(problem(
                 "FileOutputNotAllowed",
@@ -221,7 +221,7 @@ pub fn forbidden_choices(
         }
         _ => {}
     }
-    if let Some(OutputKind::S3(s3)) = spec.kinds().first()
+    if let Some(OutputKind::S3(s3)) = spec.kind()
         && (s3.access_key_id_secret_ref.is_none() || s3.secret_access_key_secret_ref.is_none())
         && limits.allow_ambient_credentials != Some(true)
     {
@@ -281,7 +281,7 @@ fn workers(spec: &LoggingSpec) -> u64 {
 
 fn buffered(spec: &OutputSpec) -> bool {
     !matches!(
-        spec.kinds().first(),
+        spec.kind(),
         None | Some(OutputKind::Null) | Some(OutputKind::Stdout)
     )
 }
