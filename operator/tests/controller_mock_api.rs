@@ -1937,10 +1937,14 @@ async fn assert_only_the_output_degrades(mut harness: Harness, reason: &str) -> 
     assert!(config.contains("first-edit"));
     harness.observe(&calls);
 
+    let mut edit = team_b_flow("second-edit");
+    // As the API server does on every change of a spec.
+    edit["metadata"]["generation"] = json!(2);
+    edit["metadata"]["resourceVersion"] = json!("21");
     harness
         .writers
         .flows
-        .apply_watcher_event(&watcher::Event::Apply(guard(team_b_flow("second-edit"))));
+        .apply_watcher_event(&watcher::Event::Apply(guard(edit)));
     let edited = harness.reconcile().await;
     let config =
         applied_aggregator_config(&edited).unwrap_or_else(|| panic!("{:#?}", lines(&edited)));
