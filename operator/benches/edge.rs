@@ -46,7 +46,9 @@ fn pipeline(n: usize) -> sluice::model::Pipeline {
         let namespace = format!("team-{}", i % NAMESPACES);
         let mut matcher = (*flow.matcher).clone();
         matcher.scope = Scope::Namespace(namespace.clone());
-        matcher.rules[0].selector.labels = [("app".to_owned(), format!("web-{i}"))].into();
+        matcher.rules[0].selector.labels = [("app".to_owned(), format!("web-{i}"))]
+            .into_iter()
+            .collect();
         *flow = FlowPlan::new(
             ObjectKey::namespaced(Kind::Flow, &namespace, &format!("web-{i}")),
             matcher,
@@ -78,7 +80,9 @@ fn pipeline(n: usize) -> sluice::model::Pipeline {
         vec![Rule {
             action: Action::Select,
             selector: Selector {
-                namespace_labels: [("env".to_owned(), "prod".to_owned())].into(),
+                namespace_labels: [("env".to_owned(), "prod".to_owned())]
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             },
         }],

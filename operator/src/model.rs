@@ -21,7 +21,7 @@ use crate::api::{
 };
 use crate::layout::Names;
 use crate::render::escape::{is_dns_subdomain, is_param_key};
-use crate::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched};
+use crate::routing::{Action, FlowMatcher, Rule, Scope, Selector, Watched, label_map};
 
 mod secrets;
 pub mod validate;
@@ -1276,7 +1276,7 @@ fn rule_of(select: Option<Selector>, exclude: Option<Selector>) -> Option<Rule> 
 
 fn flow_selector(s: &FlowSelector) -> Selector {
     Selector {
-        labels: s.labels.clone(),
+        labels: label_map(&s.labels),
         hosts: s.hosts.iter().cloned().collect(),
         container_names: s.container_names.iter().cloned().collect(),
         ..Selector::default()
@@ -1286,8 +1286,8 @@ fn flow_selector(s: &FlowSelector) -> Selector {
 fn cluster_flow_selector(s: &ClusterFlowSelector) -> Selector {
     Selector {
         namespaces: s.namespaces.iter().cloned().collect(),
-        namespace_labels: s.namespace_labels.clone(),
-        labels: s.labels.clone(),
+        namespace_labels: label_map(&s.namespace_labels),
+        labels: label_map(&s.labels),
         hosts: s.hosts.iter().cloned().collect(),
         container_names: s.container_names.iter().cloned().collect(),
     }

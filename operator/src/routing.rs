@@ -36,10 +36,20 @@ pub enum Action {
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Selector {
     pub namespaces: BTreeSet<String>,
-    pub namespace_labels: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
+    pub namespace_labels: LabelMap,
+    pub labels: LabelMap,
     pub hosts: BTreeSet<String>,
     pub container_names: BTreeSet<String>,
+}
+
+/// Labels a selector asks for, sorted by name. A sorted vector rather than a B-tree: a
+/// selector names a label or two, and a B-tree's first node holds room for eleven (about
+/// half a kilobyte per rule, 10 MiB of a 10,000-flow Logging kept between reconciles).
+pub type LabelMap = litemap::LiteMap<String, String>;
+
+/// The [`LabelMap`] of a selector's labels as the API holds them.
+pub fn label_map(labels: &BTreeMap<String, String>) -> LabelMap {
+    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// One ordered rule of a flow.
@@ -110,7 +120,7 @@ impl Selector {
     }
 }
 
-fn contains_all(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
+fn contains_all(have: &BTreeMap<String, String>, want: &LabelMap) -> bool {
     want.iter().all(|(k, v)| have.get(k) == Some(v))
 }
 

@@ -376,7 +376,7 @@ fn a_routing_change_updates_the_agents_table_without_rolling_them() {
         .flat_map(|f| std::sync::Arc::make_mut(&mut f.matcher).rules.iter_mut())
         .find(|r| !r.selector.labels.is_empty())
         .expect("the examples select by label");
-    for value in rule.selector.labels.values_mut() {
+    for (_, value) in rule.selector.labels.iter_mut() {
         *value = "changed".to_owned();
     }
     let edited = changed

@@ -94,7 +94,7 @@ fn explain_over_the_examples() {
     for namespace in ["payments", "storefront", "kube-system"] {
         let record = Record {
             namespace: namespace.to_owned(),
-            labels: [("app".to_owned(), "api".to_owned())].into(),
+            labels: [("app".to_owned(), "api".to_owned())].into_iter().collect(),
             container: "api".to_owned(),
             host: "node-1".to_owned(),
             ..Default::default()

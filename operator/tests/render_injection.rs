@@ -53,8 +53,8 @@ fn outputs(s: &str) -> Vec<serde_json::Value> {
 fn selector(s: &str) -> Selector {
     Selector {
         namespaces: BTreeSet::from([s.to_owned()]),
-        namespace_labels: [(s.to_owned(), s.to_owned())].into(),
-        labels: [(s.to_owned(), s.to_owned())].into(),
+        namespace_labels: [(s.to_owned(), s.to_owned())].into_iter().collect(),
+        labels: [(s.to_owned(), s.to_owned())].into_iter().collect(),
         hosts: BTreeSet::from([s.to_owned()]),
         container_names: BTreeSet::from([s.to_owned()]),
     }
@@ -255,8 +255,8 @@ fn check(s: &str) {
     for container in [s, "x"] {
         let record = Record {
             namespace: s.to_owned(),
-            namespace_labels: [(s.to_owned(), s.to_owned())].into(),
-            labels: [(s.to_owned(), s.to_owned())].into(),
+            namespace_labels: [(s.to_owned(), s.to_owned())].into_iter().collect(),
+            labels: [(s.to_owned(), s.to_owned())].into_iter().collect(),
             host: s.to_owned(),
             container: container.to_owned(),
         };

@@ -45,8 +45,8 @@ fn selector() -> impl Strategy<Value = Selector> {
         .prop_map(
             |(namespaces, namespace_labels, labels, hosts, container_names)| Selector {
                 namespaces,
-                namespace_labels,
-                labels,
+                namespace_labels: namespace_labels.into_iter().collect(),
+                labels: labels.into_iter().collect(),
                 hosts,
                 container_names,
             },
@@ -615,7 +615,7 @@ fn a_relabelled_pod_is_decided_again() {
         rules: vec![Rule {
             action: Action::Select,
             selector: Selector {
-                labels: BTreeMap::from([("app".to_owned(), "x".to_owned())]),
+                labels: [("app".to_owned(), "x".to_owned())].into_iter().collect(),
                 ..Default::default()
             },
         }],

@@ -33,7 +33,7 @@ pub fn simple_flows(n: usize) -> Pipeline {
                 rules: vec![Rule {
                     action: Action::Select,
                     selector: Selector {
-                        labels: [("app".to_owned(), "web".to_owned())].into(),
+                        labels: [("app".to_owned(), "web".to_owned())].into_iter().collect(),
                         ..Default::default()
                     },
                 }],
@@ -113,7 +113,7 @@ fn ten_thousand_flows_fit_the_agents_routing_table() {
     let router = EdgeRouter::new(&p);
     let record = sluice::routing::Record {
         namespace: "team-9999".into(),
-        labels: [("app".to_owned(), "web".to_owned())].into(),
+        labels: [("app".to_owned(), "web".to_owned())].into_iter().collect(),
         ..Default::default()
     };
     assert_eq!(router.routes(&record).len(), 1);

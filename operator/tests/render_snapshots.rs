@@ -192,7 +192,7 @@ pub fn typical() -> Pipeline {
                     Rule {
                         action: Action::Select,
                         selector: Selector {
-                            labels: [("app".into(), "web".into())].into(),
+                            labels: [("app".into(), "web".into())].into_iter().collect(),
                             ..Default::default()
                         },
                     },
@@ -227,7 +227,7 @@ pub fn typical() -> Pipeline {
             rules: vec![Rule {
                 action: Action::Select,
                 selector: Selector {
-                    namespace_labels: [("env".into(), "prod".into())].into(),
+                    namespace_labels: [("env".into(), "prod".into())].into_iter().collect(),
                     ..Default::default()
                 },
             }],

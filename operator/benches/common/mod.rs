@@ -37,7 +37,7 @@ pub fn simple_flows(n: usize) -> Pipeline {
                 rules: vec![Rule {
                     action: Action::Select,
                     selector: Selector {
-                        labels: [("app".to_owned(), "web".to_owned())].into(),
+                        labels: [("app".to_owned(), "web".to_owned())].into_iter().collect(),
                         ..Default::default()
                     },
                 }],

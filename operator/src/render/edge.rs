@@ -188,7 +188,7 @@ fn flow_line(route: &str, matcher: &FlowMatcher) -> String {
 }
 
 /// A map's keys and values, alternating.
-fn pairs(map: &BTreeMap<String, String>) -> impl Iterator<Item = &String> {
+fn pairs(map: &crate::routing::LabelMap) -> impl Iterator<Item = &String> {
     map.iter().flat_map(|(k, v)| [k, v])
 }
 
