@@ -128,15 +128,14 @@ pub fn write_output(
     buffer_path: &str,
     flush_at_shutdown: bool,
 ) {
-    let kinds = plan.spec.kinds();
-    let Some(kind) = kinds.first() else {
+    let Some(kind) = plan.spec.kind() else {
         w.param("@type", "null");
         w.param("@id", id);
         w.comment("output sets no kind");
         return;
     };
     let secrets = Secrets { plan };
-    w.param("@type", plugin_type(kind));
+    w.param("@type", plugin_type(&kind));
     w.param("@id", id);
     // Whether the kind carries a time chunk key (files and objects are cut per hour).
     let mut time_chunks = false;
